@@ -1,0 +1,110 @@
+//! The syntax tree of one configuration file. Every node keeps its span so
+//! that later stages can point at the text.
+
+use crate::span::Span;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+/// The raw text between an element's parentheses, with the span of that
+/// text (not of the parentheses).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigText {
+    pub text: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// A chain `a -> b -> c`; a lone declaration is a chain of one section.
+    Connection(Connection),
+    ElementClass(ElementClass),
+    Define(Vec<Definition>),
+    Require(Vec<Requirement>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArrowKind {
+    /// `->`
+    Single,
+    /// `=>`: many-to-many, port by port.
+    Double,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Connection {
+    /// Element lists between arrows: `a, b -> c` has two sections.
+    pub sections: Vec<Vec<ElementRef>>,
+    /// `arrows[i]` joins `sections[i]` and `sections[i + 1]`.
+    pub arrows: Vec<(ArrowKind, Span)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Port {
+    pub number: u32,
+    pub span: Span,
+}
+
+/// `[in]target[out]` in a connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ElementRef {
+    pub input: Option<Port>,
+    pub target: Target,
+    pub output: Option<Port>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// A bare word: a declared element, or a class used anonymously
+    /// (`-> Discard;`); flattening decides which.
+    Name(Ident),
+    /// `a, b :: Class(config)`.
+    Declare { names: Vec<Ident>, class: ClassUse },
+    /// `Class(config)` inline.
+    Anonymous(ClassUse),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassUse {
+    pub class: Ident,
+    pub config: Option<ConfigText>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ElementClass {
+    pub name: Ident,
+    pub body: ClassBody,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClassBody {
+    Compound(Compound),
+    /// `elementclass MyQueue Queue;`
+    Synonym(Ident),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compound {
+    /// `$a, $b |` parameters, without the `$`.
+    pub formals: Vec<Ident>,
+    pub stmts: Vec<Stmt>,
+    pub span: Span,
+}
+
+/// `$NAME value` inside `define(...)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definition {
+    pub name: Ident,
+    pub value: String,
+}
+
+/// One word of `require(...)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Requirement {
+    pub name: String,
+    pub span: Span,
+}

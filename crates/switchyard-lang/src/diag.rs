@@ -1,0 +1,145 @@
+//! Diagnostics for people: `file:line:column: error: message`, the source
+//! line, a caret under the spot, then notes and a suggestion.
+
+use crate::span::{SourceMap, Span};
+use std::fmt::Write;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A secondary message, optionally pointing at another place
+/// (`previously declared here`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    pub span: Option<Span>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub span: Span,
+    pub message: String,
+    pub notes: Vec<Note>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            span,
+            message: message.into(),
+            notes: Vec::new(),
+            help: None,
+        }
+    }
+
+    pub fn warning(span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(span, message)
+        }
+    }
+
+    pub fn with_note(mut self, span: Option<Span>, message: impl Into<String>) -> Diagnostic {
+        self.notes.push(Note {
+            span,
+            message: message.into(),
+        });
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// `file:line:column`, the first line of the rendered form.
+    pub fn location(&self, map: &SourceMap) -> String {
+        let (line, col) = map.line_col(self.span.file, self.span.start as usize);
+        format!("{}:{}:{}", map.name(self.span.file), line, col)
+    }
+
+    /// The full text shown to the user.
+    pub fn render(&self, map: &SourceMap) -> String {
+        let mut out = String::new();
+        let kind = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(out, "{}: {}: {}", self.location(map), kind, self.message);
+        snippet(&mut out, map, self.span);
+        for note in &self.notes {
+            match note.span {
+                Some(span) => {
+                    let (line, col) = map.line_col(span.file, span.start as usize);
+                    let _ = writeln!(
+                        out,
+                        "{}:{}:{}: note: {}",
+                        map.name(span.file),
+                        line,
+                        col,
+                        note.message
+                    );
+                    snippet(&mut out, map, span);
+                }
+                None => {
+                    let _ = writeln!(out, "  = note: {}", note.message);
+                }
+            }
+        }
+        if let Some(help) = &self.help {
+            let _ = writeln!(out, "  = help: {help}");
+        }
+        out
+    }
+}
+
+/// The source line of `span` and a caret run under it (clipped to the line).
+fn snippet(out: &mut String, map: &SourceMap, span: Span) {
+    let (line, col) = map.line_col(span.file, span.start as usize);
+    let text = map.line_text(span.file, line);
+    let width = map
+        .slice(span)
+        .lines()
+        .next()
+        .map_or(1, |s| s.chars().count().max(1));
+    let width = width.min(text.chars().count().saturating_sub(col - 1).max(1));
+    let gutter = line.to_string().len();
+    let _ = writeln!(out, "{:>gutter$} | {}", line, text.replace('\t', " "));
+    let _ = writeln!(
+        out,
+        "{:>gutter$} | {}{}",
+        "",
+        " ".repeat(col - 1),
+        "^".repeat(width)
+    );
+}
+
+/// Renders every diagnostic, errors and warnings in source order.
+pub fn render_all(diags: &[Diagnostic], map: &SourceMap) -> String {
+    diags.iter().map(|d| d.render(map)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_location_line_and_caret() {
+        let mut map = SourceMap::new();
+        let f = map.add("x.click", "a :: Tee;\nb :: Countr;\n");
+        let d = Diagnostic::error(Span::new(f, 15, 21), "unknown element class 'Countr'")
+            .with_help("did you mean 'Counter'?");
+        let text = d.render(&map);
+        assert_eq!(
+            text,
+            "x.click:2:6: error: unknown element class 'Countr'\n\
+             2 | b :: Countr;\n  |      ^^^^^^\n  = help: did you mean 'Counter'?\n"
+        );
+    }
+}

@@ -1,0 +1,800 @@
+//! Flattening: from the AST to a flat list of named elements and
+//! port-to-port connections, as Click's lexer does before it builds a router.
+//!
+//! `define` variables are substituted into configuration arguments;
+//! `elementclass` compounds are expanded with `outer/inner` names, their
+//! `input`/`output` pseudo-elements spliced out; anonymous elements get
+//! Click's `Class@N` names. Declarations are visible in the whole scope, in
+//! any order. Errors are collected, not returned on first sight.
+
+use crate::ast::*;
+use crate::config::{split_args, substitute};
+use crate::diag::Diagnostic;
+use crate::span::Span;
+use crate::suggest::nearest;
+use std::collections::HashMap;
+
+/// One argument of an element's configuration after variable substitution,
+/// with the span of its text as written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlatArg {
+    pub text: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlatElement {
+    /// Full name, `outer/inner` inside compounds, `Class@N` if anonymous.
+    pub name: String,
+    pub class: String,
+    /// False when the class was unknown; that error is already reported.
+    pub class_known: bool,
+    pub args: Vec<FlatArg>,
+    /// Where the element was declared (its name, or its class if anonymous).
+    pub span: Span,
+    /// The span of the configuration text, or of the class name if none.
+    pub config_span: Span,
+}
+
+impl FlatElement {
+    /// The configuration string after substitution, as Click's `config`
+    /// handler shows it.
+    pub fn config(&self) -> String {
+        self.args
+            .iter()
+            .map(|a| a.text.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRef {
+    pub element: usize,
+    pub port: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlatConnection {
+    pub from: PortRef,
+    pub to: PortRef,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlatConfig {
+    pub elements: Vec<FlatElement>,
+    pub connections: Vec<FlatConnection>,
+}
+
+impl FlatConfig {
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.elements.iter().position(|e| e.name == name)
+    }
+}
+
+/// What the flattener needs to know of the world: primitive class names,
+/// provided requirements and command-line definitions (which win over the
+/// file's `define`s).
+pub struct Environment<'a> {
+    pub classes: &'a [&'a str],
+    pub provides: &'a [&'a str],
+    pub defines: &'a [(String, String)],
+}
+
+/// Flattens a parsed file. The diagnostics are every error found; the
+/// configuration is usable only when there are none.
+pub fn flatten(stmts: &[Stmt], env: &Environment) -> (FlatConfig, Vec<Diagnostic>) {
+    let mut f = Flattener {
+        env,
+        nodes: Vec::new(),
+        edges: Vec::new(),
+        diags: Vec::new(),
+        depth: 0,
+    };
+    let globals: HashMap<String, String> = env.defines.iter().cloned().collect();
+    f.scope(stmts, "", &globals, &Classes::default(), None);
+    let config = f.finish();
+    let mut diags = f.diags;
+    diags.sort_by_key(|d| (d.span.file, d.span.start));
+    (config, diags)
+}
+
+/// A node of the graph under construction: a real element or a tunnel
+/// (a compound's `input` or `output`, spliced out at the end).
+enum Node {
+    Element(FlatElement),
+    Tunnel {
+        owner: String,
+        input: bool,
+        span: Span,
+    },
+}
+
+#[derive(Clone, Default)]
+struct Classes<'s> {
+    compounds: HashMap<String, &'s ElementClass>,
+}
+
+/// What a name in a scope refers to: one node for sources and one for
+/// destinations (different for a compound: its output and input tunnels).
+#[derive(Clone, Copy)]
+struct Handle {
+    as_source: usize,
+    as_dest: usize,
+    span: Span,
+}
+
+struct Flattener<'e> {
+    env: &'e Environment<'e>,
+    nodes: Vec<Node>,
+    edges: Vec<FlatConnection>,
+    diags: Vec<Diagnostic>,
+    depth: usize,
+}
+
+const MAX_DEPTH: usize = 64;
+
+impl<'e> Flattener<'e> {
+    /// Expands the statements of one scope (the file, or a compound body
+    /// with `tunnels` = its input and output nodes).
+    fn scope<'s>(
+        &mut self,
+        stmts: &'s [Stmt],
+        prefix: &str,
+        outer_vars: &HashMap<String, String>,
+        outer_classes: &Classes<'s>,
+        tunnels: Option<(usize, usize)>,
+    ) {
+        // Definitions and classes apply to the whole scope; the command line
+        // wins over the file at top level.
+        let mut vars = outer_vars.clone();
+        for stmt in stmts {
+            if let Stmt::Define(defs) = stmt {
+                for d in defs {
+                    let overridden = prefix.is_empty()
+                        && self.env.defines.iter().any(|(n, _)| *n == d.name.name);
+                    if !overridden {
+                        let (v, _) =
+                            substitute(&d.value, |n| outer_vars.get(n).map(String::as_str));
+                        vars.insert(d.name.name.clone(), v);
+                    }
+                }
+            }
+        }
+        let mut classes = outer_classes.clone();
+        for stmt in stmts {
+            match stmt {
+                Stmt::ElementClass(ec) => {
+                    classes.compounds.insert(ec.name.name.clone(), ec);
+                }
+                Stmt::Require(reqs) => self.require(reqs),
+                _ => {}
+            }
+        }
+
+        // Declarations first, so that connections may name an element
+        // declared further down.
+        let mut names: HashMap<String, Handle> = HashMap::new();
+        if let Some((input, output)) = tunnels {
+            let span = Span::default();
+            names.insert(
+                "input".into(),
+                Handle {
+                    as_source: input,
+                    as_dest: usize::MAX,
+                    span,
+                },
+            );
+            names.insert(
+                "output".into(),
+                Handle {
+                    as_source: usize::MAX,
+                    as_dest: output,
+                    span,
+                },
+            );
+        }
+        for stmt in stmts {
+            let Stmt::Connection(c) = stmt else { continue };
+            for item in c.sections.iter().flatten() {
+                let Target::Declare { names: decl, class } = &item.target else {
+                    continue;
+                };
+                for id in decl {
+                    if let Some(prev) = names.get(&id.name) {
+                        let mut d = Diagnostic::error(
+                            id.span,
+                            format!("redeclaration of element '{}'", id.name),
+                        );
+                        if prev.span != Span::default() {
+                            d = d.with_note(
+                                Some(prev.span),
+                                format!("element '{}' previously declared here", id.name),
+                            );
+                        }
+                        self.diags.push(d);
+                        continue;
+                    }
+                    let full = format!("{prefix}{}", id.name);
+                    let h = self.instantiate(&full, id.span, class, &vars, &classes);
+                    names.insert(id.name.clone(), h);
+                }
+            }
+        }
+
+        // Connections, with anonymous elements numbered as Click numbers
+        // them: by their position among the scope's elements.
+        let mut position = 0usize;
+        for stmt in stmts {
+            let Stmt::Connection(c) = stmt else { continue };
+            let mut sections: Vec<Vec<(Option<Handle>, &ElementRef)>> = Vec::new();
+            for section in &c.sections {
+                let mut resolved = Vec::new();
+                for item in section {
+                    let h = match &item.target {
+                        Target::Declare { names: decl, .. } => {
+                            position += decl.len();
+                            names.get(&decl[0].name).copied()
+                        }
+                        Target::Anonymous(class) => {
+                            position += 1;
+                            let local = format!("{}@{position}", class.class.name);
+                            let h = self.instantiate(
+                                &format!("{prefix}{local}"),
+                                class.class.span,
+                                class,
+                                &vars,
+                                &classes,
+                            );
+                            names.insert(local, h);
+                            Some(h)
+                        }
+                        Target::Name(id) => match names.get(&id.name) {
+                            Some(h) => Some(*h),
+                            None if self.is_class(&id.name, &classes) => {
+                                position += 1;
+                                let local = format!("{}@{position}", id.name);
+                                let class = ClassUse {
+                                    class: id.clone(),
+                                    config: None,
+                                };
+                                let h = self.instantiate(
+                                    &format!("{prefix}{local}"),
+                                    id.span,
+                                    &class,
+                                    &vars,
+                                    &classes,
+                                );
+                                names.insert(local, h);
+                                Some(h)
+                            }
+                            None => {
+                                let mut d = Diagnostic::error(
+                                    id.span,
+                                    format!("undeclared element '{}'", id.name),
+                                );
+                                let candidates = names
+                                    .keys()
+                                    .map(String::as_str)
+                                    .chain(self.env.classes.iter().copied());
+                                if let Some(n) = nearest(&id.name, candidates) {
+                                    d = d.with_help(format!("did you mean '{n}'?"));
+                                }
+                                self.diags.push(d);
+                                None
+                            }
+                        },
+                    };
+                    resolved.push((h, item));
+                }
+                sections.push(resolved);
+            }
+            if let Some(first) = sections.first() {
+                if c.sections.len() > 1 {
+                    if let Some((_, item)) = first.iter().find(|(_, i)| i.input.is_some()) {
+                        self.diags.push(Diagnostic::error(
+                            item.input.as_ref().unwrap().span,
+                            "input port ignored at start of chain",
+                        ));
+                    }
+                }
+            }
+            if let Some(last) = sections.last() {
+                if c.sections.len() > 1 {
+                    if let Some((_, item)) = last.iter().find(|(_, i)| i.output.is_some()) {
+                        self.diags.push(Diagnostic::error(
+                            item.output.as_ref().unwrap().span,
+                            "output port ignored at end of chain",
+                        ));
+                    }
+                }
+            }
+            for (k, (kind, arrow)) in c.arrows.iter().enumerate() {
+                self.connect(&sections[k], &sections[k + 1], *kind, *arrow);
+            }
+        }
+    }
+
+    fn is_class(&self, name: &str, classes: &Classes) -> bool {
+        classes.compounds.contains_key(name) || self.env.classes.contains(&name)
+    }
+
+    fn require(&mut self, reqs: &[Requirement]) {
+        for r in reqs {
+            if !self.env.provides.contains(&r.name.as_str()) {
+                let mut d =
+                    Diagnostic::error(r.span, format!("requirement '{}' is not available", r.name));
+                d = d.with_note(
+                    None,
+                    format!("Switchyard provides: {}", self.env.provides.join(", ")),
+                );
+                self.diags.push(d);
+            }
+        }
+    }
+
+    /// Creates the element (or expands the compound) `name` of `class`.
+    fn instantiate<'s>(
+        &mut self,
+        name: &str,
+        span: Span,
+        class: &ClassUse,
+        vars: &HashMap<String, String>,
+        classes: &Classes<'s>,
+    ) -> Handle {
+        let args = self.args(class, vars);
+        let mut class_name = class.class.name.clone();
+        // Follow synonyms (`elementclass MyQueue Queue;`).
+        let mut compound = None;
+        let mut hops = 0;
+        while let Some(ec) = classes.compounds.get(&class_name) {
+            match &ec.body {
+                ClassBody::Synonym(target) if hops < MAX_DEPTH => {
+                    class_name = target.name.clone();
+                    hops += 1;
+                }
+                ClassBody::Synonym(_) => break,
+                ClassBody::Compound(c) => {
+                    compound = Some(c);
+                    break;
+                }
+            }
+        }
+        if let Some(body) = compound {
+            return self.expand(name, span, &class_name, body, args, vars, classes);
+        }
+        let known = self.env.classes.contains(&class_name.as_str());
+        if !known {
+            let mut d = Diagnostic::error(
+                class.class.span,
+                format!("unknown element class '{}'", class_name),
+            );
+            let candidates = self
+                .env
+                .classes
+                .iter()
+                .copied()
+                .chain(classes.compounds.keys().map(String::as_str));
+            if let Some(n) = nearest(&class_name, candidates) {
+                d = d.with_help(format!("did you mean '{n}'?"));
+            }
+            self.diags.push(d);
+        }
+        let config_span = class.config.as_ref().map_or(class.class.span, |c| c.span);
+        self.nodes.push(Node::Element(FlatElement {
+            name: name.to_string(),
+            class: class_name,
+            class_known: known,
+            args,
+            span,
+            config_span,
+        }));
+        let idx = self.nodes.len() - 1;
+        Handle {
+            as_source: idx,
+            as_dest: idx,
+            span,
+        }
+    }
+
+    fn args(&mut self, class: &ClassUse, vars: &HashMap<String, String>) -> Vec<FlatArg> {
+        let Some(config) = &class.config else {
+            return Vec::new();
+        };
+        let base = config.span.start as usize;
+        split_args(&config.text)
+            .into_iter()
+            .map(|a| {
+                let span = Span::new(config.span.file, base + a.start, base + a.end);
+                let (text, unknown) = substitute(a.text, |n| vars.get(n).map(String::as_str));
+                for u in unknown {
+                    let mut d = Diagnostic::error(span, format!("undefined variable '${u}'"));
+                    if let Some(n) = nearest(&u, vars.keys().map(String::as_str)) {
+                        d = d.with_help(format!("did you mean '${n}'?"));
+                    } else {
+                        d = d.with_help(format!(
+                            "define it with define(${u} VALUE) or on the command line as {u}=VALUE"
+                        ));
+                    }
+                    self.diags.push(d);
+                }
+                FlatArg { text, span }
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn expand<'s>(
+        &mut self,
+        name: &str,
+        span: Span,
+        class_name: &str,
+        body: &'s Compound,
+        args: Vec<FlatArg>,
+        vars: &HashMap<String, String>,
+        classes: &Classes<'s>,
+    ) -> Handle {
+        let input = self.nodes.len();
+        self.nodes.push(Node::Tunnel {
+            owner: name.to_string(),
+            input: true,
+            span,
+        });
+        let output = self.nodes.len();
+        self.nodes.push(Node::Tunnel {
+            owner: name.to_string(),
+            input: false,
+            span,
+        });
+        if self.depth >= MAX_DEPTH {
+            self.diags.push(Diagnostic::error(
+                span,
+                format!("compound element class '{class_name}' nested too deeply (recursive?)"),
+            ));
+            return Handle {
+                as_source: output,
+                as_dest: input,
+                span,
+            };
+        }
+        if args.len() != body.formals.len() {
+            self.diags.push(Diagnostic::error(
+                span,
+                format!(
+                    "'{name} :: {class_name}' takes {} argument(s), {} given",
+                    body.formals.len(),
+                    args.len()
+                ),
+            ));
+        }
+        let mut inner_vars = vars.clone();
+        for (formal, arg) in body.formals.iter().zip(args) {
+            inner_vars.insert(formal.name.clone(), arg.text);
+        }
+        self.depth += 1;
+        self.scope(
+            &body.stmts,
+            &format!("{name}/"),
+            &inner_vars,
+            classes,
+            Some((input, output)),
+        );
+        self.depth -= 1;
+        Handle {
+            as_source: output,
+            as_dest: input,
+            span,
+        }
+    }
+
+    fn connect(
+        &mut self,
+        left: &[(Option<Handle>, &ElementRef)],
+        right: &[(Option<Handle>, &ElementRef)],
+        kind: ArrowKind,
+        arrow: Span,
+    ) {
+        let out_port = |item: &ElementRef| item.output.as_ref().map_or(0, |p| p.number);
+        let in_port = |item: &ElementRef| item.input.as_ref().map_or(0, |p| p.number);
+        let mut pairs: Vec<(usize, u32, usize, u32)> = Vec::new();
+        let mut push = |l: &(Option<Handle>, &ElementRef),
+                        lp: u32,
+                        r: &(Option<Handle>, &ElementRef),
+                        rp: u32| {
+            if let (Some(lh), Some(rh)) = (l.0, r.0) {
+                pairs.push((lh.as_source, lp, rh.as_dest, rp));
+            }
+        };
+        match kind {
+            ArrowKind::Single if left.len() > 1 && right.len() > 1 => {
+                self.diags.push(
+                    Diagnostic::error(arrow, "many-to-many connections require '=>'")
+                        .with_help("use '=>' to connect the lists element by element"),
+                );
+                return;
+            }
+            ArrowKind::Single => {
+                for l in left {
+                    for r in right {
+                        push(l, out_port(l.1), r, in_port(r.1));
+                    }
+                }
+            }
+            ArrowKind::Double if left.len() == right.len() => {
+                for (l, r) in left.iter().zip(right) {
+                    push(l, out_port(l.1), r, in_port(r.1));
+                }
+            }
+            // One side alone: without a port it expands port by port
+            // (`t => a, b` is t[0] -> a, t[1] -> b); with one it fans.
+            ArrowKind::Double if left.len() == 1 => {
+                for (k, r) in right.iter().enumerate() {
+                    let lp = left[0].1.output.as_ref().map_or(k as u32, |p| p.number);
+                    push(&left[0], lp, r, in_port(r.1));
+                }
+            }
+            ArrowKind::Double if right.len() == 1 => {
+                for (k, l) in left.iter().enumerate() {
+                    let rp = right[0].1.input.as_ref().map_or(k as u32, |p| p.number);
+                    push(l, out_port(l.1), &right[0], rp);
+                }
+            }
+            ArrowKind::Double => {
+                self.diags.push(Diagnostic::error(
+                    arrow,
+                    format!(
+                        "connection mismatch: {} outputs connected to {} inputs",
+                        left.len(),
+                        right.len()
+                    ),
+                ));
+                return;
+            }
+        }
+        for (from, fp, to, tp) in pairs {
+            if from == usize::MAX || to == usize::MAX {
+                self.diags.push(Diagnostic::error(
+                    arrow,
+                    "'input' can only be used as a source and 'output' as a destination",
+                ));
+                continue;
+            }
+            self.edges.push(FlatConnection {
+                from: PortRef {
+                    element: from,
+                    port: fp,
+                },
+                to: PortRef {
+                    element: to,
+                    port: tp,
+                },
+                span: arrow,
+            });
+        }
+    }
+
+    /// Splices out tunnels and renumbers the real elements.
+    fn finish(&mut self) -> FlatConfig {
+        let mut edges = std::mem::take(&mut self.edges);
+        for t in 0..self.nodes.len() {
+            let Node::Tunnel { owner, input, span } = &self.nodes[t] else {
+                continue;
+            };
+            let (into, rest): (Vec<_>, Vec<_>) = edges.into_iter().partition(|e| e.to.element == t);
+            let (out_of, rest): (Vec<_>, Vec<_>) =
+                rest.into_iter().partition(|e| e.from.element == t);
+            edges = rest;
+            for i in &into {
+                let through: Vec<_> = out_of.iter().filter(|o| o.from.port == i.to.port).collect();
+                if through.is_empty() {
+                    let side = if *input { "input" } else { "output" };
+                    self.diags.push(
+                        Diagnostic::error(i.span, format!("'{owner}' has no {side} {}", i.to.port))
+                            .with_note(Some(*span), format!("'{owner}' declared here")),
+                    );
+                }
+                for o in through {
+                    edges.push(FlatConnection {
+                        from: i.from,
+                        to: o.to,
+                        span: i.span,
+                    });
+                }
+            }
+        }
+        let mut index = vec![usize::MAX; self.nodes.len()];
+        let mut elements = Vec::new();
+        for (i, node) in std::mem::take(&mut self.nodes).into_iter().enumerate() {
+            if let Node::Element(e) = node {
+                index[i] = elements.len();
+                elements.push(e);
+            }
+        }
+        let mut connections: Vec<FlatConnection> = edges
+            .into_iter()
+            .map(|e| FlatConnection {
+                from: PortRef {
+                    element: index[e.from.element],
+                    port: e.from.port,
+                },
+                to: PortRef {
+                    element: index[e.to.element],
+                    port: e.to.port,
+                },
+                span: e.span,
+            })
+            .collect();
+        connections.dedup_by(|a, b| a.from == b.from && a.to == b.to);
+        FlatConfig {
+            elements,
+            connections,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::SourceMap;
+
+    const CLASSES: &[&str] = &[
+        "Counter",
+        "Discard",
+        "Idle",
+        "InfiniteSource",
+        "Print",
+        "Queue",
+        "Tee",
+    ];
+
+    fn run(text: &str, defines: &[(&str, &str)]) -> (FlatConfig, Vec<Diagnostic>) {
+        let mut map = SourceMap::new();
+        let f = map.add("t.click", text);
+        let (stmts, mut diags) = crate::parse(&map, f);
+        let defines: Vec<(String, String)> = defines
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let env = Environment {
+            classes: CLASSES,
+            provides: &["switchyard"],
+            defines: &defines,
+        };
+        let (flat, more) = flatten(&stmts, &env);
+        diags.extend(more);
+        (flat, diags)
+    }
+
+    fn ok(text: &str) -> FlatConfig {
+        let (flat, diags) = run(text, &[]);
+        assert!(diags.is_empty(), "{diags:?}");
+        flat
+    }
+
+    fn edges(flat: &FlatConfig) -> Vec<String> {
+        flat.connections
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}[{}]->[{}]{}",
+                    flat.elements[c.from.element].name,
+                    c.from.port,
+                    c.to.port,
+                    flat.elements[c.to.element].name
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn anonymous_elements_get_click_names() {
+        let flat = ok("src :: InfiniteSource; src -> Tee(2) -> Discard; Tee@2[1] -> Discard;");
+        let names: Vec<_> = flat.elements.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["src", "Tee@2", "Discard@3", "Discard@4"]);
+        assert_eq!(
+            edges(&flat),
+            [
+                "src[0]->[0]Tee@2",
+                "Tee@2[0]->[0]Discard@3",
+                "Tee@2[1]->[0]Discard@4"
+            ]
+        );
+    }
+
+    #[test]
+    fn declaration_inside_a_connection_and_forward_reference() {
+        let flat = ok("a -> t :: Tee(2); a :: InfiniteSource; t[1] -> Discard; t -> Discard;");
+        assert_eq!(flat.elements[flat.find("t").unwrap()].class, "Tee");
+        assert_eq!(flat.connections.len(), 3);
+    }
+
+    #[test]
+    fn element_lists_fan_in_and_out() {
+        let flat = ok("a, b :: Idle; c :: Idle; a, b -> c; c -> a, b;");
+        assert_eq!(
+            edges(&flat),
+            ["a[0]->[0]c", "b[0]->[0]c", "c[0]->[0]a", "c[0]->[0]b"]
+        );
+    }
+
+    #[test]
+    fn double_arrow_expands_ports() {
+        let flat = ok("t :: Tee; x, y :: Idle; t => x, y; x, y => [0]t;");
+        assert_eq!(
+            edges(&flat)[..2],
+            ["t[0]->[0]x".to_string(), "t[1]->[0]y".to_string()]
+        );
+        assert_eq!(
+            edges(&flat)[2..],
+            ["x[0]->[0]t".to_string(), "y[0]->[0]t".to_string()]
+        );
+        let (_, diags) = run("a, b :: Idle; c, d, e :: Idle; a, b => c, d, e;", &[]);
+        assert!(diags[0]
+            .message
+            .contains("connection mismatch: 2 outputs connected to 3 inputs"));
+    }
+
+    #[test]
+    fn compounds_flatten_with_slash_names_and_parameters() {
+        let flat = ok(
+            "elementclass Branch { $label | input -> c :: Counter -> Print($label) -> output; }
+             src :: InfiniteSource; src -> b :: Branch(old) -> Discard;",
+        );
+        let names: Vec<_> = flat.elements.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["src", "b/c", "b/Print@2", "Discard@3"]);
+        assert_eq!(flat.elements[2].args[0].text, "old");
+        assert_eq!(
+            edges(&flat),
+            [
+                "b/c[0]->[0]b/Print@2",
+                "src[0]->[0]b/c",
+                "b/Print@2[0]->[0]Discard@3"
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_compounds_and_passthrough() {
+        let flat = ok("elementclass Wire { input -> output; }
+             elementclass Pair { input -> w :: Wire -> c :: Counter -> output; }
+             s :: InfiniteSource; s -> p :: Pair -> Discard;");
+        assert_eq!(edges(&flat), ["p/c[0]->[0]Discard@3", "s[0]->[0]p/c"]);
+    }
+
+    #[test]
+    fn defines_substitute_and_command_line_wins() {
+        let text = "define($N 5, $L 64); s :: InfiniteSource(LIMIT $N, LENGTH $L);";
+        let (flat, _) = run(text, &[("N", "100")]);
+        assert_eq!(flat.elements[0].config(), "LIMIT 100, LENGTH 64");
+        let (_, diags) = run("s :: InfiniteSource(LIMIT $NN); define($N 1);", &[]);
+        assert_eq!(diags[0].message, "undefined variable '$NN'");
+        assert_eq!(diags[0].help.as_deref(), Some("did you mean '$N'?"));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let (_, diags) = run(
+            "a :: Countr; a :: Idle; x -> Discard; require(fastclick);",
+            &[],
+        );
+        let msgs: Vec<_> = diags.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "unknown element class 'Countr'",
+                "redeclaration of element 'a'",
+                "undeclared element 'x'",
+                "requirement 'fastclick' is not available"
+            ]
+        );
+        assert_eq!(diags[0].help.as_deref(), Some("did you mean 'Counter'?"));
+        assert!(diags[1].notes[0].message.contains("previously declared"));
+    }
+
+    #[test]
+    fn many_to_many_needs_double_arrow() {
+        let (_, diags) = run("a, b :: Idle; c, d :: Idle; a, b -> c, d;", &[]);
+        assert_eq!(diags[0].message, "many-to-many connections require '=>'");
+    }
+}

@@ -1,0 +1,690 @@
+//! Parser for Click's configuration language.
+//!
+//! nom reads tokens on demand (as Click's own lexer does: the text inside
+//! an element's parentheses is not tokenised but taken raw, nesting kept);
+//! a recursive-descent parser over those tokens builds the AST. A syntax
+//! error is recorded and the parser skips to the next `;` so that one run
+//! reports every error of the file.
+
+use crate::ast::*;
+use crate::config::split_args;
+use crate::diag::Diagnostic;
+use crate::span::{FileId, SourceMap, Span};
+use nom::branch::alt;
+use nom::bytes::complete::{tag, take_until, take_while, take_while1};
+use nom::character::complete::{anychar, multispace1, not_line_ending};
+use nom::combinator::{map, recognize, value};
+use nom::multi::many0_count;
+use nom::sequence::{pair, preceded};
+use nom::{IResult, Parser as _};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tok {
+    Ident,
+    Var,
+    Arrow,
+    DoubleArrow,
+    DoubleColon,
+    Char(char),
+    Eof,
+}
+
+/// Whitespace, `//` and `/* */` comments, and `#` preprocessor lines.
+fn trivia(i: &str) -> IResult<&str, usize> {
+    many0_count(alt((
+        multispace1,
+        recognize(pair(tag("//"), not_line_ending)),
+        recognize((tag("/*"), take_until("*/"), tag("*/"))),
+        recognize(pair(tag("#"), not_line_ending)),
+    )))
+    .parse(i)
+}
+
+fn ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '@' || c == '/'
+}
+
+/// An identifier; a `/` that starts a comment ends it.
+fn ident(i: &str) -> IResult<&str, &str> {
+    let (_, word) = take_while1(ident_char).parse(i)?;
+    let cut = word
+        .find("//")
+        .into_iter()
+        .chain(word.find("/*"))
+        .min()
+        .unwrap_or(word.len());
+    let word = word[..cut].trim_end_matches('/');
+    if word.is_empty() {
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::TakeWhile1,
+        )));
+    }
+    Ok((&i[word.len()..], word))
+}
+
+fn token(i: &str) -> IResult<&str, Tok> {
+    if i.is_empty() {
+        return Ok((i, Tok::Eof));
+    }
+    alt((
+        value(Tok::Arrow, tag("->")),
+        value(Tok::DoubleArrow, tag("=>")),
+        value(Tok::DoubleColon, tag("::")),
+        value(
+            Tok::Var,
+            recognize(preceded(
+                tag("$"),
+                take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_'),
+            )),
+        ),
+        value(Tok::Ident, ident),
+        map(anychar, Tok::Char),
+    ))
+    .parse(i)
+}
+
+/// The raw configuration text after an opening parenthesis, up to (not
+/// including) the matching `)`. Quotes and comments may hold parentheses.
+fn config_body(i: &str) -> Option<usize> {
+    let b = i.as_bytes();
+    let mut depth = 1;
+    let mut k = 0;
+    while k < b.len() {
+        match b[k] {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+            b'"' => {
+                k += 1;
+                while k < b.len() && b[k] != b'"' {
+                    k += if b[k] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if b.get(k + 1) == Some(&b'/') => {
+                let (rest, _) = take_while::<_, _, nom::error::Error<&str>>(|c| c != '\n')
+                    .parse(&i[k..])
+                    .ok()?;
+                k = i.len() - rest.len();
+            }
+            b'/' if b.get(k + 1) == Some(&b'*') => k += i[k..].find("*/")? + 1,
+            _ => {}
+        }
+        k += 1;
+    }
+    None
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    file: FileId,
+    pos: usize,
+    diags: Vec<Diagnostic>,
+}
+
+/// Parses one file of the map. Returns the statements that parsed and every
+/// syntax error found.
+pub fn parse(map: &SourceMap, file: FileId) -> (Vec<Stmt>, Vec<Diagnostic>) {
+    let mut p = Parser {
+        src: map.text(file),
+        file,
+        pos: 0,
+        diags: Vec::new(),
+    };
+    let stmts = p.statements(None);
+    (stmts, p.diags)
+}
+
+impl<'a> Parser<'a> {
+    fn span(&self, start: usize, end: usize) -> Span {
+        Span::new(self.file, start, end)
+    }
+
+    fn skip_trivia(&mut self) {
+        if let Ok((rest, _)) = trivia(&self.src[self.pos..]) {
+            self.pos = self.src.len() - rest.len();
+        }
+    }
+
+    /// The next token, its text and span, without consuming it.
+    fn peek(&mut self) -> (Tok, &'a str, Span) {
+        self.skip_trivia();
+        let rest = &self.src[self.pos..];
+        let (after, tok) = token(rest).unwrap_or((rest, Tok::Eof));
+        let len = rest.len() - after.len();
+        (tok, &rest[..len], self.span(self.pos, self.pos + len))
+    }
+
+    fn next(&mut self) -> (Tok, &'a str, Span) {
+        let t = self.peek();
+        self.pos = t.2.end as usize;
+        t
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek().0 == Tok::Char(c) {
+            self.next();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn error_near(&mut self, span: Span, text: &str, expected: &str) {
+        let near = if text.is_empty() {
+            "end of file".to_string()
+        } else {
+            format!("'{text}'")
+        };
+        self.diags.push(Diagnostic::error(
+            span,
+            format!("syntax error near {near}: expected {expected}"),
+        ));
+    }
+
+    /// Skips to just after the next `;` (or before a `}` closing the
+    /// current compound, or the end of file).
+    fn recover(&mut self) {
+        loop {
+            match self.peek().0 {
+                Tok::Eof | Tok::Char('}') => return,
+                Tok::Char(';') => {
+                    self.next();
+                    return;
+                }
+                Tok::Char('(') => {
+                    self.next();
+                    self.config_text();
+                }
+                _ => {
+                    self.next();
+                }
+            }
+        }
+    }
+
+    fn statements(&mut self, in_compound: Option<Span>) -> Vec<Stmt> {
+        let mut stmts = Vec::new();
+        loop {
+            let (tok, text, span) = self.peek();
+            match tok {
+                Tok::Eof => {
+                    if let Some(open) = in_compound {
+                        self.diags.push(Diagnostic::error(
+                            open,
+                            "unterminated 'elementclass' body: missing '}'",
+                        ));
+                    }
+                    return stmts;
+                }
+                Tok::Char('}') if in_compound.is_some() => return stmts,
+                Tok::Char(';') => {
+                    self.next();
+                }
+                Tok::Ident if text == "elementclass" => {
+                    self.next();
+                    if let Some(s) = self.element_class() {
+                        stmts.push(s);
+                    }
+                }
+                Tok::Ident if text == "define" || text == "require" => {
+                    self.next();
+                    if let Some(s) = self.define_or_require(text == "define", span) {
+                        stmts.push(s);
+                    }
+                }
+                Tok::Ident | Tok::Char('[') => match self.connection() {
+                    Some(c) => stmts.push(Stmt::Connection(c)),
+                    None => self.recover(),
+                },
+                _ => {
+                    self.next();
+                    self.error_near(span, text, "a declaration or connection");
+                    self.recover();
+                }
+            }
+        }
+    }
+
+    fn config_text(&mut self) -> Option<ConfigText> {
+        let start = self.pos;
+        match config_body(&self.src[start..]) {
+            Some(len) => {
+                self.pos = start + len + 1;
+                Some(ConfigText {
+                    text: self.src[start..start + len].to_string(),
+                    span: self.span(start, start + len),
+                })
+            }
+            None => {
+                self.diags.push(Diagnostic::error(
+                    self.span(start - 1, start),
+                    "unbalanced '(': missing ')'",
+                ));
+                self.pos = self.src.len();
+                None
+            }
+        }
+    }
+
+    fn element_class(&mut self) -> Option<Stmt> {
+        let (tok, text, span) = self.next();
+        if tok != Tok::Ident {
+            self.error_near(span, text, "an element class name after 'elementclass'");
+            self.recover();
+            return None;
+        }
+        let name = Ident {
+            name: text.to_string(),
+            span,
+        };
+        let (tok, text2, span2) = self.next();
+        match tok {
+            Tok::Char('{') => {
+                let formals = self.formals();
+                let stmts = self.statements(Some(span2));
+                let close = self.peek().2;
+                self.eat('}');
+                Some(Stmt::ElementClass(ElementClass {
+                    name,
+                    body: ClassBody::Compound(Compound {
+                        formals,
+                        stmts,
+                        span: span2.to(close),
+                    }),
+                }))
+            }
+            Tok::Ident => Some(Stmt::ElementClass(ElementClass {
+                name,
+                body: ClassBody::Synonym(Ident {
+                    name: text2.to_string(),
+                    span: span2,
+                }),
+            })),
+            _ => {
+                self.error_near(span2, text2, "'{' after the class name");
+                self.recover();
+                None
+            }
+        }
+    }
+
+    /// `$a, $b |` at the start of a compound body, if present.
+    fn formals(&mut self) -> Vec<Ident> {
+        let save = self.pos;
+        let mut formals = Vec::new();
+        loop {
+            let (tok, text, span) = self.peek();
+            if tok != Tok::Var {
+                break;
+            }
+            self.next();
+            formals.push(Ident {
+                name: text[1..].to_string(),
+                span,
+            });
+            match self.next().0 {
+                Tok::Char(',') => continue,
+                Tok::Char('|') => return formals,
+                _ => break,
+            }
+        }
+        if !formals.is_empty() {
+            let here = self.peek().2;
+            self.diags.push(Diagnostic::error(
+                here,
+                "expected ',' or '|' after compound parameters",
+            ));
+        }
+        self.pos = save;
+        Vec::new()
+    }
+
+    fn define_or_require(&mut self, define: bool, keyword: Span) -> Option<Stmt> {
+        if !self.eat('(') {
+            let (_, text, span) = self.peek();
+            self.error_near(span, text, "'(' after 'define' or 'require'");
+            self.recover();
+            return None;
+        }
+        let config = self.config_text()?;
+        self.eat(';');
+        let base = config.span.start as usize;
+        let args = split_args(&config.text);
+        if define {
+            let mut defs = Vec::new();
+            for a in args.iter().filter(|a| !a.text.is_empty()) {
+                let var_len = a.text.find(char::is_whitespace).unwrap_or(a.text.len());
+                let var = &a.text[..var_len];
+                let span = self.span(base + a.start, base + a.start + var_len);
+                let name = var.strip_prefix('$').filter(|n| {
+                    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+                match name {
+                    Some(n) => defs.push(Definition {
+                        name: Ident {
+                            name: n.to_string(),
+                            span,
+                        },
+                        value: a.text[var_len..].trim().to_string(),
+                    }),
+                    None => self.diags.push(
+                        Diagnostic::error(
+                            span,
+                            format!("bad 'define' declaration: '{var}' is not a variable"),
+                        )
+                        .with_help("write define($NAME value)"),
+                    ),
+                }
+            }
+            Some(Stmt::Define(defs))
+        } else {
+            let reqs = args
+                .iter()
+                .flat_map(|a| {
+                    let mut words = a.text.split_whitespace().collect::<Vec<_>>();
+                    if words.first() == Some(&"package") {
+                        words.remove(0);
+                    }
+                    let start = base + a.start;
+                    words.into_iter().map(move |w| (w.to_string(), start))
+                })
+                .map(|(name, start)| Requirement {
+                    span: self.span(start, start + name.len()),
+                    name: name.trim_matches('"').to_string(),
+                })
+                .collect();
+            let _ = keyword;
+            Some(Stmt::Require(reqs))
+        }
+    }
+
+    fn connection(&mut self) -> Option<Connection> {
+        let mut sections = vec![self.element_list()?];
+        let mut arrows = Vec::new();
+        loop {
+            let (tok, _, span) = self.peek();
+            let kind = match tok {
+                Tok::Arrow => ArrowKind::Single,
+                Tok::DoubleArrow => ArrowKind::Double,
+                _ => break,
+            };
+            self.next();
+            arrows.push((kind, span));
+            sections.push(self.element_list()?);
+        }
+        let (tok, text, span) = self.peek();
+        match tok {
+            Tok::Char(';') => {
+                self.next();
+            }
+            Tok::Eof | Tok::Ident | Tok::Char('}') => {}
+            _ => {
+                self.error_near(span, text, "'->' or ';'");
+                return None;
+            }
+        }
+        Some(Connection { sections, arrows })
+    }
+
+    fn element_list(&mut self) -> Option<Vec<ElementRef>> {
+        let mut list: Vec<ElementRef> = Vec::new();
+        loop {
+            let item = self.element_ref()?;
+            if let Target::Declare { names, .. } = &item.target {
+                // `a, b :: C` declares every bare name before the `::`.
+                let mut extra = Vec::new();
+                while let Some(ElementRef {
+                    input: None,
+                    output: None,
+                    target: Target::Name(_),
+                    ..
+                }) = list.last()
+                {
+                    if let Some(ElementRef {
+                        target: Target::Name(id),
+                        ..
+                    }) = list.pop()
+                    {
+                        extra.push(id);
+                    }
+                }
+                if !extra.is_empty() {
+                    extra.reverse();
+                    let mut item = item.clone();
+                    if let Target::Declare { names: all, .. } = &mut item.target {
+                        extra.extend(names.iter().cloned());
+                        *all = extra;
+                    }
+                    list.push(item);
+                } else {
+                    list.push(item);
+                }
+            } else {
+                list.push(item);
+            }
+            if !self.eat(',') {
+                return Some(list);
+            }
+        }
+    }
+
+    fn port(&mut self) -> Option<Option<Port>> {
+        if self.peek().0 != Tok::Char('[') {
+            return Some(None);
+        }
+        let open = self.next().2;
+        let (tok, text, span) = self.next();
+        let number = if tok == Tok::Ident {
+            text.parse::<u32>().ok()
+        } else {
+            None
+        };
+        let Some(number) = number else {
+            self.error_near(span, text, "a port number inside '[...]'");
+            return None;
+        };
+        let (tok, text, close) = self.next();
+        if tok != Tok::Char(']') {
+            self.error_near(
+                close,
+                text,
+                "']' (port lists like [0, 1] are not supported)",
+            );
+            return None;
+        }
+        Some(Some(Port {
+            number,
+            span: open.to(close),
+        }))
+    }
+
+    fn element_ref(&mut self) -> Option<ElementRef> {
+        let input = self.port()?;
+        let (tok, text, span) = self.peek();
+        if tok != Tok::Ident {
+            self.error_near(span, text, "an element name or class");
+            return None;
+        }
+        self.next();
+        let first = Ident {
+            name: text.to_string(),
+            span,
+        };
+        let mut end = span;
+        let target = match self.peek().0 {
+            Tok::DoubleColon => {
+                self.next();
+                let (tok, text, cspan) = self.next();
+                if tok != Tok::Ident {
+                    self.error_near(cspan, text, "an element class after '::'");
+                    return None;
+                }
+                end = cspan;
+                let config = if self.eat('(') {
+                    let c = self.config_text()?;
+                    end = self.span(c.span.end as usize, c.span.end as usize + 1);
+                    Some(c)
+                } else {
+                    None
+                };
+                Target::Declare {
+                    names: vec![first],
+                    class: ClassUse {
+                        class: Ident {
+                            name: text.to_string(),
+                            span: cspan,
+                        },
+                        config,
+                    },
+                }
+            }
+            Tok::Char('(') => {
+                self.next();
+                let c = self.config_text()?;
+                end = self.span(c.span.end as usize, c.span.end as usize + 1);
+                Target::Anonymous(ClassUse {
+                    class: first,
+                    config: Some(c),
+                })
+            }
+            _ => Target::Name(first),
+        };
+        let output = self.port()?;
+        let start = input.as_ref().map_or(span, |p| p.span);
+        let stop = output.as_ref().map_or(end, |p| p.span);
+        Some(ElementRef {
+            input,
+            target,
+            output,
+            span: start.to(stop),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> (Vec<Stmt>, Vec<Diagnostic>) {
+        let mut map = SourceMap::new();
+        let f = map.add("t.click", text);
+        parse(&map, f)
+    }
+
+    fn ok(text: &str) -> Vec<Stmt> {
+        let (stmts, diags) = parse_str(text);
+        assert!(diags.is_empty(), "{diags:?}");
+        stmts
+    }
+
+    fn conn(s: &Stmt) -> &Connection {
+        match s {
+            Stmt::Connection(c) => c,
+            other => panic!("not a connection: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn declaration_with_config_keeps_raw_text() {
+        let s = ok("src :: InfiniteSource(LENGTH 64, DATA \\<00 11>) // c\n;");
+        let c = conn(&s[0]);
+        let Target::Declare { names, class } = &c.sections[0][0].target else {
+            panic!()
+        };
+        assert_eq!(names[0].name, "src");
+        assert_eq!(class.class.name, "InfiniteSource");
+        assert_eq!(
+            class.config.as_ref().unwrap().text,
+            "LENGTH 64, DATA \\<00 11>"
+        );
+    }
+
+    #[test]
+    fn multi_declaration() {
+        let s = ok("a, b :: Counter;");
+        let Target::Declare { names, .. } = &conn(&s[0]).sections[0][0].target else {
+            panic!()
+        };
+        assert_eq!(
+            names.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn chain_with_ports_and_inline_elements() {
+        let s = ok("src -> t :: Tee(2); t[1] -> [0]Counter -> Discard;");
+        assert_eq!(s.len(), 2);
+        let c = conn(&s[1]);
+        assert_eq!(c.sections.len(), 3);
+        assert_eq!(c.sections[0][0].output.as_ref().unwrap().number, 1);
+        assert_eq!(c.sections[1][0].input.as_ref().unwrap().number, 0);
+        assert!(matches!(c.sections[2][0].target, Target::Name(_)));
+    }
+
+    #[test]
+    fn element_lists_and_double_arrow() {
+        let s = ok("a, b -> c; x => y, z;");
+        assert_eq!(conn(&s[0]).sections[0].len(), 2);
+        assert_eq!(conn(&s[1]).arrows[0].0, ArrowKind::Double);
+    }
+
+    #[test]
+    fn nested_config_and_comments() {
+        let s = ok("/* block\n comment */ c :: Classifier(12/0800 /* ip ) */, -); // tail");
+        let Target::Declare { class, .. } = &conn(&s[0]).sections[0][0].target else {
+            panic!()
+        };
+        assert_eq!(class.config.as_ref().unwrap().text, "12/0800 /* ip ) */, -");
+    }
+
+    #[test]
+    fn elementclass_with_formals() {
+        let s = ok("elementclass Branch { $label | input -> Print($label) -> output; }");
+        let Stmt::ElementClass(ec) = &s[0] else {
+            panic!()
+        };
+        let ClassBody::Compound(c) = &ec.body else {
+            panic!()
+        };
+        assert_eq!(c.formals[0].name, "label");
+        assert_eq!(c.stmts.len(), 1);
+    }
+
+    #[test]
+    fn define_and_require() {
+        let s = ok("define($N 10, $NAME \"x y\"); require(package switchyard);");
+        let Stmt::Define(d) = &s[0] else { panic!() };
+        assert_eq!(
+            (d[1].name.name.as_str(), d[1].value.as_str()),
+            ("NAME", "\"x y\"")
+        );
+        let Stmt::Require(r) = &s[1] else { panic!() };
+        assert_eq!(r[0].name, "switchyard");
+    }
+
+    #[test]
+    fn statements_without_semicolons() {
+        let s = ok("a :: Idle\nb :: Idle\na -> b");
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn every_syntax_error_is_reported() {
+        let (stmts, diags) = parse_str("a :: Tee(2);\nb -> ;\nc :: Idle;\nd -> -> e;\n");
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        assert!(diags[0].message.contains("near ';'"));
+        assert_eq!(stmts.len(), 2);
+    }
+
+    #[test]
+    fn unbalanced_parenthesis_is_an_error() {
+        let (_, diags) = parse_str("a :: Tee(2;");
+        assert!(diags[0].message.contains("missing ')'"));
+    }
+}
