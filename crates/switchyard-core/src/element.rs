@@ -1,0 +1,279 @@
+//! The element API: what every element, standard or user-written,
+//! implements, and the metadata the registry keeps about its class.
+
+use crate::args::Args;
+use crate::handler::Handler;
+use crate::packet::Batch;
+use crate::runtime::Context;
+use std::time::Instant;
+
+/// How a port moves packets (Click's processing codes `h`, `l`, `a`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Processing {
+    /// The upstream element calls `push`.
+    Push,
+    /// The downstream element calls `pull`.
+    Pull,
+    /// Either; resolved from the neighbours, push by default.
+    Agnostic,
+}
+
+/// What a task did in one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// Moved packets; run again soon.
+    Busy,
+    /// Nothing to do now; wake on new input.
+    Idle,
+    /// Nothing to do before this instant (rate limiting).
+    SleepUntil(Instant),
+    /// Finished for good (a source past its LIMIT).
+    Done,
+}
+
+/// A configured element. Elements in one thread call each other directly
+/// through the [`Context`]: `push` receives a batch and passes batches on
+/// with [`Context::push`]; `pull` returns a batch, pulling upstream with
+/// [`Context::pull`]. State that handlers touch lives in atomics shared
+/// with the [`Handler`] closures, so a handler never blocks the data path.
+pub trait Element: Send + 'static {
+    /// A batch arrives on push input `port`. The default treats the
+    /// element as a one-in one-out filter built on [`simple_action`].
+    ///
+    /// [`simple_action`]: Element::simple_action
+    fn push(&mut self, port: usize, mut batch: Batch, cx: &mut Context<'_>) {
+        let _ = port;
+        self.simple_action(&mut batch);
+        if !batch.is_empty() {
+            cx.push(0, batch);
+        }
+    }
+
+    /// The downstream element pulls on output `port`. The default pulls
+    /// input 0 and applies [`simple_action`](Element::simple_action).
+    fn pull(&mut self, port: usize, cx: &mut Context<'_>) -> Option<Batch> {
+        let _ = port;
+        let mut batch = cx.pull(0)?;
+        self.simple_action(&mut batch);
+        Some(batch)
+    }
+
+    /// Processes a batch in place (Click's `simple_action`): count it,
+    /// modify packets, drop some with `retain`.
+    fn simple_action(&mut self, batch: &mut Batch) {
+        let _ = batch;
+    }
+
+    /// Called once the graph is checked, with the resolved processing of
+    /// every port. Return true if the element is a task (a source, or a
+    /// sink that pulls) and wants [`run`](Element::run) called.
+    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
+        let _ = ports;
+        Ok(false)
+    }
+
+    /// One run of a task: move up to a batch or so of packets.
+    fn run(&mut self, cx: &mut Context<'_>) -> Work {
+        let _ = cx;
+        Work::Done
+    }
+
+    /// A port count narrower than the class's, decided by the
+    /// configuration (`Tee(2)` has exactly two outputs).
+    fn port_count(&self) -> Option<PortCount> {
+        None
+    }
+
+    /// The element's handlers (besides the generic `name`, `class`,
+    /// `config`, `ports`, `handlers` every element has).
+    fn handlers(&self) -> Vec<Handler> {
+        Vec::new()
+    }
+
+    /// For a thread boundary (Queue): the half that lives on the pulling
+    /// side. The original keeps the pushing side.
+    fn split_off_pull_side(&mut self) -> Option<Box<dyn Element>> {
+        None
+    }
+
+    /// Called on the element's own thread before it runs, with a handle
+    /// that wakes this thread when it sleeps.
+    fn attach_thread(&mut self, waker: &crate::runtime::Waker) {
+        let _ = waker;
+    }
+
+    /// True while packets wait inside this element for its own thread to
+    /// take them (a Queue's pull side): the thread must not sleep.
+    fn has_pending(&self) -> bool {
+        false
+    }
+
+    /// False while more packets may still arrive from another thread (a
+    /// Queue whose producer runs): on a stop, the thread waits for them.
+    fn is_finished(&self) -> bool {
+        true
+    }
+}
+
+/// The resolved shape of one element: port counts and processing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    pub inputs: Vec<Processing>,
+    pub outputs: Vec<Processing>,
+}
+
+/// A factory: reads arguments and returns the element, or records errors
+/// in `args` and returns `None`.
+pub type Factory = fn(&mut Args) -> Option<Box<dyn Element>>;
+
+/// Everything the registry knows about a class. One source of truth for
+/// the graph checker and for `switchyard elements`.
+#[derive(Clone, Copy)]
+pub struct ElementClass {
+    /// Click's class name.
+    pub name: &'static str,
+    /// Click port count string: `"1/1"`, `"1/-"`, `"-/1"`, `"0/1"`, `"1/1-"`.
+    pub ports: &'static str,
+    /// Click processing string: `"a/a"`, `"h/h"`, `"h/l"`, `"l/h"`, `"/h"`.
+    pub processing: &'static str,
+    /// The element reference: the doc comment of the element's type.
+    pub doc: &'static str,
+    pub factory: Factory,
+}
+
+impl std::fmt::Debug for ElementClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElementClass")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Allowed number of ports on one side: `min..=max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortCount {
+    pub inputs: PortRange,
+    pub outputs: PortRange,
+}
+
+impl PortCount {
+    /// Parses a Click port count string. `-` is any number, `N-` at least
+    /// N, `N-M` a range.
+    pub fn parse(spec: &str) -> Option<PortCount> {
+        let (i, o) = spec.split_once('/').unwrap_or((spec, spec));
+        Some(PortCount {
+            inputs: PortRange::parse(i)?,
+            outputs: PortRange::parse(o)?,
+        })
+    }
+
+    pub fn exactly(inputs: u32, outputs: u32) -> PortCount {
+        PortCount {
+            inputs: PortRange {
+                min: inputs,
+                max: inputs,
+            },
+            outputs: PortRange {
+                min: outputs,
+                max: outputs,
+            },
+        }
+    }
+}
+
+impl PortRange {
+    fn parse(s: &str) -> Option<PortRange> {
+        const ANY: u32 = u32::MAX;
+        if s == "-" {
+            return Some(PortRange { min: 0, max: ANY });
+        }
+        match s.split_once('-') {
+            Some((a, "")) => Some(PortRange {
+                min: a.parse().ok()?,
+                max: ANY,
+            }),
+            Some((a, b)) => Some(PortRange {
+                min: a.parse().ok()?,
+                max: b.parse().ok()?,
+            }),
+            None => {
+                let n = s.parse().ok()?;
+                Some(PortRange { min: n, max: n })
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.min, self.max) {
+            (a, b) if a == b => a.to_string(),
+            (a, u32::MAX) => format!("{a} or more"),
+            (a, b) => format!("{a} to {b}"),
+        }
+    }
+}
+
+/// The processing of port `index` on one side of a Click processing string
+/// (`"h/l"`, `"a/ah"`): one letter per port, the last repeating.
+pub fn processing_of(spec: &str, output: bool, index: usize) -> Processing {
+    let (i, o) = spec.split_once('/').unwrap_or((spec, spec));
+    let side = if output { o } else { i };
+    let letter = side
+        .chars()
+        .nth(index)
+        .or_else(|| side.chars().last())
+        .unwrap_or('a');
+    match letter {
+        'h' => Processing::Push,
+        'l' => Processing::Pull,
+        _ => Processing::Agnostic,
+    }
+}
+
+/// Defines a struct whose doc comment is also available at run time as
+/// `Type::DOC`, so that `switchyard elements` prints exactly the rustdoc
+/// text: one source of truth for the element reference.
+#[macro_export]
+macro_rules! documented {
+    ($(#[doc = $doc:literal])* $(#[$attr:meta])* $vis:vis struct $name:ident $($body:tt)*) => {
+        $(#[doc = $doc])*
+        $(#[$attr])*
+        $vis struct $name $($body)*
+        impl $name {
+            /// The reference text of this element, as in its doc comment.
+            pub const DOC: &'static str = concat!($($doc, "\n"),*);
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_counts_parse_click_strings() {
+        let p = PortCount::parse("1/1-").unwrap();
+        assert_eq!(
+            (p.inputs.min, p.inputs.max, p.outputs.min, p.outputs.max),
+            (1, 1, 1, u32::MAX)
+        );
+        let p = PortCount::parse("-/1").unwrap();
+        assert_eq!((p.inputs.min, p.inputs.max), (0, u32::MAX));
+        let p = PortCount::parse("0-2/0").unwrap();
+        assert_eq!(p.inputs.max, 2);
+        assert!(PortCount::parse("x/1").is_none());
+    }
+
+    #[test]
+    fn processing_letters_repeat() {
+        assert_eq!(processing_of("h/l", false, 0), Processing::Push);
+        assert_eq!(processing_of("h/l", true, 3), Processing::Pull);
+        assert_eq!(processing_of("a/ah", true, 0), Processing::Agnostic);
+        assert_eq!(processing_of("a/ah", true, 5), Processing::Push);
+    }
+}

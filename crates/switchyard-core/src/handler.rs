@@ -1,0 +1,130 @@
+//! Handlers: how the outside world reads and steers elements, in-process.
+//! The control socket exposes exactly this interface.
+//!
+//! A handler is a name and closures over the element's shared state
+//! (atomics), so reading or writing one never touches the thread that runs
+//! the element and never blocks it.
+
+use std::fmt;
+use std::sync::Arc;
+
+pub type ReadFn = Arc<dyn Fn() -> String + Send + Sync>;
+pub type WriteFn = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Handler {
+    pub name: String,
+    pub read: Option<ReadFn>,
+    pub write: Option<WriteFn>,
+    /// Kept across restarts and reloads (switch positions, weights).
+    pub persistent: bool,
+}
+
+impl Handler {
+    pub fn read_only(name: &str, f: impl Fn() -> String + Send + Sync + 'static) -> Handler {
+        Handler {
+            name: name.to_string(),
+            read: Some(Arc::new(f)),
+            write: None,
+            persistent: false,
+        }
+    }
+
+    pub fn write_only(
+        name: &str,
+        f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Handler {
+        Handler {
+            name: name.to_string(),
+            read: None,
+            write: Some(Arc::new(f)),
+            persistent: false,
+        }
+    }
+
+    pub fn read_write(
+        name: &str,
+        r: impl Fn() -> String + Send + Sync + 'static,
+        w: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Handler {
+        Handler {
+            name: name.to_string(),
+            read: Some(Arc::new(r)),
+            write: Some(Arc::new(w)),
+            persistent: false,
+        }
+    }
+
+    pub fn persistent(mut self) -> Handler {
+        self.persistent = true;
+        self
+    }
+
+    /// `r`, `w` or `rw`, as Click's `handlers` handler lists them.
+    pub fn mode(&self) -> &'static str {
+        match (self.read.is_some(), self.write.is_some()) {
+            (true, true) => "rw",
+            (true, false) => "r",
+            (false, true) => "w",
+            (false, false) => "",
+        }
+    }
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Handler({} {})", self.name, self.mode())
+    }
+}
+
+/// Why a handler call failed; the control socket maps these to Click's
+/// reply codes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandlerError {
+    /// No element of that name (510).
+    NoElement(String),
+    /// The element has no such handler (511).
+    NoHandler(String),
+    /// Read of a write-only handler, or the reverse (530).
+    NotReadable(String),
+    NotWritable(String),
+    /// The handler refused the value (520).
+    Refused {
+        handler: String,
+        message: String,
+    },
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerError::NoElement(e) => write!(f, "No element named '{e}'"),
+            HandlerError::NoHandler(h) => write!(f, "No handler named '{h}'"),
+            HandlerError::NotReadable(h) => write!(f, "Handler '{h}' write-only"),
+            HandlerError::NotWritable(h) => write!(f, "Handler '{h}' read-only"),
+            HandlerError::Refused { handler, message } => {
+                write!(f, "Write handler '{handler}' error: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// Parses an integer handler value and checks it against `range`, for
+/// switch-like write handlers (an out-of-range switch is an error, never a
+/// silent blackhole).
+pub fn parse_in_range(value: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, String> {
+    let v: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected an integer, found '{}'", value.trim()))?;
+    if !range.contains(&v) {
+        return Err(format!(
+            "{v} out of range: expected {} to {}",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(v)
+}

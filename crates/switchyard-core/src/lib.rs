@@ -1,0 +1,61 @@
+//! Switchyard's core: packets and batches, the element API, argument
+//! reading, handlers, the graph checker and the batched runtime.
+//!
+//! A configuration becomes a running router in four steps, each with a
+//! typed result: [`load`] parses and flattens the text (switchyard-lang),
+//! [`build`] configures each element from the [`Registry`] and checks the
+//! graph, [`HandlerTable::new`] collects the handlers, and
+//! [`Router::start`] splits the graph into threads and runs it.
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod element;
+pub mod graph;
+pub mod handler;
+pub mod packet;
+pub mod runtime;
+pub mod table;
+
+pub use args::{Args, Data, FromArg};
+pub use element::{Element, ElementClass, PortCount, PortInfo, Processing, Work};
+pub use graph::{build, Graph, Registry};
+pub use handler::{Handler, HandlerError};
+pub use packet::{Annotations, Batch, Packet};
+pub use runtime::{Context, Router, Stopper, Waker};
+pub use table::HandlerTable;
+
+use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};
+
+/// What `require(...)` may name.
+pub const PROVIDES: &[&str] = &["switchyard", "userlevel", "int64", "linux"];
+
+/// Parses, flattens and checks file `file` of `map`. `defines` are
+/// command-line `NAME=value` definitions. Every diagnostic of every stage
+/// is returned together, in source order.
+pub fn load(
+    map: &SourceMap,
+    file: FileId,
+    registry: &Registry,
+    defines: &[(String, String)],
+) -> Result<Graph, Vec<Diagnostic>> {
+    let (stmts, mut diags) = switchyard_lang::parse(map, file);
+    let names = registry.names();
+    let env = Environment {
+        classes: &names,
+        provides: PROVIDES,
+        defines,
+    };
+    let (flat, more) = switchyard_lang::flatten(&stmts, &env);
+    diags.extend(more);
+    // Graph checks need a well-formed configuration; syntax and naming
+    // errors come first, but all of them are reported at once.
+    match build(&flat, registry) {
+        Ok(graph) if diags.is_empty() => Ok(graph),
+        Ok(_) => Err(diags),
+        Err(mut errs) => {
+            diags.append(&mut errs);
+            diags.sort_by_key(|d| (d.span.file, d.span.start));
+            Err(diags)
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Packets and batches.
+//!
+//! A [`Packet`] is a window into a reference-counted buffer, with headroom
+//! for encapsulation, plus annotations. Cloning a packet shares the buffer
+//! (Click's `clone`); writing to a shared packet copies it first (Click's
+//! `uniqueify`). Buffers and batch vectors are recycled through per-thread
+//! pools, with a shared overflow so that buffers freed on a consumer thread
+//! find their way back to the producer: in steady state nothing is
+//! allocated per packet.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Bytes before the packet data, for prepending headers without a copy.
+pub const HEADROOM: usize = 128;
+/// Size of a pooled buffer: headroom plus a jumbo-less Ethernet frame with
+/// room to spare.
+pub const BUFFER_SIZE: usize = 2048;
+/// The most packets a batch holds.
+pub const MAX_BATCH: usize = 256;
+
+/// Per-packet metadata that travels with the packet (Click's annotations).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// Nanoseconds since the Unix epoch, set by sources.
+    pub timestamp_ns: u64,
+    /// Sequence number stamped by a hub, for exactly-once cut-over.
+    pub seq: u64,
+    /// Flow hash, for flow-consistent splitting.
+    pub flow_hash: u32,
+    /// Paint colour (Click's `Paint`/`PaintSwitch`).
+    pub paint: u8,
+}
+
+/// A packet: data in a shared buffer and its annotations.
+pub struct Packet {
+    buf: Option<Arc<[u8]>>,
+    head: u32,
+    len: u32,
+    pub anno: Annotations,
+}
+
+const LOCAL_POOL_MAX: usize = 4 * 1024;
+const CHUNK: usize = 512;
+const SHARED_POOL_MAX_CHUNKS: usize = 64;
+
+thread_local! {
+    static BUFFERS: RefCell<Vec<Arc<[u8]>>> = const { RefCell::new(Vec::new()) };
+    static BATCHES: RefCell<Vec<Vec<Packet>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers handed between threads in chunks, one lock per chunk.
+static SHARED_BUFFERS: Mutex<Vec<Vec<Arc<[u8]>>>> = Mutex::new(Vec::new());
+
+fn alloc_buffer(size: usize) -> Arc<[u8]> {
+    if size <= BUFFER_SIZE {
+        let pooled = BUFFERS.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.is_empty() {
+                if let Some(chunk) = SHARED_BUFFERS.lock().ok().and_then(|mut s| s.pop()) {
+                    *p = chunk;
+                }
+            }
+            p.pop()
+        });
+        if let Some(b) = pooled {
+            return b;
+        }
+        return Arc::from(vec![0u8; BUFFER_SIZE]);
+    }
+    Arc::from(vec![0u8; size])
+}
+
+fn free_buffer(buf: Arc<[u8]>) {
+    if buf.len() != BUFFER_SIZE {
+        return;
+    }
+    BUFFERS.with(|p| {
+        let mut p = p.borrow_mut();
+        p.push(buf);
+        if p.len() >= LOCAL_POOL_MAX {
+            let keep = p.len() - CHUNK;
+            let chunk: Vec<_> = p.drain(keep..).collect();
+            if let Ok(mut shared) = SHARED_BUFFERS.lock() {
+                if shared.len() < SHARED_POOL_MAX_CHUNKS {
+                    shared.push(chunk);
+                }
+            }
+        }
+    });
+}
+
+impl Packet {
+    /// A new packet holding a copy of `data`, from the pool.
+    pub fn from_data(data: &[u8]) -> Packet {
+        let mut p = Packet::with_len(data.len());
+        p.data_mut().copy_from_slice(data);
+        p
+    }
+
+    /// A new packet of `len` bytes whose contents are unspecified
+    /// (recycled), for callers that overwrite them.
+    pub fn with_len(len: usize) -> Packet {
+        let buf = alloc_buffer(HEADROOM + len);
+        Packet {
+            buf: Some(buf),
+            head: HEADROOM as u32,
+            len: len as u32,
+            anno: Annotations::default(),
+        }
+    }
+
+    fn buf(&self) -> &Arc<[u8]> {
+        self.buf.as_ref().expect("packet buffer present until drop")
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn data(&self) -> &[u8] {
+        let h = self.head as usize;
+        &self.buf()[h..h + self.len as usize]
+    }
+
+    /// True if another packet shares this one's buffer.
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(self.buf()) > 1
+    }
+
+    /// Writable data; copies the buffer first if it is shared.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        self.uniqueify();
+        let (h, l) = (self.head as usize, self.len as usize);
+        let buf = Arc::get_mut(self.buf.as_mut().expect("buffer")).expect("unique after uniqueify");
+        &mut buf[h..h + l]
+    }
+
+    /// Makes the buffer this packet's own (Click's `uniqueify`).
+    pub fn uniqueify(&mut self) {
+        if Arc::get_mut(self.buf.as_mut().expect("buffer")).is_some() {
+            return;
+        }
+        let mut fresh = alloc_buffer(self.buf().len());
+        let src = self.buf();
+        Arc::get_mut(&mut fresh).expect("pooled buffers are unique")[..src.len()]
+            .copy_from_slice(src);
+        self.buf = Some(fresh);
+    }
+
+    /// Removes `n` bytes from the front (clamped to the length).
+    pub fn pull(&mut self, n: usize) {
+        let n = n.min(self.len as usize) as u32;
+        self.head += n;
+        self.len -= n;
+    }
+
+    /// Removes `n` bytes from the end (clamped to the length).
+    pub fn take(&mut self, n: usize) {
+        self.len -= n.min(self.len as usize) as u32;
+    }
+
+    /// Adds `n` bytes at the front, using headroom (copying if needed);
+    /// the new bytes are unspecified.
+    pub fn push_front(&mut self, n: usize) {
+        if n > self.head as usize {
+            let mut fresh = Packet::with_len(self.len as usize + n);
+            fresh.data_mut()[n..].copy_from_slice(self.data());
+            fresh.anno = self.anno;
+            *self = fresh;
+            return;
+        }
+        self.uniqueify();
+        self.head -= n as u32;
+        self.len += n as u32;
+    }
+}
+
+impl Clone for Packet {
+    /// Shares the data (one reference-count increment, no copy).
+    fn clone(&self) -> Packet {
+        Packet {
+            buf: self.buf.clone(),
+            head: self.head,
+            len: self.len,
+            anno: self.anno,
+        }
+    }
+}
+
+impl Drop for Packet {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            if Arc::strong_count(&buf) == 1 {
+                free_buffer(buf);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Packet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packet")
+            .field("len", &self.len)
+            .field("anno", &self.anno)
+            .finish()
+    }
+}
+
+/// Packets that travel together through the graph. The vector comes from
+/// a per-thread pool and goes back to it on drop.
+pub struct Batch {
+    packets: Vec<Packet>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        let packets = BATCHES
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(MAX_BATCH));
+        Batch { packets }
+    }
+
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    pub fn push(&mut self, p: Packet) {
+        self.packets.push(p);
+    }
+
+    pub fn packets(&self) -> &[Packet] {
+        &self.packets
+    }
+
+    pub fn packets_mut(&mut self) -> &mut [Packet] {
+        &mut self.packets
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Packet> {
+        self.packets.iter()
+    }
+
+    /// Total bytes of packet data.
+    pub fn byte_len(&self) -> u64 {
+        self.packets.iter().map(|p| p.len() as u64).sum()
+    }
+
+    /// Keeps the packets for which `f` is true, dropping the rest.
+    pub fn retain(&mut self, f: impl FnMut(&mut Packet) -> bool) {
+        self.packets.retain_mut(f);
+    }
+
+    /// Removes and returns every packet, leaving the batch empty.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Packet> {
+        self.packets.drain(..)
+    }
+
+    /// Drops packets beyond the first `n`.
+    pub fn truncate(&mut self, n: usize) {
+        self.packets.truncate(n);
+    }
+
+    /// A batch sharing every packet's data (for Tee).
+    pub fn share(&self) -> Batch {
+        let mut b = Batch::new();
+        b.packets.extend(self.packets.iter().cloned());
+        b
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch::new()
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        let mut v = std::mem::take(&mut self.packets);
+        if v.capacity() == 0 {
+            return;
+        }
+        v.clear();
+        BATCHES.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < 256 {
+                p.push(v);
+            }
+        });
+    }
+}
+
+impl Extend<Packet> for Batch {
+    fn extend<I: IntoIterator<Item = Packet>>(&mut self, iter: I) {
+        self.packets.extend(iter);
+    }
+}
+
+impl<'a> IntoIterator for &'a Batch {
+    type Item = &'a Packet;
+    type IntoIter = std::slice::Iter<'a, Packet>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.packets.iter()
+    }
+}
+
+/// Wall-clock nanoseconds, for timestamps (read once per batch).
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_shares_and_write_copies() {
+        let a = Packet::from_data(&[1, 2, 3]);
+        let mut b = a.clone();
+        assert!(a.is_shared());
+        b.data_mut()[0] = 9;
+        assert_eq!(a.data(), &[1, 2, 3]);
+        assert_eq!(b.data(), &[9, 2, 3]);
+        assert!(!a.is_shared());
+    }
+
+    #[test]
+    fn buffers_are_recycled() {
+        let p = Packet::from_data(&[0; 64]);
+        let ptr = p.data().as_ptr();
+        drop(p);
+        let q = Packet::from_data(&[0; 64]);
+        assert_eq!(q.data().as_ptr(), ptr);
+    }
+
+    #[test]
+    fn headroom_and_trimming() {
+        let mut p = Packet::from_data(&[1, 2, 3, 4]);
+        p.pull(1);
+        p.take(1);
+        assert_eq!(p.data(), &[2, 3]);
+        p.push_front(2);
+        assert_eq!(p.len(), 4);
+        assert_eq!(&p.data()[2..], &[2, 3]);
+        p.push_front(HEADROOM + 10);
+        assert_eq!(p.len(), 4 + HEADROOM + 10);
+        p.pull(1000);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn oversized_packets_are_not_pooled_but_work() {
+        let p = Packet::from_data(&vec![7u8; 9000]);
+        assert_eq!(p.len(), 9000);
+        assert_eq!(p.data()[8999], 7);
+    }
+}

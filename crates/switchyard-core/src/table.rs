@@ -1,0 +1,160 @@
+//! The router's handler table: every element's handlers by name, plus
+//! Click's generic ones (`name`, `class`, `config`, `ports`, `handlers` per
+//! element; `version`, `list`, `classes`, `config`, `flatconfig` global).
+//! This is the one in-process interface the control socket and the CLI's
+//! `--handler` use.
+
+use crate::element::Processing;
+use crate::graph::{Graph, Registry};
+use crate::handler::{Handler, HandlerError};
+
+pub struct ElementEntry {
+    pub name: String,
+    pub class: &'static str,
+    pub handlers: Vec<Handler>,
+}
+
+pub struct HandlerTable {
+    elements: Vec<ElementEntry>,
+    globals: Vec<Handler>,
+}
+
+fn fixed(name: &str, value: String) -> Handler {
+    Handler::read_only(name, move || value.clone())
+}
+
+impl HandlerTable {
+    /// Collects the handlers of `graph` before it starts running.
+    pub fn new(graph: &Graph, registry: &Registry, config_text: &str) -> HandlerTable {
+        let mut elements = Vec::with_capacity(graph.nodes.len());
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let mut ports = String::new();
+            for (side, list, output) in [
+                ("input", &node.ports.inputs, false),
+                ("output", &node.ports.outputs, true),
+            ] {
+                ports.push_str(&format!(
+                    "{} {}{}\n",
+                    list.len(),
+                    side,
+                    if list.len() == 1 { "" } else { "s" }
+                ));
+                for (p, proc_) in list.iter().enumerate() {
+                    let word = if *proc_ == Processing::Pull {
+                        "pull"
+                    } else {
+                        "push"
+                    };
+                    let peers: Vec<String> = graph
+                        .connections
+                        .iter()
+                        .filter_map(|(f, t)| {
+                            if output && f.element == i && f.port as usize == p {
+                                Some(format!("[{}]{}", t.port, graph.nodes[t.element].name))
+                            } else if !output && t.element == i && t.port as usize == p {
+                                Some(format!("{}[{}]", graph.nodes[f.element].name, f.port))
+                            } else {
+                                None
+                            }
+                        })
+                        .collect();
+                    ports.push_str(&format!("{word}\t-\t{}\n", peers.join(", ")));
+                }
+            }
+            let mut handlers = vec![
+                fixed("name", node.name.clone()),
+                fixed("class", node.class.to_string()),
+                fixed("config", node.config.clone()),
+                fixed("ports", ports),
+            ];
+            handlers.extend(node.handlers.iter().cloned());
+            let mut listing: String = handlers
+                .iter()
+                .map(|h| format!("{}\t{}\n", h.name, h.mode()))
+                .collect();
+            listing.push_str("handlers\tr\n");
+            handlers.push(fixed("handlers", listing));
+            elements.push(ElementEntry {
+                name: node.name.clone(),
+                class: node.class,
+                handlers,
+            });
+        }
+        let mut list = format!("{}\n", graph.nodes.len());
+        for n in &graph.nodes {
+            list.push_str(&n.name);
+            list.push('\n');
+        }
+        let classes: String = registry.names().iter().map(|c| format!("{c}\n")).collect();
+        let globals = vec![
+            fixed("version", env!("CARGO_PKG_VERSION").to_string()),
+            fixed("list", list),
+            fixed("classes", classes),
+            fixed("config", config_text.to_string()),
+            fixed("flatconfig", graph.flat_config()),
+        ];
+        HandlerTable { elements, globals }
+    }
+
+    pub fn elements(&self) -> &[ElementEntry] {
+        &self.elements
+    }
+
+    pub fn globals(&self) -> &[Handler] {
+        &self.globals
+    }
+
+    /// Finds an element by name, or by its index in the configuration
+    /// (`3.class`), as Click allows.
+    pub fn element(&self, name: &str) -> Option<&ElementEntry> {
+        self.elements.iter().find(|e| e.name == name).or_else(|| {
+            name.parse::<usize>()
+                .ok()
+                .and_then(|i| self.elements.get(i))
+        })
+    }
+
+    /// Resolves `element.handler` or a global handler name.
+    pub fn find(&self, full: &str) -> Result<&Handler, HandlerError> {
+        // Element names never contain '.', so the first one splits.
+        match full.split_once('.') {
+            Some((element, handler)) => {
+                let e = self
+                    .element(element)
+                    .ok_or_else(|| HandlerError::NoElement(element.to_string()))?;
+                e.handlers
+                    .iter()
+                    .find(|h| h.name == handler)
+                    .ok_or_else(|| HandlerError::NoHandler(full.to_string()))
+            }
+            None => self
+                .globals
+                .iter()
+                .find(|h| h.name == full)
+                .ok_or_else(|| HandlerError::NoHandler(full.to_string())),
+        }
+    }
+
+    pub fn read(&self, full: &str) -> Result<String, HandlerError> {
+        let h = self.find(full)?;
+        let read = h
+            .read
+            .as_ref()
+            .ok_or_else(|| HandlerError::NotReadable(full.to_string()))?;
+        Ok(read())
+    }
+
+    pub fn write(&self, full: &str, value: &str) -> Result<(), HandlerError> {
+        let h = self.find(full)?;
+        let write = h
+            .write
+            .as_ref()
+            .ok_or_else(|| HandlerError::NotWritable(full.to_string()))?;
+        write(value).map_err(|message| HandlerError::Refused {
+            handler: full.to_string(),
+            message,
+        })?;
+        tracing::info!(handler = full, value = value.trim(), "handler written");
+        Ok(())
+    }
+}
