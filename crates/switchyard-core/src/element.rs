@@ -90,8 +90,15 @@ pub trait Element: Send + 'static {
         Vec::new()
     }
 
-    /// For a thread boundary (Queue): the half that lives on the pulling
-    /// side. The original keeps the pushing side.
+    /// True for a thread boundary (Queue): its input side and its output
+    /// side may run on different threads.
+    fn is_thread_boundary(&self) -> bool {
+        false
+    }
+
+    /// For a thread boundary whose sides do land on different threads: the
+    /// half that lives on the pulling side. The original keeps the pushing
+    /// side.
     fn split_off_pull_side(&mut self) -> Option<Box<dyn Element>> {
         None
     }
@@ -240,9 +247,8 @@ pub fn processing_of(spec: &str, output: bool, index: usize) -> Processing {
 /// text: one source of truth for the element reference.
 #[macro_export]
 macro_rules! documented {
-    ($(#[doc = $doc:literal])* $(#[$attr:meta])* $vis:vis struct $name:ident $($body:tt)*) => {
+    ($(#[doc = $doc:literal])* $vis:vis struct $name:ident $($body:tt)*) => {
         $(#[doc = $doc])*
-        $(#[$attr])*
         $vis struct $name $($body)*
         impl $name {
             /// The reference text of this element, as in its doc comment.

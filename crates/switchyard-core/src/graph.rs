@@ -321,7 +321,10 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
         }
     }
 
-    if !errors.is_empty() {
+    // Unknown classes were reported by the flattener; elements whose
+    // arguments failed were reported above. Either way, nothing to run.
+    let incomplete = classes.iter().any(Option::is_none) || elements.iter().any(Option::is_none);
+    if !errors.is_empty() || incomplete {
         errors.sort_by_key(|d| (d.span.file, d.span.start));
         return Err(errors);
     }

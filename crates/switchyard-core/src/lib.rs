@@ -59,3 +59,34 @@ pub fn load(
         }
     }
 }
+
+/// A configuration text made ready to run: its checked graph and its
+/// handler table. Errors come back rendered (`file:line:column: error:
+/// ...`, the line, a caret), all of them.
+pub fn load_text(
+    file_name: &str,
+    text: &str,
+    registry: &Registry,
+    defines: &[(String, String)],
+) -> Result<(Graph, HandlerTable), String> {
+    let mut map = SourceMap::new();
+    let file = map.add(file_name, text);
+    match load(&map, file, registry, defines) {
+        Ok(graph) => {
+            let table = HandlerTable::new(&graph, registry, text);
+            Ok((graph, table))
+        }
+        Err(diags) => Err(switchyard_lang::render_all(&diags, &map)),
+    }
+}
+
+/// Runs a configuration until it stops by itself (a source's `STOP true`)
+/// and returns its handler table for reading results. For tests, examples
+/// and benchmarks; the CLI adds signals and periodic output.
+pub fn run_text(text: &str, registry: &Registry) -> Result<std::sync::Arc<HandlerTable>, String> {
+    let (graph, table) = load_text("<config>", text, registry, &[])?;
+    let mut router = Router::start(graph, table);
+    let handlers = router.handlers().clone();
+    while !router.wait_timeout(std::time::Duration::from_secs(1)) {}
+    Ok(handlers)
+}

@@ -49,6 +49,18 @@ impl Waker {
             self.0.thread.unpark();
         }
     }
+
+    /// Sleeps the calling thread (which must be this waker's) up to
+    /// `timeout`, unless `ready` already holds once the thread is marked
+    /// as sleeping, so a wake-up between the check and the sleep is not
+    /// lost.
+    pub fn sleep_unless(&self, timeout: Duration, ready: impl Fn() -> bool) {
+        self.0.sleeping.store(true, Ordering::SeqCst);
+        if !ready() {
+            std::thread::park_timeout(timeout);
+        }
+        self.0.sleeping.store(false, Ordering::SeqCst);
+    }
 }
 
 /// State shared by every thread of a router and its handle.
@@ -228,16 +240,24 @@ impl Router {
             let (ra, rb) = (find(p, a), find(p, b));
             p[ra] = rb;
         }
-        let mut pull_halves: Vec<Option<Box<dyn Element>>> = Vec::with_capacity(n);
-        for (i, node) in graph.nodes.iter_mut().enumerate() {
-            let half = node.element.split_off_pull_side();
-            if half.is_none() {
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if !node.element.is_thread_boundary() {
                 union(&mut parent, i, n + i);
             }
-            pull_halves.push(half);
         }
         for (f, t) in &graph.connections {
             union(&mut parent, n + f.element, t.element);
+        }
+        // A boundary whose two sides still meet (a loop through it) stays
+        // whole on one thread.
+        let mut pull_halves: Vec<Option<Box<dyn Element>>> = Vec::with_capacity(n);
+        for (i, node) in graph.nodes.iter_mut().enumerate() {
+            let apart = find(&mut parent, i) != find(&mut parent, n + i);
+            pull_halves.push(if apart {
+                node.element.split_off_pull_side()
+            } else {
+                None
+            });
         }
         let mut groups: Vec<usize> = Vec::new();
         let mut runners: Vec<(Runner, Vec<usize>)> = Vec::new();

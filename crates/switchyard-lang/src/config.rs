@@ -201,7 +201,7 @@ fn escape(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<usize, String> {
                 .copied()
                 .filter(|x| !x.is_ascii_whitespace())
                 .collect();
-            if digits.len() % 2 != 0 {
+            if !digits.len().is_multiple_of(2) {
                 return Err("hex data '\\<...>' has an odd number of digits".into());
             }
             for pair in digits.chunks(2) {

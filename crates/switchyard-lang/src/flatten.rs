@@ -282,7 +282,24 @@ impl<'e> Flattener<'e> {
                                     d = d.with_help(format!("did you mean '{n}'?"));
                                 }
                                 self.diags.push(d);
-                                None
+                                // A placeholder, so that the name's other
+                                // uses and its neighbours' ports raise no
+                                // further errors.
+                                self.nodes.push(Node::Element(FlatElement {
+                                    name: format!("{prefix}{}", id.name),
+                                    class: String::new(),
+                                    class_known: false,
+                                    args: Vec::new(),
+                                    span: id.span,
+                                    config_span: id.span,
+                                }));
+                                let h = Handle {
+                                    as_source: self.nodes.len() - 1,
+                                    as_dest: self.nodes.len() - 1,
+                                    span: id.span,
+                                };
+                                names.insert(id.name.clone(), h);
+                                Some(h)
                             }
                         },
                     };

@@ -20,7 +20,8 @@ fn distance(a: &str, b: &str) -> usize {
 
 /// The candidate closest to `name`, if it is close enough to be a likely typo.
 pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(2);
+    let len = name.chars().count();
+    let limit = (len / 3).max(2).min(len.saturating_sub(1));
     candidates
         .into_iter()
         .map(|c| (distance(name, c), c))
@@ -40,5 +41,10 @@ mod tests {
         assert_eq!(nearest("counter", names), Some("Counter"));
         assert_eq!(nearest("Quueue", names), Some("Queue"));
         assert_eq!(nearest("FromDevice", names), None);
+        assert_eq!(
+            nearest("x", ["a", "b"]),
+            None,
+            "a one-letter name is no typo of another"
+        );
     }
 }

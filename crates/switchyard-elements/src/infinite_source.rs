@@ -1,0 +1,96 @@
+use crate::source::SourceCore;
+use switchyard_core::{
+    documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
+};
+
+documented! {
+    /// Generates copies of one packet as fast as it can.
+    ///
+    /// # Ports
+    /// No inputs, one output; agnostic. Pushed from its own task, or
+    /// generates on demand when pulled.
+    ///
+    /// # Arguments
+    /// - `DATA` (positional): packet contents, e.g. `\<00 11 22>`; default a
+    ///   64-byte Ethernet/IPv4/UDP frame (10.0.0.1:1234 -> 10.0.0.2:5678).
+    /// - `LIMIT` (positional): packets to send in all; -1 (default) for no limit.
+    /// - `BURST` (positional): packets per batch, 1 to 256; default 128
+    ///   (Click's default is 1; batches are how Switchyard is fast).
+    /// - `ACTIVE` (positional): start sending at once; default true.
+    /// - `STOP`: stop the router when LIMIT is reached; default false.
+    /// - `LENGTH`: packet length in bytes; pads or truncates DATA.
+    ///
+    /// # Handlers
+    /// - `count` (read): packets sent.
+    /// - `reset` (write): zeroes the count, so LIMIT more packets go out.
+    /// - `active` (read/write): whether it sends.
+    /// - `limit` (read/write): LIMIT.
+    ///
+    /// # Example
+    /// ```text
+    /// InfiniteSource(LENGTH 64, LIMIT 1000, STOP true) -> Counter -> Discard;
+    /// ```
+    pub struct InfiniteSource {
+        core: SourceCore,
+        done: bool,
+    }
+}
+
+impl InfiniteSource {
+    pub const CLASS: ElementClass = ElementClass {
+        name: "InfiniteSource",
+        ports: "0/1",
+        processing: "a/a",
+        doc: InfiniteSource::DOC,
+        factory: InfiniteSource::make,
+    };
+
+    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
+        let core = SourceCore::configure(args, |_| {})?;
+        Some(Box::new(InfiniteSource { core, done: false }))
+    }
+}
+
+impl Element for InfiniteSource {
+    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
+        Ok(ports.outputs.first() == Some(&Processing::Push))
+    }
+
+    fn run(&mut self, cx: &mut Context<'_>) -> Work {
+        if cx.stopping() {
+            return Work::Done;
+        }
+        let n = self.core.allowance(self.core.burst);
+        if n == 0 {
+            if self.core.exhausted() {
+                if !self.done {
+                    self.done = true;
+                    self.core.finish(cx);
+                }
+                // Idle rather than Done: a `reset` or `limit` write revives it.
+                return Work::Idle;
+            }
+            return Work::Idle;
+        }
+        self.done = false;
+        let batch = self.core.make_batch(n);
+        cx.push(0, batch);
+        Work::Busy
+    }
+
+    fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
+        let n = self.core.allowance(self.core.burst);
+        if n == 0 {
+            if self.core.exhausted() && !self.done {
+                self.done = true;
+                self.core.finish(cx);
+            }
+            return None;
+        }
+        Some(self.core.make_batch(n))
+    }
+
+    fn handlers(&self) -> Vec<Handler> {
+        self.core.handlers()
+    }
+}

@@ -1,0 +1,89 @@
+//! The standard element library, one file per element. Each element's doc
+//! comment is its reference (ports, arguments, handlers, an example);
+//! `switchyard elements` prints the same text from [`CLASSES`].
+#![forbid(unsafe_code)]
+
+mod classifier;
+mod counter;
+mod discard;
+mod idle;
+mod infinite_source;
+mod input_switch;
+mod paint;
+mod paint_switch;
+mod print;
+mod queue;
+mod rated_source;
+mod source;
+mod static_switch;
+mod switch;
+mod tee;
+mod unqueue;
+pub mod util;
+
+pub use classifier::Classifier;
+pub use counter::Counter;
+pub use discard::Discard;
+pub use idle::Idle;
+pub use infinite_source::InfiniteSource;
+pub use input_switch::InputSwitch;
+pub use paint::Paint;
+pub use paint_switch::PaintSwitch;
+pub use print::Print;
+pub use queue::Queue;
+pub use rated_source::RatedSource;
+pub use source::default_frame;
+pub use static_switch::StaticSwitch;
+pub use switch::Switch;
+pub use tee::Tee;
+pub use unqueue::Unqueue;
+
+use switchyard_core::{ElementClass, Registry};
+
+/// Every standard class, sorted by name. Adding an element is one file
+/// and one line here.
+pub const CLASSES: &[ElementClass] = &[
+    Classifier::CLASS,
+    Counter::CLASS,
+    Discard::CLASS,
+    Idle::CLASS,
+    InfiniteSource::CLASS,
+    InputSwitch::CLASS,
+    Paint::CLASS,
+    PaintSwitch::CLASS,
+    Print::CLASS,
+    Queue::CLASS,
+    RatedSource::CLASS,
+    StaticSwitch::CLASS,
+    Switch::CLASS,
+    Tee::CLASS,
+    Unqueue::CLASS,
+];
+
+/// A registry of the standard classes, to which user code may add its own.
+pub fn standard() -> Registry {
+    Registry::new(CLASSES.iter().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::PortCount;
+
+    #[test]
+    fn registry_is_sorted_unique_and_documented() {
+        for w in CLASSES.windows(2) {
+            assert!(w[0].name < w[1].name, "{} before {}", w[0].name, w[1].name);
+        }
+        for c in CLASSES {
+            for section in ["# Ports", "# Arguments", "# Handlers", "# Example"] {
+                assert!(c.doc.contains(section), "{} lacks '{section}'", c.name);
+            }
+            assert!(
+                PortCount::parse(c.ports).is_some(),
+                "{}: bad port count",
+                c.name
+            );
+        }
+    }
+}

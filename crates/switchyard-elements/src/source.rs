@@ -1,0 +1,200 @@
+//! What InfiniteSource and RatedSource share: the packet template, the
+//! LIMIT/ACTIVE/STOP bookkeeping and the handlers over it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use switchyard_core::packet::{now_ns, MAX_BATCH};
+use switchyard_core::{Args, Batch, Context, Data, Handler, Packet};
+
+/// A 64-byte Ethernet/IPv4/UDP frame (10.0.0.1:1234 -> 10.0.0.2:5678),
+/// resized to `len` bytes (at least 42, the headers).
+pub fn default_frame(len: usize) -> Vec<u8> {
+    let len = len.max(42);
+    let mut f = vec![0u8; len];
+    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = (len - 14) as u16;
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+    ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+    let sum = ip_checksum(ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f[34..36].copy_from_slice(&1234u16.to_be_bytes());
+    f[36..38].copy_from_slice(&5678u16.to_be_bytes());
+    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    f
+}
+
+/// The Internet checksum of a header whose checksum field is zero.
+pub fn ip_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+pub struct SourceCore {
+    data: Vec<u8>,
+    /// Packets still allowed by LIMIT (u64::MAX: no limit).
+    limit: Arc<AtomicU64>,
+    count: Arc<AtomicU64>,
+    active: Arc<AtomicBool>,
+    stop: bool,
+    pub burst: usize,
+}
+
+impl SourceCore {
+    /// Reads DATA (positional first), then the keywords both sources
+    /// share; `extra` reads the class's own arguments in between, in
+    /// Click's positional order.
+    pub fn configure(args: &mut Args, extra: impl FnOnce(&mut Args)) -> Option<SourceCore> {
+        let data = args.read_p::<Data>("DATA");
+        extra(args);
+        let limit = args.read_p::<i64>("LIMIT");
+        let burst = args.read_p::<usize>("BURST");
+        let active = args.read_p::<bool>("ACTIVE").unwrap_or(true);
+        let stop = args.read::<bool>("STOP").unwrap_or(false);
+        let length = args.read::<usize>("LENGTH");
+        let mut data = match data {
+            Some(Data(d)) => d,
+            None => default_frame(length.unwrap_or(64)),
+        };
+        if let Some(len) = length {
+            if len > 65535 {
+                args.error(
+                    Some(args.span_of("LENGTH")),
+                    format!("LENGTH {len} too large (at most 65535)"),
+                );
+            }
+            data.resize(len.min(65535), 0);
+        }
+        let burst = burst.unwrap_or(128);
+        if burst == 0 || burst > MAX_BATCH {
+            args.error(
+                Some(args.span_of("BURST")),
+                format!("BURST must be 1 to {MAX_BATCH}"),
+            );
+        }
+        let limit = match limit {
+            None | Some(-1) => u64::MAX,
+            Some(n) if n >= 0 => n as u64,
+            Some(n) => {
+                args.error(
+                    Some(args.span_of("LIMIT")),
+                    format!("LIMIT {n} invalid: expected -1 (none) or a count"),
+                );
+                0
+            }
+        };
+        if args.has_errors() {
+            return None;
+        }
+        Some(SourceCore {
+            data,
+            limit: Arc::new(AtomicU64::new(limit)),
+            count: Arc::new(AtomicU64::new(0)),
+            active: Arc::new(AtomicBool::new(active)),
+            stop,
+            burst: burst.clamp(1, MAX_BATCH),
+        })
+    }
+
+    /// How many packets may go now, at most `want`.
+    pub fn allowance(&self, want: usize) -> usize {
+        if !self.active.load(Relaxed) {
+            return 0;
+        }
+        let left = self
+            .limit
+            .load(Relaxed)
+            .saturating_sub(self.count.load(Relaxed));
+        want.min(left.min(usize::MAX as u64) as usize)
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.count.load(Relaxed) >= self.limit.load(Relaxed)
+    }
+
+    /// A batch of `n` fresh packets, stamped with one timestamp.
+    pub fn make_batch(&self, n: usize) -> Batch {
+        let mut b = Batch::new();
+        let ts = now_ns();
+        for _ in 0..n {
+            let mut p = Packet::from_data(&self.data);
+            p.anno.timestamp_ns = ts;
+            b.push(p);
+        }
+        self.count.fetch_add(n as u64, Relaxed);
+        b
+    }
+
+    /// Called when the limit is reached: with STOP, ask the router to stop.
+    pub fn finish(&self, cx: &Context<'_>) {
+        if self.stop {
+            cx.request_stop();
+        }
+    }
+
+    pub fn handlers(&self) -> Vec<Handler> {
+        let (c1, c2) = (self.count.clone(), self.count.clone());
+        let (a1, a2) = (self.active.clone(), self.active.clone());
+        let (l1, l2) = (self.limit.clone(), self.limit.clone());
+        vec![
+            Handler::read_only("count", move || c1.load(Relaxed).to_string()),
+            Handler::write_only("reset", move |_| {
+                c2.store(0, Relaxed);
+                Ok(())
+            }),
+            Handler::read_write(
+                "active",
+                move || a1.load(Relaxed).to_string(),
+                move |v| {
+                    let b = match v.trim() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        other => return Err(format!("expected true or false, found '{other}'")),
+                    };
+                    a2.store(b, Relaxed);
+                    Ok(())
+                },
+            ),
+            Handler::read_write(
+                "limit",
+                move || match l1.load(Relaxed) {
+                    u64::MAX => "-1".to_string(),
+                    n => n.to_string(),
+                },
+                move |v| {
+                    let n: i64 = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("expected an integer, found '{}'", v.trim()))?;
+                    l2.store(if n < 0 { u64::MAX } else { n as u64 }, Relaxed);
+                    Ok(())
+                },
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_frame_has_valid_ip_checksum() {
+        let f = default_frame(64);
+        assert_eq!(f.len(), 64);
+        assert_eq!(ip_checksum(&f[14..34]), 0);
+        assert_eq!(default_frame(10).len(), 42);
+    }
+}

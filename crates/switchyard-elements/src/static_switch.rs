@@ -1,0 +1,51 @@
+use crate::util::check_position;
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, PortInfo};
+
+documented! {
+    /// Sends every packet to one output fixed by the configuration.
+    ///
+    /// # Ports
+    /// One input, any number of outputs; push.
+    ///
+    /// # Arguments
+    /// - `K` (positional, mandatory): the output; -1 drops everything.
+    ///
+    /// # Handlers
+    /// None (use Switch for a position that changes at run time).
+    ///
+    /// # Example
+    /// ```text
+    /// src -> s :: StaticSwitch(1); s[0] -> Discard; s[1] -> Counter -> Discard;
+    /// ```
+    pub struct StaticSwitch {
+        k: i64,
+    }
+}
+
+impl StaticSwitch {
+    pub const CLASS: ElementClass = ElementClass {
+        name: "StaticSwitch",
+        ports: "1/-",
+        processing: "h/h",
+        doc: StaticSwitch::DOC,
+        factory: StaticSwitch::make,
+    };
+
+    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
+        let k = args.read_mp::<i64>("K")?;
+        Some(Box::new(StaticSwitch { k }))
+    }
+}
+
+impl Element for StaticSwitch {
+    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
+        check_position(self.k, ports.outputs.len())?;
+        Ok(false)
+    }
+
+    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
+        if self.k >= 0 {
+            cx.push(self.k as usize, batch);
+        }
+    }
+}

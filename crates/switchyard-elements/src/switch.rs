@@ -1,0 +1,64 @@
+use crate::util::{check_position, SwitchPosition};
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+
+documented! {
+    /// Sends every packet to one output, chosen at run time.
+    ///
+    /// # Ports
+    /// One input, any number of outputs; push.
+    ///
+    /// # Arguments
+    /// - `K` (positional): the output to use at start; -1 drops everything.
+    ///   Default 0.
+    ///
+    /// # Handlers
+    /// - `switch` (read/write, persistent): the output in use. A write of
+    ///   a value outside -1 to (outputs - 1) is refused; an accepted write
+    ///   applies from the next batch, without stopping traffic.
+    ///
+    /// # Example
+    /// ```text
+    /// src -> sw :: Switch(0); sw[0] -> old; sw[1] -> new;
+    /// ```
+    pub struct Switch {
+        position: SwitchPosition,
+        ports: usize,
+    }
+}
+
+impl Switch {
+    pub const CLASS: ElementClass = ElementClass {
+        name: "Switch",
+        ports: "1/-",
+        processing: "h/h",
+        doc: Switch::DOC,
+        factory: Switch::make,
+    };
+
+    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
+        let k = args.read_p::<i64>("K").unwrap_or(0);
+        Some(Box::new(Switch {
+            position: SwitchPosition::new(k),
+            ports: 0,
+        }))
+    }
+}
+
+impl Element for Switch {
+    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
+        self.ports = ports.outputs.len();
+        check_position(self.position.get(), self.ports)?;
+        Ok(false)
+    }
+
+    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
+        let k = self.position.get();
+        if k >= 0 {
+            cx.push(k as usize, batch);
+        }
+    }
+
+    fn handlers(&self) -> Vec<Handler> {
+        vec![self.position.handler(self.ports)]
+    }
+}

@@ -1,0 +1,58 @@
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, PortCount};
+
+documented! {
+    /// Sends every packet to every output: the hub that feeds both the old
+    /// and the new branch. Outputs share the packet data (no copy); an
+    /// element that writes to a packet gets its own copy first.
+    ///
+    /// # Ports
+    /// One input, one or more outputs (exactly N if N is given); push.
+    ///
+    /// # Arguments
+    /// - `N` (positional): number of outputs; default: as many as connected.
+    ///
+    /// # Handlers
+    /// None.
+    ///
+    /// # Example
+    /// ```text
+    /// src -> hub :: Tee(2); hub[0] -> old; hub[1] -> new;
+    /// ```
+    pub struct Tee {
+        n: Option<u32>,
+    }
+}
+
+impl Tee {
+    pub const CLASS: ElementClass = ElementClass {
+        name: "Tee",
+        ports: "1/1-",
+        processing: "h/h",
+        doc: Tee::DOC,
+        factory: Tee::make,
+    };
+
+    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
+        let n = args.read_p::<u32>("N");
+        if n == Some(0) {
+            args.error(None, "N must be at least 1");
+            return None;
+        }
+        Some(Box::new(Tee { n }))
+    }
+}
+
+impl Element for Tee {
+    fn port_count(&self) -> Option<PortCount> {
+        self.n.map(|n| PortCount::exactly(1, n))
+    }
+
+    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
+        // Outputs in order, as Click's Tee; the last gets the original.
+        let n = cx.noutputs();
+        for out in 0..n.saturating_sub(1) {
+            cx.push(out, batch.share());
+        }
+        cx.push(n - 1, batch);
+    }
+}

@@ -1,0 +1,299 @@
+//! The subcommands.
+
+use crate::cli::Command;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::{load_text, HandlerTable, Registry, Router};
+
+/// The built-in default configuration.
+const DEFAULT_CONFIG: &str = include_str!("../../../configs/rollback.click");
+const DEFAULT_NAME: &str = "configs/rollback.click";
+
+/// A failure and its exit status: 1 runtime, 2 usage, 3 configuration.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+fn config_error(message: String) -> Failure {
+    Failure { code: 3, message }
+}
+
+pub fn dispatch(cmd: Command) -> Result<(), Failure> {
+    let registry = switchyard_elements::standard();
+    match cmd {
+        Command::Run {
+            file,
+            mut defines,
+            expression,
+            handlers,
+            stats,
+            quiet,
+        } => {
+            let file = split_define_like_file(file, &mut defines);
+            let (name, text, builtin) = match (&expression, &file) {
+                (Some(e), _) => ("<expression>".to_string(), e.clone(), false),
+                (None, Some(f)) => (f.display().to_string(), read(f)?, false),
+                (None, None) => (DEFAULT_NAME.to_string(), DEFAULT_CONFIG.to_string(), true),
+            };
+            run(
+                &registry,
+                &name,
+                &text,
+                &parse_defines(&defines)?,
+                &handlers,
+                (stats || builtin) && !quiet,
+                quiet,
+            )
+        }
+        Command::Check { file, defines } => {
+            let text = read(&file)?;
+            load_text(
+                &file.display().to_string(),
+                &text,
+                &registry,
+                &parse_defines(&defines)?,
+            )
+            .map_err(config_error)?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Command::Graph { file, defines } => {
+            let text = read(&file)?;
+            let (graph, table) = load_text(
+                &file.display().to_string(),
+                &text,
+                &registry,
+                &parse_defines(&defines)?,
+            )
+            .map_err(config_error)?;
+            print!("{}", dot(&graph, &table));
+            Ok(())
+        }
+        Command::Elements { class } => elements(&registry, class.as_deref()),
+    }
+}
+
+/// `switchyard run RATE=5` has no file: clap took the definition for one.
+fn split_define_like_file(file: Option<PathBuf>, defines: &mut Vec<String>) -> Option<PathBuf> {
+    match file {
+        Some(f) if !f.exists() && f.to_string_lossy().contains('=') => {
+            defines.insert(0, f.to_string_lossy().into_owned());
+            None
+        }
+        other => other,
+    }
+}
+
+fn read(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| Failure {
+        code: 1,
+        message: format!("{}: {e}", path.display()),
+    })
+}
+
+fn parse_defines(defines: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    defines
+        .iter()
+        .map(|d| match d.split_once('=') {
+            Some((n, v)) if !n.is_empty() => {
+                Ok((n.trim_start_matches('$').to_string(), v.to_string()))
+            }
+            _ => Err(usage(format!("bad definition '{d}': expected NAME=VALUE"))),
+        })
+        .collect()
+}
+
+fn run(
+    registry: &Registry,
+    name: &str,
+    text: &str,
+    defines: &[(String, String)],
+    print_handlers: &[String],
+    stats: bool,
+    quiet: bool,
+) -> Result<(), Failure> {
+    let (graph, table) = load_text(name, text, registry, defines).map_err(config_error)?;
+    // Check --handler names before starting, so a typo is not found only
+    // at the end of a long run.
+    for h in print_handlers {
+        table
+            .find(h)
+            .map_err(|e| usage(format!("--handler {h}: {e}")))?;
+    }
+    tracing::info!(
+        config = name,
+        elements = graph.nodes.len(),
+        "configuration loaded"
+    );
+    let mut router = Router::start(graph, table);
+    let handlers = router.handlers().clone();
+    watch_signals(&router)?;
+    if stats {
+        eprintln!("switchyard: running {name}; Ctrl-C stops");
+    }
+    let mut tick = 0u64;
+    while !router.wait_timeout(Duration::from_secs(1)) {
+        tick += 1;
+        if stats {
+            eprintln!("[{tick:>4}s] {}", counters(&handlers));
+        }
+    }
+    if !quiet {
+        eprintln!(
+            "switchyard: stopped after {:.3}s: {}",
+            router.uptime().as_secs_f64(),
+            counters(&handlers)
+        );
+    }
+    for h in print_handlers {
+        let value = handlers.read(h).map_err(|e| Failure {
+            code: 1,
+            message: format!("{h}: {e}"),
+        })?;
+        print!("{h}:\n{value}");
+        if !value.ends_with('\n') {
+            println!();
+        }
+    }
+    Ok(())
+}
+
+/// SIGINT and SIGTERM stop the router cleanly; a second one exits at once.
+fn watch_signals(router: &Router) -> Result<(), Failure> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Failure {
+            code: 1,
+            message: format!("cannot install signal handlers: {e}"),
+        })?;
+    let stopper = router.stopper();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    eprintln!("switchyard: second signal, exiting now");
+                    std::process::exit(128 + sig);
+                }
+                tracing::info!(signal = sig, "stopping on signal");
+                stopper.stop();
+            }
+        })
+        .map_err(|e| Failure {
+            code: 1,
+            message: e.to_string(),
+        })?;
+    Ok(())
+}
+
+/// `name.count=N ... name.switch=K` for every element that has them.
+fn counters(table: &Arc<HandlerTable>) -> String {
+    let mut parts = Vec::new();
+    for e in table.elements() {
+        for h in ["count", "drops", "switch"] {
+            if e.handlers.iter().any(|x| x.name == h && x.read.is_some()) {
+                if let Ok(v) = table.read(&format!("{}.{h}", e.name)) {
+                    parts.push(format!("{}.{h}={}", e.name, v.trim()));
+                }
+            }
+        }
+    }
+    parts.join(" ")
+}
+
+fn elements(registry: &Registry, class: Option<&str>) -> Result<(), Failure> {
+    let plain = |doc: &str| -> String {
+        doc.lines()
+            .map(|l| l.strip_prefix(' ').unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    match class {
+        None => {
+            for c in registry.classes() {
+                let summary = c.doc.lines().next().unwrap_or("").trim();
+                println!(
+                    "{:<16} {:<6} {:<5} {summary}",
+                    c.name, c.ports, c.processing
+                );
+            }
+            Ok(())
+        }
+        Some(name) => {
+            let c = registry.get(name).ok_or_else(|| {
+                let hint = registry
+                    .suggest(name)
+                    .map(|s| format!("; did you mean '{s}'?"))
+                    .unwrap_or_default();
+                usage(format!("unknown element class '{name}'{hint}"))
+            })?;
+            println!(
+                "{} (ports {}, processing {})\n",
+                c.name, c.ports, c.processing
+            );
+            print!("{}", plain(c.doc));
+            Ok(())
+        }
+    }
+}
+
+/// The graph in DOT. For every switch, the connection it currently selects
+/// is drawn bold and the others dashed.
+fn dot(graph: &switchyard_core::Graph, table: &HandlerTable) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut out = String::from(
+        "digraph switchyard {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
+    for n in &graph.nodes {
+        let label = if n.config.is_empty() {
+            format!("{}\\n{}", n.name, n.class)
+        } else {
+            format!("{}\\n{}({})", n.name, n.class, n.config)
+        };
+        out.push_str(&format!(
+            "  \"{}\" [label=\"{}\"];\n",
+            esc(&n.name),
+            esc(&label)
+        ));
+    }
+    let position = |e: usize| -> Option<i64> {
+        table
+            .read(&format!("{}.switch", graph.nodes[e].name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    for (f, t) in &graph.connections {
+        let style = match (graph.nodes[t.element].class, graph.nodes[f.element].class) {
+            ("InputSwitch", _) => Some(position(t.element) == Some(t.port as i64)),
+            (_, "Switch") => Some(position(f.element) == Some(f.port as i64)),
+            _ => None,
+        };
+        let attrs = match style {
+            Some(true) => ", style=bold, color=\"darkgreen\", penwidth=3",
+            Some(false) => ", style=dashed, color=\"gray\"",
+            None => "",
+        };
+        out.push_str(&format!(
+            "  \"{}\" -> \"{}\" [taillabel=\"{}\", headlabel=\"{}\"{attrs}];\n",
+            esc(&graph.nodes[f.element].name),
+            esc(&graph.nodes[t.element].name),
+            f.port,
+            t.port
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
