@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::packet::{now_ns, MAX_BATCH};
-use switchyard_core::{Args, Batch, Context, Data, Handler, Packet};
+use switchyard_core::{Annotations, Args, Batch, Context, Data, Handler};
 
 /// A 64-byte Ethernet/IPv4/UDP frame (10.0.0.1:1234 -> 10.0.0.2:5678),
 /// resized to `len` bytes (at least 42, the headers).
@@ -126,15 +126,12 @@ impl SourceCore {
 
     /// A batch of `n` fresh packets, stamped with one timestamp.
     pub fn make_batch(&self, n: usize) -> Batch {
-        let mut b = Batch::new();
-        let ts = now_ns();
-        for _ in 0..n {
-            let mut p = Packet::from_data(&self.data);
-            p.anno.timestamp_ns = ts;
-            b.push(p);
-        }
+        let anno = Annotations {
+            timestamp_ns: now_ns(),
+            ..Annotations::default()
+        };
         self.count.fetch_add(n as u64, Relaxed);
-        b
+        Batch::from_template(&self.data, n, anno)
     }
 
     /// Called when the limit is reached: with STOP, ask the router to stop.
