@@ -1,1 +1,215 @@
+//! The `switchyard` binary as users run it: a separate process, its exit
+//! status, what it prints, and how it reacts to signals.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    c
+}
+
+fn output(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().expect("run switchyard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_reports_all_three_mistakes_and_fails() {
+    let (code, _, err) = output(&["check", "tests/data/three_mistakes.click"]);
+    assert_eq!(code, 3, "{err}");
+    let heads: Vec<&str> = err.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(
+        heads,
+        [
+            "tests/data/three_mistakes.click:2:35: error: 'src :: InfiniteSource': STOP: expected true or false, found 'yes please'",
+            "tests/data/three_mistakes.click:4:18: error: unknown element class 'Countr'",
+            "tests/data/three_mistakes.click:7:5: error: illegal reuse of 'out :: Counter' push output 0",
+        ]
+    );
+    assert!(
+        err.contains(
+            "4 | hub[0] -> old :: Countr -> [0]sel :: InputSwitch(0);\n  |                  ^^^^^^"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 'Counter'?"), "{err}");
+}
+
+#[test]
+fn check_accepts_the_shipped_configs() {
+    for f in ["configs/rollback.click", "configs/bench-hub-switch.click"] {
+        let (code, out, err) = output(&["check", f]);
+        assert_eq!(code, 0, "{f}: {err}");
+        assert!(out.contains(": ok"), "{out}");
+    }
+}
+
+#[test]
+fn run_prints_handlers_like_click() {
+    let (code, out, err) = output(&[
+        "run",
+        "-e",
+        "InfiniteSource(LIMIT $N, STOP true) -> t :: Tee(2); t[0] -> a :: Counter -> Discard; t[1] -> b :: Counter -> Discard;",
+        "N=100000",
+        "--handler",
+        "a.count",
+        "-H",
+        "b.count",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "a.count:\n100000\nb.count:\n100000\n");
+    assert!(err.contains("switchyard: stopped after"), "{err}");
+}
+
+#[test]
+fn command_line_defines_override_the_file() {
+    let (code, out, err) = output(&[
+        "run",
+        "configs/bench-hub-switch.click",
+        "N=4242",
+        "-q",
+        "-H",
+        "out.count",
+        "-H",
+        "new.count",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "out.count:\n4242\nnew.count:\n4242\n");
+}
+
+#[test]
+fn unknown_handler_is_a_usage_error_before_running() {
+    let (code, _, err) = output(&[
+        "run",
+        "-e",
+        "InfiniteSource(LIMIT 1, STOP true) -> Discard;",
+        "-H",
+        "x.count",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("No element named 'x'"), "{err}");
+}
+
+#[test]
+fn print_writes_click_style_lines() {
+    let (code, _, err) = output(&[
+        "run",
+        "-q",
+        "-e",
+        r"InfiniteSource(DATA \<0a0b0c0d 0e>, LIMIT 2, STOP true) -> Print(new) -> Discard;",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "new:    5 | 0a0b0c0d 0e\nnew:    5 | 0a0b0c0d 0e\n");
+}
+
+/// The default job: runs the built-in rollback graph, prints a line of
+/// counters a second, and stops cleanly on a signal with final counters.
+fn default_run_stops_on(signal: &str) {
+    let mut child = bin()
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait for the first per-second counter line: traffic is flowing.
+    let tick = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("[   1s]"))
+        .expect("a counter line");
+    assert!(
+        tick.contains("old.count=") && tick.contains("sel.switch=0"),
+        "{tick}"
+    );
+    let old: u64 = tick
+        .split("old.count=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(old > 0, "no traffic after a second: {tick}");
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(0), "{rest:?}");
+    let last = rest
+        .iter()
+        .find(|l| l.starts_with("switchyard: stopped after"))
+        .expect("final counters");
+    assert!(last.contains("out.count="), "{last}");
+}
+
+#[test]
+fn default_run_stops_cleanly_on_sigint() {
+    default_run_stops_on("-INT");
+}
+
+#[test]
+fn default_run_stops_cleanly_on_sigterm() {
+    default_run_stops_on("-TERM");
+}
+
+#[test]
+fn elements_prints_the_reference() {
+    let (code, out, _) = output(&["elements"]);
+    assert_eq!(code, 0);
+    for class in [
+        "Classifier",
+        "Counter",
+        "InputSwitch",
+        "Queue",
+        "Tee",
+        "Unqueue",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(class)),
+            "{class} missing:\n{out}"
+        );
+    }
+    let (code, out, _) = output(&["elements", "InputSwitch"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("InputSwitch (ports -/1, processing h/h)"),
+        "{out}"
+    );
+    for section in [
+        "# Ports",
+        "# Arguments",
+        "# Handlers",
+        "`switch` (read/write, persistent)",
+    ] {
+        assert!(out.contains(section), "{section} missing:\n{out}");
+    }
+    let (code, _, err) = output(&["elements", "Countr"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean 'Counter'?"), "{err}");
+}
+
+#[test]
+fn graph_draws_the_active_path_bold() {
+    let (code, out, err) = output(&["graph", "configs/rollback.click"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("digraph switchyard {"), "{out}");
+    let edge = |from: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("\"{from}\" -> \"sel\"")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(edge("old").contains("style=bold"), "{out}");
+    assert!(edge("new").contains("style=dashed"), "{out}");
+}

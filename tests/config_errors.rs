@@ -1,1 +1,204 @@
+//! Every kind of configuration error, with its exact position and text.
+//! The configurations are real files' worth of text; the errors are what
+//! `switchyard check` prints.
 
+use switchyard_core::load_text;
+
+/// The rendered errors of `text`, loaded as file `t.click`.
+fn errors(text: &str) -> String {
+    match load_text("t.click", text, &switchyard_elements::standard(), &[]) {
+        Ok(_) => panic!("expected errors in:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// The `file:line:col: error: message` lines only.
+fn headlines(text: &str) -> Vec<String> {
+    errors(text)
+        .lines()
+        .filter(|l| l.starts_with("t.click:") && l.contains(": error: "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn ok(text: &str) {
+    if let Err(e) = load_text("t.click", text, &switchyard_elements::standard(), &[]) {
+        panic!("unexpected errors:\n{e}");
+    }
+}
+
+#[test]
+fn unknown_class_suggests_the_nearest_name() {
+    let e = errors("src :: InfiniteSource(LIMIT 1);\nsrc -> c :: Countr -> Discard;\n");
+    assert_eq!(
+        e,
+        "t.click:2:13: error: unknown element class 'Countr'\n\
+         2 | src -> c :: Countr -> Discard;\n  |             ^^^^^^\n  = help: did you mean 'Counter'?\n"
+    );
+}
+
+#[test]
+fn duplicate_name_points_at_both_declarations() {
+    let e = errors("a :: Idle;\na :: Counter;\n");
+    assert!(
+        e.starts_with("t.click:2:1: error: redeclaration of element 'a'\n"),
+        "{e}"
+    );
+    assert!(
+        e.contains("t.click:1:1: note: element 'a' previously declared here"),
+        "{e}"
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    let h = headlines("InfiniteSource -> hub :: Tee(2);\nhub[0] -> Discard;\nhub[1] -> Discard;\nhub[2] -> Discard;\n");
+    assert_eq!(h, ["t.click:4:8: error: 'hub :: Tee' has no output 2"]);
+    let h = headlines("Idle -> [1]c :: Counter -> Discard;");
+    assert_eq!(
+        h,
+        [
+            "t.click:1:6: error: 'c :: Counter' has no input 1",
+            "t.click:1:12: error: 'c :: Counter' input 0 unused"
+        ]
+    );
+}
+
+#[test]
+fn unconnected_port() {
+    let h = headlines("src :: InfiniteSource;\nsrc -> hub :: Tee(2);\nhub[0] -> Discard;\n");
+    assert_eq!(h, ["t.click:2:8: error: 'hub :: Tee' output 1 unused"]);
+    let h = headlines("c :: Counter -> Discard;");
+    assert_eq!(h, ["t.click:1:1: error: 'c :: Counter' input 0 unused"]);
+}
+
+#[test]
+fn push_output_connected_twice() {
+    let e = errors("s :: InfiniteSource;\ns -> Discard;\ns -> Discard;\n");
+    assert!(
+        e.starts_with("t.click:3:3: error: illegal reuse of 's :: InfiniteSource' push output 0\n"),
+        "{e}"
+    );
+    assert!(e.contains("t.click:2:3: note: first connected here"), "{e}");
+    assert!(e.contains("help: use a Tee"), "{e}");
+}
+
+#[test]
+fn push_pull_mismatch() {
+    // A pull output may feed several pullers; that is fine. Pushing into a
+    // pull input is not.
+    ok("InfiniteSource -> q :: Queue;\nq -> u :: Unqueue -> Discard;\nq -> Discard;\n");
+    let h = headlines(
+        "InfiniteSource -> q1 :: Queue;\nq1 -> c :: Counter -> q2 :: Queue;\nq2 -> Discard;\n",
+    );
+    assert_eq!(
+        h,
+        ["t.click:2:20: error: push/pull mismatch: 'c :: Counter' pull output 0 connected to 'q2 :: Queue' push input 0"]
+    );
+}
+
+#[test]
+fn agnostic_ports_resolve_as_click_does() {
+    // Counter between a Queue and an Unqueue pulls; before a Queue it pushes.
+    let text =
+        "InfiniteSource -> a :: Counter -> q :: Queue -> b :: Counter -> Unqueue -> Discard;";
+    let (_, table) = load_text("t.click", text, &switchyard_elements::standard(), &[]).unwrap();
+    assert!(
+        table.read("a.ports").unwrap().contains("1 input\npush"),
+        "{}",
+        table.read("a.ports").unwrap()
+    );
+    assert!(
+        table.read("b.ports").unwrap().contains("1 input\npull"),
+        "{}",
+        table.read("b.ports").unwrap()
+    );
+    // Discard on a pull path becomes a pulling task; no error.
+    ok("InfiniteSource(LIMIT 1) -> q :: Queue -> Counter -> Discard;");
+}
+
+#[test]
+fn bad_argument_names_element_and_argument() {
+    let h = headlines("s :: InfiniteSource(LIMIT lots) -> Discard;");
+    assert_eq!(
+        h,
+        ["t.click:1:21: error: 's :: InfiniteSource': LIMIT: expected an integer, found 'lots'"]
+    );
+    let e = errors("s :: InfiniteSource(LIMT 5) -> Discard;");
+    assert!(
+        e.starts_with("t.click:1:21: error: 's :: InfiniteSource': unknown argument 'LIMT'\n"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean 'LIMIT'?"), "{e}");
+    let h = headlines("InfiniteSource -> s :: StaticSwitch -> Discard;");
+    assert_eq!(
+        h,
+        ["t.click:1:24: error: 's :: StaticSwitch': missing mandatory argument K"]
+    );
+    let h = headlines("InfiniteSource -> s :: Switch(3); s[0] -> Discard; s[1] -> Discard;");
+    assert_eq!(
+        h,
+        ["t.click:1:19: error: 's :: Switch': switch position 3 out of range: expected -1 to 1"]
+    );
+    let h = headlines("InfiniteSource -> Tee(1, 2) -> Discard;");
+    assert_eq!(
+        h,
+        ["t.click:1:26: error: 'Tee@2 :: Tee': too many arguments"]
+    );
+}
+
+#[test]
+fn syntax_errors_undefined_variables_and_requirements() {
+    let h = headlines("a :: Idle;\na -> -> b;\n");
+    assert_eq!(
+        h,
+        ["t.click:2:6: error: syntax error near '->': expected an element name or class"]
+    );
+    let e = errors("define($LIMIT 5);\nInfiniteSource(LIMIT $LIMT) -> Discard;\n");
+    assert!(
+        e.starts_with("t.click:2:16: error: undefined variable '$LIMT'\n"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean '$LIMIT'?"), "{e}");
+    let h = headlines("require(fastclick);\nIdle -> Idle;\n");
+    assert_eq!(
+        h,
+        ["t.click:1:9: error: requirement 'fastclick' is not available"]
+    );
+    ok("require(switchyard); Idle -> Idle;");
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_in_source_order() {
+    let text = "src :: InfiniteSource(LIMIT 10, STOP maybe);\n\
+                src -> hub :: Tee(2);\n\
+                hub[0] -> old :: Countr -> Discard;\n\
+                hub[1] -> new :: Counter;\n";
+    let h = headlines(text);
+    assert_eq!(
+        h,
+        [
+            "t.click:1:33: error: 's :: InfiniteSource': STOP: expected true or false, found 'maybe'"
+                .replace("'s ::", "'src ::")
+                .as_str(),
+            "t.click:3:18: error: unknown element class 'Countr'",
+            "t.click:4:11: error: 'new :: Counter' output 0 unused",
+        ]
+    );
+}
+
+#[test]
+fn compound_errors_name_the_inner_element() {
+    let h = headlines("elementclass B { input -> c :: Counter(5) -> output; }\nInfiniteSource -> b :: B -> Discard;\n");
+    assert_eq!(
+        h,
+        ["t.click:1:40: error: 'b/c :: Counter': too many arguments"]
+    );
+    let h = headlines(
+        "elementclass B { $x | input -> output; }\nInfiniteSource -> b :: B -> Discard;\n",
+    );
+    assert_eq!(
+        h,
+        ["t.click:2:19: error: 'b :: B' takes 1 argument(s), 0 given"]
+    );
+}

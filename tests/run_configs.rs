@@ -1,1 +1,224 @@
+//! End-to-end runs of real configurations on the real runtime: packets are
+//! created, counted, duplicated, queued across threads and selected; the
+//! tests assert the counters.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_core::{load_text, run_text, HandlerTable, Router};
+
+fn run(text: &str) -> Arc<HandlerTable> {
+    run_text(text, &switchyard_elements::standard()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn count(t: &HandlerTable, h: &str) -> u64 {
+    t.read(h)
+        .unwrap_or_else(|e| panic!("{h}: {e}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `cond` holds; the router's counters are the event.
+fn await_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn tee_counts_every_packet_on_both_branches() {
+    let t = run("InfiniteSource(LIMIT 100000, STOP true) -> Tee(2);
+                 Tee@2[0] -> a :: Counter -> Discard; Tee@2[1] -> b :: Counter -> Discard;");
+    assert_eq!(count(&t, "a.count"), 100_000);
+    assert_eq!(count(&t, "b.count"), 100_000);
+    assert_eq!(count(&t, "a.byte_count"), 100_000 * 64);
+}
+
+#[test]
+fn hub_switch_graph_delivers_the_selected_branch_once() {
+    let t = run(
+        "InfiniteSource(LENGTH 60, LIMIT 54321, STOP true) -> hub :: Tee(2);
+                 hub[0] -> old :: Counter -> [0]sel :: InputSwitch(1);
+                 hub[1] -> new :: Counter -> [1]sel;
+                 sel -> out :: Counter -> Discard;",
+    );
+    assert_eq!(count(&t, "old.count"), 54321);
+    assert_eq!(count(&t, "new.count"), 54321);
+    assert_eq!(count(&t, "out.count"), 54321);
+    assert_eq!(t.read("sel.switch").unwrap(), "1");
+}
+
+#[test]
+fn queue_with_back_pressure_loses_nothing() {
+    let t = run("src :: InfiniteSource(LIMIT 200000, STOP true) -> q :: Queue(100, BLOCK true) -> Unqueue -> out :: Counter -> Discard;");
+    assert_eq!(count(&t, "out.count"), 200_000);
+    assert_eq!(count(&t, "q.drops"), 0);
+    assert!(count(&t, "q.highwater_length") <= 100);
+    assert_eq!(count(&t, "q.length"), 0);
+}
+
+#[test]
+fn tail_drop_queue_accounts_for_every_packet() {
+    // Click's Queue drops when full; whatever was queued at the stop is
+    // still delivered, so in == out + drops exactly.
+    let t = run("src :: InfiniteSource(LIMIT 300000, STOP true) -> q :: Queue(64) -> Unqueue -> out :: Counter -> Discard;");
+    assert_eq!(count(&t, "out.count") + count(&t, "q.drops"), 300_000);
+    assert!(count(&t, "q.highwater_length") <= 64);
+}
+
+#[test]
+fn chained_queues_run_on_three_threads_and_deliver_all() {
+    let t = run("InfiniteSource(LIMIT 100000, STOP true) -> Queue(1000, BLOCK true) -> Unqueue -> a :: Counter
+                 -> Queue(1000, BLOCK true) -> Unqueue -> b :: Counter -> Discard;");
+    assert_eq!(count(&t, "a.count"), 100_000);
+    assert_eq!(count(&t, "b.count"), 100_000);
+}
+
+#[test]
+fn pulling_discard_drains_a_queue_through_an_agnostic_counter() {
+    let t = run(
+        "InfiniteSource(LIMIT 5000, STOP true) -> Queue(10000) -> c :: Counter -> d :: Discard;",
+    );
+    assert_eq!(count(&t, "c.count"), 5000);
+    assert_eq!(count(&t, "d.count"), 5000);
+}
+
+#[test]
+fn rated_source_sends_its_limit() {
+    let start = Instant::now();
+    let t = run("RatedSource(RATE 20000, LIMIT 2000, STOP true) -> c :: Counter -> Discard;");
+    assert_eq!(count(&t, "c.count"), 2000);
+    // 2000 packets at 20000/s take about 0.1 s; anything far faster means
+    // the rate is not applied (a loose bound: these machines are noisy).
+    assert!(
+        start.elapsed() >= Duration::from_millis(80),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn classifier_splits_by_pattern_and_drops_the_rest() {
+    // An ARP frame, an IPv4/UDP frame (the default), and a short runt.
+    // As in Click, the first source to reach a LIMIT with STOP stops the
+    // router; the three share a thread and take turns a batch at a time,
+    // so the largest one, udp, finishes last.
+    let t = run(
+        r"arp :: InfiniteSource(DATA \<ffffffffffff 020000000001 0806 0001>, LIMIT 300);
+                 udp :: InfiniteSource(LIMIT 500, STOP true);
+                 runt :: InfiniteSource(DATA \<01 02 03>, LIMIT 7);
+                 arp, udp, runt -> c :: Classifier(12/0806, 12/0800 23/11);
+                 c[0] -> a :: Counter -> Discard; c[1] -> u :: Counter -> Discard;",
+    );
+    assert_eq!(count(&t, "a.count"), 300);
+    assert_eq!(count(&t, "u.count"), 500);
+}
+
+#[test]
+fn paint_and_paint_switch() {
+    let t = run(
+        "a :: InfiniteSource(LIMIT 10) -> Paint(1) -> ps :: PaintSwitch;
+                 b :: InfiniteSource(LIMIT 20) -> Paint(0) -> ps;
+                 c :: InfiniteSource(LIMIT 300, STOP true) -> Paint(7) -> ps;
+                 ps[0] -> zero :: Counter -> Discard; ps[1] -> one :: Counter -> Discard;",
+    );
+    assert_eq!(count(&t, "zero.count"), 20);
+    assert_eq!(count(&t, "one.count"), 10);
+}
+
+#[test]
+fn static_switch_and_switch_send_one_way() {
+    let t = run("InfiniteSource(LIMIT 100) -> s :: StaticSwitch(1); s[0] -> a :: Counter -> Discard; s[1] -> b :: Counter -> Discard;
+                 InfiniteSource(LIMIT 300, STOP true) -> w :: Switch(-1); w[0] -> c :: Counter -> Discard;");
+    assert_eq!(
+        (
+            count(&t, "a.count"),
+            count(&t, "b.count"),
+            count(&t, "c.count")
+        ),
+        (0, 100, 0)
+    );
+}
+
+#[test]
+fn compound_elements_run_with_their_inner_names() {
+    let t = run(
+        "elementclass Branch { $limit | input -> c :: Counter -> output; }
+                 define($N 777);
+                 InfiniteSource(LIMIT $N, STOP true) -> b :: Branch(1) -> Discard;",
+    );
+    assert_eq!(count(&t, "b/c.count"), 777);
+}
+
+#[test]
+fn switch_flips_while_running_and_refuses_out_of_range() {
+    // The new branch paints its packets, so production can tell them apart.
+    let text = "src :: InfiniteSource(LIMIT 1000, ACTIVE false) -> hub :: Tee(2);
+                hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
+                hub[1] -> Paint(1) -> new :: Counter -> [1]sel;
+                sel -> ps :: PaintSwitch; ps[0] -> from_old :: Counter -> Discard; ps[1] -> from_new :: Counter -> Discard;";
+    let (graph, table) =
+        load_text("flip.click", text, &switchyard_elements::standard(), &[]).unwrap();
+    let router = Router::start(graph, table);
+    let h = router.handlers().clone();
+    h.write("src.active", "true").unwrap();
+    await_until("1000 packets from the old branch", || {
+        count(&h, "from_old.count") == 1000
+    });
+
+    // A typo must not blackhole production: refused, position unchanged.
+    let err = h.write("sel.switch", "7").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Write handler 'sel.switch' error: 7 out of range: expected -1 to 1"
+    );
+    assert_eq!(h.read("sel.switch").unwrap(), "0");
+
+    h.write("sel.switch", "1").unwrap();
+    h.write("src.reset", "").unwrap();
+    await_until("1000 packets from the new branch", || {
+        count(&h, "from_new.count") == 1000
+    });
+    assert_eq!(count(&h, "from_old.count"), 1000);
+    assert_eq!(
+        count(&h, "old.count"),
+        2000,
+        "the old branch keeps running while switched off"
+    );
+    router.stop_and_wait();
+}
+
+#[test]
+fn generic_and_global_handlers() {
+    let text = "src :: InfiniteSource(LIMIT 5, STOP true) -> c :: Counter -> Discard;";
+    let (graph, table) = load_text("h.click", text, &switchyard_elements::standard(), &[]).unwrap();
+    drop(graph);
+    assert_eq!(table.read("c.class").unwrap(), "Counter");
+    assert_eq!(table.read("src.config").unwrap(), "LIMIT 5, STOP true");
+    assert_eq!(table.read("1.name").unwrap(), "c", "elements by index");
+    assert_eq!(table.read("list").unwrap(), "3\nsrc\nc\nDiscard@3\n");
+    assert!(table.read("c.handlers").unwrap().contains("reset\tw\n"));
+    assert!(table.read("classes").unwrap().contains("InputSwitch\n"));
+    assert!(table
+        .read("flatconfig")
+        .unwrap()
+        .contains("src [0] -> [0] c;"));
+    assert_eq!(
+        table.read("nosuch.count").unwrap_err().to_string(),
+        "No element named 'nosuch'"
+    );
+    assert_eq!(
+        table.read("c.nosuch").unwrap_err().to_string(),
+        "No handler named 'c.nosuch'"
+    );
+    assert_eq!(
+        table.read("c.reset").unwrap_err().to_string(),
+        "Handler 'c.reset' write-only"
+    );
+    assert_eq!(
+        table.write("c.count", "1").unwrap_err().to_string(),
+        "Handler 'c.count' read-only"
+    );
+}

@@ -158,7 +158,15 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
                 continue;
             };
             let range = if output { count.outputs } else { count.inputs };
-            if pr.port >= range.max {
+            if pr.port < range.max {
+                // This end is fine even if the other is not: no second
+                // error saying it is unused.
+                if output {
+                    used_out[pr.element].push(pr.port);
+                } else {
+                    used_in[pr.element].push(pr.port);
+                }
+            } else {
                 let side = if output { "output" } else { "input" };
                 let plural = if output { "outputs" } else { "inputs" };
                 let msg = if range.max == 0 {
@@ -174,8 +182,6 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
             }
         }
         if ok {
-            used_out[c.from.element].push(c.from.port);
-            used_in[c.to.element].push(c.to.port);
             valid.push((c.from, c.to, c.span));
         }
     }

@@ -341,6 +341,14 @@ impl Batch {
         b
     }
 
+    /// Moves the packets from index `at` on into a new batch.
+    pub fn split_off(&mut self, at: usize) -> Batch {
+        let mut b = Batch::new();
+        let at = at.min(self.packets.len());
+        b.packets.extend(self.packets.drain(at..));
+        b
+    }
+
     /// A batch sharing every packet's data (for Tee).
     pub fn share(&self) -> Batch {
         let mut b = Batch::new();

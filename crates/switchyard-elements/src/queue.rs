@@ -108,6 +108,32 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Tail-drops what does not fit, then sends the rest to the consumer.
+    fn enqueue(&mut self, mut batch: Batch) {
+        let s = &self.shared;
+        let space = s.capacity.saturating_sub(s.length.load(Acquire));
+        if batch.len() > space {
+            s.drops.fetch_add((batch.len() - space) as u64, Relaxed);
+            batch.truncate(space);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len();
+        let len = s.length.fetch_add(n, AcqRel) + n;
+        s.highwater.fetch_max(len, Relaxed);
+        let Some(tx) = &self.tx else { return };
+        if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) = tx.try_send(batch) {
+            s.length.fetch_sub(b.len(), AcqRel);
+            s.drops.fetch_add(b.len() as u64, Relaxed);
+        }
+        if let Some(w) = s.consumer.get() {
+            w.wake();
+        }
+    }
+}
+
 fn receive(rx: &Receiver<Batch>, s: &QueueShared) -> Option<Batch> {
     let b = rx.try_recv().ok()?;
     s.length.fetch_sub(b.len(), AcqRel);
@@ -138,32 +164,24 @@ impl Element for Queue {
     }
 
     fn push(&mut self, _port: usize, mut batch: Batch, _cx: &mut Context<'_>) {
-        let s = &self.shared;
+        // BLOCK: hand over what fits, wait for room, repeat. Waiting on our
+        // own consumer (no split: a loop through the queue) would deadlock.
         if self.block && self.rx.is_none() {
-            self.wait_for_room(batch.len());
-        }
-        let space = s.capacity.saturating_sub(s.length.load(Acquire));
-        if batch.len() > space {
-            s.drops.fetch_add((batch.len() - space) as u64, Relaxed);
-            batch.truncate(space);
-        }
-        if batch.is_empty() {
-            return;
-        }
-        let n = batch.len();
-        let len = s.length.fetch_add(n, AcqRel) + n;
-        s.highwater.fetch_max(len, Relaxed);
-        let Some(tx) = &self.tx else { return };
-        match tx.try_send(batch) {
-            Ok(()) => {}
-            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => {
-                s.length.fetch_sub(b.len(), AcqRel);
-                s.drops.fetch_add(b.len() as u64, Relaxed);
+            while !batch.is_empty() && self.shared.consumer_alive.load(Acquire) {
+                self.wait_for_room(1);
+                let space = self
+                    .shared
+                    .capacity
+                    .saturating_sub(self.shared.length.load(Acquire));
+                if space == 0 {
+                    continue;
+                }
+                let rest = batch.split_off(space);
+                self.enqueue(batch);
+                batch = rest;
             }
         }
-        if let Some(w) = s.consumer.get() {
-            w.wake();
-        }
+        self.enqueue(batch);
     }
 
     fn pull(&mut self, _port: usize, _cx: &mut Context<'_>) -> Option<Batch> {

@@ -27,12 +27,7 @@ pub enum Command {
         #[arg(value_name = "NAME=VALUE")]
         defines: Vec<String>,
         /// Configuration text instead of a file.
-        #[arg(
-            short = 'e',
-            long = "expression",
-            value_name = "CONFIG",
-            conflicts_with = "file"
-        )]
+        #[arg(short = 'e', long = "expression", value_name = "CONFIG")]
         expression: Option<String>,
         /// Print ELEMENT.HANDLER's value when the router stops (repeatable).
         #[arg(long = "handler", short = 'H', value_name = "ELEMENT.HANDLER")]

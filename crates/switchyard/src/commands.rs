@@ -40,7 +40,13 @@ pub fn dispatch(cmd: Command) -> Result<(), Failure> {
         } => {
             let file = split_define_like_file(file, &mut defines);
             let (name, text, builtin) = match (&expression, &file) {
-                (Some(e), _) => ("<expression>".to_string(), e.clone(), false),
+                (Some(_), Some(f)) => {
+                    return Err(usage(format!(
+                        "give a FILE or -e CONFIG, not both (FILE was '{}')",
+                        f.display()
+                    )))
+                }
+                (Some(e), None) => ("<expression>".to_string(), e.clone(), false),
                 (None, Some(f)) => (f.display().to_string(), read(f)?, false),
                 (None, None) => (DEFAULT_NAME.to_string(), DEFAULT_CONFIG.to_string(), true),
             };
