@@ -21,7 +21,7 @@ pub use element::{Element, ElementClass, PortCount, PortInfo, Processing, Work};
 pub use graph::{build, Graph, Registry};
 pub use handler::{Handler, HandlerError};
 pub use packet::{Annotations, Batch, Packet};
-pub use runtime::{Context, Router, Stopper, Waker};
+pub use runtime::{Context, Harness, Router, Stopper, Waker};
 pub use table::HandlerTable;
 
 use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};
