@@ -228,7 +228,7 @@ fn elements(registry: &Registry, class: Option<&str>) -> Result<(), Failure> {
     match class {
         None => {
             for c in registry.classes() {
-                let summary = c.doc.lines().next().unwrap_or("").trim();
+                let summary = summary(c.doc);
                 println!(
                     "{:<16} {:<6} {:<5} {summary}",
                     c.name, c.ports, c.processing
@@ -251,6 +251,16 @@ fn elements(registry: &Registry, class: Option<&str>) -> Result<(), Failure> {
             print!("{}", plain(c.doc));
             Ok(())
         }
+    }
+}
+
+/// The first sentence of a doc comment's first paragraph.
+fn summary(doc: &str) -> String {
+    let para: Vec<&str> = doc.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    let para = para.join(" ");
+    match para.find(". ") {
+        Some(i) => para[..i + 1].to_string(),
+        None => para,
     }
 }
 
