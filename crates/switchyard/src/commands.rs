@@ -256,7 +256,11 @@ fn elements(registry: &Registry, class: Option<&str>) -> Result<(), Failure> {
 
 /// The first sentence of a doc comment's first paragraph.
 fn summary(doc: &str) -> String {
-    let para: Vec<&str> = doc.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    let para: Vec<&str> = doc
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
     let para = para.join(" ");
     match para.find(". ") {
         Some(i) => para[..i + 1].to_string(),
