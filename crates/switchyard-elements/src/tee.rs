@@ -5,6 +5,11 @@ documented! {
     /// and the new branch. Outputs share the packet data (no copy); an
     /// element that writes to a packet gets its own copy first.
     ///
+    /// A packet not yet numbered gets the next hub sequence number (1, 2,
+    /// ...) in its `seq` annotation; InputSwitch uses it to cut over between
+    /// branches exactly once. Tees further down the branches keep the
+    /// hub's numbers.
+    ///
     /// # Ports
     /// One input, one or more outputs (exactly N if N is given); push.
     ///
@@ -20,6 +25,7 @@ documented! {
     /// ```
     pub struct Tee {
         n: Option<u32>,
+        next_seq: u64,
     }
 }
 
@@ -38,7 +44,7 @@ impl Tee {
             args.error(None, "N must be at least 1");
             return None;
         }
-        Some(Box::new(Tee { n }))
+        Some(Box::new(Tee { n, next_seq: 1 }))
     }
 }
 
@@ -47,7 +53,13 @@ impl Element for Tee {
         self.n.map(|n| PortCount::exactly(1, n))
     }
 
-    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
+    fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
+        if batch.packets().first().is_some_and(|p| p.anno.seq == 0) {
+            for p in batch.packets_mut() {
+                p.anno.seq = self.next_seq;
+                self.next_seq += 1;
+            }
+        }
         // Outputs in order, as Click's Tee; the last gets the original.
         let n = cx.noutputs();
         for out in 0..n.saturating_sub(1) {

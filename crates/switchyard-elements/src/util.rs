@@ -85,30 +85,52 @@ impl SharedRate {
 
 /// A switch position shared between the data path and a `switch`
 /// handler: an atomic read per batch, a validated write from anywhere.
+/// Every accepted write bumps a generation, so the data path can tell a
+/// new write (even of the same value) from none.
 #[derive(Clone)]
-pub struct SwitchPosition(Arc<std::sync::atomic::AtomicI64>);
+pub struct SwitchPosition(Arc<PositionInner>);
+
+struct PositionInner {
+    value: std::sync::atomic::AtomicI64,
+    generation: AtomicU64,
+}
 
 impl SwitchPosition {
     pub fn new(v: i64) -> SwitchPosition {
-        SwitchPosition(Arc::new(std::sync::atomic::AtomicI64::new(v)))
+        SwitchPosition(Arc::new(PositionInner {
+            value: std::sync::atomic::AtomicI64::new(v),
+            generation: AtomicU64::new(0),
+        }))
     }
 
     #[inline]
     pub fn get(&self) -> i64 {
-        self.0.load(Relaxed)
+        self.0.value.load(Relaxed)
+    }
+
+    /// Incremented by every accepted write; read once per batch.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn set(&self, v: i64) {
+        self.0.value.store(v, Relaxed);
+        self.0
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// The persistent `switch` handler, accepting -1 (drop everything) to
     /// `ports - 1`.
     pub fn handler(&self, ports: usize) -> Handler {
-        let (r, w) = (self.0.clone(), self.0.clone());
+        let (r, w) = (self.clone(), self.clone());
         let max = ports as i64 - 1;
         Handler::read_write(
             "switch",
-            move || r.load(Relaxed).to_string(),
+            move || r.get().to_string(),
             move |v| {
-                let v = parse_in_range(v, -1..=max)?;
-                w.store(v, Relaxed);
+                w.set(parse_in_range(v, -1..=max)?);
                 Ok(())
             },
         )
