@@ -7,11 +7,7 @@ use switchyard_core::{Annotations, Args, Batch, ElementClass, Harness, PortInfo,
 const N: usize = 128;
 
 fn frames() -> Batch {
-    Batch::from_template(
-        &switchyard_elements::default_frame(64),
-        N,
-        Annotations::default(),
-    )
+    Batch::from_template(&switchyard_elements::default_frame(64), N, Annotations::default())
 }
 
 fn harness(class: &ElementClass, config: &str, inputs: usize, outputs: usize) -> Harness {
@@ -29,19 +25,11 @@ fn harness(class: &ElementClass, config: &str, inputs: usize, outputs: usize) ->
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("per batch of 128");
     g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("create+drop (source->discard floor)", |b| {
-        b.iter(|| drop(frames()))
-    });
+    g.bench_function("create+drop (source->discard floor)", |b| b.iter(|| drop(frames())));
     let cases: [(&str, &ElementClass, &str, usize, usize); 5] = [
         ("Counter", &switchyard_elements::Counter::CLASS, "", 1, 1),
         ("Tee(2)", &switchyard_elements::Tee::CLASS, "2", 1, 2),
-        (
-            "InputSwitch(0)",
-            &switchyard_elements::InputSwitch::CLASS,
-            "0",
-            2,
-            1,
-        ),
+        ("InputSwitch(0)", &switchyard_elements::InputSwitch::CLASS, "0", 2, 1),
         (
             "Classifier(3 patterns)",
             &switchyard_elements::Classifier::CLASS,

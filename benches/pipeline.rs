@@ -20,8 +20,7 @@ const SOURCE_DISCARD: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> 
 
 const QUEUE: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> q :: Queue(4096, BLOCK true) -> Unqueue -> out :: Counter -> Discard;";
 
-const CLASSIFY: &str =
-    "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> c :: Classifier(12/0806, 12/0800 23/11, -);
+const CLASSIFY: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> c :: Classifier(12/0806, 12/0800 23/11, -);
 c[0] -> Discard; c[1] -> out :: Counter -> Discard; c[2] -> Discard;";
 
 /// Peak resident set size of this process, from /proc (kB).
@@ -42,12 +41,7 @@ fn run(name: &str, template: &str, n: u64, check: &str) -> f64 {
     let start = Instant::now();
     let handlers = run_text(&text, &registry).expect("benchmark config is valid");
     let secs = start.elapsed().as_secs_f64();
-    let got: u64 = handlers
-        .read(check)
-        .expect("handler")
-        .trim()
-        .parse()
-        .expect("number");
+    let got: u64 = handlers.read(check).expect("handler").trim().parse().expect("number");
     let mpps = n as f64 / secs / 1e6;
     println!("{name:<22} {n:>11} packets  {secs:>7.3} s  {mpps:>7.2} Mpps  ({check} = {got})");
     assert!(got > 0, "{check} counted nothing");
@@ -56,19 +50,13 @@ fn run(name: &str, template: &str, n: u64, check: &str) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let n: u64 = args
-        .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(50_000_000);
+    let n: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(50_000_000);
     let repeat: usize = args
         .iter()
         .position(|a| a == "--repeat")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(3);
-    let only: Option<&String> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1));
+    let only: Option<&String> = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
     println!("whole-pipeline benchmark, single router thread per pipeline, best of {repeat}");
     let cases = [
         ("hub/switch", HUB_SWITCH, "out.count"),
@@ -81,9 +69,7 @@ fn main() {
         if only.is_some_and(|o| !name.starts_with(o.as_str())) {
             continue;
         }
-        let b = (0..repeat)
-            .map(|_| run(name, cfg, n, check))
-            .fold(0.0, f64::max);
+        let b = (0..repeat).map(|_| run(name, cfg, n, check)).fold(0.0, f64::max);
         best.push((name, b));
     }
     println!("--");

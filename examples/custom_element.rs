@@ -77,9 +77,7 @@ impl Element for SetTTL {
 
     fn handlers(&self) -> Vec<Handler> {
         let s = self.skipped.clone();
-        vec![Handler::read_only("skipped", move || {
-            s.load(Relaxed).to_string()
-        })]
+        vec![Handler::read_only("skipped", move || s.load(Relaxed).to_string())]
     }
 }
 
@@ -118,23 +116,16 @@ fn new_branch_element_reaches_production_and_old_branch_is_untouched() {
 #[test]
 fn checksum_stays_valid() {
     let mut b = Batch::new();
-    b.push(switchyard_core::Packet::from_data(
-        &switchyard_elements::default_frame(64),
-    ));
+    b.push(switchyard_core::Packet::from_data(&switchyard_elements::default_frame(
+        64,
+    )));
     let mut e = SetTTL {
         ttl: 7,
         skipped: Arc::new(AtomicU64::new(0)),
     };
     e.simple_action(&mut b);
     let ip = &b.packets()[0].data()[14..34];
-    let sum: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    assert_eq!(
-        (sum & 0xffff) + (sum >> 16),
-        0xffff,
-        "header checksum must verify"
-    );
+    let sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff, "header checksum must verify");
     assert_eq!(ip[8], 7);
 }

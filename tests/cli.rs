@@ -33,9 +33,7 @@ fn check_reports_all_three_mistakes_and_fails() {
         ]
     );
     assert!(
-        err.contains(
-            "4 | hub[0] -> old :: Countr -> [0]sel :: InputSwitch(0);\n  |                  ^^^^^^"
-        ),
+        err.contains("4 | hub[0] -> old :: Countr -> [0]sel :: InputSwitch(0);\n  |                  ^^^^^^"),
         "{err}"
     );
     assert!(err.contains("did you mean 'Counter'?"), "{err}");
@@ -124,10 +122,7 @@ fn default_run_stops_on(signal: &str) {
         .map_while(Result::ok)
         .find(|l| l.starts_with("[   1s]"))
         .expect("a counter line");
-    assert!(
-        tick.contains("old.count=") && tick.contains("sel.switch=0"),
-        "{tick}"
-    );
+    assert!(tick.contains("old.count=") && tick.contains("sel.switch=0"), "{tick}");
     let old: u64 = tick
         .split("old.count=")
         .nth(1)
@@ -167,25 +162,12 @@ fn default_run_stops_cleanly_on_sigterm() {
 fn elements_prints_the_reference() {
     let (code, out, _) = output(&["elements"]);
     assert_eq!(code, 0);
-    for class in [
-        "Classifier",
-        "Counter",
-        "InputSwitch",
-        "Queue",
-        "Tee",
-        "Unqueue",
-    ] {
-        assert!(
-            out.lines().any(|l| l.starts_with(class)),
-            "{class} missing:\n{out}"
-        );
+    for class in ["Classifier", "Counter", "InputSwitch", "Queue", "Tee", "Unqueue"] {
+        assert!(out.lines().any(|l| l.starts_with(class)), "{class} missing:\n{out}");
     }
     let (code, out, _) = output(&["elements", "InputSwitch"]);
     assert_eq!(code, 0);
-    assert!(
-        out.starts_with("InputSwitch (ports -/1, processing h/h)"),
-        "{out}"
-    );
+    assert!(out.starts_with("InputSwitch (ports -/1, processing h/h)"), "{out}");
     for section in [
         "# Ports",
         "# Arguments",

@@ -88,9 +88,7 @@ fn push_pull_mismatch() {
     // A pull output may feed several pullers; that is fine. Pushing into a
     // pull input is not.
     ok("InfiniteSource -> q :: Queue;\nq -> u :: Unqueue -> Discard;\nq -> Discard;\n");
-    let h = headlines(
-        "InfiniteSource -> q1 :: Queue;\nq1 -> c :: Counter -> q2 :: Queue;\nq2 -> Discard;\n",
-    );
+    let h = headlines("InfiniteSource -> q1 :: Queue;\nq1 -> c :: Counter -> q2 :: Queue;\nq2 -> Discard;\n");
     assert_eq!(
         h,
         ["t.click:2:20: error: push/pull mismatch: 'c :: Counter' pull output 0 connected to 'q2 :: Queue' push input 0"]
@@ -100,8 +98,7 @@ fn push_pull_mismatch() {
 #[test]
 fn agnostic_ports_resolve_as_click_does() {
     // Counter between a Queue and an Unqueue pulls; before a Queue it pushes.
-    let text =
-        "InfiniteSource -> a :: Counter -> q :: Queue -> b :: Counter -> Unqueue -> Discard;";
+    let text = "InfiniteSource -> a :: Counter -> q :: Queue -> b :: Counter -> Unqueue -> Discard;";
     let (_, table) = load_text("t.click", text, &switchyard_elements::standard(), &[]).unwrap();
     assert!(
         table.read("a.ports").unwrap().contains("1 input\npush"),
@@ -141,10 +138,7 @@ fn bad_argument_names_element_and_argument() {
         ["t.click:1:19: error: 's :: Switch': switch position 3 out of range: expected -1 to 1"]
     );
     let h = headlines("InfiniteSource -> Tee(1, 2) -> Discard;");
-    assert_eq!(
-        h,
-        ["t.click:1:26: error: 'Tee@2 :: Tee': too many arguments"]
-    );
+    assert_eq!(h, ["t.click:1:26: error: 'Tee@2 :: Tee': too many arguments"]);
 }
 
 #[test]
@@ -161,10 +155,7 @@ fn syntax_errors_undefined_variables_and_requirements() {
     );
     assert!(e.contains("did you mean '$LIMIT'?"), "{e}");
     let h = headlines("require(fastclick);\nIdle -> Idle;\n");
-    assert_eq!(
-        h,
-        ["t.click:1:9: error: requirement 'fastclick' is not available"]
-    );
+    assert_eq!(h, ["t.click:1:9: error: requirement 'fastclick' is not available"]);
     ok("require(switchyard); Idle -> Idle;");
 }
 
@@ -190,15 +181,7 @@ fn every_error_of_a_file_is_reported_in_source_order() {
 #[test]
 fn compound_errors_name_the_inner_element() {
     let h = headlines("elementclass B { input -> c :: Counter(5) -> output; }\nInfiniteSource -> b :: B -> Discard;\n");
-    assert_eq!(
-        h,
-        ["t.click:1:40: error: 'b/c :: Counter': too many arguments"]
-    );
-    let h = headlines(
-        "elementclass B { $x | input -> output; }\nInfiniteSource -> b :: B -> Discard;\n",
-    );
-    assert_eq!(
-        h,
-        ["t.click:2:19: error: 'b :: B' takes 1 argument(s), 0 given"]
-    );
+    assert_eq!(h, ["t.click:1:40: error: 'b/c :: Counter': too many arguments"]);
+    let h = headlines("elementclass B { $x | input -> output; }\nInfiniteSource -> b :: B -> Discard;\n");
+    assert_eq!(h, ["t.click:2:19: error: 'b :: B' takes 1 argument(s), 0 given"]);
 }

@@ -11,11 +11,7 @@ fn run(text: &str) -> Arc<HandlerTable> {
 }
 
 fn count(t: &HandlerTable, h: &str) -> u64 {
-    t.read(h)
-        .unwrap_or_else(|e| panic!("{h}: {e}"))
-        .trim()
-        .parse()
-        .unwrap()
+    t.read(h).unwrap_or_else(|e| panic!("{h}: {e}")).trim().parse().unwrap()
 }
 
 /// Waits until `cond` holds; the router's counters are the event.
@@ -38,12 +34,10 @@ fn tee_counts_every_packet_on_both_branches() {
 
 #[test]
 fn hub_switch_graph_delivers_the_selected_branch_once() {
-    let t = run(
-        "InfiniteSource(LENGTH 60, LIMIT 54321, STOP true) -> hub :: Tee(2);
+    let t = run("InfiniteSource(LENGTH 60, LIMIT 54321, STOP true) -> hub :: Tee(2);
                  hub[0] -> old :: Counter -> [0]sel :: InputSwitch(1);
                  hub[1] -> new :: Counter -> [1]sel;
-                 sel -> out :: Counter -> Discard;",
-    );
+                 sel -> out :: Counter -> Discard;");
     assert_eq!(count(&t, "old.count"), 54321);
     assert_eq!(count(&t, "new.count"), 54321);
     assert_eq!(count(&t, "out.count"), 54321);
@@ -63,24 +57,26 @@ fn queue_with_back_pressure_loses_nothing() {
 fn tail_drop_queue_accounts_for_every_packet() {
     // Click's Queue drops when full; whatever was queued at the stop is
     // still delivered, so in == out + drops exactly.
-    let t = run("src :: InfiniteSource(LIMIT 300000, STOP true) -> q :: Queue(64) -> Unqueue -> out :: Counter -> Discard;");
+    let t = run(
+        "src :: InfiniteSource(LIMIT 300000, STOP true) -> q :: Queue(64) -> Unqueue -> out :: Counter -> Discard;",
+    );
     assert_eq!(count(&t, "out.count") + count(&t, "q.drops"), 300_000);
     assert!(count(&t, "q.highwater_length") <= 64);
 }
 
 #[test]
 fn chained_queues_run_on_three_threads_and_deliver_all() {
-    let t = run("InfiniteSource(LIMIT 100000, STOP true) -> Queue(1000, BLOCK true) -> Unqueue -> a :: Counter
-                 -> Queue(1000, BLOCK true) -> Unqueue -> b :: Counter -> Discard;");
+    let t = run(
+        "InfiniteSource(LIMIT 100000, STOP true) -> Queue(1000, BLOCK true) -> Unqueue -> a :: Counter
+                 -> Queue(1000, BLOCK true) -> Unqueue -> b :: Counter -> Discard;",
+    );
     assert_eq!(count(&t, "a.count"), 100_000);
     assert_eq!(count(&t, "b.count"), 100_000);
 }
 
 #[test]
 fn pulling_discard_drains_a_queue_through_an_agnostic_counter() {
-    let t = run(
-        "InfiniteSource(LIMIT 5000, STOP true) -> Queue(10000) -> c :: Counter -> d :: Discard;",
-    );
+    let t = run("InfiniteSource(LIMIT 5000, STOP true) -> Queue(10000) -> c :: Counter -> d :: Discard;");
     assert_eq!(count(&t, "c.count"), 5000);
     assert_eq!(count(&t, "d.count"), 5000);
 }
@@ -92,11 +88,7 @@ fn rated_source_sends_its_limit() {
     assert_eq!(count(&t, "c.count"), 2000);
     // 2000 packets at 20000/s take about 0.1 s; anything far faster means
     // the rate is not applied (a loose bound: these machines are noisy).
-    assert!(
-        start.elapsed() >= Duration::from_millis(80),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= Duration::from_millis(80), "{:?}", start.elapsed());
 }
 
 #[test]
@@ -118,12 +110,10 @@ fn classifier_splits_by_pattern_and_drops_the_rest() {
 
 #[test]
 fn paint_and_paint_switch() {
-    let t = run(
-        "a :: InfiniteSource(LIMIT 10) -> Paint(1) -> ps :: PaintSwitch;
+    let t = run("a :: InfiniteSource(LIMIT 10) -> Paint(1) -> ps :: PaintSwitch;
                  b :: InfiniteSource(LIMIT 20) -> Paint(0) -> ps;
                  c :: InfiniteSource(LIMIT 300, STOP true) -> Paint(7) -> ps;
-                 ps[0] -> zero :: Counter -> Discard; ps[1] -> one :: Counter -> Discard;",
-    );
+                 ps[0] -> zero :: Counter -> Discard; ps[1] -> one :: Counter -> Discard;");
     assert_eq!(count(&t, "zero.count"), 20);
     assert_eq!(count(&t, "one.count"), 10);
 }
@@ -133,22 +123,16 @@ fn static_switch_and_switch_send_one_way() {
     let t = run("InfiniteSource(LIMIT 100) -> s :: StaticSwitch(1); s[0] -> a :: Counter -> Discard; s[1] -> b :: Counter -> Discard;
                  InfiniteSource(LIMIT 300, STOP true) -> w :: Switch(-1); w[0] -> c :: Counter -> Discard;");
     assert_eq!(
-        (
-            count(&t, "a.count"),
-            count(&t, "b.count"),
-            count(&t, "c.count")
-        ),
+        (count(&t, "a.count"), count(&t, "b.count"), count(&t, "c.count")),
         (0, 100, 0)
     );
 }
 
 #[test]
 fn compound_elements_run_with_their_inner_names() {
-    let t = run(
-        "elementclass Branch { $limit | input -> c :: Counter -> output; }
+    let t = run("elementclass Branch { $limit | input -> c :: Counter -> output; }
                  define($N 777);
-                 InfiniteSource(LIMIT $N, STOP true) -> b :: Branch(1) -> Discard;",
-    );
+                 InfiniteSource(LIMIT $N, STOP true) -> b :: Branch(1) -> Discard;");
     assert_eq!(count(&t, "b/c.count"), 777);
 }
 
@@ -159,9 +143,8 @@ fn switch_flips_while_running_and_refuses_out_of_range() {
                 hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
                 hub[1] -> Paint(1) -> new :: Counter -> [1]sel;
                 sel -> ps :: PaintSwitch; ps[0] -> from_old :: Counter -> Discard; ps[1] -> from_new :: Counter -> Discard;";
-    let (graph, table) =
-        load_text("flip.click", text, &switchyard_elements::standard(), &[]).unwrap();
-    let router = Router::start(graph, table);
+    let (graph, table) = load_text("flip.click", text, &switchyard_elements::standard(), &[]).unwrap();
+    let router = Router::start(graph, Arc::new(table));
     let h = router.handlers().clone();
     h.write("src.active", "true").unwrap();
     await_until("1000 packets from the old branch", || {
@@ -201,10 +184,7 @@ fn generic_and_global_handlers() {
     assert_eq!(table.read("list").unwrap(), "3\nsrc\nc\nDiscard@3\n");
     assert!(table.read("c.handlers").unwrap().contains("reset\tw\n"));
     assert!(table.read("classes").unwrap().contains("InputSwitch\n"));
-    assert!(table
-        .read("flatconfig")
-        .unwrap()
-        .contains("src [0] -> [0] c;"));
+    assert!(table.read("flatconfig").unwrap().contains("src [0] -> [0] c;"));
     assert_eq!(
         table.read("nosuch.count").unwrap_err().to_string(),
         "No element named 'nosuch'"

@@ -87,13 +87,14 @@ impl Args {
         let items = args
             .iter()
             .map(|a| match split_keyword(&a.text) {
-                Some((kw, rest, _)) => Item {
+                // A lone uppercase word (`TCP`) is a value, not a keyword.
+                Some((kw, rest, _)) if !rest.is_empty() => Item {
                     keyword: Some(kw.to_string()),
                     value: rest.to_string(),
                     span: a.span,
                     used: false,
                 },
-                None => Item {
+                _ => Item {
                     keyword: None,
                     value: a.text.clone(),
                     span: a.span,
@@ -153,9 +154,7 @@ impl Args {
     }
 
     fn keyword_index(&self, name: &str) -> Option<usize> {
-        self.items
-            .iter()
-            .rposition(|i| i.keyword.as_deref() == Some(name))
+        self.items.iter().rposition(|i| i.keyword.as_deref() == Some(name))
     }
 
     /// Keyword argument `NAME value`, if given.
@@ -208,17 +207,14 @@ impl Args {
     /// Reports a problem with an argument's value found after reading it.
     pub fn error(&mut self, span: Option<Span>, message: impl std::fmt::Display) {
         let span = span.unwrap_or(self.span);
-        self.errors.push(Diagnostic::error(
-            span,
-            format!("'{}': {}", self.element, message),
-        ));
+        self.errors
+            .push(Diagnostic::error(span, format!("'{}': {}", self.element, message)));
     }
 
     /// The span of keyword `name` or of the configuration, for errors about
     /// a value that parsed but is out of range.
     pub fn span_of(&self, name: &str) -> Span {
-        self.keyword_index(name)
-            .map_or(self.span, |i| self.items[i].span)
+        self.keyword_index(name).map_or(self.span, |i| self.items[i].span)
     }
 
     /// Ends reading: unknown keywords and extra arguments are errors.
@@ -226,10 +222,7 @@ impl Args {
         for item in self.items.iter().filter(|i| !i.used) {
             let d = match &item.keyword {
                 Some(kw) => {
-                    let mut d = Diagnostic::error(
-                        item.span,
-                        format!("'{}': unknown argument '{}'", self.element, kw),
-                    );
+                    let mut d = Diagnostic::error(item.span, format!("'{}': unknown argument '{}'", self.element, kw));
                     if let Some(n) = nearest(kw, self.known.iter().copied()) {
                         d = d.with_help(format!("did you mean '{n}'?"));
                     } else if !self.known.is_empty() {
@@ -237,9 +230,7 @@ impl Args {
                     }
                     d
                 }
-                None => {
-                    Diagnostic::error(item.span, format!("'{}': too many arguments", self.element))
-                }
+                None => Diagnostic::error(item.span, format!("'{}': too many arguments", self.element)),
             };
             self.errors.push(d);
         }
@@ -271,6 +262,14 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_uppercase_word_is_a_value() {
+        let mut a = Args::parse_str("c :: ControlSocket", "TCP, 7777");
+        assert_eq!(a.read_mp::<String>("TYPE").as_deref(), Some("TCP"));
+        assert_eq!(a.read_mp::<u16>("ADDRESS"), Some(7777));
+        assert!(a.complete().is_ok());
+    }
+
+    #[test]
     fn bad_value_names_element_and_argument() {
         let mut a = Args::parse_str("sw :: Switch", "foo");
         assert_eq!(a.read_p::<i32>("OUTPUT"), None);
@@ -286,10 +285,7 @@ mod tests {
         let mut a = Args::parse_str("s :: InfiniteSource", "LIMT 5");
         a.read::<u64>("LIMIT");
         let errs = a.complete().unwrap_err();
-        assert_eq!(
-            errs[0].message,
-            "'s :: InfiniteSource': unknown argument 'LIMT'"
-        );
+        assert_eq!(errs[0].message, "'s :: InfiniteSource': unknown argument 'LIMT'");
         assert_eq!(errs[0].help.as_deref(), Some("did you mean 'LIMIT'?"));
     }
 
@@ -303,9 +299,6 @@ mod tests {
         );
         let mut a = Args::parse_str("q :: X", "1, 2");
         a.read_p::<u32>("N");
-        assert_eq!(
-            a.complete().unwrap_err()[0].message,
-            "'q :: X': too many arguments"
-        );
+        assert_eq!(a.complete().unwrap_err()[0].message, "'q :: X': too many arguments");
     }
 }

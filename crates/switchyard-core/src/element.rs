@@ -150,9 +150,7 @@ pub struct ElementClass {
 
 impl std::fmt::Debug for ElementClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ElementClass")
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("ElementClass").field("name", &self.name).finish()
     }
 }
 
@@ -230,11 +228,7 @@ impl PortRange {
 pub fn processing_of(spec: &str, output: bool, index: usize) -> Processing {
     let (i, o) = spec.split_once('/').unwrap_or((spec, spec));
     let side = if output { o } else { i };
-    let letter = side
-        .chars()
-        .nth(index)
-        .or_else(|| side.chars().last())
-        .unwrap_or('a');
+    let letter = side.chars().nth(index).or_else(|| side.chars().last()).unwrap_or('a');
     match letter {
         'h' => Processing::Push,
         'l' => Processing::Pull,

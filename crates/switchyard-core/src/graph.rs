@@ -112,11 +112,7 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
     let mut elements: Vec<Option<Box<dyn Element>>> = Vec::with_capacity(n);
     let mut counts: Vec<Option<PortCount>> = Vec::with_capacity(n);
     for fe in &flat.elements {
-        let class = if fe.class_known {
-            registry.get(&fe.class)
-        } else {
-            None
-        };
+        let class = if fe.class_known { registry.get(&fe.class) } else { None };
         let mut element = None;
         if let Some(c) = class {
             let mut args = Args::new(label(&fe.name, c.name), &fe.args, fe.config_span);
@@ -127,13 +123,9 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
             }
         }
         let count = class.map(|c| {
-            element
-                .as_ref()
-                .and_then(|e| e.port_count())
-                .unwrap_or_else(|| {
-                    PortCount::parse(c.ports)
-                        .unwrap_or_else(|| panic!("class {}: bad port count '{}'", c.name, c.ports))
-                })
+            element.as_ref().and_then(|e| e.port_count()).unwrap_or_else(|| {
+                PortCount::parse(c.ports).unwrap_or_else(|| panic!("class {}: bad port count '{}'", c.name, c.ports))
+            })
         });
         classes.push(class);
         elements.push(element);
@@ -299,11 +291,7 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
                 errors.push(
                     Diagnostic::error(
                         span,
-                        format!(
-                            "illegal reuse of '{}' push output {}",
-                            name_of(from.element),
-                            from.port
-                        ),
+                        format!("illegal reuse of '{}' push output {}", name_of(from.element), from.port),
                     )
                     .with_note(Some(prev), "first connected here")
                     .with_help("use a Tee to send packets to several places"),
@@ -315,11 +303,7 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
                 errors.push(
                     Diagnostic::error(
                         span,
-                        format!(
-                            "illegal reuse of '{}' pull input {}",
-                            name_of(to.element),
-                            to.port
-                        ),
+                        format!("illegal reuse of '{}' pull input {}", name_of(to.element), to.port),
                     )
                     .with_note(Some(prev), "first connected here"),
                 );
@@ -343,10 +327,7 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
         let is_task = match element.initialize(&ports) {
             Ok(t) => t,
             Err(msg) => {
-                errors.push(Diagnostic::error(
-                    fe.span,
-                    format!("'{}': {msg}", name_of(i)),
-                ));
+                errors.push(Diagnostic::error(fe.span, format!("'{}': {msg}", name_of(i))));
                 false
             }
         };

@@ -30,10 +30,7 @@ impl Handler {
         }
     }
 
-    pub fn write_only(
-        name: &str,
-        f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
-    ) -> Handler {
+    pub fn write_only(name: &str, f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) -> Handler {
         Handler {
             name: name.to_string(),
             read: None,

@@ -85,7 +85,7 @@ pub fn load_text(
 /// and benchmarks; the CLI adds signals and periodic output.
 pub fn run_text(text: &str, registry: &Registry) -> Result<std::sync::Arc<HandlerTable>, String> {
     let (graph, table) = load_text("<config>", text, registry, &[])?;
-    let mut router = Router::start(graph, table);
+    let mut router = Router::start(graph, std::sync::Arc::new(table));
     let handlers = router.handlers().clone();
     while !router.wait_timeout(std::time::Duration::from_secs(1)) {}
     Ok(handlers)

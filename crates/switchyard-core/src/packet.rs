@@ -110,8 +110,7 @@ impl Packet {
     /// Fills a unique buffer with `data` after the headroom.
     #[inline]
     fn from_buffer(mut buf: Arc<[u8]>, data: &[u8]) -> Packet {
-        let dst = &mut Arc::get_mut(&mut buf).expect("pooled buffers are unique")
-            [HEADROOM..HEADROOM + data.len()];
+        let dst = &mut Arc::get_mut(&mut buf).expect("pooled buffers are unique")[HEADROOM..HEADROOM + data.len()];
         copy_small(dst, data);
         Packet {
             buf: Some(buf),
@@ -170,8 +169,7 @@ impl Packet {
         }
         let mut fresh = alloc_buffer(self.buf().len());
         let src = self.buf();
-        Arc::get_mut(&mut fresh).expect("pooled buffers are unique")[..src.len()]
-            .copy_from_slice(src);
+        Arc::get_mut(&mut fresh).expect("pooled buffers are unique")[..src.len()].copy_from_slice(src);
         self.buf = Some(fresh);
     }
 

@@ -193,7 +193,7 @@ impl Stopper {
 
 impl Router {
     /// Partitions the graph into threads and starts them.
-    pub fn start(mut graph: Graph, handlers: HandlerTable) -> Router {
+    pub fn start(mut graph: Graph, handlers: Arc<HandlerTable>) -> Router {
         let n = graph.nodes.len();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -220,11 +220,7 @@ impl Router {
                 pull_from[(in_base[t.element] + t.port) as usize] = (fe as u32, f.port);
             }
         }
-        let noutputs: Vec<u32> = graph
-            .nodes
-            .iter()
-            .map(|n| n.ports.outputs.len() as u32)
-            .collect();
+        let noutputs: Vec<u32> = graph.nodes.iter().map(|n| n.ports.outputs.len() as u32).collect();
 
         // Threads: union-find over element halves; a thread boundary keeps
         // its input half (i) apart from its output half (n + i).
@@ -320,7 +316,7 @@ impl Router {
         }
         tracing::info!(threads = threads.len(), elements = n, "router started");
         Router {
-            handlers: Arc::new(handlers),
+            handlers,
             shared,
             running: threads.len(),
             threads,
@@ -400,12 +396,9 @@ fn run_thread(mut runner: Runner, tasks: Vec<usize>) {
         // The flag is raised before the last look, so a wake-up between
         // the look and the park is not lost (park returns at once).
         waker.0.sleeping.store(true, Ordering::SeqCst);
-        if runner.all(|e| !e.has_pending()) && stopping == runner.shared.stop.load(Ordering::SeqCst)
-        {
+        if runner.all(|e| !e.has_pending()) && stopping == runner.shared.stop.load(Ordering::SeqCst) {
             let now = Instant::now();
-            let limit = wake_at.map_or(MAX_SLEEP, |at| {
-                at.saturating_duration_since(now).min(MAX_SLEEP)
-            });
+            let limit = wake_at.map_or(MAX_SLEEP, |at| at.saturating_duration_since(now).min(MAX_SLEEP));
             if !limit.is_zero() {
                 std::thread::park_timeout(limit);
             }
@@ -441,9 +434,7 @@ impl Harness {
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         });
-        let sinks: Vec<_> = (0..outputs)
-            .map(|_| Arc::new(Mutex::new(Vec::new())))
-            .collect();
+        let sinks: Vec<_> = (0..outputs).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
         let mut slots: Vec<Option<Box<dyn Element>>> = vec![Some(element)];
         slots.extend(
             sinks
@@ -463,11 +454,7 @@ impl Harness {
             push_to: Arc::new(push_to),
             in_base: Arc::new(vec![0; n]),
             pull_from: Arc::new(vec![(NONE, NONE); inputs.max(1)]),
-            noutputs: Arc::new(
-                (0..n)
-                    .map(|i| if i == 0 { outputs as u32 } else { 0 })
-                    .collect(),
-            ),
+            noutputs: Arc::new((0..n).map(|i| if i == 0 { outputs as u32 } else { 0 }).collect()),
             shared,
         };
         Harness { runner, sinks }

@@ -40,11 +40,7 @@ impl HandlerTable {
                     if list.len() == 1 { "" } else { "s" }
                 ));
                 for (p, proc_) in list.iter().enumerate() {
-                    let word = if *proc_ == Processing::Pull {
-                        "pull"
-                    } else {
-                        "push"
-                    };
+                    let word = if *proc_ == Processing::Pull { "pull" } else { "push" };
                     let peers: Vec<String> = graph
                         .connections
                         .iter()
@@ -68,10 +64,7 @@ impl HandlerTable {
                 fixed("ports", ports),
             ];
             handlers.extend(node.handlers.iter().cloned());
-            let mut listing: String = handlers
-                .iter()
-                .map(|h| format!("{}\t{}\n", h.name, h.mode()))
-                .collect();
+            let mut listing: String = handlers.iter().map(|h| format!("{}\t{}\n", h.name, h.mode())).collect();
             listing.push_str("handlers\tr\n");
             handlers.push(fixed("handlers", listing));
             elements.push(ElementEntry {
@@ -107,11 +100,10 @@ impl HandlerTable {
     /// Finds an element by name, or by its index in the configuration
     /// (`3.class`), as Click allows.
     pub fn element(&self, name: &str) -> Option<&ElementEntry> {
-        self.elements.iter().find(|e| e.name == name).or_else(|| {
-            name.parse::<usize>()
-                .ok()
-                .and_then(|i| self.elements.get(i))
-        })
+        self.elements
+            .iter()
+            .find(|e| e.name == name)
+            .or_else(|| name.parse::<usize>().ok().and_then(|i| self.elements.get(i)))
     }
 
     /// Resolves `element.handler` or a global handler name.

@@ -63,9 +63,7 @@ fn parse_term(text: &str) -> Result<Term, String> {
         None => (rest, None),
     };
     if val.is_empty() || !val.len().is_multiple_of(2) {
-        return Err(format!(
-            "value '{val}' must be an even number of hex digits"
-        ));
+        return Err(format!("value '{val}' must be an even number of hex digits"));
     }
     let mut value = Vec::new();
     let mut vmask = Vec::new();
@@ -126,8 +124,7 @@ impl Classifier {
                 patterns.push(Vec::new());
                 continue;
             }
-            let terms: Result<Vec<Term>, String> =
-                text.split_whitespace().map(parse_term).collect();
+            let terms: Result<Vec<Term>, String> = text.split_whitespace().map(parse_term).collect();
             match terms {
                 Ok(t) if !t.is_empty() => patterns.push(t),
                 Ok(_) => args.error(
@@ -191,9 +188,7 @@ mod tests {
                 if t == "-" {
                     Vec::new()
                 } else {
-                    t.split_whitespace()
-                        .map(|x| parse_term(x).unwrap())
-                        .collect()
+                    t.split_whitespace().map(|x| parse_term(x).unwrap()).collect()
                 }
             })
             .collect::<Vec<_>>();

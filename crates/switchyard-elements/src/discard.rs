@@ -1,8 +1,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use switchyard_core::{
-    documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
-};
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work};
 
 documented! {
     /// Drops every packet (their buffers go back to the pool).

@@ -1,7 +1,5 @@
 use crate::source::SourceCore;
-use switchyard_core::{
-    documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
-};
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work};
 
 documented! {
     /// Generates copies of one packet as fast as it can.

@@ -101,8 +101,7 @@ impl InputSwitch {
         if self.segments.len() > MAX_SEGMENTS {
             self.segments.pop_front();
         }
-        self.boundary
-            .store(start, std::sync::atomic::Ordering::Relaxed);
+        self.boundary.store(start, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Forgets segments no future packet can fall into: each input's
@@ -115,9 +114,7 @@ impl InputSwitch {
             let past = if k < 0 {
                 self.last_seen.iter().all(|&s| s + 1 >= end)
             } else {
-                self.last_seen
-                    .get(k as usize)
-                    .is_some_and(|&s| s + 1 >= end)
+                self.last_seen.get(k as usize).is_some_and(|&s| s + 1 >= end)
             };
             if !past {
                 return;

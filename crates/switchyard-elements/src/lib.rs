@@ -5,6 +5,7 @@
 
 mod classifier;
 mod counter;
+mod delay_unqueue;
 mod discard;
 mod idle;
 mod infinite_source;
@@ -14,6 +15,7 @@ mod paint_switch;
 mod print;
 mod queue;
 mod rated_source;
+mod seq_check;
 mod source;
 mod static_switch;
 mod switch;
@@ -23,6 +25,7 @@ pub mod util;
 
 pub use classifier::Classifier;
 pub use counter::Counter;
+pub use delay_unqueue::DelayUnqueue;
 pub use discard::Discard;
 pub use idle::Idle;
 pub use infinite_source::InfiniteSource;
@@ -32,6 +35,7 @@ pub use paint_switch::PaintSwitch;
 pub use print::Print;
 pub use queue::Queue;
 pub use rated_source::RatedSource;
+pub use seq_check::SeqCheck;
 pub use source::default_frame;
 pub use static_switch::StaticSwitch;
 pub use switch::Switch;
@@ -45,6 +49,7 @@ use switchyard_core::{ElementClass, Registry};
 pub const CLASSES: &[ElementClass] = &[
     Classifier::CLASS,
     Counter::CLASS,
+    DelayUnqueue::CLASS,
     Discard::CLASS,
     Idle::CLASS,
     InfiniteSource::CLASS,
@@ -54,6 +59,7 @@ pub const CLASSES: &[ElementClass] = &[
     Print::CLASS,
     Queue::CLASS,
     RatedSource::CLASS,
+    SeqCheck::CLASS,
     StaticSwitch::CLASS,
     Switch::CLASS,
     Tee::CLASS,
@@ -79,11 +85,7 @@ mod tests {
             for section in ["# Ports", "# Arguments", "# Handlers", "# Example"] {
                 assert!(c.doc.contains(section), "{} lacks '{section}'", c.name);
             }
-            assert!(
-                PortCount::parse(c.ports).is_some(),
-                "{}: bad port count",
-                c.name
-            );
+            assert!(PortCount::parse(c.ports).is_some(), "{}: bad port count", c.name);
         }
     }
 }

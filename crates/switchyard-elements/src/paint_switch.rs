@@ -32,9 +32,7 @@ impl PaintSwitch {
     };
 
     fn make(_: &mut Args) -> Option<Box<dyn Element>> {
-        Some(Box::new(PaintSwitch {
-            scratch: Vec::new(),
-        }))
+        Some(Box::new(PaintSwitch { scratch: Vec::new() }))
     }
 }
 

@@ -79,9 +79,6 @@ mod tests {
             label: "new".into(),
             max: 6,
         };
-        assert_eq!(
-            p.format(&[1, 2, 3, 4, 5, 6, 7]),
-            "new:    7 | 01020304 0506"
-        );
+        assert_eq!(p.format(&[1, 2, 3, 4, 5, 6, 7]), "new:    7 | 01020304 0506");
     }
 }

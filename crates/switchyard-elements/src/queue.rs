@@ -68,10 +68,7 @@ impl Queue {
         let capacity = args.read_p::<usize>("CAPACITY").unwrap_or(1000);
         let block = args.read::<bool>("BLOCK").unwrap_or(false);
         if capacity == 0 {
-            args.error(
-                Some(args.span_of("CAPACITY")),
-                "CAPACITY must be at least 1",
-            );
+            args.error(Some(args.span_of("CAPACITY")), "CAPACITY must be at least 1");
             return None;
         }
         let (tx, rx) = crossbeam_channel::bounded(capacity);
@@ -96,8 +93,7 @@ impl Queue {
     fn wait_for_room(&self, n: usize) {
         let s = &self.shared;
         let fits = || {
-            s.capacity.saturating_sub(s.length.load(Acquire)) >= n.min(s.capacity)
-                || !s.consumer_alive.load(Acquire)
+            s.capacity.saturating_sub(s.length.load(Acquire)) >= n.min(s.capacity) || !s.consumer_alive.load(Acquire)
         };
         while !fits() {
             match s.producer.get() {
@@ -169,10 +165,7 @@ impl Element for Queue {
         if self.block && self.rx.is_none() {
             while !batch.is_empty() && self.shared.consumer_alive.load(Acquire) {
                 self.wait_for_room(1);
-                let space = self
-                    .shared
-                    .capacity
-                    .saturating_sub(self.shared.length.load(Acquire));
+                let space = self.shared.capacity.saturating_sub(self.shared.length.load(Acquire));
                 if space == 0 {
                     continue;
                 }
@@ -197,9 +190,7 @@ impl Element for Queue {
         let (a, b, c, d, e) = (s(), s(), s(), s(), s());
         vec![
             Handler::read_only("length", move || a.length.load(Relaxed).to_string()),
-            Handler::read_only("highwater_length", move || {
-                b.highwater.load(Relaxed).to_string()
-            }),
+            Handler::read_only("highwater_length", move || b.highwater.load(Relaxed).to_string()),
             Handler::read_only("drops", move || c.drops.load(Relaxed).to_string()),
             Handler::read_only("capacity", move || d.capacity.to_string()),
             Handler::write_only("reset_counts", move |_| {

@@ -2,9 +2,7 @@ use crate::source::SourceCore;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_core::{
-    documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
-};
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work};
 
 documented! {
     /// Generates copies of one packet at a steady rate.
@@ -85,8 +83,7 @@ impl RatedSource {
         let owed = (elapsed * rate as f64) as u64;
         let n = owed.saturating_sub(self.sent_since_start);
         if n == 0 {
-            let next = self.start
-                + Duration::from_secs_f64((self.sent_since_start + 1) as f64 / rate as f64);
+            let next = self.start + Duration::from_secs_f64((self.sent_since_start + 1) as f64 / rate as f64);
             return (0, Some(next));
         }
         // After a long stall, do not burst more than a second's worth.

@@ -79,10 +79,7 @@ impl SourceCore {
         }
         let burst = burst.unwrap_or(128);
         if burst == 0 || burst > MAX_BATCH {
-            args.error(
-                Some(args.span_of("BURST")),
-                format!("BURST must be 1 to {MAX_BATCH}"),
-            );
+            args.error(Some(args.span_of("BURST")), format!("BURST must be 1 to {MAX_BATCH}"));
         }
         let limit = match limit {
             None | Some(-1) => u64::MAX,
@@ -113,10 +110,7 @@ impl SourceCore {
         if !self.active.load(Relaxed) {
             return 0;
         }
-        let left = self
-            .limit
-            .load(Relaxed)
-            .saturating_sub(self.count.load(Relaxed));
+        let left = self.limit.load(Relaxed).saturating_sub(self.count.load(Relaxed));
         want.min(left.min(usize::MAX as u64) as usize)
     }
 

@@ -45,16 +45,11 @@ impl RateMeter {
         if dt >= WINDOW_NS {
             let inst = self.window_count as f64 * 1e9 / dt as f64;
             let old = f64::from_bits(self.shared.bits.load(Relaxed));
-            let ewma = if old == 0.0 {
-                inst
-            } else {
-                0.6 * old + 0.4 * inst
-            };
+            let ewma = if old == 0.0 { inst } else { 0.6 * old + 0.4 * inst };
             self.shared.bits.store(ewma.to_bits(), Relaxed);
-            self.shared.updated_ns.store(
-                now.duration_since(self.shared.epoch).as_nanos() as u64,
-                Relaxed,
-            );
+            self.shared
+                .updated_ns
+                .store(now.duration_since(self.shared.epoch).as_nanos() as u64, Relaxed);
             self.window_start = now;
             self.window_count = 0;
         }
@@ -116,9 +111,7 @@ impl SwitchPosition {
 
     fn set(&self, v: i64) {
         self.0.value.store(v, Relaxed);
-        self.0
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.0.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// The persistent `switch` handler, accepting -1 (drop everything) to

@@ -47,9 +47,7 @@ pub fn split_args(text: &str) -> Vec<RawArg<'_>> {
                     .map_or(bytes.len(), |p| i + p)
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = text[i + 2..]
-                    .find("*/")
-                    .map_or(bytes.len(), |p| i + 2 + p + 1)
+                i = text[i + 2..].find("*/").map_or(bytes.len(), |p| i + 2 + p + 1)
             }
             b',' if depth == 0 => {
                 args.push(trimmed(text, start, i));
@@ -206,10 +204,7 @@ fn escape(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<usize, String> {
             }
             for pair in digits.chunks(2) {
                 let s = std::str::from_utf8(pair).map_err(|_| "bad hex data")?;
-                out.push(
-                    u8::from_str_radix(s, 16)
-                        .map_err(|_| format!("bad hex digit in '\\<...>': '{s}'"))?,
-                );
+                out.push(u8::from_str_radix(s, 16).map_err(|_| format!("bad hex digit in '\\<...>': '{s}'"))?);
             }
             Ok(i + close + 1)
         }
@@ -249,10 +244,7 @@ fn escape(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<usize, String> {
 /// Expands `$NAME` and `${NAME}` from `lookup`, except inside single
 /// quotes. Unknown variables stay as written, as Click leaves them; the
 /// caller reports them.
-pub fn substitute<'a>(
-    text: &str,
-    lookup: impl Fn(&str) -> Option<&'a str>,
-) -> (String, Vec<String>) {
+pub fn substitute<'a>(text: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> (String, Vec<String>) {
     let mut out = String::with_capacity(text.len());
     let mut unknown = Vec::new();
     let mut rest = text;
@@ -331,14 +323,8 @@ mod tests {
 
     #[test]
     fn unquotes_click_escapes_and_hex_data() {
-        assert_eq!(
-            unquote(r"\<00 11 22 08 00>").unwrap(),
-            vec![0, 0x11, 0x22, 8, 0]
-        );
-        assert_eq!(
-            unquote(r#""a\tb\x41\101\<ff>""#).unwrap(),
-            b"a\tbAA\xff".to_vec()
-        );
+        assert_eq!(unquote(r"\<00 11 22 08 00>").unwrap(), vec![0, 0x11, 0x22, 8, 0]);
+        assert_eq!(unquote(r#""a\tb\x41\101\<ff>""#).unwrap(), b"a\tbAA\xff".to_vec());
         assert_eq!(unquote("'a\\n'").unwrap(), b"a\\n".to_vec());
         assert!(unquote(r"\<0>").is_err());
         assert!(unquote("\"open").is_err());

@@ -77,14 +77,7 @@ impl Diagnostic {
             match note.span {
                 Some(span) => {
                     let (line, col) = map.line_col(span.file, span.start as usize);
-                    let _ = writeln!(
-                        out,
-                        "{}:{}:{}: note: {}",
-                        map.name(span.file),
-                        line,
-                        col,
-                        note.message
-                    );
+                    let _ = writeln!(out, "{}:{}:{}: note: {}", map.name(span.file), line, col, note.message);
                     snippet(&mut out, map, span);
                 }
                 None => {
@@ -103,21 +96,11 @@ impl Diagnostic {
 fn snippet(out: &mut String, map: &SourceMap, span: Span) {
     let (line, col) = map.line_col(span.file, span.start as usize);
     let text = map.line_text(span.file, line);
-    let width = map
-        .slice(span)
-        .lines()
-        .next()
-        .map_or(1, |s| s.chars().count().max(1));
+    let width = map.slice(span).lines().next().map_or(1, |s| s.chars().count().max(1));
     let width = width.min(text.chars().count().saturating_sub(col - 1).max(1));
     let gutter = line.to_string().len();
     let _ = writeln!(out, "{:>gutter$} | {}", line, text.replace('\t', " "));
-    let _ = writeln!(
-        out,
-        "{:>gutter$} | {}{}",
-        "",
-        " ".repeat(col - 1),
-        "^".repeat(width)
-    );
+    let _ = writeln!(out, "{:>gutter$} | {}{}", "", " ".repeat(col - 1), "^".repeat(width));
 }
 
 /// Renders every diagnostic, errors and warnings in source order.

@@ -40,11 +40,7 @@ impl FlatElement {
     /// The configuration string after substitution, as Click's `config`
     /// handler shows it.
     pub fn config(&self) -> String {
-        self.args
-            .iter()
-            .map(|a| a.text.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.args.iter().map(|a| a.text.as_str()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -104,11 +100,7 @@ pub fn flatten(stmts: &[Stmt], env: &Environment) -> (FlatConfig, Vec<Diagnostic
 /// (a compound's `input` or `output`, spliced out at the end).
 enum Node {
     Element(FlatElement),
-    Tunnel {
-        owner: String,
-        input: bool,
-        span: Span,
-    },
+    Tunnel { owner: String, input: bool, span: Span },
 }
 
 #[derive(Clone, Default)]
@@ -152,11 +144,9 @@ impl<'e> Flattener<'e> {
         for stmt in stmts {
             if let Stmt::Define(defs) = stmt {
                 for d in defs {
-                    let overridden = prefix.is_empty()
-                        && self.env.defines.iter().any(|(n, _)| *n == d.name.name);
+                    let overridden = prefix.is_empty() && self.env.defines.iter().any(|(n, _)| *n == d.name.name);
                     if !overridden {
-                        let (v, _) =
-                            substitute(&d.value, |n| outer_vars.get(n).map(String::as_str));
+                        let (v, _) = substitute(&d.value, |n| outer_vars.get(n).map(String::as_str));
                         vars.insert(d.name.name.clone(), v);
                     }
                 }
@@ -203,10 +193,7 @@ impl<'e> Flattener<'e> {
                 };
                 for id in decl {
                     if let Some(prev) = names.get(&id.name) {
-                        let mut d = Diagnostic::error(
-                            id.span,
-                            format!("redeclaration of element '{}'", id.name),
-                        );
+                        let mut d = Diagnostic::error(id.span, format!("redeclaration of element '{}'", id.name));
                         if prev.span != Span::default() {
                             d = d.with_note(
                                 Some(prev.span),
@@ -240,13 +227,8 @@ impl<'e> Flattener<'e> {
                         Target::Anonymous(class) => {
                             position += 1;
                             let local = format!("{}@{position}", class.class.name);
-                            let h = self.instantiate(
-                                &format!("{prefix}{local}"),
-                                class.class.span,
-                                class,
-                                &vars,
-                                &classes,
-                            );
+                            let h =
+                                self.instantiate(&format!("{prefix}{local}"), class.class.span, class, &vars, &classes);
                             names.insert(local, h);
                             Some(h)
                         }
@@ -259,25 +241,14 @@ impl<'e> Flattener<'e> {
                                     class: id.clone(),
                                     config: None,
                                 };
-                                let h = self.instantiate(
-                                    &format!("{prefix}{local}"),
-                                    id.span,
-                                    &class,
-                                    &vars,
-                                    &classes,
-                                );
+                                let h = self.instantiate(&format!("{prefix}{local}"), id.span, &class, &vars, &classes);
                                 names.insert(local, h);
                                 Some(h)
                             }
                             None => {
-                                let mut d = Diagnostic::error(
-                                    id.span,
-                                    format!("undeclared element '{}'", id.name),
-                                );
-                                let candidates = names
-                                    .keys()
-                                    .map(String::as_str)
-                                    .chain(self.env.classes.iter().copied());
+                                let mut d = Diagnostic::error(id.span, format!("undeclared element '{}'", id.name));
+                                let candidates =
+                                    names.keys().map(String::as_str).chain(self.env.classes.iter().copied());
                                 if let Some(n) = nearest(&id.name, candidates) {
                                     d = d.with_help(format!("did you mean '{n}'?"));
                                 }
@@ -340,12 +311,8 @@ impl<'e> Flattener<'e> {
     fn require(&mut self, reqs: &[Requirement]) {
         for r in reqs {
             if !self.env.provides.contains(&r.name.as_str()) {
-                let mut d =
-                    Diagnostic::error(r.span, format!("requirement '{}' is not available", r.name));
-                d = d.with_note(
-                    None,
-                    format!("Switchyard provides: {}", self.env.provides.join(", ")),
-                );
+                let mut d = Diagnostic::error(r.span, format!("requirement '{}' is not available", r.name));
+                d = d.with_note(None, format!("Switchyard provides: {}", self.env.provides.join(", ")));
                 self.diags.push(d);
             }
         }
@@ -383,10 +350,7 @@ impl<'e> Flattener<'e> {
         }
         let known = self.env.classes.contains(&class_name.as_str());
         if !known {
-            let mut d = Diagnostic::error(
-                class.class.span,
-                format!("unknown element class '{}'", class_name),
-            );
+            let mut d = Diagnostic::error(class.class.span, format!("unknown element class '{}'", class_name));
             let candidates = self
                 .env
                 .classes
@@ -515,10 +479,7 @@ impl<'e> Flattener<'e> {
         let out_port = |item: &ElementRef| item.output.as_ref().map_or(0, |p| p.number);
         let in_port = |item: &ElementRef| item.input.as_ref().map_or(0, |p| p.number);
         let mut pairs: Vec<(usize, u32, usize, u32)> = Vec::new();
-        let mut push = |l: &(Option<Handle>, &ElementRef),
-                        lp: u32,
-                        r: &(Option<Handle>, &ElementRef),
-                        rp: u32| {
+        let mut push = |l: &(Option<Handle>, &ElementRef), lp: u32, r: &(Option<Handle>, &ElementRef), rp: u32| {
             if let (Some(lh), Some(rh)) = (l.0, r.0) {
                 pairs.push((lh.as_source, lp, rh.as_dest, rp));
             }
@@ -582,10 +543,7 @@ impl<'e> Flattener<'e> {
                     element: from,
                     port: fp,
                 },
-                to: PortRef {
-                    element: to,
-                    port: tp,
-                },
+                to: PortRef { element: to, port: tp },
                 span: arrow,
             });
         }
@@ -599,8 +557,7 @@ impl<'e> Flattener<'e> {
                 continue;
             };
             let (into, rest): (Vec<_>, Vec<_>) = edges.into_iter().partition(|e| e.to.element == t);
-            let (out_of, rest): (Vec<_>, Vec<_>) =
-                rest.into_iter().partition(|e| e.from.element == t);
+            let (out_of, rest): (Vec<_>, Vec<_>) = rest.into_iter().partition(|e| e.from.element == t);
             edges = rest;
             for i in &into {
                 let through: Vec<_> = out_of.iter().filter(|o| o.from.port == i.to.port).collect();
@@ -643,10 +600,7 @@ impl<'e> Flattener<'e> {
             })
             .collect();
         connections.dedup_by(|a, b| a.from == b.from && a.to == b.to);
-        FlatConfig {
-            elements,
-            connections,
-        }
+        FlatConfig { elements, connections }
     }
 }
 
@@ -655,24 +609,13 @@ mod tests {
     use super::*;
     use crate::span::SourceMap;
 
-    const CLASSES: &[&str] = &[
-        "Counter",
-        "Discard",
-        "Idle",
-        "InfiniteSource",
-        "Print",
-        "Queue",
-        "Tee",
-    ];
+    const CLASSES: &[&str] = &["Counter", "Discard", "Idle", "InfiniteSource", "Print", "Queue", "Tee"];
 
     fn run(text: &str, defines: &[(&str, &str)]) -> (FlatConfig, Vec<Diagnostic>) {
         let mut map = SourceMap::new();
         let f = map.add("t.click", text);
         let (stmts, mut diags) = crate::parse(&map, f);
-        let defines: Vec<(String, String)> = defines
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let defines: Vec<(String, String)> = defines.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         let env = Environment {
             classes: CLASSES,
             provides: &["switchyard"],
@@ -695,10 +638,7 @@ mod tests {
             .map(|c| {
                 format!(
                     "{}[{}]->[{}]{}",
-                    flat.elements[c.from.element].name,
-                    c.from.port,
-                    c.to.port,
-                    flat.elements[c.to.element].name
+                    flat.elements[c.from.element].name, c.from.port, c.to.port, flat.elements[c.to.element].name
                 )
             })
             .collect()
@@ -711,11 +651,7 @@ mod tests {
         assert_eq!(names, ["src", "Tee@2", "Discard@3", "Discard@4"]);
         assert_eq!(
             edges(&flat),
-            [
-                "src[0]->[0]Tee@2",
-                "Tee@2[0]->[0]Discard@3",
-                "Tee@2[1]->[0]Discard@4"
-            ]
+            ["src[0]->[0]Tee@2", "Tee@2[0]->[0]Discard@3", "Tee@2[1]->[0]Discard@4"]
         );
     }
 
@@ -729,23 +665,14 @@ mod tests {
     #[test]
     fn element_lists_fan_in_and_out() {
         let flat = ok("a, b :: Idle; c :: Idle; a, b -> c; c -> a, b;");
-        assert_eq!(
-            edges(&flat),
-            ["a[0]->[0]c", "b[0]->[0]c", "c[0]->[0]a", "c[0]->[0]b"]
-        );
+        assert_eq!(edges(&flat), ["a[0]->[0]c", "b[0]->[0]c", "c[0]->[0]a", "c[0]->[0]b"]);
     }
 
     #[test]
     fn double_arrow_expands_ports() {
         let flat = ok("t :: Tee; x, y :: Idle; t => x, y; x, y => [0]t;");
-        assert_eq!(
-            edges(&flat)[..2],
-            ["t[0]->[0]x".to_string(), "t[1]->[0]y".to_string()]
-        );
-        assert_eq!(
-            edges(&flat)[2..],
-            ["x[0]->[0]t".to_string(), "y[0]->[0]t".to_string()]
-        );
+        assert_eq!(edges(&flat)[..2], ["t[0]->[0]x".to_string(), "t[1]->[0]y".to_string()]);
+        assert_eq!(edges(&flat)[2..], ["x[0]->[0]t".to_string(), "y[0]->[0]t".to_string()]);
         let (_, diags) = run("a, b :: Idle; c, d, e :: Idle; a, b => c, d, e;", &[]);
         assert!(diags[0]
             .message
@@ -763,11 +690,7 @@ mod tests {
         assert_eq!(flat.elements[2].args[0].text, "old");
         assert_eq!(
             edges(&flat),
-            [
-                "b/c[0]->[0]b/Print@2",
-                "src[0]->[0]b/c",
-                "b/Print@2[0]->[0]Discard@3"
-            ]
+            ["b/c[0]->[0]b/Print@2", "src[0]->[0]b/c", "b/Print@2[0]->[0]Discard@3"]
         );
     }
 
@@ -791,10 +714,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        let (_, diags) = run(
-            "a :: Countr; a :: Idle; x -> Discard; require(fastclick);",
-            &[],
-        );
+        let (_, diags) = run("a :: Countr; a :: Idle; x -> Discard; require(fastclick);", &[]);
         let msgs: Vec<_> = diags.iter().map(|d| d.message.as_str()).collect();
         assert_eq!(
             msgs,

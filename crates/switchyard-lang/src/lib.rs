@@ -18,9 +18,7 @@ mod span;
 mod suggest;
 
 pub use diag::{render_all, Diagnostic, Note, Severity};
-pub use flatten::{
-    flatten, Environment, FlatArg, FlatConfig, FlatConnection, FlatElement, PortRef,
-};
+pub use flatten::{flatten, Environment, FlatArg, FlatConfig, FlatConnection, FlatElement, PortRef};
 pub use parse::parse;
 pub use span::{FileId, SourceMap, Span};
 pub use suggest::nearest;

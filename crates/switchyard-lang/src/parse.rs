@@ -214,10 +214,8 @@ impl<'a> Parser<'a> {
             match tok {
                 Tok::Eof => {
                     if let Some(open) = in_compound {
-                        self.diags.push(Diagnostic::error(
-                            open,
-                            "unterminated 'elementclass' body: missing '}'",
-                        ));
+                        self.diags
+                            .push(Diagnostic::error(open, "unterminated 'elementclass' body: missing '}'"));
                     }
                     return stmts;
                 }
@@ -335,10 +333,8 @@ impl<'a> Parser<'a> {
         }
         if !formals.is_empty() {
             let here = self.peek().2;
-            self.diags.push(Diagnostic::error(
-                here,
-                "expected ',' or '|' after compound parameters",
-            ));
+            self.diags
+                .push(Diagnostic::error(here, "expected ',' or '|' after compound parameters"));
         }
         self.pos = save;
         Vec::new()
@@ -361,9 +357,9 @@ impl<'a> Parser<'a> {
                 let var_len = a.text.find(char::is_whitespace).unwrap_or(a.text.len());
                 let var = &a.text[..var_len];
                 let span = self.span(base + a.start, base + a.start + var_len);
-                let name = var.strip_prefix('$').filter(|n| {
-                    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                });
+                let name = var
+                    .strip_prefix('$')
+                    .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
                 match name {
                     Some(n) => defs.push(Definition {
                         name: Ident {
@@ -373,11 +369,8 @@ impl<'a> Parser<'a> {
                         value: a.text[var_len..].trim().to_string(),
                     }),
                     None => self.diags.push(
-                        Diagnostic::error(
-                            span,
-                            format!("bad 'define' declaration: '{var}' is not a variable"),
-                        )
-                        .with_help("write define($NAME value)"),
+                        Diagnostic::error(span, format!("bad 'define' declaration: '{var}' is not a variable"))
+                            .with_help("write define($NAME value)"),
                     ),
                 }
             }
@@ -490,11 +483,7 @@ impl<'a> Parser<'a> {
         };
         let (tok, text, close) = self.next();
         if tok != Tok::Char(']') {
-            self.error_near(
-                close,
-                text,
-                "']' (port lists like [0, 1] are not supported)",
-            );
+            self.error_near(close, text, "']' (port lists like [0, 1] are not supported)");
             return None;
         }
         Some(Some(Port {
@@ -598,10 +587,7 @@ mod tests {
         };
         assert_eq!(names[0].name, "src");
         assert_eq!(class.class.name, "InfiniteSource");
-        assert_eq!(
-            class.config.as_ref().unwrap().text,
-            "LENGTH 64, DATA \\<00 11>"
-        );
+        assert_eq!(class.config.as_ref().unwrap().text, "LENGTH 64, DATA \\<00 11>");
     }
 
     #[test]
@@ -610,10 +596,7 @@ mod tests {
         let Target::Declare { names, .. } = &conn(&s[0]).sections[0][0].target else {
             panic!()
         };
-        assert_eq!(
-            names.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        assert_eq!(names.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]
@@ -646,12 +629,8 @@ mod tests {
     #[test]
     fn elementclass_with_formals() {
         let s = ok("elementclass Branch { $label | input -> Print($label) -> output; }");
-        let Stmt::ElementClass(ec) = &s[0] else {
-            panic!()
-        };
-        let ClassBody::Compound(c) = &ec.body else {
-            panic!()
-        };
+        let Stmt::ElementClass(ec) = &s[0] else { panic!() };
+        let ClassBody::Compound(c) = &ec.body else { panic!() };
         assert_eq!(c.formals[0].name, "label");
         assert_eq!(c.stmts.len(), 1);
     }
@@ -660,10 +639,7 @@ mod tests {
     fn define_and_require() {
         let s = ok("define($N 10, $NAME \"x y\"); require(package switchyard);");
         let Stmt::Define(d) = &s[0] else { panic!() };
-        assert_eq!(
-            (d[1].name.name.as_str(), d[1].value.as_str()),
-            ("NAME", "\"x y\"")
-        );
+        assert_eq!((d[1].name.name.as_str(), d[1].value.as_str()), ("NAME", "\"x y\""));
         let Stmt::Require(r) = &s[1] else { panic!() };
         assert_eq!(r[0].name, "switchyard");
     }

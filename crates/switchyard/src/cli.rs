@@ -1,6 +1,6 @@
 //! Command-line arguments.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -15,6 +15,42 @@ pub struct Cli {
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The control socket and what goes with it.
+#[derive(Args, Default)]
+pub struct ControlOpts {
+    /// Serve Click's ControlSocket protocol on this Unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Permissions of the control socket (octal).
+    #[arg(long, value_name = "MODE", default_value = "0600")]
+    pub control_mode: String,
+    /// Group owning the control socket (with --control-mode 0660, lets
+    /// that group drive the router).
+    #[arg(long, value_name = "GROUP")]
+    pub control_group: Option<String>,
+    /// Also serve the protocol on this TCP port (127.0.0.1 only, unless
+    /// --allow-remote).
+    #[arg(long, value_name = "PORT")]
+    pub control_tcp: Option<u16>,
+    /// Let --control-tcp listen on every address, not just loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Close control connections silent for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub control_idle: u64,
+    /// Most control connections at once.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub control_max: usize,
+    /// Append every control write, accepted or refused, to this file as a
+    /// JSON line (fsync'd before the reply).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// Keep persistent handlers (switch positions) in this file: restored
+    /// at start, saved atomically on every accepted write.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +75,8 @@ pub enum Command {
         /// No counter lines, not even the final one.
         #[arg(short, long)]
         quiet: bool,
+        #[command(flatten)]
+        control: ControlOpts,
     },
     /// Check a configuration and report every error; exit 3 if any.
     Check {
@@ -54,4 +92,49 @@ pub enum Command {
     },
     /// Print the element reference (all classes, or one in full).
     Elements { class: Option<String> },
+    /// Talk to a running router's control socket.
+    Ctl {
+        /// The router's Unix control socket [env: SWITCHYARD_SOCKET;
+        /// default /run/switchyard.sock].
+        #[arg(long, short, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Connect over TCP instead (HOST:PORT).
+        #[arg(long, value_name = "ADDR", conflicts_with = "socket")]
+        tcp: Option<String>,
+        #[command(subcommand)]
+        action: Ctl,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Ctl {
+    /// Print a handler's value (`sel.switch`, `out.count`, `list`...).
+    Read { handler: String },
+    /// Write a value to a handler (`sel.switch 1`).
+    Write {
+        handler: String,
+        /// The value; several words are joined with spaces.
+        value: Vec<String>,
+        /// Write only if the handler's generation is still N (read it with
+        /// `ctl read HANDLER@gen`): two operators cannot undo each other.
+        #[arg(long, value_name = "N")]
+        if_generation: Option<u64>,
+    },
+    /// List the router's elements.
+    List,
+    /// List an element's handlers and whether they read or write.
+    Handlers { element: String },
+    /// Print a handler's value repeatedly.
+    Watch {
+        handler: String,
+        /// Milliseconds between reads.
+        #[arg(long, default_value_t = 1000)]
+        interval: u64,
+        /// Stop after this many reads (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Send protocol command lines from standard input, print each reply;
+    /// exit 1 if any reply was an error.
+    Batch,
 }

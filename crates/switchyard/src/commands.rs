@@ -1,10 +1,13 @@
 //! The subcommands.
 
-use crate::cli::Command;
+use crate::cli::{Command, ControlOpts, Ctl};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::{load_text, HandlerTable, Registry, Router};
+use switchyard_control::client::{Client, ClientError};
+use switchyard_control::server::{serve, Limits, Listen, Server};
+use switchyard_control::{Control, ControlSocket};
+use switchyard_core::{load_text, Args, Graph, HandlerTable, Registry, Router};
 
 /// The built-in default configuration.
 const DEFAULT_CONFIG: &str = include_str!("../../../configs/rollback.click");
@@ -27,9 +30,15 @@ fn config_error(message: String) -> Failure {
     Failure { code: 3, message }
 }
 
+/// The standard elements plus ControlSocket.
+pub fn registry() -> Registry {
+    switchyard_elements::standard().with(ControlSocket::CLASS)
+}
+
 pub fn dispatch(cmd: Command) -> Result<(), Failure> {
-    let registry = switchyard_elements::standard();
+    let registry = registry();
     match cmd {
+        Command::Ctl { socket, tcp, action } => ctl(socket, tcp, action),
         Command::Run {
             file,
             mut defines,
@@ -37,6 +46,7 @@ pub fn dispatch(cmd: Command) -> Result<(), Failure> {
             handlers,
             stats,
             quiet,
+            control,
         } => {
             let file = split_define_like_file(file, &mut defines);
             let (name, text, builtin) = match (&expression, &file) {
@@ -50,37 +60,26 @@ pub fn dispatch(cmd: Command) -> Result<(), Failure> {
                 (None, Some(f)) => (f.display().to_string(), read(f)?, false),
                 (None, None) => (DEFAULT_NAME.to_string(), DEFAULT_CONFIG.to_string(), true),
             };
-            run(
-                &registry,
-                &name,
-                &text,
-                &parse_defines(&defines)?,
-                &handlers,
-                (stats || builtin) && !quiet,
+            let job = Job {
+                name: &name,
+                text: &text,
+                handlers: &handlers,
+                stats: (stats || builtin) && !quiet,
                 quiet,
-            )
+            };
+            run(&registry, &job, &parse_defines(&defines)?, &control)
         }
         Command::Check { file, defines } => {
             let text = read(&file)?;
-            load_text(
-                &file.display().to_string(),
-                &text,
-                &registry,
-                &parse_defines(&defines)?,
-            )
-            .map_err(config_error)?;
+            load_text(&file.display().to_string(), &text, &registry, &parse_defines(&defines)?)
+                .map_err(config_error)?;
             println!("{}: ok", file.display());
             Ok(())
         }
         Command::Graph { file, defines } => {
             let text = read(&file)?;
-            let (graph, table) = load_text(
-                &file.display().to_string(),
-                &text,
-                &registry,
-                &parse_defines(&defines)?,
-            )
-            .map_err(config_error)?;
+            let (graph, table) = load_text(&file.display().to_string(), &text, &registry, &parse_defines(&defines)?)
+                .map_err(config_error)?;
             print!("{}", dot(&graph, &table));
             Ok(())
         }
@@ -110,61 +109,125 @@ fn parse_defines(defines: &[String]) -> Result<Vec<(String, String)>, Failure> {
     defines
         .iter()
         .map(|d| match d.split_once('=') {
-            Some((n, v)) if !n.is_empty() => {
-                Ok((n.trim_start_matches('$').to_string(), v.to_string()))
-            }
+            Some((n, v)) if !n.is_empty() => Ok((n.trim_start_matches('$').to_string(), v.to_string())),
             _ => Err(usage(format!("bad definition '{d}': expected NAME=VALUE"))),
         })
         .collect()
 }
 
-fn run(
-    registry: &Registry,
-    name: &str,
-    text: &str,
-    defines: &[(String, String)],
-    print_handlers: &[String],
+struct Job<'a> {
+    name: &'a str,
+    text: &'a str,
+    handlers: &'a [String],
     stats: bool,
     quiet: bool,
-) -> Result<(), Failure> {
-    let (graph, table) = load_text(name, text, registry, defines).map_err(config_error)?;
+}
+
+fn runtime(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 1,
+        message: message.into(),
+    }
+}
+
+/// Opens the audit log and state file, restores persistent handlers, and
+/// starts the control servers asked for on the command line and by
+/// ControlSocket elements.
+fn start_control(graph: &Graph, table: &Arc<HandlerTable>, opts: &ControlOpts) -> Result<Vec<Server>, Failure> {
+    let audit = match &opts.audit {
+        Some(p) => Some(
+            switchyard_control::audit::AuditLog::open(p)
+                .map_err(|e| runtime(format!("--audit {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let state = opts.state.as_deref().map(switchyard_control::state::StateFile::new);
+    let control = Arc::new(Control::new(table.clone(), audit, state));
+    for note in control.restore().map_err(|e| runtime(format!("--state: {e}")))? {
+        tracing::warn!("{note}");
+        eprintln!("switchyard: warning: {note}");
+    }
+    let mut listens = Vec::new();
+    if let Some(path) = &opts.control {
+        let mode = u32::from_str_radix(opts.control_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                usage(format!(
+                    "--control-mode '{}' is not an octal mode like 0660",
+                    opts.control_mode
+                ))
+            })?;
+        listens.push(Listen::Unix {
+            path: path.clone(),
+            mode,
+            group: opts.control_group.clone(),
+        });
+    }
+    if let Some(port) = opts.control_tcp {
+        let ip = if opts.allow_remote {
+            std::net::Ipv4Addr::UNSPECIFIED
+        } else {
+            std::net::Ipv4Addr::LOCALHOST
+        };
+        listens.push(Listen::Tcp {
+            addr: (ip, port).into(),
+            allow_remote: opts.allow_remote,
+        });
+    }
+    for node in graph.nodes.iter().filter(|n| n.class == ControlSocket::CLASS.name) {
+        let mut args = Args::parse_str(&node.name, &node.config);
+        if let Some(l) = ControlSocket::parse(&mut args) {
+            listens.push(l);
+        }
+    }
+    let limits = Limits {
+        max_connections: opts.control_max,
+        idle_timeout: Duration::from_secs(opts.control_idle.max(1)),
+    };
+    let mut servers = Vec::new();
+    for l in &listens {
+        let server = serve(l, control.clone(), limits).map_err(|e| runtime(format!("control socket: {e}")))?;
+        eprintln!("switchyard: control socket listening on {}", server.local());
+        servers.push(server);
+    }
+    Ok(servers)
+}
+
+fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &ControlOpts) -> Result<(), Failure> {
+    let (graph, table) = load_text(job.name, job.text, registry, defines).map_err(config_error)?;
     // Check --handler names before starting, so a typo is not found only
     // at the end of a long run.
-    for h in print_handlers {
-        table
-            .find(h)
-            .map_err(|e| usage(format!("--handler {h}: {e}")))?;
+    for h in job.handlers {
+        table.find(h).map_err(|e| usage(format!("--handler {h}: {e}")))?;
     }
-    tracing::info!(
-        config = name,
-        elements = graph.nodes.len(),
-        "configuration loaded"
-    );
+    let table = Arc::new(table);
+    // Restore switch positions before the first packet moves.
+    let servers = start_control(&graph, &table, control)?;
+    tracing::info!(config = job.name, elements = graph.nodes.len(), "configuration loaded");
     let mut router = Router::start(graph, table);
     let handlers = router.handlers().clone();
     watch_signals(&router)?;
-    if stats {
-        eprintln!("switchyard: running {name}; Ctrl-C stops");
+    if job.stats {
+        eprintln!("switchyard: running {}; Ctrl-C stops", job.name);
     }
     let mut tick = 0u64;
     while !router.wait_timeout(Duration::from_secs(1)) {
         tick += 1;
-        if stats {
+        if job.stats {
             eprintln!("[{tick:>4}s] {}", counters(&handlers));
         }
     }
-    if !quiet {
+    drop(servers);
+    if !job.quiet {
         eprintln!(
             "switchyard: stopped after {:.3}s: {}",
             router.uptime().as_secs_f64(),
             counters(&handlers)
         );
     }
-    for h in print_handlers {
-        let value = handlers.read(h).map_err(|e| Failure {
-            code: 1,
-            message: format!("{h}: {e}"),
-        })?;
+    for h in job.handlers {
+        let value = handlers.read(h).map_err(|e| runtime(format!("{h}: {e}")))?;
         print!("{h}:\n{value}");
         if !value.ends_with('\n') {
             println!();
@@ -173,14 +236,101 @@ fn run(
     Ok(())
 }
 
+fn connect(socket: Option<PathBuf>, tcp: Option<String>) -> Result<Client, Failure> {
+    let r = match tcp {
+        Some(addr) => Client::tcp(&addr),
+        None => {
+            let path = socket
+                .or_else(|| std::env::var_os("SWITCHYARD_SOCKET").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("/run/switchyard.sock"));
+            Client::unix(&path)
+        }
+    };
+    r.map_err(|e| runtime(format!("switchyard ctl: cannot connect: {e}")))
+}
+
+fn ctl_error(e: ClientError) -> Failure {
+    runtime(format!("switchyard ctl: {e}"))
+}
+
+fn println_value(v: &str) {
+    print!("{v}");
+    if !v.ends_with('\n') {
+        println!();
+    }
+}
+
+fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), Failure> {
+    let mut c = connect(socket, tcp)?;
+    match action {
+        Ctl::Read { handler } => println_value(&c.read(&handler).map_err(ctl_error)?),
+        Ctl::Write {
+            handler,
+            value,
+            if_generation,
+        } => {
+            let name = match if_generation {
+                Some(g) => format!("{handler}@{g}"),
+                None => handler,
+            };
+            c.write(&name, &value.join(" ")).map_err(ctl_error)?;
+        }
+        Ctl::List => {
+            let list = c.read("list").map_err(ctl_error)?;
+            for name in list.lines().skip(1) {
+                println!("{name}");
+            }
+        }
+        Ctl::Handlers { element } => println_value(&c.read(&format!("{element}.handlers")).map_err(ctl_error)?),
+        Ctl::Watch {
+            handler,
+            interval,
+            count,
+        } => {
+            let mut n = 0;
+            loop {
+                println_value(c.read(&handler).map_err(ctl_error)?.trim_end());
+                n += 1;
+                if count.is_some_and(|c| n >= c) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(interval));
+            }
+        }
+        Ctl::Batch => {
+            use std::io::BufRead;
+            let mut failed = 0;
+            for line in std::io::stdin().lock().lines() {
+                let line = line.map_err(|e| runtime(e.to_string()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let r = c.command(&line).map_err(|e| runtime(format!("switchyard ctl: {e}")))?;
+                for (i, l) in r.lines.iter().enumerate() {
+                    println!("{}{}{l}", r.code, if i + 1 < r.lines.len() { '-' } else { ' ' });
+                }
+                if let Some(d) = &r.data {
+                    println_value(&String::from_utf8_lossy(d));
+                }
+                if !r.is_ok() {
+                    failed += 1;
+                }
+            }
+            if failed > 0 {
+                return Err(runtime(format!("switchyard ctl: {failed} command(s) failed")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// SIGINT and SIGTERM stop the router cleanly; a second one exits at once.
 fn watch_signals(router: &Router) -> Result<(), Failure> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Failure {
-            code: 1,
-            message: format!("cannot install signal handlers: {e}"),
-        })?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot install signal handlers: {e}"),
+    })?;
     let stopper = router.stopper();
     std::thread::Builder::new()
         .name("signals".into())
@@ -229,10 +379,7 @@ fn elements(registry: &Registry, class: Option<&str>) -> Result<(), Failure> {
         None => {
             for c in registry.classes() {
                 let summary = summary(c.doc);
-                println!(
-                    "{:<16} {:<6} {:<5} {summary}",
-                    c.name, c.ports, c.processing
-                );
+                println!("{:<16} {:<6} {:<5} {summary}", c.name, c.ports, c.processing);
             }
             Ok(())
         }
@@ -244,10 +391,7 @@ fn elements(registry: &Registry, class: Option<&str>) -> Result<(), Failure> {
                     .unwrap_or_default();
                 usage(format!("unknown element class '{name}'{hint}"))
             })?;
-            println!(
-                "{} (ports {}, processing {})\n",
-                c.name, c.ports, c.processing
-            );
+            println!("{} (ports {}, processing {})\n", c.name, c.ports, c.processing);
             print!("{}", plain(c.doc));
             Ok(())
         }
@@ -256,11 +400,7 @@ fn elements(registry: &Registry, class: Option<&str>) -> Result<(), Failure> {
 
 /// The first sentence of a doc comment's first paragraph.
 fn summary(doc: &str) -> String {
-    let para: Vec<&str> = doc
-        .lines()
-        .map(str::trim)
-        .take_while(|l| !l.is_empty())
-        .collect();
+    let para: Vec<&str> = doc.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
     let para = para.join(" ");
     match para.find(". ") {
         Some(i) => para[..i + 1].to_string(),
@@ -272,20 +412,14 @@ fn summary(doc: &str) -> String {
 /// is drawn bold and the others dashed.
 fn dot(graph: &switchyard_core::Graph, table: &HandlerTable) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = String::from(
-        "digraph switchyard {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
-    );
+    let mut out = String::from("digraph switchyard {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
     for n in &graph.nodes {
         let label = if n.config.is_empty() {
             format!("{}\\n{}", n.name, n.class)
         } else {
             format!("{}\\n{}({})", n.name, n.class, n.config)
         };
-        out.push_str(&format!(
-            "  \"{}\" [label=\"{}\"];\n",
-            esc(&n.name),
-            esc(&label)
-        ));
+        out.push_str(&format!("  \"{}\" [label=\"{}\"];\n", esc(&n.name), esc(&label)));
     }
     let position = |e: usize| -> Option<i64> {
         table

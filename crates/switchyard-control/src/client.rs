@@ -1,0 +1,141 @@
+//! A ControlSocket client, as `switchyard ctl` and the tests use it.
+
+use crate::protocol::{parse_reply_line, Reply, ReplyLine, GREETING};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+pub struct Client {
+    input: BufReader<Box<dyn Read + Send>>,
+    output: Box<dyn Write + Send>,
+}
+
+/// A reply other than 2xx, or a broken connection.
+#[derive(Debug)]
+pub enum ClientError {
+    Io(io::Error),
+    Reply(Reply),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "{e}"),
+            ClientError::Reply(r) => write!(f, "{} {}", r.code, r.text().replace('\n', " ")),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> ClientError {
+        ClientError::Io(e)
+    }
+}
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+impl Client {
+    pub fn unix(path: &Path) -> io::Result<Client> {
+        let s = UnixStream::connect(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Client::start(Box::new(s.try_clone()?), Box::new(s))
+    }
+
+    pub fn tcp(addr: &str) -> io::Result<Client> {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Client::start(Box::new(s.try_clone()?), Box::new(s))
+    }
+
+    fn start(input: Box<dyn Read + Send>, output: Box<dyn Write + Send>) -> io::Result<Client> {
+        let mut c = Client {
+            input: BufReader::new(input),
+            output,
+        };
+        let mut greeting = String::new();
+        c.input.read_line(&mut greeting)?;
+        if greeting.trim_end() != GREETING {
+            // A refusal (too many connections) comes instead of the greeting.
+            return Err(bad(format!("unexpected greeting: {}", greeting.trim_end())));
+        }
+        Ok(c)
+    }
+
+    /// Sends raw bytes (a command line with its terminator, or payload).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.output.write_all(bytes)?;
+        self.output.flush()
+    }
+
+    /// Reads one complete reply; `read` says whether the command was a
+    /// read (READ, GET, READDATA, READUNTIL), whose success carries DATA.
+    pub fn reply(&mut self, read: bool) -> io::Result<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.input.read_line(&mut line)? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            }
+            match parse_reply_line(line.trim_end_matches('\n')) {
+                Some(ReplyLine::More(_, t)) => lines.push(t),
+                Some(ReplyLine::Last(code, t)) => {
+                    lines.push(t);
+                    let mut reply = Reply::multi(code, lines);
+                    if read && code < 300 {
+                        let mut data_line = String::new();
+                        self.input.read_line(&mut data_line)?;
+                        match parse_reply_line(data_line.trim_end_matches('\n')) {
+                            Some(ReplyLine::Data(n)) => {
+                                let mut data = vec![0; n];
+                                self.input.read_exact(&mut data)?;
+                                reply.data = Some(data);
+                            }
+                            _ => return Err(bad(format!("expected DATA, got {}", data_line.trim_end()))),
+                        }
+                    }
+                    return Ok(reply);
+                }
+                _ => return Err(bad(format!("bad reply line: {}", line.trim_end()))),
+            }
+        }
+    }
+
+    /// Sends one command line and returns the reply, whatever its code.
+    pub fn command(&mut self, line: &str) -> io::Result<Reply> {
+        self.send_raw(format!("{line}\r\n").as_bytes())?;
+        let word = line.split_ascii_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        self.reply(matches!(word.as_str(), "READ" | "GET" | "READDATA" | "READUNTIL"))
+    }
+
+    fn ok(&mut self, line: &str) -> Result<Reply, ClientError> {
+        let r = self.command(line)?;
+        if r.is_ok() {
+            Ok(r)
+        } else {
+            Err(ClientError::Reply(r))
+        }
+    }
+
+    pub fn read(&mut self, handler: &str) -> Result<String, ClientError> {
+        let r = self.ok(&format!("READ {handler}"))?;
+        Ok(String::from_utf8_lossy(&r.data.unwrap_or_default()).into_owned())
+    }
+
+    /// Writes with WRITEDATA, so any value (newlines included) goes as is.
+    pub fn write(&mut self, handler: &str, value: &str) -> Result<(), ClientError> {
+        self.send_raw(format!("WRITEDATA {handler} {}\r\n", value.len()).as_bytes())?;
+        self.send_raw(value.as_bytes())?;
+        let r = self.reply(false)?;
+        if r.is_ok() {
+            Ok(())
+        } else {
+            Err(ClientError::Reply(r))
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Requests applied to the router's handlers, with the audit log, the
+//! state file and per-handler generations kept around every write.
+
+use crate::audit::{AuditLog, Entry};
+use crate::protocol::{code, help, split_generation, Reply, Request};
+use crate::state::{Saved, StateFile};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use switchyard_core::{HandlerError, HandlerTable};
+
+/// Who sent a command.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub pid: Option<i32>,
+    /// A TCP peer's address; or a name such as `"cli"` for in-process writers.
+    pub addr: Option<String>,
+}
+
+impl Peer {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = json!({});
+        if let Some(u) = self.uid {
+            v["uid"] = json!(u);
+        }
+        if let Some(p) = self.pid {
+            v["pid"] = json!(p);
+        }
+        if let Some(a) = &self.addr {
+            v["addr"] = json!(a);
+        }
+        v
+    }
+}
+
+pub struct Control {
+    table: Arc<HandlerTable>,
+    audit: Option<AuditLog>,
+    state: Option<StateFile>,
+    /// Persistent handlers' values and generations, in write order: the
+    /// lock also serialises writes, so audit and state agree.
+    saved: Mutex<BTreeMap<String, Saved>>,
+}
+
+fn handler_error(e: HandlerError) -> Reply {
+    match e {
+        HandlerError::NoElement(_) => Reply::new(code::NO_ELEMENT, e.to_string()),
+        HandlerError::NoHandler(_) => Reply::new(code::NO_HANDLER, e.to_string()),
+        HandlerError::NotReadable(_) | HandlerError::NotWritable(_) => Reply::new(code::PERMISSION, e.to_string()),
+        HandlerError::Refused { handler, message } => Reply::multi(
+            code::HANDLER_ERROR,
+            vec![format!("Write handler '{handler}' error:"), message],
+        ),
+    }
+}
+
+impl Control {
+    pub fn new(table: Arc<HandlerTable>, audit: Option<AuditLog>, state: Option<StateFile>) -> Control {
+        Control {
+            table,
+            audit,
+            state,
+            saved: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn table(&self) -> &Arc<HandlerTable> {
+        &self.table
+    }
+
+    /// Applies the state file's values to the (not yet running) router.
+    /// Returns notes about values that no longer apply (the handler is
+    /// gone, or refuses the old value under the new configuration).
+    pub fn restore(&self) -> Result<Vec<String>, String> {
+        let Some(state) = &self.state else {
+            return Ok(Vec::new());
+        };
+        let loaded = state.load()?;
+        let mut notes = Vec::new();
+        let mut saved = self.saved.lock().expect("saved lock");
+        for (name, s) in loaded {
+            match self.table.find(&name) {
+                Ok(h) if h.persistent => match self.table.write(&name, &s.value) {
+                    Ok(()) => {
+                        tracing::info!(handler = %name, value = %s.value, generation = s.generation, "restored");
+                        saved.insert(name, s);
+                    }
+                    Err(e) => notes.push(format!("{name}: saved value '{}' not restored: {e}", s.value)),
+                },
+                Ok(_) => notes.push(format!("{name}: no longer a persistent handler; saved value ignored")),
+                Err(e) => notes.push(format!("{name}: {e}; saved value ignored")),
+            }
+        }
+        Ok(notes)
+    }
+
+    /// The generation of a persistent handler (0 if never written).
+    pub fn generation(&self, handler: &str) -> u64 {
+        self.saved
+            .lock()
+            .expect("saved lock")
+            .get(handler)
+            .map_or(0, |s| s.generation)
+    }
+
+    pub fn read(&self, name: &str) -> Reply {
+        let (handler, generation) = split_generation(name);
+        if let Some(g) = generation {
+            if g != "gen" {
+                return Reply::new(code::SYNTAX, format!("Bad handler name '{name}' (use {handler}@gen)"));
+            }
+            return match self.table.find(handler) {
+                Ok(h) if h.persistent => Reply::new(code::OK, format!("Read handler '{name}' OK"))
+                    .with_data(self.generation(handler).to_string().into_bytes()),
+                Ok(_) => Reply::new(
+                    code::NO_HANDLER,
+                    format!("Handler '{handler}' has no generation (not persistent)"),
+                ),
+                Err(e) => handler_error(e),
+            };
+        }
+        match self.table.read(name) {
+            Ok(v) => Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(v.into_bytes()),
+            Err(e) => handler_error(e),
+        }
+    }
+
+    /// Writes `value` to `name` (`element.handler`, or `element.handler@N`
+    /// to write only if the generation is still N). Audited, accepted or
+    /// not, before returning; a persistent handler's new value is saved.
+    pub fn write(&self, name: &str, value: &str, peer: &Peer) -> Reply {
+        self.write_as(name, value, peer, None)
+    }
+
+    /// [`write`](Self::write) on behalf of something other than a client
+    /// (an automatic gate), recorded with its reason.
+    pub fn write_as(&self, name: &str, value: &str, peer: &Peer, actor: Option<(&str, &str)>) -> Reply {
+        let (handler, expected) = split_generation(name);
+        let mut saved = self.saved.lock().expect("saved lock");
+        let found = self.table.find(handler);
+        let old = found.as_ref().ok().and_then(|h| h.read.as_ref()).map(|r| r());
+        let persistent = found.as_ref().is_ok_and(|h| h.persistent);
+        let current = saved.get(handler).map_or(0, |s| s.generation);
+
+        let outcome: Result<Option<u64>, Reply> = (|| {
+            if let Some(exp) = expected {
+                let exp: u64 = exp
+                    .parse()
+                    .map_err(|_| Reply::new(code::SYNTAX, format!("Bad generation '{exp}' in '{name}'")))?;
+                if !persistent {
+                    found.as_ref().map_err(|e| handler_error(e.clone()))?;
+                    return Err(Reply::new(
+                        code::NO_HANDLER,
+                        format!("Handler '{handler}' has no generation (not persistent)"),
+                    ));
+                }
+                if exp != current {
+                    return Err(Reply::multi(
+                        code::HANDLER_ERROR,
+                        vec![
+                            format!("Write handler '{handler}' error:"),
+                            format!("generation is {current}, not {exp}: written by someone else since you read it"),
+                        ],
+                    ));
+                }
+            }
+            self.table.write(handler, value).map_err(handler_error)?;
+            if !persistent {
+                return Ok(None);
+            }
+            let generation = current + 1;
+            let now = self.table.read(handler).unwrap_or_else(|_| value.trim().to_string());
+            saved.insert(handler.to_string(), Saved { value: now, generation });
+            if let Some(state) = &self.state {
+                if let Err(e) = state.save(&saved) {
+                    tracing::error!(path = %state.path().display(), error = %e, "state file not saved");
+                    return Err(Reply::multi(
+                        code::HANDLER_ERROR,
+                        vec![
+                            format!("Write handler '{handler}' error:"),
+                            format!("applied, but the state file was not saved: {e}"),
+                        ],
+                    ));
+                }
+            }
+            Ok(Some(generation))
+        })();
+
+        if let Some(audit) = &self.audit {
+            let entry = Entry {
+                peer,
+                handler,
+                old: old.as_deref(),
+                new: value.trim(),
+                result: outcome.as_ref().map(|g| *g).map_err(|r| r.lines.join(" ")),
+                actor,
+            };
+            if let Err(e) = audit.append(&entry) {
+                tracing::error!(path = %audit.path().display(), error = %e, "audit log not written");
+                if outcome.is_ok() {
+                    return Reply::new(
+                        code::OK_WARN,
+                        format!("Write handler '{handler}' OK, but the audit log failed: {e}"),
+                    );
+                }
+            }
+        }
+        drop(saved);
+        match outcome {
+            Ok(_) => Reply::new(code::OK, format!("Write handler '{name}' OK")),
+            Err(r) => r,
+        }
+    }
+
+    fn check(&self, name: &str, write: bool) -> Reply {
+        let (handler, _) = split_generation(name);
+        match self.table.find(handler) {
+            Ok(h) if write && h.write.is_none() => {
+                Reply::new(code::NO_HANDLER, format!("Handler '{name}' not writable"))
+            }
+            Ok(h) if !write && h.read.is_none() => {
+                Reply::new(code::NO_HANDLER, format!("Handler '{name}' not readable"))
+            }
+            Ok(_) => Reply::new(
+                code::OK,
+                format!("{} handler '{name}' OK", if write { "Write" } else { "Read" }),
+            ),
+            Err(e) => handler_error(e),
+        }
+    }
+
+    /// Executes a request whose payload (WRITEDATA/WRITEUNTIL value,
+    /// READDATA/READUNTIL parameter) the server has already read.
+    pub fn execute(&self, req: &Request, payload: &str, peer: &Peer) -> Reply {
+        match req {
+            Request::Read { handler, .. } | Request::ReadData { handler, .. } | Request::ReadUntil { handler, .. } => {
+                let param = param_of(req).unwrap_or(payload);
+                if !param.trim().is_empty() {
+                    return Reply::multi(
+                        code::HANDLER_ERROR,
+                        vec![
+                            format!("Read handler '{handler}' error:"),
+                            "this handler takes no parameters".into(),
+                        ],
+                    );
+                }
+                self.read(handler)
+            }
+            Request::Write { handler, value } => self.write(handler, value, peer),
+            Request::WriteData { handler, .. } | Request::WriteUntil { handler, .. } => {
+                self.write(handler, payload, peer)
+            }
+            Request::CheckRead(h) => self.check(h, false),
+            Request::CheckWrite(h) => self.check(h, true),
+            Request::Llrpc => Reply::new(code::UNIMPLEMENTED, "Command 'LLRPC' unimplemented"),
+            Request::Help => help(),
+            Request::Quit => Reply::new(code::OK, "Goodbye!"),
+            Request::Empty => Reply::new(code::OK, "OK"),
+        }
+    }
+}
+
+fn param_of(req: &Request) -> Option<&str> {
+    match req {
+        Request::Read { param, .. } => Some(param),
+        _ => None,
+    }
+}
