@@ -114,29 +114,10 @@ fn bind_unix(path: &Path, mode: u32, group: Option<&str>) -> io::Result<UnixList
 /// Starts a server for `control`.
 pub fn serve(listen: &Listen, control: Arc<Control>, limits: Limits) -> io::Result<Server> {
     let stop = Arc::new(AtomicBool::new(false));
-    let active = Arc::new(AtomicUsize::new(0));
     match listen {
         Listen::Unix { path, mode, group } => {
             let listener = bind_unix(path, *mode, group.as_deref())?;
-            let (s, a) = (stop.clone(), active.clone());
-            std::thread::Builder::new()
-                .name("control-accept".into())
-                .spawn(move || {
-                    for conn in listener.incoming() {
-                        if s.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let Ok(stream) = conn else { continue };
-                        let peer = getsockopt(&stream, PeerCredentials)
-                            .map(|c| Peer {
-                                uid: Some(c.uid()),
-                                pid: Some(c.pid()),
-                                addr: None,
-                            })
-                            .unwrap_or_default();
-                        spawn_connection(stream, peer, control.clone(), limits, &a);
-                    }
-                })?;
+            spawn_accept(listener, stop.clone(), control, limits)?;
             tracing::info!(path = %path.display(), "control socket listening");
             Ok(Server {
                 stop,
@@ -153,22 +134,7 @@ pub fn serve(listen: &Listen, control: Arc<Control>, limits: Limits) -> io::Resu
             }
             let listener = TcpListener::bind(addr)?;
             let local = listener.local_addr()?;
-            let (s, a) = (stop.clone(), active.clone());
-            std::thread::Builder::new()
-                .name("control-accept".into())
-                .spawn(move || {
-                    for conn in listener.incoming() {
-                        if s.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let Ok(stream) = conn else { continue };
-                        let peer = Peer {
-                            addr: stream.peer_addr().ok().map(|a| a.to_string()),
-                            ..Peer::default()
-                        };
-                        spawn_connection(stream, peer, control.clone(), limits, &a);
-                    }
-                })?;
+            spawn_accept(listener, stop.clone(), control, limits)?;
             tracing::info!(addr = %local, "control socket listening");
             Ok(Server {
                 stop,
@@ -179,15 +145,68 @@ pub fn serve(listen: &Listen, control: Arc<Control>, limits: Limits) -> io::Resu
     }
 }
 
+/// Both listener kinds, for one accept loop.
+trait Accept: Send + 'static {
+    type Stream: Conn;
+    fn accept_one(&self) -> io::Result<Self::Stream>;
+}
+
+impl Accept for UnixListener {
+    type Stream = UnixStream;
+    fn accept_one(&self) -> io::Result<UnixStream> {
+        self.accept().map(|(s, _)| s)
+    }
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+    fn accept_one(&self) -> io::Result<TcpStream> {
+        self.accept().map(|(s, _)| s)
+    }
+}
+
+fn spawn_accept<L: Accept>(
+    listener: L,
+    stop: Arc<AtomicBool>,
+    control: Arc<Control>,
+    limits: Limits,
+) -> io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("control-accept".into())
+        .spawn(move || loop {
+            let conn = listener.accept_one();
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if let Ok(stream) = conn {
+                let peer = stream.peer();
+                spawn_connection(stream, peer, control.clone(), limits, &active);
+            }
+        })?;
+    Ok(())
+}
+
 /// A stream a connection can use: both socket kinds.
 trait Conn: Read + Write + Send + 'static {
     fn set_idle(&self, d: Duration) -> io::Result<()>;
     fn split(&self) -> io::Result<Box<dyn Write + Send>>;
+    /// Who is on the other end: uid and pid (SO_PEERCRED) or the address.
+    fn peer(&self) -> Peer;
 }
 
 impl Conn for UnixStream {
     fn set_idle(&self, d: Duration) -> io::Result<()> {
         self.set_read_timeout(Some(d))
+    }
+    fn peer(&self) -> Peer {
+        getsockopt(self, PeerCredentials)
+            .map(|c| Peer {
+                uid: Some(c.uid()),
+                pid: Some(c.pid()),
+                addr: None,
+            })
+            .unwrap_or_default()
     }
     fn split(&self) -> io::Result<Box<dyn Write + Send>> {
         Ok(Box::new(self.try_clone()?))
@@ -197,6 +216,12 @@ impl Conn for UnixStream {
 impl Conn for TcpStream {
     fn set_idle(&self, d: Duration) -> io::Result<()> {
         self.set_read_timeout(Some(d))
+    }
+    fn peer(&self) -> Peer {
+        Peer {
+            addr: self.peer_addr().ok().map(|a| a.to_string()),
+            ..Peer::default()
+        }
     }
     fn split(&self) -> io::Result<Box<dyn Write + Send>> {
         Ok(Box::new(self.try_clone()?))

@@ -1,6 +1,7 @@
 //! What InfiniteSource and RatedSource share: the packet template, the
 //! LIMIT/ACTIVE/STOP bookkeeping and the handlers over it.
 
+use crate::util::{count_handlers, flag_handler};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::packet::{now_ns, MAX_BATCH};
@@ -136,28 +137,12 @@ impl SourceCore {
     }
 
     pub fn handlers(&self) -> Vec<Handler> {
-        let (c1, c2) = (self.count.clone(), self.count.clone());
-        let (a1, a2) = (self.active.clone(), self.active.clone());
+        let [count, reset] = count_handlers(&self.count, "reset");
         let (l1, l2) = (self.limit.clone(), self.limit.clone());
         vec![
-            Handler::read_only("count", move || c1.load(Relaxed).to_string()),
-            Handler::write_only("reset", move |_| {
-                c2.store(0, Relaxed);
-                Ok(())
-            }),
-            Handler::read_write(
-                "active",
-                move || a1.load(Relaxed).to_string(),
-                move |v| {
-                    let b = match v.trim() {
-                        "true" | "1" | "yes" => true,
-                        "false" | "0" | "no" => false,
-                        other => return Err(format!("expected true or false, found '{other}'")),
-                    };
-                    a2.store(b, Relaxed);
-                    Ok(())
-                },
-            ),
+            count,
+            reset,
+            flag_handler("active", &self.active),
             Handler::read_write(
                 "limit",
                 move || match l1.load(Relaxed) {

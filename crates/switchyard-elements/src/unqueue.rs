@@ -1,3 +1,4 @@
+use crate::util::{count_handlers, flag_handler};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::{documented, Args, Context, Element, ElementClass, Handler, PortInfo, Work};
@@ -77,22 +78,7 @@ impl Element for Unqueue {
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let (c1, c2) = (self.count.clone(), self.count.clone());
-        let (a1, a2) = (self.active.clone(), self.active.clone());
-        vec![
-            Handler::read_only("count", move || c1.load(Relaxed).to_string()),
-            Handler::write_only("reset", move |_| {
-                c2.store(0, Relaxed);
-                Ok(())
-            }),
-            Handler::read_write(
-                "active",
-                move || a1.load(Relaxed).to_string(),
-                move |v| {
-                    a2.store(matches!(v.trim(), "true" | "1" | "yes"), Relaxed);
-                    Ok(())
-                },
-            ),
-        ]
+        let [count, reset] = count_handlers(&self.count, "reset");
+        vec![count, reset, flag_handler("active", &self.active)]
     }
 }

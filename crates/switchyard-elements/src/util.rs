@@ -141,3 +141,34 @@ pub fn check_position(v: i64, ports: usize) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A read/write boolean handler (`active`): `true`/`false` (or 1/0,
+/// yes/no); anything else is refused.
+pub fn flag_handler(name: &str, flag: &Arc<std::sync::atomic::AtomicBool>) -> Handler {
+    let (r, w) = (flag.clone(), flag.clone());
+    Handler::read_write(
+        name,
+        move || r.load(Relaxed).to_string(),
+        move |v| {
+            let b = match v.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                other => return Err(format!("expected true or false, found '{other}'")),
+            };
+            w.store(b, Relaxed);
+            Ok(())
+        },
+    )
+}
+
+/// A `count` read handler and a write handler named `reset` that zeroes it.
+pub fn count_handlers(count: &Arc<AtomicU64>, reset: &str) -> [Handler; 2] {
+    let (r, w) = (count.clone(), count.clone());
+    [
+        Handler::read_only("count", move || r.load(Relaxed).to_string()),
+        Handler::write_only(reset, move |_| {
+            w.store(0, Relaxed);
+            Ok(())
+        }),
+    ]
+}
