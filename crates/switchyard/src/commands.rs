@@ -147,23 +147,8 @@ fn start_control(graph: &Graph, table: &Arc<HandlerTable>, opts: &ControlOpts) -
         tracing::warn!("{note}");
         eprintln!("switchyard: warning: {note}");
     }
+    // --control last: its "listening" line means every socket is ready.
     let mut listens = Vec::new();
-    if let Some(path) = &opts.control {
-        let mode = u32::from_str_radix(opts.control_mode.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| {
-                usage(format!(
-                    "--control-mode '{}' is not an octal mode like 0660",
-                    opts.control_mode
-                ))
-            })?;
-        listens.push(Listen::Unix {
-            path: path.clone(),
-            mode,
-            group: opts.control_group.clone(),
-        });
-    }
     if let Some(port) = opts.control_tcp {
         let ip = if opts.allow_remote {
             std::net::Ipv4Addr::UNSPECIFIED
@@ -180,6 +165,22 @@ fn start_control(graph: &Graph, table: &Arc<HandlerTable>, opts: &ControlOpts) -
         if let Some(l) = ControlSocket::parse(&mut args) {
             listens.push(l);
         }
+    }
+    if let Some(path) = &opts.control {
+        let mode = u32::from_str_radix(opts.control_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                usage(format!(
+                    "--control-mode '{}' is not an octal mode like 0660",
+                    opts.control_mode
+                ))
+            })?;
+        listens.push(Listen::Unix {
+            path: path.clone(),
+            mode,
+            group: opts.control_group.clone(),
+        });
     }
     let limits = Limits {
         max_connections: opts.control_max,
