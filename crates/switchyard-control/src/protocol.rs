@@ -437,6 +437,60 @@ mod tests {
         assert_eq!(parse_reply_line("xyz"), None);
     }
 
+    /// A seeded stand-in for the fuzz target that runs on stable: lines
+    /// made of protocol words, numbers, separators and raw bytes.
+    #[test]
+    fn random_lines_never_panic_and_errors_encode_cleanly() {
+        let words = [
+            "READ",
+            "write",
+            "WRITEDATA",
+            "READUNTIL",
+            "CHECKREAD",
+            "QUIT",
+            "LLRPC",
+            "sel.switch",
+            "a@",
+            "@gen",
+            "99999999999999999999",
+            "-1",
+            "0",
+            " ",
+            "\t",
+            "\r",
+            "\u{0}",
+            "é",
+            "\u{7f}",
+            "\\",
+            "EOF",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200_000 {
+            let n = next() % 8;
+            let mut line = String::new();
+            for _ in 0..n {
+                let r = next();
+                if r % 5 == 0 {
+                    line.push(char::from_u32((r >> 8) as u32 % 0x3000).unwrap_or('?'));
+                } else {
+                    line.push_str(words[(r >> 8) as usize % words.len()]);
+                }
+            }
+            if let Err(reply) = parse_line(&line) {
+                let wire = String::from_utf8(reply.encode()).unwrap();
+                for l in wire.split("\r\n").filter(|l| !l.is_empty()) {
+                    assert!(parse_reply_line(l).is_some(), "{line:?} -> {l:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn generation_suffix() {
         assert_eq!(split_generation("sel.switch@4"), ("sel.switch", Some("4")));

@@ -87,6 +87,7 @@ pub fn flatten(stmts: &[Stmt], env: &Environment) -> (FlatConfig, Vec<Diagnostic
         edges: Vec::new(),
         diags: Vec::new(),
         depth: 0,
+        too_big: false,
     };
     let globals: HashMap<String, String> = env.defines.iter().cloned().collect();
     f.scope(stmts, "", &globals, &Classes::default(), None);
@@ -123,9 +124,14 @@ struct Flattener<'e> {
     edges: Vec<FlatConnection>,
     diags: Vec<Diagnostic>,
     depth: usize,
+    /// Set once a compound hit a limit: later expansions stop quietly.
+    too_big: bool,
 }
 
 const MAX_DEPTH: usize = 64;
+/// A bound on flattening, so a compound that doubles at every level
+/// cannot make `check` run out of memory.
+const MAX_NODES: usize = 200_000;
 
 impl<'e> Flattener<'e> {
     /// Expands the statements of one scope (the file, or a compound body
@@ -428,11 +434,19 @@ impl<'e> Flattener<'e> {
             input: false,
             span,
         });
-        if self.depth >= MAX_DEPTH {
-            self.diags.push(Diagnostic::error(
-                span,
-                format!("compound element class '{class_name}' nested too deeply (recursive?)"),
-            ));
+        if self.depth >= MAX_DEPTH || self.nodes.len() > MAX_NODES {
+            if !self.too_big {
+                self.too_big = true;
+                let why = if self.depth >= MAX_DEPTH {
+                    "nested too deeply (recursive?)"
+                } else {
+                    "expands to too many elements"
+                };
+                self.diags.push(Diagnostic::error(
+                    span,
+                    format!("compound element class '{class_name}' {why}"),
+                ));
+            }
             return Handle {
                 as_source: output,
                 as_dest: input,
@@ -549,19 +563,37 @@ impl<'e> Flattener<'e> {
         }
     }
 
-    /// Splices out tunnels and renumbers the real elements.
+    /// Splices out tunnels and renumbers the real elements. Edges are
+    /// indexed by endpoint, so the work is proportional to the edges each
+    /// tunnel touches.
     fn finish(&mut self) -> FlatConfig {
-        let mut edges = std::mem::take(&mut self.edges);
+        let mut edges: Vec<Option<FlatConnection>> = std::mem::take(&mut self.edges).into_iter().map(Some).collect();
+        let mut into: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut out_of: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (k, e) in edges.iter().enumerate() {
+            let e = e.as_ref().expect("all present");
+            into.entry(e.to.element).or_default().push(k);
+            out_of.entry(e.from.element).or_default().push(k);
+        }
         for t in 0..self.nodes.len() {
             let Node::Tunnel { owner, input, span } = &self.nodes[t] else {
                 continue;
             };
-            let (into, rest): (Vec<_>, Vec<_>) = edges.into_iter().partition(|e| e.to.element == t);
-            let (out_of, rest): (Vec<_>, Vec<_>) = rest.into_iter().partition(|e| e.from.element == t);
-            edges = rest;
-            for i in &into {
-                let through: Vec<_> = out_of.iter().filter(|o| o.from.port == i.to.port).collect();
-                if through.is_empty() {
+            let ins: Vec<FlatConnection> = into
+                .remove(&t)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|k| edges[k].take())
+                .collect();
+            let outs: Vec<FlatConnection> = out_of
+                .remove(&t)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|k| edges[k].take())
+                .collect();
+            for i in &ins {
+                let mut through = outs.iter().filter(|o| o.from.port == i.to.port).peekable();
+                if through.peek().is_none() {
                     let side = if *input { "input" } else { "output" };
                     self.diags.push(
                         Diagnostic::error(i.span, format!("'{owner}' has no {side} {}", i.to.port))
@@ -569,14 +601,18 @@ impl<'e> Flattener<'e> {
                     );
                 }
                 for o in through {
-                    edges.push(FlatConnection {
+                    let k = edges.len();
+                    edges.push(Some(FlatConnection {
                         from: i.from,
                         to: o.to,
                         span: i.span,
-                    });
+                    }));
+                    into.entry(o.to.element).or_default().push(k);
+                    out_of.entry(i.from.element).or_default().push(k);
                 }
             }
         }
+        let edges: Vec<FlatConnection> = edges.into_iter().flatten().collect();
         let mut index = vec![usize::MAX; self.nodes.len()];
         let mut elements = Vec::new();
         for (i, node) in std::mem::take(&mut self.nodes).into_iter().enumerate() {
@@ -727,6 +763,12 @@ mod tests {
         );
         assert_eq!(diags[0].help.as_deref(), Some("did you mean 'Counter'?"));
         assert!(diags[1].notes[0].message.contains("previously declared"));
+    }
+
+    #[test]
+    fn exponential_compounds_are_stopped() {
+        let (_, diags) = run("elementclass A { input -> A -> A -> output; } Idle -> A -> Idle;", &[]);
+        assert!(diags.iter().any(|d| d.message.contains("'A'")), "{diags:?}");
     }
 
     #[test]
