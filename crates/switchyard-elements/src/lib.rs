@@ -18,6 +18,7 @@ mod rated_source;
 mod seq_check;
 mod source;
 mod static_switch;
+mod store_data;
 mod switch;
 mod tee;
 mod unqueue;
@@ -38,6 +39,7 @@ pub use rated_source::RatedSource;
 pub use seq_check::SeqCheck;
 pub use source::default_frame;
 pub use static_switch::StaticSwitch;
+pub use store_data::StoreData;
 pub use switch::Switch;
 pub use tee::Tee;
 pub use unqueue::Unqueue;
@@ -61,6 +63,7 @@ pub const CLASSES: &[ElementClass] = &[
     RatedSource::CLASS,
     SeqCheck::CLASS,
     StaticSwitch::CLASS,
+    StoreData::CLASS,
     Switch::CLASS,
     Tee::CLASS,
     Unqueue::CLASS,

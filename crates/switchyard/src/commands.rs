@@ -30,9 +30,13 @@ fn config_error(message: String) -> Failure {
     Failure { code: 3, message }
 }
 
-/// The standard elements plus ControlSocket.
+/// The standard elements, devices and dumps, and ControlSocket.
 pub fn registry() -> Registry {
-    switchyard_elements::standard().with(ControlSocket::CLASS)
+    let mut r = switchyard_elements::standard().with(ControlSocket::CLASS);
+    for c in switchyard_io::CLASSES {
+        r.add(*c);
+    }
+    r
 }
 
 pub fn dispatch(cmd: Command) -> Result<(), Failure> {
