@@ -1,0 +1,72 @@
+//! One batch-oriented interface to a network device, with backends:
+//! `ring` (AF_PACKET with a TPACKET_V3 receive ring and a TPACKET_V2
+//! transmit ring that bypasses the qdisc: no system call per frame) and
+//! `pnet` (pnet's datalink channel: one system call per frame; portable).
+
+use std::io;
+use std::time::Duration;
+use switchyard_core::Batch;
+
+pub trait Device: Send {
+    /// Appends up to `max` received frames to `batch` without blocking;
+    /// returns how many.
+    fn recv(&mut self, batch: &mut Batch, max: usize) -> io::Result<usize>;
+
+    /// Queues the frames for transmission; returns how many were taken
+    /// (the rest did not fit and are dropped by the caller).
+    fn send(&mut self, batch: &Batch) -> io::Result<usize>;
+
+    /// Waits up to `timeout` for frames to receive.
+    fn wait(&mut self, timeout: Duration) -> io::Result<()>;
+}
+
+/// Which backend to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Ring,
+    Pnet,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Option<Method> {
+        match s.to_ascii_lowercase().as_str() {
+            "ring" | "mmap" | "packet_mmap" => Some(Method::Ring),
+            "pnet" => Some(Method::Pnet),
+            _ => None,
+        }
+    }
+}
+
+/// What a device is opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Receive { promisc: bool },
+    Transmit,
+}
+
+/// The interface index of `name`, or an error naming it.
+pub fn ifindex(name: &str) -> Result<u32, String> {
+    let c = std::ffi::CString::new(name).map_err(|_| format!("bad interface name '{name}'"))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the
+    // call; if_nametoindex only reads it.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(format!("no interface named '{name}'"));
+    }
+    Ok(idx)
+}
+
+pub fn open(name: &str, method: Method, dir: Direction) -> Result<Box<dyn Device>, String> {
+    let index = ifindex(name)?;
+    match method {
+        Method::Ring => match dir {
+            Direction::Receive { promisc } => Ok(Box::new(
+                crate::ring::RxRing::open(index, promisc).map_err(|e| format!("{name}: {e}"))?,
+            )),
+            Direction::Transmit => Ok(Box::new(
+                crate::ring::TxRing::open(index).map_err(|e| format!("{name}: {e}"))?,
+            )),
+        },
+        Method::Pnet => Ok(Box::new(crate::pnet_dev::PnetDevice::open(name, dir)?)),
+    }
+}

@@ -1,0 +1,124 @@
+use crate::device::{open, Device, Direction, Method};
+use crate::from_device::read_method;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work};
+
+documented! {
+    /// Sends frames out of a Linux network interface.
+    ///
+    /// The default method, `ring`, writes frames into an AF_PACKET
+    /// TPACKET_V2 transmit ring that bypasses the qdisc and flushes it with
+    /// one system call per batch; `pnet` sends each frame with its own
+    /// system call. Frames that do not fit in a ring slot (over 2016 bytes)
+    /// or find the ring full are dropped and counted.
+    ///
+    /// # Ports
+    /// One input, no outputs; agnostic: pushed to (sends at once), or a
+    /// task pulling from a Queue, as in Click.
+    ///
+    /// # Arguments
+    /// - `DEVNAME` (positional, mandatory): the interface.
+    /// - `BURST`: frames pulled per batch; default 128.
+    /// - `METHOD`: `ring` (default) or `pnet`.
+    ///
+    /// # Handlers
+    /// - `count` (read): frames sent.
+    /// - `drops` (read): frames that could not be sent.
+    ///
+    /// # Example
+    /// ```text
+    /// sel -> ToDevice(eth1);
+    /// ```
+    pub struct ToDevice {
+        name: String,
+        method: Method,
+        burst: usize,
+        dev: Option<Box<dyn Device>>,
+        count: Arc<AtomicU64>,
+        drops: Arc<AtomicU64>,
+        failing: bool,
+    }
+}
+
+impl ToDevice {
+    pub const CLASS: ElementClass = ElementClass {
+        name: "ToDevice",
+        ports: "1/0",
+        processing: "a/a",
+        doc: ToDevice::DOC,
+        factory: ToDevice::make,
+    };
+
+    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
+        let name = args.read_mp::<String>("DEVNAME")?;
+        let burst = args
+            .read::<usize>("BURST")
+            .unwrap_or(128)
+            .clamp(1, switchyard_core::packet::MAX_BATCH);
+        let method = read_method(args)?;
+        Some(Box::new(ToDevice {
+            name,
+            method,
+            burst,
+            dev: None,
+            count: Arc::default(),
+            drops: Arc::default(),
+            failing: false,
+        }))
+    }
+
+    fn send(&mut self, batch: &Batch) {
+        let Some(dev) = self.dev.as_mut() else { return };
+        match dev.send(batch) {
+            Ok(n) => {
+                if self.failing {
+                    self.failing = false;
+                    tracing::warn!(device = %self.name, "sending again");
+                }
+                self.count.fetch_add(n as u64, Relaxed);
+                self.drops.fetch_add((batch.len() - n) as u64, Relaxed);
+            }
+            Err(e) => {
+                if !self.failing {
+                    self.failing = true;
+                    tracing::warn!(device = %self.name, error = %e, "send failed (interface down?); dropping until it recovers");
+                }
+                self.drops.fetch_add(batch.len() as u64, Relaxed);
+            }
+        }
+    }
+}
+
+impl Element for ToDevice {
+    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
+        self.dev = Some(open(&self.name, self.method, Direction::Transmit)?);
+        Ok(ports.inputs.first() == Some(&Processing::Pull))
+    }
+
+    fn push(&mut self, _port: usize, batch: Batch, _cx: &mut Context<'_>) {
+        self.send(&batch);
+    }
+
+    fn run(&mut self, cx: &mut Context<'_>) -> Work {
+        let mut moved = 0;
+        while moved < self.burst {
+            let Some(b) = cx.pull(0) else { break };
+            moved += b.len();
+            self.send(&b);
+        }
+        if moved > 0 {
+            Work::Busy
+        } else {
+            Work::Idle
+        }
+    }
+
+    fn handlers(&self) -> Vec<Handler> {
+        let (c, d) = (self.count.clone(), self.drops.clone());
+        vec![
+            Handler::read_only("count", move || c.load(Relaxed).to_string()),
+            Handler::read_only("drops", move || d.load(Relaxed).to_string()),
+        ]
+    }
+}
