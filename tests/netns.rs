@@ -241,7 +241,6 @@ fn frames_arrive_byte_identical(method: &str) {
     );
     await_count(&sink, "got.count", sent.len() as u64);
     assert_eq!(num(&rtr, "old.count"), sent.len() as u64);
-    drop(t.procs.remove(0)); // not needed: ToDump flushes per batch
     assert_eq!(read_pcap(&out), sent, "frames arrive byte for byte, in order");
 }
 
@@ -311,7 +310,6 @@ fn interface_down_is_survived_and_traffic_resumes() {
         t.run(0, &gen);
     }
     assert!(num(&rtr, "td.count") > 0);
-    drop(t.procs.remove(1));
 }
 
 #[test]

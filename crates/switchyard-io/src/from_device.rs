@@ -120,9 +120,11 @@ impl Element for FromDevice {
         let mut batch = Batch::new();
         let mut r = dev.recv(&mut batch, self.burst);
         if matches!(r, Ok(0)) {
-            // Nothing yet: wait on the device briefly (its poll is the
-            // sleep), then come back without the runtime parking us.
-            let _ = dev.wait(Duration::from_millis(1));
+            // Nothing yet: wait on the device (poll returns as soon as
+            // frames arrive; the timeout only bounds how long other tasks
+            // of this thread and a stop request wait), then come back
+            // without the runtime parking us.
+            let _ = dev.wait(Duration::from_millis(5));
             r = dev.recv(&mut batch, self.burst);
         }
         match r {
