@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Forwarding benchmark on real interfaces: builds gen -> rtr -> sink
+# network namespaces with veth pairs and measures, in one run, frames/s
+# delivered to the sink for
+#   1. the kernel's own IP forwarding (the reference),
+#   2. Switchyard FromDevice -> ToDevice, ring backend,
+#   3. the same, pnet backend,
+#   4. Switchyard's hub/switch rollback graph, ring backend.
+# The generator is Switchyard itself (InfiniteSource -> ToDevice, ring) in
+# the gen namespace; loss is exact: frames sent minus frames received,
+# counted after the generator stops and the path drains.
+#
+#   bash benches/netns_forward.sh            # needs root; DUR=3 seconds each
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-3}
+cargo build --release -q -p switchyard
+B=$PWD/target/release/switchyard
+T=$(mktemp -d)
+G=sybgen$$ R=sybrtr$$ S=sybsink$$
+cleanup() {
+  jobs -p | xargs -r kill 2>/dev/null || true
+  wait 2>/dev/null || true
+  for n in $G $R $S; do ip netns del $n 2>/dev/null || true; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+for n in $G $R $S; do
+  ip netns add $n
+  ip netns exec $n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+done
+ip link add gen0 netns $G type veth peer name rtr0 netns $R
+ip link add rtr1 netns $R type veth peer name sink0 netns $S
+ip -n $G addr add 10.77.1.2/24 dev gen0; ip -n $R addr add 10.77.1.1/24 dev rtr0
+ip -n $R addr add 10.77.2.1/24 dev rtr1; ip -n $S addr add 10.77.2.2/24 dev sink0
+for x in "$G gen0" "$R rtr0" "$R rtr1" "$S sink0"; do set -- $x; ip -n $1 link set $2 up; done
+mac() { ip netns exec "$1" cat "/sys/class/net/$2/address"; }
+ip -n $R neigh replace 10.77.2.2 lladdr "$(mac $S sink0)" dev rtr1
+# A 64-byte IPv4/UDP frame gen0 -> rtr0, 10.77.1.2 -> 10.77.2.2.
+FRAME=$(python3 - "$(mac $G gen0)" "$(mac $R rtr0)" <<'PY'
+import sys, struct
+src, dst = (bytes.fromhex(m.replace(':', '')) for m in sys.argv[1:3])
+ip = bytearray(struct.pack('!BBHHHBBH4s4s', 0x45, 0, 50, 0, 0, 64, 17, 0, bytes([10,77,1,2]), bytes([10,77,2,2])))
+s = sum(struct.unpack('!10H', ip)); s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)
+ip[10:12] = struct.pack('!H', ~s & 0xffff)
+udp = struct.pack('!HHHH', 1234, 5678, 30, 0) + bytes(22)
+print((dst + src + b'\x08\x00' + bytes(ip) + udp).hex())
+PY
+)
+
+start() { # ns name config -> waits for its control socket
+  ip netns exec "$1" "$B" run -e "$3" --control "$T/$2.sock" 2>"$T/$2.log" &
+  until grep -q "listening" "$T/$2.log" 2>/dev/null; do sleep 0.05; done
+}
+rd() { "$B" ctl -s "$T/$1.sock" read "$2"; }
+
+SINK='FromDevice(sink0) -> c :: Classifier(12/0800 23/11, -); c[0] -> got :: Counter -> Discard; c[1] -> Discard;'
+GEN="src :: InfiniteSource(DATA \\<$FRAME>, ACTIVE false) -> out :: ToDevice(gen0);"
+
+measure() { # label: the router (if any) is already running
+  start $S sink "$SINK"; start $G gen "$GEN"
+  "$B" ctl -s "$T/gen.sock" write src.active true
+  sleep 1
+  local a b
+  a=$(rd sink got.count); sleep "$DUR"; b=$(rd sink got.count)
+  "$B" ctl -s "$T/gen.sock" write src.active false
+  sleep 0.5
+  local sent recv
+  sent=$(rd gen out.count); recv=$(rd sink got.count)
+  local rate=$(( (b - a) / DUR ))
+  printf '%-34s %10d frames/s   sent %d, received %d, lost %d\n' "$1" "$rate" "$sent" "$recv" $((sent - recv))
+  echo "$rate" > "$T/rate.$2"
+  jobs -p | xargs -r kill 2>/dev/null || true; wait 2>/dev/null || true
+  rm -f "$T"/*.sock "$T"/*.log
+}
+
+echo "64-byte frames, gen -> rtr -> sink over veth, ${DUR}s each (2 cores shared by all three)"
+ip netns exec $R sysctl -qw net.ipv4.ip_forward=1
+measure "kernel IP forwarding" kernel
+ip netns exec $R sysctl -qw net.ipv4.ip_forward=0
+start $R rtr 'FromDevice(rtr0) -> ToDevice(rtr1);'
+measure "switchyard ring FromDevice->ToDevice" ring
+start $R rtr 'FromDevice(rtr0, METHOD pnet) -> ToDevice(rtr1, METHOD pnet);'
+measure "switchyard pnet FromDevice->ToDevice" pnet
+start $R rtr 'FromDevice(rtr0) -> hub :: Tee(2); hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0); hub[1] -> new :: Counter -> [1]sel; sel -> ToDevice(rtr1);'
+measure "switchyard ring hub/switch graph" hubswitch
+k=$(cat "$T/rate.kernel")
+for x in ring pnet hubswitch; do
+  printf '%-10s %5.2f x kernel forwarding\n' "$x" "$(python3 -c "print($(cat "$T/rate.$x") / max($k, 1))")"
+done
