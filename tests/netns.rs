@@ -331,3 +331,29 @@ fn a_missing_interface_is_an_error_at_start_naming_it() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no interface named 'nosuchif0'"));
 }
+
+#[test]
+fn fanout_shares_one_interface_between_pipeline_copies() {
+    let Some(mut t) = Topology::new() else { return };
+    // Two copies of the pipeline, not connected: two threads, one group.
+    let rtr = t.start(
+        1,
+        "rtr",
+        "FromDevice(rtr0, FANOUT 7, FANOUT_MODE lb) -> a :: Counter -> Discard;
+         FromDevice(rtr0, FANOUT 7, FANOUT_MODE lb) -> b :: Counter -> Discard;",
+    );
+    let input = t.path("in.pcap");
+    write_pcap(&input, &frames(2000, &[60]));
+    t.run(
+        0,
+        &format!("FromDump({}, STOP true) -> ToDevice(gen0);", input.display()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while num(&rtr, "a.count") + num(&rtr, "b.count") < 2000 {
+        assert!(Instant::now() < deadline, "frames missing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (a, b) = (num(&rtr, "a.count"), num(&rtr, "b.count"));
+    assert_eq!(a + b, 2000, "each frame reaches exactly one copy");
+    assert!(a > 0 && b > 0, "both copies get a share: {a} + {b}");
+}

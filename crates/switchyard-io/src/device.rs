@@ -40,7 +40,10 @@ impl Method {
 /// What a device is opened for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
-    Receive { promisc: bool },
+    Receive {
+        promisc: bool,
+        fanout: Option<(u16, crate::ring::Fanout)>,
+    },
     Transmit,
 }
 
@@ -60,8 +63,8 @@ pub fn open(name: &str, method: Method, dir: Direction) -> Result<Box<dyn Device
     let index = ifindex(name)?;
     match method {
         Method::Ring => match dir {
-            Direction::Receive { promisc } => Ok(Box::new(
-                crate::ring::RxRing::open(index, promisc).map_err(|e| format!("{name}: {e}"))?,
+            Direction::Receive { promisc, fanout } => Ok(Box::new(
+                crate::ring::RxRing::open(index, promisc, fanout).map_err(|e| format!("{name}: {e}"))?,
             )),
             Direction::Transmit => Ok(Box::new(
                 crate::ring::TxRing::open(index).map_err(|e| format!("{name}: {e}"))?,

@@ -1,4 +1,5 @@
 use crate::device::{open, Device, Direction, Method};
+use crate::ring::Fanout;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,12 @@ documented! {
     /// - `SNIFFER`: see above; default true.
     /// - `BURST`: frames per batch; default 128.
     /// - `METHOD`: `ring` (default) or `pnet`.
+    /// - `FANOUT`: ring only: a PACKET_FANOUT group number (0 to 65535).
+    ///   Several FromDevice elements on the same interface with the same
+    ///   group share its frames, so copies of a pipeline (each on its own
+    ///   thread when they do not connect) can use several cores.
+    /// - `FANOUT_MODE`: `hash` (default: a flow stays on one copy), `lb`
+    ///   (round robin) or `cpu`.
     ///
     /// # Handlers
     /// - `count` (read): frames received.
@@ -44,6 +51,7 @@ documented! {
         name: String,
         method: Method,
         promisc: bool,
+        fanout: Option<(u16, Fanout)>,
         burst: usize,
         dev: Option<Box<dyn Device>>,
         count: Arc<AtomicU64>,
@@ -69,6 +77,24 @@ impl FromDevice {
             .unwrap_or(128)
             .clamp(1, switchyard_core::packet::MAX_BATCH);
         let method = read_method(args)?;
+        let group = args.read::<u16>("FANOUT");
+        let mode = match args.read::<String>("FANOUT_MODE").as_deref() {
+            None | Some("hash") => Fanout::Hash,
+            Some("lb") => Fanout::RoundRobin,
+            Some("cpu") => Fanout::Cpu,
+            Some(other) => {
+                args.error(
+                    Some(args.span_of("FANOUT_MODE")),
+                    format!("FANOUT_MODE '{other}' unknown: expected hash, lb or cpu"),
+                );
+                return None;
+            }
+        };
+        if group.is_some() && method != Method::Ring {
+            args.error(Some(args.span_of("FANOUT")), "FANOUT needs METHOD ring");
+            return None;
+        }
+        let fanout = group.map(|g| (g, mode));
         if !sniffer {
             tracing::warn!(device = %name, "SNIFFER false: the kernel still sees these frames; see `switchyard elements FromDevice`");
         }
@@ -76,6 +102,7 @@ impl FromDevice {
             name,
             method,
             promisc,
+            fanout,
             burst,
             dev: None,
             count: Arc::default(),
@@ -105,7 +132,10 @@ impl Element for FromDevice {
         self.dev = Some(open(
             &self.name,
             self.method,
-            Direction::Receive { promisc: self.promisc },
+            Direction::Receive {
+                promisc: self.promisc,
+                fanout: self.fanout,
+            },
         )?);
         Ok(true)
     }

@@ -8,7 +8,7 @@ mod from_device;
 mod from_dump;
 pub mod pcap;
 mod pnet_dev;
-mod ring;
+pub mod ring;
 mod to_device;
 mod to_dump;
 

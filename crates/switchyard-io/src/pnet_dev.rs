@@ -19,7 +19,7 @@ impl PnetDevice {
             .into_iter()
             .find(|i| i.name == name)
             .ok_or_else(|| format!("no interface named '{name}'"))?;
-        let promisc = matches!(dir, Direction::Receive { promisc: true });
+        let promisc = matches!(dir, Direction::Receive { promisc: true, .. });
         let config = Config {
             read_timeout: Some(Duration::from_millis(1)),
             promiscuous: promisc,

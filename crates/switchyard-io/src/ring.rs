@@ -24,6 +24,18 @@ const TP_STATUS_AVAILABLE: u32 = 0;
 const TP_STATUS_SEND_REQUEST: u32 = 1;
 const TP_STATUS_WRONG_FORMAT: u32 = 4;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_FANOUT: libc::c_int = 18;
+
+/// How PACKET_FANOUT spreads frames over the sockets of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fanout {
+    /// By flow hash: a flow always reaches the same pipeline copy.
+    Hash = 0,
+    /// Round robin.
+    RoundRobin = 1,
+    /// By the CPU that received the frame.
+    Cpu = 2,
+}
 
 // Offsets in struct tpacket_block_desc (version, offset_to_priv, then
 // tpacket_hdr_v1: block_status, num_pkts, offset_to_first_pkt, ...).
@@ -223,7 +235,7 @@ const RX_BLOCK_NR: usize = 64;
 const FRAME_SIZE: usize = 2048;
 
 impl RxRing {
-    pub fn open(ifindex: u32, promisc: bool) -> io::Result<RxRing> {
+    pub fn open(ifindex: u32, promisc: bool, fanout: Option<(u16, Fanout)>) -> io::Result<RxRing> {
         let fd = packet_socket(ifindex, TPACKET_V3)?;
         let req = libc::tpacket_req3 {
             tp_block_size: RX_BLOCK_SIZE as u32,
@@ -240,6 +252,11 @@ impl RxRing {
         let _ = setsockopt(&fd, PACKET_IGNORE_OUTGOING, &one, "PACKET_IGNORE_OUTGOING");
         let map = Mapping::new(&fd, RX_BLOCK_SIZE * RX_BLOCK_NR)?;
         bind(&fd, ifindex)?;
+        if let Some((group, mode)) = fanout {
+            // Every socket joining `group` on this interface gets a share.
+            let arg: libc::c_int = libc::c_int::from(group) | ((mode as libc::c_int) << 16);
+            setsockopt(&fd, PACKET_FANOUT, &arg, "PACKET_FANOUT")?;
+        }
         if promisc {
             let mreq = libc::packet_mreq {
                 mr_ifindex: ifindex as i32,
