@@ -41,7 +41,11 @@ fn check_reports_all_three_mistakes_and_fails() {
 
 #[test]
 fn check_accepts_the_shipped_configs() {
-    for f in ["configs/rollback.click", "configs/bench-hub-switch.click"] {
+    for f in [
+        "configs/rollback.click",
+        "configs/bench-hub-switch.click",
+        "configs/canary.click",
+    ] {
         let (code, out, err) = output(&["check", f]);
         assert_eq!(code, 0, "{f}: {err}");
         assert!(out.contains(": ok"), "{out}");

@@ -623,3 +623,25 @@ fn a_remote_tcp_address_needs_explicit_permission() {
         .unwrap();
     assert!(err.to_string().contains("not a loopback address"), "{err}");
 }
+
+#[test]
+fn canary_weights_are_validated_audited_and_survive_a_restart() {
+    let dir = scratch_dir();
+    let (audit, state) = (dir.join("audit.jsonl"), dir.join("state.json"));
+    let config = "src :: InfiniteSource -> canary :: CanarySwitch(WEIGHTS 99 1);
+                  canary[0] -> old :: Counter -> Discard; canary[1] -> new :: Counter -> Discard;";
+    let flags = ["--audit", audit.to_str().unwrap(), "--state", state.to_str().unwrap()];
+    let mut r = RouterProc::start_in(dir.clone(), config, &flags);
+    let mut c = r.client();
+    c.write("canary.weights", "90 10").unwrap();
+    let err = c.write("canary.weights", "90 10 0").unwrap_err().to_string();
+    assert!(err.contains("3 weights for 2 outputs"), "{err}");
+    assert_eq!(r.read("canary.weights"), "90 10");
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(log.lines().count(), 2, "accepted and refused writes audited:\n{log}");
+    r.child.kill().unwrap();
+    r.child.wait().unwrap();
+    std::mem::forget(r);
+    let r = RouterProc::start_in(dir, config, &flags);
+    assert_eq!(r.read("canary.weights"), "90 10", "restored from the state file");
+}

@@ -3,6 +3,7 @@
 //! `switchyard elements` prints the same text from [`CLASSES`].
 #![forbid(unsafe_code)]
 
+mod canary_switch;
 mod classifier;
 mod counter;
 mod delay_unqueue;
@@ -24,6 +25,7 @@ mod tee;
 mod unqueue;
 pub mod util;
 
+pub use canary_switch::CanarySwitch;
 pub use classifier::Classifier;
 pub use counter::Counter;
 pub use delay_unqueue::DelayUnqueue;
@@ -49,6 +51,7 @@ use switchyard_core::{ElementClass, Registry};
 /// Every standard class, sorted by name. Adding an element is one file
 /// and one line here.
 pub const CLASSES: &[ElementClass] = &[
+    CanarySwitch::CLASS,
     Classifier::CLASS,
     Counter::CLASS,
     DelayUnqueue::CLASS,

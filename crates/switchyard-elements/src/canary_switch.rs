@@ -1,0 +1,363 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+
+documented! {
+    /// Splits traffic between outputs by weight, flow by flow: every packet
+    /// of a flow goes to the same output. The canary: `WEIGHTS 99 1` sends
+    /// 1% of flows to the new branch.
+    ///
+    /// A flow is the IPv4 or IPv6 5-tuple (addresses, protocol, TCP/UDP
+    /// ports; one VLAN tag is skipped); other frames are keyed by their MAC
+    /// address pair; frames too short for a header by their length. Outputs
+    /// are chosen by weighted rendezvous hashing: raising one output's
+    /// weight only moves flows *to* it, never between the others or back
+    /// and forth, and moves about as few as the new weights require.
+    ///
+    /// # Ports
+    /// One input, two or more outputs; push.
+    ///
+    /// # Arguments
+    /// - `WEIGHTS` (positional, mandatory): one non-negative integer per
+    ///   output, space-separated, not all zero: `WEIGHTS 95 5`.
+    ///
+    /// # Handlers
+    /// - `weights` (read/write, persistent): the weights, as in the
+    ///   argument; a write with the wrong count, a negative or all-zero
+    ///   weights is refused. Applies from the next batch.
+    ///
+    /// # Example
+    /// ```text
+    /// src -> canary :: CanarySwitch(WEIGHTS 95 5);
+    /// canary[0] -> old; canary[1] -> new;
+    /// ```
+    pub struct CanarySwitch {
+        shared: Arc<Weights>,
+        weights: Vec<f64>,
+        generation: u64,
+        cache: Vec<(u64, u8)>,
+        scratch: Vec<Option<Batch>>,
+    }
+}
+
+struct Weights {
+    values: Mutex<Vec<u32>>,
+    generation: AtomicU64,
+}
+
+/// Direct-mapped cache of flow -> output, cleared when weights change.
+const CACHE: usize = 4096;
+
+fn parse_weights(text: &str, outputs: Option<usize>) -> Result<Vec<u32>, String> {
+    let w: Vec<u32> = text
+        .split_whitespace()
+        .map(|t| {
+            t.parse::<u32>()
+                .map_err(|_| format!("weight '{t}' is not a non-negative integer"))
+        })
+        .collect::<Result<_, _>>()?;
+    if w.len() < 2 {
+        return Err("give at least two weights, one per output".into());
+    }
+    if let Some(n) = outputs {
+        if w.len() != n {
+            return Err(format!("{} weights for {n} outputs", w.len()));
+        }
+    }
+    if w.iter().all(|&x| x == 0) {
+        return Err("weights are all zero: every packet would be dropped".into());
+    }
+    Ok(w)
+}
+
+/// A 64-bit mix (splitmix64's finaliser).
+#[inline]
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn fold(h: u64, bytes: &[u8]) -> u64 {
+    bytes.chunks(8).fold(h, |h, c| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        mix(h ^ u64::from_le_bytes(w))
+    })
+}
+
+/// The flow key of a frame (never panics on short or odd frames).
+pub fn flow_hash(f: &[u8]) -> u64 {
+    let mut off = 12;
+    let mut ethertype = f.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    if ethertype == Some(0x8100) {
+        off = 16;
+        ethertype = f.get(16..18).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    }
+    let l3 = off + 2;
+    let ports = |at: usize, proto: u8| -> u64 {
+        match (proto, f.get(at..at + 4)) {
+            (6 | 17 | 132, Some(p)) => u64::from(u32::from_be_bytes([p[0], p[1], p[2], p[3]])),
+            _ => 0,
+        }
+    };
+    match ethertype {
+        Some(0x0800) if f.len() >= l3 + 20 => {
+            let ihl = usize::from(f[l3] & 0x0f) * 4;
+            let proto = f[l3 + 9];
+            let fragment = u16::from_be_bytes([f[l3 + 6], f[l3 + 7]]) & 0x1fff != 0;
+            let p = if fragment || ihl < 20 {
+                0
+            } else {
+                ports(l3 + ihl, proto)
+            };
+            mix(fold(0x4, &f[l3 + 12..l3 + 20]) ^ (u64::from(proto) << 32) ^ p)
+        }
+        Some(0x86dd) if f.len() >= l3 + 40 => {
+            let proto = f[l3 + 6];
+            mix(fold(0x6, &f[l3 + 8..l3 + 40]) ^ (u64::from(proto) << 32) ^ ports(l3 + 40, proto))
+        }
+        _ if f.len() >= 12 => fold(0xe, &f[..12]),
+        _ => mix(f.len() as u64),
+    }
+}
+
+impl CanarySwitch {
+    pub const CLASS: ElementClass = ElementClass {
+        name: "CanarySwitch",
+        ports: "1/2-",
+        processing: "h/h",
+        doc: CanarySwitch::DOC,
+        factory: CanarySwitch::make,
+    };
+
+    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
+        let text = args.read_mp::<String>("WEIGHTS")?;
+        let w = match parse_weights(&text, None) {
+            Ok(w) => w,
+            Err(e) => {
+                args.error(Some(args.span_of("WEIGHTS")), format!("WEIGHTS: {e}"));
+                return None;
+            }
+        };
+        Some(Box::new(CanarySwitch {
+            weights: w.iter().map(|&x| f64::from(x)).collect(),
+            shared: Arc::new(Weights {
+                values: Mutex::new(w),
+                generation: AtomicU64::new(0),
+            }),
+            generation: 0,
+            cache: vec![(u64::MAX, 0); CACHE],
+            scratch: Vec::new(),
+        }))
+    }
+
+    /// The output for a flow: highest weighted rendezvous score.
+    fn choose(&self, flow: u64) -> usize {
+        let mut best = (f64::NEG_INFINITY, 0);
+        for (i, &w) in self.weights.iter().enumerate() {
+            if w == 0.0 {
+                continue;
+            }
+            let h = mix(flow ^ mix(i as u64 + 1));
+            // u in (0, 1); score w / -ln(u) is the weighted HRW score.
+            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let score = w / -u.ln();
+            if score > best.0 {
+                best = (score, i);
+            }
+        }
+        best.1
+    }
+
+    fn output(&mut self, frame: &[u8]) -> usize {
+        let flow = flow_hash(frame);
+        let slot = (flow as usize) % CACHE;
+        if self.cache[slot].0 == flow {
+            return self.cache[slot].1 as usize;
+        }
+        let out = self.choose(flow);
+        self.cache[slot] = (flow, out as u8);
+        out
+    }
+
+    fn take_weights(&mut self) {
+        let g = self.shared.generation.load(Ordering::Acquire);
+        if g != self.generation {
+            self.generation = g;
+            self.weights = self
+                .shared
+                .values
+                .lock()
+                .expect("weights")
+                .iter()
+                .map(|&x| f64::from(x))
+                .collect();
+            self.cache.fill((u64::MAX, 0));
+        }
+    }
+}
+
+impl Element for CanarySwitch {
+    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
+        let n = self.weights.len();
+        if ports.outputs.len() != n {
+            return Err(format!("{n} weights for {} outputs", ports.outputs.len()));
+        }
+        Ok(false)
+    }
+
+    fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
+        self.take_weights();
+        let n = self.weights.len();
+        self.scratch.resize_with(n, || None);
+        for p in batch.drain() {
+            let out = self.output(p.data());
+            self.scratch[out].get_or_insert_with(Batch::new).push(p);
+        }
+        drop(batch);
+        for out in 0..n {
+            if let Some(b) = self.scratch[out].take() {
+                cx.push(out, b);
+            }
+        }
+    }
+
+    fn handlers(&self) -> Vec<Handler> {
+        let (r, w) = (self.shared.clone(), self.shared.clone());
+        let n = self.weights.len();
+        vec![Handler::read_write(
+            "weights",
+            move || {
+                r.values
+                    .lock()
+                    .expect("weights")
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+            move |v| {
+                let new = parse_weights(v, Some(n))?;
+                *w.values.lock().expect("weights") = new;
+                w.generation.fetch_add(1, Ordering::Release);
+                Ok(())
+            },
+        )
+        .persistent()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::{Harness, Packet, Processing};
+
+    /// An IPv4/UDP frame of flow `i` (addresses and ports vary).
+    fn flow_frame(i: u64) -> Vec<u8> {
+        let mut f = crate::default_frame(64);
+        let r = mix(i);
+        f[26..30].copy_from_slice(&(r as u32).to_be_bytes());
+        f[30..34].copy_from_slice(&((r >> 32) as u32).to_be_bytes());
+        f[34..36].copy_from_slice(&((i as u16) ^ 0x5a5a).to_be_bytes());
+        f
+    }
+
+    fn canary(weights: &str) -> (Harness, switchyard_core::handler::WriteFn) {
+        let mut args = Args::parse_str("c :: CanarySwitch", &format!("WEIGHTS {weights}"));
+        let mut e = CanarySwitch::make(&mut args).unwrap();
+        args.complete().unwrap();
+        let n = weights.split_whitespace().count();
+        e.initialize(&PortInfo {
+            inputs: vec![Processing::Push],
+            outputs: vec![Processing::Push; n],
+        })
+        .unwrap();
+        let w = e.handlers()[0].write.clone().unwrap();
+        (Harness::new(e, 1, n), w)
+    }
+
+    /// The output each of `flows` goes to.
+    fn route(h: &mut Harness, flows: std::ops::Range<u64>, outputs: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let ids: Vec<u64> = flows.collect();
+        for chunk in ids.chunks(256) {
+            let mut b = Batch::new();
+            for &i in chunk {
+                let mut p = Packet::from_data(&flow_frame(i));
+                p.anno.seq = i + 1;
+                b.push(p);
+            }
+            h.push(0, b);
+            let mut got: Vec<(u64, usize)> = Vec::new();
+            for o in 0..outputs {
+                for b in h.take(o) {
+                    got.extend(b.iter().map(|p| (p.anno.seq - 1, o)));
+                }
+            }
+            got.sort_unstable();
+            out.extend(got.into_iter().map(|(_, o)| o));
+        }
+        out
+    }
+
+    #[test]
+    fn shares_match_weights_within_one_point_over_100k_flows() {
+        for (weights, expect) in [
+            ("95 5", [0.95, 0.05, 0.0]),
+            ("50 50", [0.5, 0.5, 0.0]),
+            ("70 20 10", [0.7, 0.2, 0.1]),
+        ] {
+            let n = weights.split_whitespace().count();
+            let (mut h, _) = canary(weights);
+            let outs = route(&mut h, 0..100_000, n);
+            for (o, e) in expect.iter().enumerate().take(n) {
+                let share = outs.iter().filter(|&&x| x == o).count() as f64 / outs.len() as f64;
+                assert!(
+                    (share - e).abs() < 0.01,
+                    "{weights}: output {o} got {share:.4}, want {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flows_are_sticky_and_raising_the_canary_only_moves_flows_to_it() {
+        let (mut h, write) = canary("95 5");
+        let before = route(&mut h, 0..100_000, 2);
+        assert_eq!(route(&mut h, 0..100_000, 2), before, "same flow, same output");
+        write("90 10").unwrap();
+        let after = route(&mut h, 0..100_000, 2);
+        let moved: Vec<(usize, usize)> = before
+            .iter()
+            .zip(&after)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        assert!(moved.iter().all(|&m| m == (0, 1)), "flows only move old -> new");
+        let fraction = moved.len() as f64 / before.len() as f64;
+        // The ideal is 5% of flows (the new branch's share grows 5 -> 10).
+        eprintln!("raising 5 -> 10: moved {:.3}% of flows (ideal 5%)", fraction * 100.0);
+        assert!((fraction - 0.05).abs() < 0.01, "moved {fraction}");
+    }
+
+    #[test]
+    fn bad_weights_are_refused() {
+        let (_, write) = canary("95 5");
+        assert!(write("1 2 3").unwrap_err().contains("3 weights for 2 outputs"));
+        assert!(write("0 0").unwrap_err().contains("all zero"));
+        assert!(write("-1 5").unwrap_err().contains("not a non-negative integer"));
+        assert!(write("100 0").is_ok(), "full rollback to the old branch");
+    }
+
+    #[test]
+    fn odd_frames_never_panic() {
+        for len in 0..80 {
+            let f = vec![0x86; len];
+            let _ = flow_hash(&f);
+            let mut v = crate::default_frame(64);
+            v.truncate(len);
+            let _ = flow_hash(&v);
+        }
+    }
+}
