@@ -16,6 +16,17 @@ hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
 hub[1] -> new :: Counter -> [1]sel;
 sel -> out :: Counter -> Discard;";
 
+const SHADOW: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> hub :: Tee(2);
+hub[0] -> old :: Counter -> [0]cmp :: ShadowCompare(MASK 24/2);
+hub[1] -> new :: Counter -> [1]cmp;
+cmp[0] -> [0]sel :: InputSwitch(0); cmp[1] -> [1]sel;
+sel -> out :: Counter -> Discard;";
+
+/// One flow only (InfiniteSource repeats one frame): the per-flow cache
+/// always hits, so this is the split's floor cost, not the hashing.
+const CANARY: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> c :: CanarySwitch(WEIGHTS 95 5);
+c[0] -> out :: Counter -> Discard; c[1] -> Counter -> Discard;";
+
 const SOURCE_DISCARD: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> d :: Discard;";
 
 const QUEUE: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> q :: Queue(4096, BLOCK true) -> Unqueue -> out :: Counter -> Discard;";
@@ -60,6 +71,8 @@ fn main() {
     println!("whole-pipeline benchmark, single router thread per pipeline, best of {repeat}");
     let cases = [
         ("hub/switch", HUB_SWITCH, "out.count"),
+        ("hub/switch + shadow", SHADOW, "out.count"),
+        ("canary (one flow)", CANARY, "out.count"),
         ("source -> discard", SOURCE_DISCARD, "d.count"),
         ("classifier", CLASSIFY, "out.count"),
         ("queue (2 threads)", QUEUE, "out.count"),
@@ -84,6 +97,13 @@ fn main() {
             "hub/switch costs {:.1} ns/packet; source -> discard {:.1} ns/packet",
             1e3 / h.1,
             1e3 / s.1
+        );
+    }
+    let find = |name: &str| best.iter().find(|b| b.0 == name).map(|b| b.1);
+    if let (Some(h), Some(s)) = (find("hub/switch"), find("hub/switch + shadow")) {
+        println!(
+            "shadow comparison keeps {:.0}% of the hub/switch throughput",
+            100.0 * s / h
         );
     }
     println!("peak RSS: {} kB", peak_rss_kb());

@@ -17,6 +17,7 @@ mod print;
 mod queue;
 mod rated_source;
 mod seq_check;
+mod shadow_compare;
 mod source;
 mod static_switch;
 mod store_data;
@@ -39,6 +40,7 @@ pub use print::Print;
 pub use queue::Queue;
 pub use rated_source::RatedSource;
 pub use seq_check::SeqCheck;
+pub use shadow_compare::ShadowCompare;
 pub use source::default_frame;
 pub use static_switch::StaticSwitch;
 pub use store_data::StoreData;
@@ -65,6 +67,7 @@ pub const CLASSES: &[ElementClass] = &[
     Queue::CLASS,
     RatedSource::CLASS,
     SeqCheck::CLASS,
+    ShadowCompare::CLASS,
     StaticSwitch::CLASS,
     StoreData::CLASS,
     Switch::CLASS,

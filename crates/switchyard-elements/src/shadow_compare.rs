@@ -1,0 +1,433 @@
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler};
+
+documented! {
+    /// Compares what the old and the new branch make of the same input
+    /// packets: does the new release do what the old one did?
+    ///
+    /// Put it between the branches and the selector: input 0 takes the
+    /// old branch, input 1 the new one, and each input passes through to
+    /// the output of the same number unchanged. Packets are paired by the
+    /// hub's sequence number, so the branches may run at different
+    /// latencies and reorder a little (up to REORDER numbers). A packet
+    /// seen on one side only is counted as dropped by the other once that
+    /// side has moved REORDER numbers past it.
+    ///
+    /// # Ports
+    /// Two inputs, two outputs (input N passes to output N); push.
+    ///
+    /// # Arguments
+    /// - `MASK`: byte ranges ignored when comparing, as `OFFSET/LENGTH`
+    ///   separated by spaces (fields that legitimately differ: a timestamp,
+    ///   a checksum): `MASK 22/1 24/2` ignores the IPv4 TTL and checksum.
+    /// - `WINDOW`: packets over which `divergence_rate` is computed;
+    ///   default 10000.
+    /// - `HISTORY`: differences kept for `differences`; default 10.
+    /// - `REORDER`: how far apart in sequence numbers the branches may
+    ///   deliver; default 4096.
+    ///
+    /// # Handlers
+    /// - `identical`, `different` (read): pairs compared, by outcome.
+    /// - `dropped_by_old`, `dropped_by_new` (read): packets only one
+    ///   branch let through.
+    /// - `divergence_rate` (read): the share of the last WINDOW outcomes
+    ///   that were not identical (0 to 1).
+    /// - `differences` (read): the last HISTORY differences, one per line:
+    ///   sequence number, offset of the first differing byte, both frames
+    ///   in hex.
+    /// - `pending` (read): packets waiting for their pair.
+    /// - `reset` (write): zeroes all counts.
+    ///
+    /// # Example
+    /// ```text
+    /// hub[0] -> old -> [0]cmp :: ShadowCompare(MASK 24/2);
+    /// hub[1] -> new -> [1]cmp;
+    /// cmp[0] -> [0]sel; cmp[1] -> [1]sel;
+    /// ```
+    pub struct ShadowCompare {
+        masks: Vec<(usize, usize)>,
+        window: usize,
+        history: usize,
+        reorder: u64,
+        /// Per side, packets waiting for their pair, sorted by sequence
+        /// number (in order arrival appends; pairing pops the front): the
+        /// sequence number and where its bytes are in that side's arena.
+        waiting: [VecDeque<(u64, usize, usize)>; 2],
+        /// Copies of the waiting packets' bytes: a copy costs less than
+        /// holding a shared packet (two atomic operations).
+        arena: [Vec<u8>; 2],
+        high: [u64; 2],
+        /// Outcomes of the last WINDOW pairs (1 = diverged), as a ring.
+        recent: Vec<u8>,
+        recent_at: usize,
+        recent_len: usize,
+        diverged_in_window: usize,
+        /// Counts of this batch, published once per batch.
+        tally: Tally,
+        stats: Arc<Stats>,
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    identical: u64,
+    different: u64,
+    dropped_by_old: u64,
+    dropped_by_new: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    identical: AtomicU64,
+    different: AtomicU64,
+    dropped_by_old: AtomicU64,
+    dropped_by_new: AtomicU64,
+    pending: AtomicU64,
+    rate_bits: AtomicU64,
+    differences: Mutex<VecDeque<String>>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl ShadowCompare {
+    pub const CLASS: ElementClass = ElementClass {
+        name: "ShadowCompare",
+        ports: "2/2",
+        processing: "h/h",
+        doc: ShadowCompare::DOC,
+        factory: ShadowCompare::make,
+    };
+
+    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
+        let mask = args.read::<String>("MASK").unwrap_or_default();
+        let window = args.read::<usize>("WINDOW").unwrap_or(10_000).max(1);
+        let history = args.read::<usize>("HISTORY").unwrap_or(10);
+        let reorder = args.read::<u64>("REORDER").unwrap_or(4096).max(1);
+        let mut masks = Vec::new();
+        for m in mask.split_whitespace() {
+            let parsed = m
+                .split_once('/')
+                .and_then(|(o, l)| Some((o.parse().ok()?, l.parse().ok()?)));
+            match parsed {
+                Some(p) => masks.push(p),
+                None => {
+                    args.error(
+                        Some(args.span_of("MASK")),
+                        format!("MASK '{m}': expected OFFSET/LENGTH"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(Box::new(ShadowCompare {
+            masks,
+            window,
+            history,
+            reorder,
+            waiting: [VecDeque::new(), VecDeque::new()],
+            arena: [Vec::new(), Vec::new()],
+            high: [0; 2],
+            recent: vec![0; window],
+            recent_at: 0,
+            recent_len: 0,
+            diverged_in_window: 0,
+            tally: Tally::default(),
+            stats: Arc::default(),
+        }))
+    }
+
+    #[inline]
+    fn masked(&self, i: usize) -> bool {
+        self.masks.iter().any(|&(o, l)| i >= o && i < o + l)
+    }
+
+    /// The first differing offset outside the masks, if any. Equal frames
+    /// (the common case) cost one memcmp.
+    fn first_difference(&self, a: &[u8], b: &[u8]) -> Option<usize> {
+        if a == b {
+            return None;
+        }
+        (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i) && !self.masked(i))
+    }
+
+    fn record(&mut self, diverged: bool) {
+        let d = u8::from(diverged);
+        if self.recent_len == self.window {
+            self.diverged_in_window -= usize::from(self.recent[self.recent_at]);
+        } else {
+            self.recent_len += 1;
+        }
+        self.recent[self.recent_at] = d;
+        self.diverged_in_window += usize::from(d);
+        self.recent_at += 1;
+        if self.recent_at == self.window {
+            self.recent_at = 0;
+        }
+    }
+
+    /// Publishes this batch's counts (one atomic add each per batch).
+    fn publish(&mut self) {
+        let t = std::mem::take(&mut self.tally);
+        let s = &self.stats;
+        for (c, v) in [
+            (&s.identical, t.identical),
+            (&s.different, t.different),
+            (&s.dropped_by_old, t.dropped_by_old),
+            (&s.dropped_by_new, t.dropped_by_new),
+        ] {
+            if v > 0 {
+                c.fetch_add(v, Relaxed);
+            }
+        }
+        let rate = if self.recent_len == 0 {
+            0.0
+        } else {
+            self.diverged_in_window as f64 / self.recent_len as f64
+        };
+        s.rate_bits.store(rate.to_bits(), Relaxed);
+        s.pending
+            .store((self.waiting[0].len() + self.waiting[1].len()) as u64, Relaxed);
+    }
+
+    fn compare(&mut self, seq: u64, old: &[u8], new: &[u8]) {
+        match self.first_difference(old, new) {
+            None => {
+                self.tally.identical += 1;
+                self.record(false);
+            }
+            Some(at) => {
+                self.tally.different += 1;
+                self.record(true);
+                if self.history > 0 {
+                    let mut d = self.stats.differences.lock().expect("differences");
+                    d.push_back(format!("{seq} {at} {} {}", hex(old), hex(new)));
+                    while d.len() > self.history {
+                        d.pop_front();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Packets on `side` that the other side has moved well past: dropped
+    /// by the other branch.
+    fn expire(&mut self, side: usize) {
+        let other = 1 - side;
+        let horizon = self.high[other].saturating_sub(self.reorder);
+        while self.waiting[side].front().is_some_and(|&(s, _, _)| s < horizon) {
+            self.waiting[side].pop_front();
+            if side == 0 {
+                self.tally.dropped_by_new += 1;
+            } else {
+                self.tally.dropped_by_old += 1;
+            }
+            self.record(true);
+        }
+    }
+
+    /// Finds and removes the packet numbered `seq` waiting on `side`;
+    /// returns where its bytes are in that side's arena.
+    fn take(&mut self, side: usize, seq: u64) -> Option<(usize, usize)> {
+        let q = &mut self.waiting[side];
+        if q.front().is_some_and(|&(s, _, _)| s == seq) {
+            return q.pop_front().map(|(_, at, len)| (at, len));
+        }
+        let i = q.binary_search_by_key(&seq, |&(s, _, _)| s).ok()?;
+        q.remove(i).map(|(_, at, len)| (at, len))
+    }
+
+    fn wait(&mut self, side: usize, seq: u64, data: &[u8]) {
+        let at = self.arena[side].len();
+        self.arena[side].extend_from_slice(data);
+        let q = &mut self.waiting[side];
+        if q.back().is_none_or(|&(s, _, _)| s < seq) {
+            q.push_back((seq, at, data.len()));
+        } else if let Err(i) = q.binary_search_by_key(&seq, |&(s, _, _)| s) {
+            q.insert(i, (seq, at, data.len()));
+        }
+    }
+
+    /// Frees arena space no waiting packet uses.
+    fn compact(&mut self, side: usize) {
+        let q = &mut self.waiting[side];
+        let arena = &mut self.arena[side];
+        match q.iter().map(|&(_, at, _)| at).min() {
+            None => arena.clear(),
+            Some(first) if first > (1 << 20) => {
+                arena.drain(..first);
+                for e in q.iter_mut() {
+                    e.1 -= first;
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+impl Element for ShadowCompare {
+    fn push(&mut self, port: usize, batch: Batch, cx: &mut Context<'_>) {
+        let side = port.min(1);
+        let other = 1 - side;
+        for p in batch.iter() {
+            let seq = p.anno.seq;
+            if seq == 0 {
+                continue; // not numbered by a hub: nothing to pair it with
+            }
+            self.high[side] = self.high[side].max(seq);
+            match self.take(other, seq) {
+                Some((at, len)) => {
+                    let arena = std::mem::take(&mut self.arena[other]);
+                    let theirs = &arena[at..at + len];
+                    let (old, new) = if side == 0 {
+                        (p.data(), theirs)
+                    } else {
+                        (theirs, p.data())
+                    };
+                    self.compare(seq, old, new);
+                    self.arena[other] = arena;
+                }
+                None => self.wait(side, seq, p.data()),
+            }
+        }
+        self.expire(other);
+        self.expire(side);
+        self.compact(0);
+        self.compact(1);
+        self.publish();
+        cx.push(port, batch);
+    }
+
+    fn handlers(&self) -> Vec<Handler> {
+        let counter = |name: &str, f: fn(&Stats) -> &AtomicU64| {
+            let s = self.stats.clone();
+            Handler::read_only(name, move || f(&s).load(Relaxed).to_string())
+        };
+        let (r, d, z) = (self.stats.clone(), self.stats.clone(), self.stats.clone());
+        vec![
+            counter("identical", |s| &s.identical),
+            counter("different", |s| &s.different),
+            counter("dropped_by_old", |s| &s.dropped_by_old),
+            counter("dropped_by_new", |s| &s.dropped_by_new),
+            counter("pending", |s| &s.pending),
+            Handler::read_only("divergence_rate", move || {
+                format!("{:.6}", f64::from_bits(r.rate_bits.load(Relaxed)))
+            }),
+            Handler::read_only("differences", move || {
+                d.differences
+                    .lock()
+                    .expect("differences")
+                    .iter()
+                    .map(|l| format!("{l}\n"))
+                    .collect()
+            }),
+            Handler::write_only("reset", move |_| {
+                for c in [
+                    &z.identical,
+                    &z.different,
+                    &z.dropped_by_old,
+                    &z.dropped_by_new,
+                    &z.rate_bits,
+                ] {
+                    c.store(0, Relaxed);
+                }
+                z.differences.lock().expect("differences").clear();
+                Ok(())
+            }),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::{Harness, Packet, PortInfo, Processing};
+
+    fn frame(seq: u64, ttl: u8) -> Packet {
+        let mut f = crate::default_frame(64);
+        f[22] = ttl;
+        f[40..48].copy_from_slice(&seq.to_be_bytes());
+        let mut p = Packet::from_data(&f);
+        p.anno.seq = seq;
+        p
+    }
+
+    fn harness(config: &str) -> (Harness, Vec<Handler>) {
+        let mut args = Args::parse_str("cmp :: ShadowCompare", config);
+        let mut e = ShadowCompare::make(&mut args).unwrap();
+        args.complete().unwrap();
+        e.initialize(&PortInfo {
+            inputs: vec![Processing::Push; 2],
+            outputs: vec![Processing::Push; 2],
+        })
+        .unwrap();
+        let h = e.handlers();
+        (Harness::new(e, 2, 2), h)
+    }
+
+    fn read(h: &[Handler], name: &str) -> String {
+        (h.iter().find(|x| x.name == name).unwrap().read.as_ref().unwrap())()
+    }
+
+    #[test]
+    fn a_ttl_change_on_one_percent_is_reported_exactly() {
+        let (mut hs, h) = harness("HISTORY 200");
+        // The new branch lags by 3 batches and rewrites TTL on every 100th.
+        let batch = |range: std::ops::Range<u64>, new: bool| {
+            let mut b = Batch::new();
+            for s in range {
+                b.push(frame(s, if new && s % 100 == 0 { 5 } else { 64 }));
+            }
+            b
+        };
+        for i in 0..100u64 {
+            hs.push(0, batch(i * 100 + 1..i * 100 + 101, false));
+            if i >= 3 {
+                hs.push(1, batch((i - 3) * 100 + 1..(i - 3) * 100 + 101, true));
+            }
+        }
+        for i in 97..100u64 {
+            hs.push(1, batch(i * 100 + 1..i * 100 + 101, true));
+        }
+        assert_eq!(read(&h, "different"), "100");
+        assert_eq!(read(&h, "identical"), "9900");
+        assert_eq!(read(&h, "dropped_by_new"), "0");
+        assert_eq!(read(&h, "pending"), "0");
+        let diffs = read(&h, "differences");
+        let seqs: Vec<u64> = diffs
+            .lines()
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=100).map(|k| k * 100).collect::<Vec<_>>());
+        assert!(
+            diffs.lines().all(|l| l.split(' ').nth(1) == Some("22")),
+            "first differing byte is the TTL"
+        );
+        assert_eq!(read(&h, "divergence_rate"), "0.010000");
+        assert_eq!(hs.count(0), 10_000, "old passes through");
+        assert_eq!(hs.count(1), 10_000, "new passes through");
+    }
+
+    #[test]
+    fn masks_hide_legitimate_differences_and_drops_are_counted() {
+        let (mut hs, h) = harness("MASK 22/1, REORDER 10");
+        let mut old = Batch::new();
+        let mut new = Batch::new();
+        for s in 1..=100u64 {
+            old.push(frame(s, 64));
+            if s % 10 != 0 {
+                new.push(frame(s, 63)); // TTL differs everywhere: masked
+            }
+        }
+        hs.push(0, old);
+        hs.push(1, new);
+        assert_eq!(read(&h, "different"), "0");
+        assert_eq!(read(&h, "identical"), "90");
+        // 10..=80 are more than REORDER behind the new branch's 99: dropped.
+        assert_eq!(read(&h, "dropped_by_new"), "8");
+        assert_eq!(read(&h, "pending"), "2");
+    }
+}
