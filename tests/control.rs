@@ -645,3 +645,103 @@ fn canary_weights_are_validated_audited_and_survive_a_restart() {
     let r = RouterProc::start_in(dir, config, &flags);
     assert_eq!(r.read("canary.weights"), "90 10", "restored from the state file");
 }
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Start on the new branch; the new branch then starts dropping DNS (UDP
+/// port 53); the gate sees it in the shadow comparison, moves production
+/// back to the old branch within two checks, and says so in the audit log.
+#[test]
+fn the_gate_rolls_back_a_misbehaving_release_and_audits_why() {
+    let web = switchyard_elements::default_frame(64);
+    let mut dns = web.clone();
+    dns[36..38].copy_from_slice(&53u16.to_be_bytes());
+    let config = format!(
+        r#"dns :: InfiniteSource(DATA \<{}>, BURST 16);
+        web :: InfiniteSource(DATA \<{}>, BURST 16);
+        dns, web -> hub :: Tee(2);
+        hub[0] -> Paint(0) -> old :: Counter -> [0]cmp :: ShadowCompare(REORDER 64);
+        hub[1] -> c :: Classifier(36/0035, -);
+        c[0] -> bug :: Switch(0); bug[0] -> np :: Paint(1);
+        c[1] -> np;
+        np -> new :: Counter -> [1]cmp;
+        cmp[0] -> [0]sel :: InputSwitch(1);
+        cmp[1] -> [1]sel;
+        sel -> ps :: PaintSwitch;
+        ps[0] -> from_old :: Counter -> Discard;
+        ps[1] -> from_new :: SeqCheck -> Discard;
+        wd :: Watchdog(CONDITION "cmp.dropped_by_new > 100", WRITE "sel.switch 0", INTERVAL 20ms);"#,
+        hex(&dns),
+        hex(&web)
+    );
+    let dir = scratch_dir();
+    let audit = dir.join("audit.jsonl");
+    let r = RouterProc::start_in(dir, &config, &["--audit", audit.to_str().unwrap()]);
+    let mut c = r.client();
+    let num = |c: &mut Client, h: &str| c.read(h).unwrap().trim().parse::<f64>().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while num(&mut c, "from_new.count") == 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "production never ran on the new branch"
+        );
+    }
+    assert_eq!(
+        c.read("wd.tripped").unwrap(),
+        "false",
+        "a healthy release does not trip the gate"
+    );
+    // The release goes bad: DNS is dropped on the new branch.
+    let armed_at = num(&mut c, "wd.checks");
+    c.write("bug.switch", "-1").unwrap();
+    while c.read("wd.tripped").unwrap() != "true" {
+        assert!(std::time::Instant::now() < deadline, "the gate did not trip");
+        std::thread::yield_now();
+    }
+    let tripped_at = num(&mut c, "wd.tripped_at_check");
+    assert!(
+        tripped_at - armed_at <= 2.0,
+        "tripped {} checks after the failure",
+        tripped_at - armed_at
+    );
+    assert_eq!(
+        c.read("sel.switch").unwrap(),
+        "0",
+        "production is back on the old branch"
+    );
+    // Nothing numbered at or after the cut-over came from the new branch,
+    // while the old branch carries production on.
+    let boundary = num(&mut c, "sel.boundary");
+    let old_then = num(&mut c, "from_old.count");
+    while num(&mut c, "from_old.count") <= old_then {
+        assert!(std::time::Instant::now() < deadline, "production stalled");
+    }
+    assert!(
+        num(&mut c, "from_new.max_seq") < boundary,
+        "no new-branch packet after the boundary"
+    );
+    // The audit log names the gate and its reason.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let gate = lines
+        .iter()
+        .find(|e| e["actor"] == "gate")
+        .expect("an audit line by the gate");
+    assert_eq!(
+        (gate["handler"].as_str(), gate["new"].as_str(), gate["result"].as_str()),
+        (Some("sel.switch"), Some("0"), Some("ok"))
+    );
+    assert!(
+        gate["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cmp.dropped_by_new > 100 held for"),
+        "{gate}"
+    );
+    assert!(c.read("wd.reason").unwrap().contains("cmp.dropped_by_new > 100"));
+}

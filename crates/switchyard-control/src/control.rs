@@ -267,3 +267,24 @@ fn param_of(req: &Request) -> Option<&str> {
         _ => None,
     }
 }
+
+/// Elements (the rollback gate) write through here, so their writes are
+/// validated, persisted and audited as the actor's, with the reason.
+impl switchyard_core::ControlPlane for Control {
+    fn read(&self, handler: &str) -> Result<String, String> {
+        self.table.read(handler).map_err(|e| e.to_string())
+    }
+
+    fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String> {
+        let peer = Peer {
+            addr: Some(actor.to_string()),
+            ..Peer::default()
+        };
+        let reply = Control::write_as(self, handler, value, &peer, Some((actor, reason)));
+        if reply.is_ok() {
+            Ok(())
+        } else {
+            Err(reply.lines.join(" "))
+        }
+    }
+}

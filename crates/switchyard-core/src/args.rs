@@ -53,6 +53,27 @@ impl FromArg for String {
     }
 }
 
+/// A duration in seconds: `0.2`, `200ms`, `50us`, `2s`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Seconds(pub f64);
+
+impl FromArg for Seconds {
+    const EXPECTED: &'static str = "a time (0.2, 200ms, 50us)";
+    fn from_arg(text: &str) -> Option<Self> {
+        let (num, scale) = if let Some(n) = text.strip_suffix("ms") {
+            (n, 1e-3)
+        } else if let Some(n) = text.strip_suffix("us") {
+            (n, 1e-6)
+        } else if let Some(n) = text.strip_suffix('s') {
+            (n, 1.0)
+        } else {
+            (text, 1.0)
+        };
+        let v: f64 = num.trim().parse().ok()?;
+        (v.is_finite() && v >= 0.0).then_some(Seconds(v * scale))
+    }
+}
+
 /// Packet contents: a Click string, usually hex data `\<00 11 22>`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Data(pub Vec<u8>);
@@ -168,6 +189,16 @@ impl Args {
             }
         }
         self.convert(name, idx)
+    }
+
+    /// Every value of a keyword that may be repeated (`WRITE a 1, WRITE b 2`),
+    /// in order.
+    pub fn read_all<T: FromArg>(&mut self, name: &'static str) -> Vec<T> {
+        self.known.push(name);
+        let idx: Vec<usize> = (0..self.items.len())
+            .filter(|&i| self.items[i].keyword.as_deref() == Some(name))
+            .collect();
+        idx.into_iter().filter_map(|i| self.convert(name, i)).collect()
     }
 
     /// The next positional argument, or else keyword `NAME`.

@@ -16,12 +16,12 @@ pub mod packet;
 pub mod runtime;
 pub mod table;
 
-pub use args::{Args, Data, FromArg};
+pub use args::{Args, Data, FromArg, Seconds};
 pub use element::{Element, ElementClass, PortCount, PortInfo, Processing, Work};
 pub use graph::{build, Graph, Registry};
 pub use handler::{Handler, HandlerError};
 pub use packet::{Annotations, Batch, Packet};
-pub use runtime::{Context, Harness, Router, Stopper, Waker};
+pub use runtime::{Context, ControlPlane, Harness, Router, Stopper, Waker};
 pub use table::HandlerTable;
 
 use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};

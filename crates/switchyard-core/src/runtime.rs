@@ -63,10 +63,33 @@ impl Waker {
     }
 }
 
+/// How elements that steer the router (an automatic rollback gate) read
+/// and write handlers: through the same path as operators, so their
+/// writes are validated, persisted and audited with who and why.
+pub trait ControlPlane: Send + Sync {
+    fn read(&self, handler: &str) -> Result<String, String>;
+    /// Writes on behalf of `actor`, recording `reason`.
+    fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String>;
+}
+
+/// The plain handler table as a control plane (no audit, no state file):
+/// what a router has when nothing better is given.
+impl ControlPlane for HandlerTable {
+    fn read(&self, handler: &str) -> Result<String, String> {
+        HandlerTable::read(self, handler).map_err(|e| e.to_string())
+    }
+
+    fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String> {
+        tracing::warn!(handler, value, actor, reason, "handler written by an element");
+        HandlerTable::write(self, handler, value).map_err(|e| e.to_string())
+    }
+}
+
 /// State shared by every thread of a router and its handle.
 pub(crate) struct Shared {
     stop: AtomicBool,
     threads: Mutex<Vec<Thread>>,
+    control: Arc<dyn ControlPlane>,
 }
 
 impl Shared {
@@ -168,6 +191,12 @@ impl Context<'_> {
     pub fn stopping(&self) -> bool {
         self.runner.shared.stop.load(Ordering::Relaxed)
     }
+
+    /// The router's control plane, for elements that read or steer other
+    /// elements' handlers.
+    pub fn control(&self) -> &Arc<dyn ControlPlane> {
+        &self.runner.shared.control
+    }
 }
 
 /// A running router: its threads and its handlers.
@@ -192,12 +221,21 @@ impl Stopper {
 }
 
 impl Router {
-    /// Partitions the graph into threads and starts them.
-    pub fn start(mut graph: Graph, handlers: Arc<HandlerTable>) -> Router {
+    /// Partitions the graph into threads and starts them; elements that
+    /// steer the router use the handler table directly.
+    pub fn start(graph: Graph, handlers: Arc<HandlerTable>) -> Router {
+        let control: Arc<dyn ControlPlane> = handlers.clone();
+        Router::start_with(graph, handlers, control)
+    }
+
+    /// Like [`start`](Self::start), with the control plane (audit log,
+    /// state file) that elements' writes go through.
+    pub fn start_with(mut graph: Graph, handlers: Arc<HandlerTable>, control: Arc<dyn ControlPlane>) -> Router {
         let n = graph.nodes.len();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            control,
         });
 
         // Wiring tables, shared by every thread.
@@ -430,9 +468,19 @@ impl Harness {
     /// Wires `element`'s `outputs` push outputs to collectors. Call
     /// [`Element::initialize`] first if the element needs it.
     pub fn new(element: Box<dyn Element>, inputs: usize, outputs: usize) -> Harness {
+        struct NoControl;
+        impl ControlPlane for NoControl {
+            fn read(&self, h: &str) -> Result<String, String> {
+                Err(format!("no router: cannot read {h}"))
+            }
+            fn write_as(&self, h: &str, _: &str, _: &str, _: &str) -> Result<(), String> {
+                Err(format!("no router: cannot write {h}"))
+            }
+        }
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            control: Arc::new(NoControl),
         });
         let sinks: Vec<_> = (0..outputs).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
         let mut slots: Vec<Option<Box<dyn Element>>> = vec![Some(element)];

@@ -14,12 +14,29 @@ documented! {
     /// weight only moves flows *to* it, never between the others or back
     /// and forth, and moves about as few as the new weights require.
     ///
+    /// Two modes, by how it is connected:
+    /// - splitter (one input, N outputs): each flow goes to one output;
+    /// - selector (N inputs, one output), after a hub: each input is a
+    ///   branch's copy of all traffic, and a flow's packets are forwarded
+    ///   from the input its weight picks, the others dropped. So shadow
+    ///   comparison (both branches see everything) and canary combine.
+    ///   Put a `FlowHash` before the hub so both copies of a packet are
+    ///   keyed alike even when a branch rewrites addresses or ports; a
+    ///   weight change applies from the next batch (unlike InputSwitch's
+    ///   flip, not at a sequence boundary: with branches of different
+    ///   latency, a moving flow can see one packet twice or miss one).
+    ///
+    /// A packet whose `flow_hash` annotation is set (by FlowHash) is keyed
+    /// by it; otherwise its headers are parsed.
+    ///
     /// # Ports
-    /// One input, two or more outputs; push.
+    /// Splitter: one input, two or more outputs. Selector: two or more
+    /// inputs, one output. Push.
     ///
     /// # Arguments
     /// - `WEIGHTS` (positional, mandatory): one non-negative integer per
-    ///   output, space-separated, not all zero: `WEIGHTS 95 5`.
+    ///   output (splitter) or input (selector), space-separated, not all
+    ///   zero: `WEIGHTS 95 5`.
     ///
     /// # Handlers
     /// - `weights` (read/write, persistent): the weights, as in the
@@ -37,6 +54,7 @@ documented! {
         generation: u64,
         cache: Vec<(u64, u8)>,
         scratch: Vec<Option<Batch>>,
+        selector: bool,
     }
 }
 
@@ -125,7 +143,7 @@ pub fn flow_hash(f: &[u8]) -> u64 {
 impl CanarySwitch {
     pub const CLASS: ElementClass = ElementClass {
         name: "CanarySwitch",
-        ports: "1/2-",
+        ports: "1-/1-",
         processing: "h/h",
         doc: CanarySwitch::DOC,
         factory: CanarySwitch::make,
@@ -149,6 +167,7 @@ impl CanarySwitch {
             generation: 0,
             cache: vec![(u64::MAX, 0); CACHE],
             scratch: Vec::new(),
+            selector: false,
         }))
     }
 
@@ -170,8 +189,11 @@ impl CanarySwitch {
         best.1
     }
 
-    fn output(&mut self, frame: &[u8]) -> usize {
-        let flow = flow_hash(frame);
+    fn output(&mut self, p: &switchyard_core::Packet) -> usize {
+        let flow = match p.anno.flow_hash {
+            0 => flow_hash(p.data()),
+            h => mix(u64::from(h)),
+        };
         let slot = (flow as usize) % CACHE;
         if self.cache[slot].0 == flow {
             return self.cache[slot].1 as usize;
@@ -201,18 +223,33 @@ impl CanarySwitch {
 impl Element for CanarySwitch {
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         let n = self.weights.len();
-        if ports.outputs.len() != n {
-            return Err(format!("{n} weights for {} outputs", ports.outputs.len()));
+        let (ins, outs) = (ports.inputs.len(), ports.outputs.len());
+        self.selector = match (ins, outs) {
+            (1, o) if o >= 2 => false,
+            (i, 1) if i >= 2 => true,
+            _ => return Err(format!("connect one input and {n} outputs (splitter) or {n} inputs and one output (selector), not {ins}/{outs}")),
+        };
+        let branches = if self.selector { ins } else { outs };
+        if branches != n {
+            let what = if self.selector { "inputs" } else { "outputs" };
+            return Err(format!("{n} weights for {branches} {what}"));
         }
         Ok(false)
     }
 
-    fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
+    fn push(&mut self, port: usize, mut batch: Batch, cx: &mut Context<'_>) {
         self.take_weights();
+        if self.selector {
+            batch.retain(|p| self.output(p) == port);
+            if !batch.is_empty() {
+                cx.push(0, batch);
+            }
+            return;
+        }
         let n = self.weights.len();
         self.scratch.resize_with(n, || None);
         for p in batch.drain() {
-            let out = self.output(p.data());
+            let out = self.output(&p);
             self.scratch[out].get_or_insert_with(Batch::new).push(p);
         }
         drop(batch);
@@ -339,6 +376,51 @@ mod tests {
         // The ideal is 5% of flows (the new branch's share grows 5 -> 10).
         eprintln!("raising 5 -> 10: moved {:.3}% of flows (ideal 5%)", fraction * 100.0);
         assert!((fraction - 0.05).abs() < 0.01, "moved {fraction}");
+    }
+
+    #[test]
+    fn selector_forwards_each_flow_from_one_branch_only() {
+        let mut args = Args::parse_str("c :: CanarySwitch", "WEIGHTS 90 10");
+        let mut e = CanarySwitch::make(&mut args).unwrap();
+        e.initialize(&PortInfo {
+            inputs: vec![Processing::Push; 2],
+            outputs: vec![Processing::Push],
+        })
+        .unwrap();
+        let mut h = Harness::new(e, 2, 1);
+        // Both branches carry every flow (a hub in front); the new branch
+        // rewrote the addresses, but FlowHash stamped the flows first.
+        let mut fh = crate::FlowHash;
+        let mut seen = std::collections::HashMap::new();
+        for port in 0..2 {
+            let mut b = Batch::new();
+            for i in 0..10_000u64 {
+                let mut p = Packet::from_data(&flow_frame(i));
+                p.anno.seq = i + 1;
+                b.push(p);
+            }
+            fh.simple_action(&mut b);
+            if port == 1 {
+                for p in b.packets_mut() {
+                    p.data_mut()[26] ^= 0xff; // NAT on the new branch
+                }
+            }
+            h.push(port, b);
+            for out in h.take(0) {
+                for p in out.iter() {
+                    *seen.entry(p.anno.seq).or_insert(0) += 1;
+                }
+            }
+        }
+        assert_eq!(seen.len(), 10_000, "every flow forwarded");
+        assert!(seen.values().all(|&n| n == 1), "exactly once: from one branch");
+        let (mut args, mut e2) = (Args::parse_str("c :: CanarySwitch", "WEIGHTS 90 10"), None);
+        e2.get_or_insert(CanarySwitch::make(&mut args).unwrap());
+        let err = e2.unwrap().initialize(&PortInfo {
+            inputs: vec![Processing::Push; 2],
+            outputs: vec![Processing::Push; 2],
+        });
+        assert!(err.unwrap_err().contains("splitter"));
     }
 
     #[test]

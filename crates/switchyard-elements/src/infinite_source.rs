@@ -17,6 +17,8 @@ documented! {
     /// - `ACTIVE` (positional): start sending at once; default true.
     /// - `STOP`: stop the router when LIMIT is reached; default false.
     /// - `LENGTH`: packet length in bytes; pads or truncates DATA.
+    /// - `FLOWS`: with N > 1, the UDP source port (bytes 34-35) cycles
+    ///   through N values, so the packets form N flows; default 1.
     ///
     /// # Handlers
     /// - `count` (read): packets sent.

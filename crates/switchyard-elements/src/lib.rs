@@ -8,6 +8,7 @@ mod classifier;
 mod counter;
 mod delay_unqueue;
 mod discard;
+mod flow_hash;
 mod idle;
 mod infinite_source;
 mod input_switch;
@@ -25,12 +26,14 @@ mod switch;
 mod tee;
 mod unqueue;
 pub mod util;
+mod watchdog;
 
 pub use canary_switch::CanarySwitch;
 pub use classifier::Classifier;
 pub use counter::Counter;
 pub use delay_unqueue::DelayUnqueue;
 pub use discard::Discard;
+pub use flow_hash::FlowHash;
 pub use idle::Idle;
 pub use infinite_source::InfiniteSource;
 pub use input_switch::InputSwitch;
@@ -47,6 +50,7 @@ pub use store_data::StoreData;
 pub use switch::Switch;
 pub use tee::Tee;
 pub use unqueue::Unqueue;
+pub use watchdog::Watchdog;
 
 use switchyard_core::{ElementClass, Registry};
 
@@ -58,6 +62,7 @@ pub const CLASSES: &[ElementClass] = &[
     Counter::CLASS,
     DelayUnqueue::CLASS,
     Discard::CLASS,
+    FlowHash::CLASS,
     Idle::CLASS,
     InfiniteSource::CLASS,
     InputSwitch::CLASS,
@@ -73,6 +78,7 @@ pub const CLASSES: &[ElementClass] = &[
     Switch::CLASS,
     Tee::CLASS,
     Unqueue::CLASS,
+    Watchdog::CLASS,
 ];
 
 /// A registry of the standard classes, to which user code may add its own.

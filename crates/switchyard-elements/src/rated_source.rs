@@ -19,6 +19,8 @@ documented! {
     /// - `ACTIVE` (positional): start sending at once; default true.
     /// - `STOP`: stop the router when LIMIT is reached; default false.
     /// - `LENGTH`: packet length in bytes; pads or truncates DATA.
+    /// - `FLOWS`: with N > 1, the UDP source port (bytes 34-35) cycles
+    ///   through N values, so the packets form N flows; default 1.
     /// - `BURST`: most packets per batch when catching up; default 128.
     ///
     /// # Handlers

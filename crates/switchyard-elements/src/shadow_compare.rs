@@ -13,7 +13,8 @@ documented! {
     /// hub's sequence number, so the branches may run at different
     /// latencies and reorder a little (up to REORDER numbers). A packet
     /// seen on one side only is counted as dropped by the other once that
-    /// side has moved REORDER numbers past it.
+    /// side has moved REORDER numbers past it, or once more than REORDER
+    /// packets wait for the other side (which may have stopped altogether).
     ///
     /// # Ports
     /// Two inputs, two outputs (input N passes to output N); push.
@@ -25,8 +26,8 @@ documented! {
     /// - `WINDOW`: packets over which `divergence_rate` is computed;
     ///   default 10000.
     /// - `HISTORY`: differences kept for `differences`; default 10.
-    /// - `REORDER`: how far apart in sequence numbers the branches may
-    ///   deliver; default 4096.
+    /// - `REORDER`: how far apart (in packets) the branches may deliver;
+    ///   set it above the lag of a slow branch; default 4096.
     ///
     /// # Handlers
     /// - `identical`, `different` (read): pairs compared, by outcome.
@@ -218,7 +219,11 @@ impl ShadowCompare {
     fn expire(&mut self, side: usize) {
         let other = 1 - side;
         let horizon = self.high[other].saturating_sub(self.reorder);
-        while self.waiting[side].front().is_some_and(|&(s, _, _)| s < horizon) {
+        // Past the horizon, or more waiting than the branches may lag by
+        // (a branch that drops everything never moves its horizon).
+        while self.waiting[side].front().is_some_and(|&(s, _, _)| s < horizon)
+            || self.waiting[side].len() as u64 > self.reorder
+        {
             self.waiting[side].pop_front();
             if side == 0 {
                 self.tally.dropped_by_new += 1;
@@ -413,21 +418,34 @@ mod tests {
 
     #[test]
     fn masks_hide_legitimate_differences_and_drops_are_counted() {
-        let (mut hs, h) = harness("MASK 22/1, REORDER 10");
-        let mut old = Batch::new();
-        let mut new = Batch::new();
-        for s in 1..=100u64 {
-            old.push(frame(s, 64));
-            if s % 10 != 0 {
-                new.push(frame(s, 63)); // TTL differs everywhere: masked
+        let (mut hs, h) = harness("MASK 22/1, REORDER 20");
+        for chunk in 0..10u64 {
+            let (mut old, mut new) = (Batch::new(), Batch::new());
+            for s in chunk * 10 + 1..=chunk * 10 + 10 {
+                old.push(frame(s, 64));
+                if s % 10 != 0 {
+                    new.push(frame(s, 63)); // TTL differs everywhere: masked
+                }
             }
+            hs.push(0, old);
+            hs.push(1, new);
         }
-        hs.push(0, old);
-        hs.push(1, new);
         assert_eq!(read(&h, "different"), "0");
         assert_eq!(read(&h, "identical"), "90");
-        // 10..=80 are more than REORDER behind the new branch's 99: dropped.
-        assert_eq!(read(&h, "dropped_by_new"), "8");
-        assert_eq!(read(&h, "pending"), "2");
+        // 10..=70 are more than REORDER behind the new branch's 99: dropped.
+        assert_eq!(read(&h, "dropped_by_new"), "7");
+        assert_eq!(read(&h, "pending"), "3");
+    }
+
+    #[test]
+    fn a_branch_that_stops_altogether_is_counted_as_dropping() {
+        let (mut hs, h) = harness("REORDER 50");
+        let mut old = Batch::new();
+        for s in 1..=200u64 {
+            old.push(frame(s, 64));
+        }
+        hs.push(0, old);
+        assert_eq!(read(&h, "dropped_by_new"), "150");
+        assert_eq!(read(&h, "divergence_rate"), "1.000000");
     }
 }

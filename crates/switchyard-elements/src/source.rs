@@ -50,6 +50,8 @@ pub struct SourceCore {
     count: Arc<AtomicU64>,
     active: Arc<AtomicBool>,
     stop: bool,
+    /// With FLOWS N > 1, the UDP source port cycles through N values.
+    flows: u64,
     pub burst: usize,
 }
 
@@ -65,6 +67,7 @@ impl SourceCore {
         let active = args.read_p::<bool>("ACTIVE").unwrap_or(true);
         let stop = args.read::<bool>("STOP").unwrap_or(false);
         let length = args.read::<usize>("LENGTH");
+        let flows = args.read::<u64>("FLOWS").unwrap_or(1).max(1);
         let mut data = match data {
             Some(Data(d)) => d,
             None => default_frame(length.unwrap_or(64)),
@@ -102,6 +105,7 @@ impl SourceCore {
             count: Arc::new(AtomicU64::new(0)),
             active: Arc::new(AtomicBool::new(active)),
             stop,
+            flows,
             burst: burst.clamp(1, MAX_BATCH),
         })
     }
@@ -125,8 +129,15 @@ impl SourceCore {
             timestamp_ns: now_ns(),
             ..Annotations::default()
         };
-        self.count.fetch_add(n as u64, Relaxed);
-        Batch::from_template(&self.data, n, anno)
+        let first = self.count.fetch_add(n as u64, Relaxed);
+        let mut b = Batch::from_template(&self.data, n, anno);
+        if self.flows > 1 && self.data.len() >= 36 {
+            for (i, p) in b.packets_mut().iter_mut().enumerate() {
+                let port = 1024 + ((first + i as u64) % self.flows) as u16;
+                p.data_mut()[34..36].copy_from_slice(&port.to_be_bytes());
+            }
+        }
+        b
     }
 
     /// Called when the limit is reached: with STOP, ask the router to stop.

@@ -114,6 +114,7 @@ pub enum Ctl {
     Write {
         handler: String,
         /// The value; several words are joined with spaces.
+        #[arg(allow_hyphen_values = true)]
         value: Vec<String>,
         /// Write only if the handler's generation is still N (read it with
         /// `ctl read HANDLER@gen`): two operators cannot undo each other.

@@ -137,7 +137,11 @@ fn runtime(message: impl Into<String>) -> Failure {
 /// Opens the audit log and state file, restores persistent handlers, and
 /// starts the control servers asked for on the command line and by
 /// ControlSocket elements.
-fn start_control(graph: &Graph, table: &Arc<HandlerTable>, opts: &ControlOpts) -> Result<Vec<Server>, Failure> {
+fn start_control(
+    graph: &Graph,
+    table: &Arc<HandlerTable>,
+    opts: &ControlOpts,
+) -> Result<(Arc<Control>, Vec<Server>), Failure> {
     let audit = match &opts.audit {
         Some(p) => Some(
             switchyard_control::audit::AuditLog::open(p)
@@ -196,7 +200,7 @@ fn start_control(graph: &Graph, table: &Arc<HandlerTable>, opts: &ControlOpts) -
         eprintln!("switchyard: control socket listening on {}", server.local());
         servers.push(server);
     }
-    Ok(servers)
+    Ok((control, servers))
 }
 
 fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &ControlOpts) -> Result<(), Failure> {
@@ -208,9 +212,9 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
     }
     let table = Arc::new(table);
     // Restore switch positions before the first packet moves.
-    let servers = start_control(&graph, &table, control)?;
+    let (control, servers) = start_control(&graph, &table, control)?;
     tracing::info!(config = job.name, elements = graph.nodes.len(), "configuration loaded");
-    let mut router = Router::start(graph, table);
+    let mut router = Router::start_with(graph, table, control);
     let handlers = router.handlers().clone();
     watch_signals(&router)?;
     if job.stats {
