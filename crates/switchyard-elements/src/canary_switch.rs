@@ -64,7 +64,7 @@ struct Weights {
 }
 
 /// Direct-mapped cache of flow -> output, cleared when weights change.
-const CACHE: usize = 4096;
+const CACHE: usize = 16384;
 
 fn parse_weights(text: &str, outputs: Option<usize>) -> Result<Vec<u32>, String> {
     let w: Vec<u32> = text
