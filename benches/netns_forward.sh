@@ -8,12 +8,17 @@
 #   4. Switchyard's hub/switch rollback graph, ring backend.
 # The generator is Switchyard itself (InfiniteSource -> ToDevice, ring) in
 # the gen namespace; loss is exact: frames sent minus frames received,
-# counted after the generator stops and the path drains.
+# counted after the generator stops and the path drains. With the router's
+# own CPU time it also prints frames per router CPU-second: on 2 cores
+# shared by generator, router and sink that is the fair per-core figure
+# (the kernel's forwarding runs in the senders' softirq, not in a process).
+#   GENS=2 offers more load (two generator processes).
 #
 #   bash benches/netns_forward.sh            # needs root; DUR=3 seconds each
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-3}
+GENS=${GENS:-1}   # generator processes sharing gen0 (more offered load)
 cargo build --release -q -p switchyard
 B=$PWD/target/release/switchyard
 T=$(mktemp -d)
@@ -51,28 +56,39 @@ PY
 
 start() { # ns name config -> waits for its control socket
   ip netns exec "$1" "$B" run -e "$3" --control "$T/$2.sock" 2>"$T/$2.log" &
+  echo $! > "$T/$2.pid"
   until grep -q "listening" "$T/$2.log" 2>/dev/null; do sleep 0.05; done
 }
+# CPU time (user + system, clock ticks) of a process so far.
+cpu() { awk '{print $14 + $15}' "/proc/$(cat "$T/$1.pid")/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
 rd() { "$B" ctl -s "$T/$1.sock" read "$2"; }
 
 SINK='FromDevice(sink0) -> c :: Classifier(12/0800 23/11, -); c[0] -> got :: Counter -> Discard; c[1] -> Discard;'
 GEN="src :: InfiniteSource(DATA \\<$FRAME>, ACTIVE false) -> out :: ToDevice(gen0);"
 
 measure() { # label: the router (if any) is already running
-  start $S sink "$SINK"; start $G gen "$GEN"
-  "$B" ctl -s "$T/gen.sock" write src.active true
+  start $S sink "$SINK"
+  for g in $(seq 1 "$GENS"); do start $G gen$g "$GEN"; done
+  for g in $(seq 1 "$GENS"); do "$B" ctl -s "$T/gen$g.sock" write src.active true; done
   sleep 1
-  local a b
-  a=$(rd sink got.count); sleep "$DUR"; b=$(rd sink got.count)
-  "$B" ctl -s "$T/gen.sock" write src.active false
+  local a b ca cb
+  a=$(rd sink got.count); ca=$( [ -f "$T/rtr.pid" ] && cpu rtr || echo 0 )
+  sleep "$DUR"
+  b=$(rd sink got.count); cb=$( [ -f "$T/rtr.pid" ] && cpu rtr || echo 0 )
+  for g in $(seq 1 "$GENS"); do "$B" ctl -s "$T/gen$g.sock" write src.active false; done
   sleep 0.5
-  local sent recv
-  sent=$(rd gen out.count); recv=$(rd sink got.count)
+  local sent=0 recv
+  for g in $(seq 1 "$GENS"); do sent=$((sent + $(rd gen$g out.count))); done
+  recv=$(rd sink got.count)
   local rate=$(( (b - a) / DUR ))
-  printf '%-34s %10d frames/s   sent %d, received %d, lost %d\n' "$1" "$rate" "$sent" "$recv" $((sent - recv))
+  local percore="-"
+  if [ "$cb" -gt "$ca" ]; then percore=$(( (b - a) * HZ / (cb - ca) )); fi
+  printf '%-34s %8d frames/s  %8s per router CPU-second   sent %d, received %d, lost %d\n' \
+    "$1" "$rate" "$percore" "$sent" "$recv" $((sent - recv))
   echo "$rate" > "$T/rate.$2"
   jobs -p | xargs -r kill 2>/dev/null || true; wait 2>/dev/null || true
-  rm -f "$T"/*.sock "$T"/*.log
+  rm -f "$T"/*.sock "$T"/*.log "$T"/*.pid
 }
 
 echo "64-byte frames, gen -> rtr -> sink over veth, ${DUR}s each (2 cores shared by all three)"
