@@ -745,3 +745,16 @@ fn the_gate_rolls_back_a_misbehaving_release_and_audits_why() {
     );
     assert!(c.read("wd.reason").unwrap().contains("cmp.dropped_by_new > 100"));
 }
+
+#[test]
+fn a_group_can_be_given_the_socket() {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(Some(group)) = nix::unistd::Group::from_name("daemon") else {
+        eprintln!("SKIPPED: no 'daemon' group on this machine");
+        return;
+    };
+    let r = RouterProc::start(&rollback(""), &["--control-mode", "0660", "--control-group", "daemon"]);
+    let meta = std::fs::metadata(&r.socket).unwrap();
+    assert_eq!(meta.gid(), group.gid.as_raw());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+}
