@@ -21,10 +21,11 @@ documented! {
     ///   from the input its weight picks, the others dropped. So shadow
     ///   comparison (both branches see everything) and canary combine.
     ///   Put a `FlowHash` before the hub so both copies of a packet are
-    ///   keyed alike even when a branch rewrites addresses or ports; a
-    ///   weight change applies from the next batch (unlike InputSwitch's
-    ///   flip, not at a sequence boundary: with branches of different
-    ///   latency, a moving flow can see one packet twice or miss one).
+    ///   keyed alike even when a branch rewrites addresses or ports. A
+    ///   weight change takes effect at a sequence boundary, as an
+    ///   InputSwitch flip does: packets the hub numbered before it keep the
+    ///   old weights, so a flow that moves leaves production exactly once
+    ///   per packet even when the branches differ in latency.
     ///
     /// A packet whose `flow_hash` annotation is set (by FlowHash) is keyed
     /// by it; otherwise its headers are parsed.
@@ -50,7 +51,13 @@ documented! {
     /// ```
     pub struct CanarySwitch {
         shared: Arc<Weights>,
+        /// The newest weights (splitter, and selector for unnumbered
+        /// packets).
         weights: Vec<f64>,
+        /// Selector: `(first sequence number, weights)` in force from it on.
+        segments: std::collections::VecDeque<(u64, Vec<f64>)>,
+        max_seen: u64,
+        last_seen: Vec<u64>,
         generation: u64,
         cache: Vec<(u64, u8)>,
         scratch: Vec<Option<Batch>>,
@@ -158,8 +165,12 @@ impl CanarySwitch {
                 return None;
             }
         };
+        let weights: Vec<f64> = w.iter().map(|&x| f64::from(x)).collect();
         Some(Box::new(CanarySwitch {
-            weights: w.iter().map(|&x| f64::from(x)).collect(),
+            segments: std::collections::VecDeque::from([(0, weights.clone())]),
+            max_seen: 0,
+            last_seen: Vec::new(),
+            weights,
             shared: Arc::new(Weights {
                 values: Mutex::new(w),
                 generation: AtomicU64::new(0),
@@ -171,10 +182,11 @@ impl CanarySwitch {
         }))
     }
 
-    /// The output for a flow: highest weighted rendezvous score.
-    fn choose(&self, flow: u64) -> usize {
+    /// The output for a flow under `weights`: highest weighted rendezvous
+    /// score.
+    fn choose(weights: &[f64], flow: u64) -> usize {
         let mut best = (f64::NEG_INFINITY, 0);
-        for (i, &w) in self.weights.iter().enumerate() {
+        for (i, &w) in weights.iter().enumerate() {
             if w == 0.0 {
                 continue;
             }
@@ -189,18 +201,43 @@ impl CanarySwitch {
         best.1
     }
 
-    fn output(&mut self, p: &switchyard_core::Packet) -> usize {
+    /// The output for a packet under the newest weights (cached per flow),
+    /// or under `older` weights for a packet numbered before a change.
+    fn output(&mut self, p: &switchyard_core::Packet, older: Option<usize>) -> usize {
         let flow = match p.anno.flow_hash {
             0 => flow_hash(p.data()),
             h => mix(u64::from(h)),
         };
+        if let Some(i) = older {
+            return CanarySwitch::choose(&self.segments[i].1, flow);
+        }
         let slot = (flow as usize) % CACHE;
         if self.cache[slot].0 == flow {
             return self.cache[slot].1 as usize;
         }
-        let out = self.choose(flow);
+        let out = CanarySwitch::choose(&self.weights, flow);
         self.cache[slot] = (flow, out as u8);
         out
+    }
+
+    /// Selector: which weights a packet numbered `seq` falls under; None
+    /// for the newest.
+    fn segment_of(&self, seq: u64) -> Option<usize> {
+        if seq == 0 {
+            return None;
+        }
+        let i = self.segments.iter().rposition(|&(start, _)| start <= seq).unwrap_or(0);
+        (i + 1 < self.segments.len()).then_some(i)
+    }
+
+    /// Forgets weights no input can still deliver packets for.
+    fn forget_old_segments(&mut self) {
+        while self.segments.len() > 1 && self.last_seen.iter().all(|&s| s + 1 >= self.segments[1].0) {
+            self.segments.pop_front();
+        }
+        while self.segments.len() > 1024 {
+            self.segments.pop_front();
+        }
     }
 
     fn take_weights(&mut self) {
@@ -216,6 +253,18 @@ impl CanarySwitch {
                 .map(|&x| f64::from(x))
                 .collect();
             self.cache.fill((u64::MAX, 0));
+            if self.selector {
+                // In force from the next number the hub hands out, as an
+                // InputSwitch flip; a change no packet saw yet replaces the
+                // previous one.
+                let start = self.max_seen + 1;
+                while self.segments.len() > 1 && self.segments.back().is_some_and(|&(s, _)| s >= start) {
+                    self.segments.pop_back();
+                }
+                self.segments.push_back((start, self.weights.clone()));
+            } else {
+                self.segments = std::collections::VecDeque::from([(0, self.weights.clone())]);
+            }
         }
     }
 }
@@ -229,6 +278,7 @@ impl Element for CanarySwitch {
             (i, 1) if i >= 2 => true,
             _ => return Err(format!("connect one input and {n} outputs (splitter) or {n} inputs and one output (selector), not {ins}/{outs}")),
         };
+        self.last_seen = vec![0; ins];
         let branches = if self.selector { ins } else { outs };
         if branches != n {
             let what = if self.selector { "inputs" } else { "outputs" };
@@ -240,7 +290,16 @@ impl Element for CanarySwitch {
     fn push(&mut self, port: usize, mut batch: Batch, cx: &mut Context<'_>) {
         self.take_weights();
         if self.selector {
-            batch.retain(|p| self.output(p) == port);
+            let hi = batch.iter().map(|p| p.anno.seq).max().unwrap_or(0);
+            self.max_seen = self.max_seen.max(hi);
+            if let Some(s) = self.last_seen.get_mut(port) {
+                *s = (*s).max(hi);
+            }
+            batch.retain(|p| {
+                let older = self.segment_of(p.anno.seq);
+                self.output(p, older) == port
+            });
+            self.forget_old_segments();
             if !batch.is_empty() {
                 cx.push(0, batch);
             }
@@ -249,7 +308,7 @@ impl Element for CanarySwitch {
         let n = self.weights.len();
         self.scratch.resize_with(n, || None);
         for p in batch.drain() {
-            let out = self.output(&p);
+            let out = self.output(&p, None);
             self.scratch[out].get_or_insert_with(Batch::new).push(p);
         }
         drop(batch);
@@ -421,6 +480,58 @@ mod tests {
             outputs: vec![Processing::Push; 2],
         });
         assert!(err.unwrap_err().contains("splitter"));
+    }
+
+    #[test]
+    fn selector_weight_changes_are_exact_with_a_lagging_branch() {
+        let mut args = Args::parse_str("c :: CanarySwitch", "WEIGHTS 50 50");
+        let mut e = CanarySwitch::make(&mut args).unwrap();
+        e.initialize(&PortInfo {
+            inputs: vec![Processing::Push; 2],
+            outputs: vec![Processing::Push],
+        })
+        .unwrap();
+        let write = e.handlers()[0].write.clone().unwrap();
+        let mut h = Harness::new(e, 2, 1);
+        let batch = |r: std::ops::Range<u64>| {
+            let mut b = Batch::new();
+            for i in r {
+                let mut p = Packet::from_data(&flow_frame(i % 500));
+                p.anno.seq = i + 1;
+                b.push(p);
+            }
+            b
+        };
+        // Branch 1 lags branch 0 by 3 batches; the weights change often.
+        let mut seen = std::collections::HashMap::new();
+        let mut collect = |h: &mut Harness| {
+            for b in h.take(0) {
+                for p in b.iter() {
+                    *seen.entry(p.anno.seq).or_insert(0u32) += 1;
+                }
+            }
+        };
+        let weights = ["90 10", "10 90", "50 50", "100 0", "0 100"];
+        for i in 0..100u64 {
+            h.push(0, batch(i * 50..i * 50 + 50));
+            if i >= 3 {
+                h.push(1, batch((i - 3) * 50..(i - 3) * 50 + 50));
+            }
+            write(weights[i as usize % weights.len()]).unwrap();
+            collect(&mut h);
+        }
+        for i in 97..100u64 {
+            h.push(1, batch(i * 50..i * 50 + 50));
+            collect(&mut h);
+        }
+        let missing: Vec<u64> = (1..=5000).filter(|s| !seen.contains_key(s)).collect();
+        assert!(
+            missing.is_empty(),
+            "missing {} e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(20)]
+        );
+        assert!(seen.values().all(|&n| n == 1), "none twice");
     }
 
     #[test]
