@@ -36,6 +36,8 @@ struct RouterProc {
     child: Child,
     dir: PathBuf,
     socket: PathBuf,
+    /// What the router printed while starting.
+    banner: String,
     stderr: std::thread::JoinHandle<String>,
 }
 
@@ -76,6 +78,7 @@ impl RouterProc {
             dir,
             socket,
             stderr,
+            banner: seen,
         }
     }
 
@@ -757,4 +760,62 @@ fn a_group_can_be_given_the_socket() {
     let meta = std::fs::metadata(&r.socket).unwrap();
     assert_eq!(meta.gid(), group.gid.as_raw());
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+}
+
+#[test]
+fn metrics_are_scraped_over_http_and_parse_as_prometheus_text() {
+    let r = RouterProc::start(&rollback(""), &["--metrics", "127.0.0.1:0"]);
+    let addr = r
+        .banner
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("metrics address")
+        .to_string();
+    r.client().write("sel.switch", "1").unwrap();
+    let scrape = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    let resp = scrape("/metrics");
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    let body = resp.split("\r\n\r\n").nth(1).unwrap();
+    let scrape_lines = body.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(scrape_lines).expect("Prometheus text format");
+    let sample = |name: &str, element: &str| {
+        parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("element") == Some(element))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert!(sample("switchyard_count", "old").unwrap() > 0.0, "{body}");
+    assert_eq!(sample("switchyard_switch", "sel"), Some(1.0));
+    let writes = parsed
+        .samples
+        .iter()
+        .find(|s| s.metric.starts_with("switchyard_control_writes") && s.labels.get("actor") == Some("client"))
+        .expect("write counter");
+    // OpenMetrics names a counter's sample `_total`; the parser may then see
+    // it as untyped: the value is what matters.
+    assert!(
+        matches!(writes.value, prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v == 1.0),
+        "{body}"
+    );
+    assert!(scrape("/nope").starts_with("HTTP/1.1 404"));
+    eprintln!(
+        "scrape sample:\n{}",
+        body.lines()
+            .filter(|l| l.contains("\"sel\"") || l.contains("control_writes"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -41,6 +41,8 @@ pub struct Control {
     /// Persistent handlers' values and generations, in write order: the
     /// lock also serialises writes, so audit and state agree.
     saved: Mutex<BTreeMap<String, Saved>>,
+    /// Writes so far by (actor, result), for metrics.
+    writes: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 fn handler_error(e: HandlerError) -> Reply {
@@ -62,6 +64,7 @@ impl Control {
             audit,
             state,
             saved: Mutex::new(BTreeMap::new()),
+            writes: Mutex::default(),
         }
     }
 
@@ -93,6 +96,17 @@ impl Control {
             }
         }
         Ok(notes)
+    }
+
+    /// Writes so far as (actor, result, count): actor `client` or the
+    /// element's name for writes by elements (`gate`), result `ok`/`error`.
+    pub fn write_stats(&self) -> Vec<(String, String, u64)> {
+        self.writes
+            .lock()
+            .expect("writes")
+            .iter()
+            .map(|((a, r), n)| (a.clone(), r.clone(), *n))
+            .collect()
     }
 
     /// The generation of a persistent handler (0 if never written).
@@ -207,6 +221,11 @@ impl Control {
             }
         }
         drop(saved);
+        let key = (
+            actor.map_or("client", |a| a.0).to_string(),
+            if outcome.is_ok() { "ok" } else { "error" }.to_string(),
+        );
+        *self.writes.lock().expect("writes").entry(key).or_default() += 1;
         match outcome {
             Ok(_) => Reply::new(code::OK, format!("Write handler '{name}' OK")),
             Err(r) => r,

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod client;
 mod control;
 pub mod element;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod state;

@@ -51,6 +51,11 @@ pub struct ControlOpts {
     /// at start, saved atomically on every accepted write.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Serve Prometheus metrics (every numeric handler) at
+    /// http://ADDR/metrics; ADDR is PORT or HOST:PORT, loopback unless
+    /// --allow-remote.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -155,6 +155,17 @@ fn start_control(
         tracing::warn!("{note}");
         eprintln!("switchyard: warning: {note}");
     }
+    if let Some(m) = &opts.metrics {
+        let addr: std::net::SocketAddr = match m.parse::<u16>() {
+            Ok(port) => (std::net::Ipv4Addr::LOCALHOST, port).into(),
+            Err(_) => m
+                .parse()
+                .map_err(|_| usage(format!("--metrics '{m}': expected PORT or HOST:PORT")))?,
+        };
+        let server = switchyard_control::metrics::serve(addr, control.clone(), opts.allow_remote)
+            .map_err(|e| runtime(format!("--metrics: {e}")))?;
+        eprintln!("switchyard: metrics on http://{}/metrics", server.local);
+    }
     // --control last: its "listening" line means every socket is ready.
     let mut listens = Vec::new();
     if let Some(port) = opts.control_tcp {
