@@ -819,3 +819,45 @@ fn metrics_are_scraped_over_http_and_parse_as_prometheus_text() {
             .join("\n")
     );
 }
+
+#[test]
+fn ctl_status_and_live_graph() {
+    let dir = scratch_dir();
+    let audit = dir.join("audit.jsonl");
+    let r = RouterProc::start_in(dir, &rollback(""), &["--audit", audit.to_str().unwrap()]);
+    assert_eq!(r.ctl(&["write", "sel.switch", "1"]).0, 0);
+    let (code, out, err) = r.ctl(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("switchyard {}, up ", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+    assert!(out.contains("r.click"), "config name: {out}");
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("sel") && l.ends_with("switch=1")),
+        "{out}"
+    );
+    assert!(
+        out.contains("last writes:") && out.contains("\"handler\":\"sel.switch\""),
+        "{out}"
+    );
+    let (code, dot, _) = r.ctl(&["graph"]);
+    assert_eq!(code, 0);
+    assert!(dot.starts_with("digraph switchyard {"), "{dot}");
+    let edge = |from: &str| {
+        dot.lines()
+            .find(|l| l.contains(&format!("\"{from}\" -> \"sel\"")))
+            .unwrap_or_else(|| panic!("{dot}"))
+            .to_string()
+    };
+    assert!(
+        edge("new").contains("style=bold"),
+        "production path is the new branch now"
+    );
+    assert!(edge("old").contains("style=dashed"));
+    assert!(
+        dot.contains("\"old\" [label=\"old\\nCounter\\n"),
+        "live counts on the nodes"
+    );
+}

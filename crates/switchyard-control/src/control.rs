@@ -119,6 +119,22 @@ impl Control {
     }
 
     pub fn read(&self, name: &str) -> Reply {
+        if name == "audit_tail" {
+            // The last audit entries (for `ctl status`); empty without --audit.
+            let text: String = self
+                .audit
+                .as_ref()
+                .and_then(|a| std::fs::read_to_string(a.path()).ok())
+                .map(|t| {
+                    let lines: Vec<&str> = t.lines().collect();
+                    lines[lines.len().saturating_sub(5)..]
+                        .iter()
+                        .map(|l| format!("{l}\n"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(text.into_bytes());
+        }
         let (handler, generation) = split_generation(name);
         if let Some(g) = generation {
             if g != "gen" {

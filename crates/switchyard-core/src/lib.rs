@@ -73,7 +73,7 @@ pub fn load_text(
     let file = map.add(file_name, text);
     match load(&map, file, registry, defines) {
         Ok(graph) => {
-            let table = HandlerTable::new(&graph, registry, text);
+            let table = HandlerTable::named(&graph, registry, text, file_name);
             Ok((graph, table))
         }
         Err(diags) => Err(switchyard_lang::render_all(&diags, &map)),

@@ -26,6 +26,12 @@ fn fixed(name: &str, value: String) -> Handler {
 impl HandlerTable {
     /// Collects the handlers of `graph` before it starts running.
     pub fn new(graph: &Graph, registry: &Registry, config_text: &str) -> HandlerTable {
+        HandlerTable::named(graph, registry, config_text, "")
+    }
+
+    /// Like [`new`](Self::new), recording where the configuration came
+    /// from (the global `config_name` handler).
+    pub fn named(graph: &Graph, registry: &Registry, config_text: &str, source: &str) -> HandlerTable {
         let mut elements = Vec::with_capacity(graph.nodes.len());
         for (i, node) in graph.nodes.iter().enumerate() {
             let mut ports = String::new();
@@ -79,8 +85,11 @@ impl HandlerTable {
             list.push('\n');
         }
         let classes: String = registry.names().iter().map(|c| format!("{c}\n")).collect();
+        let started = std::time::Instant::now();
         let globals = vec![
             fixed("version", env!("CARGO_PKG_VERSION").to_string()),
+            fixed("config_name", source.to_string()),
+            Handler::read_only("uptime", move || format!("{:.3}", started.elapsed().as_secs_f64())),
             fixed("list", list),
             fixed("classes", classes),
             fixed("config", config_text.to_string()),

@@ -143,4 +143,10 @@ pub enum Ctl {
     /// Send protocol command lines from standard input, print each reply;
     /// exit 1 if any reply was an error.
     Batch,
+    /// One screen: uptime, switch positions and canary weights, gates,
+    /// rates, the last audited writes.
+    Status,
+    /// The running graph in Graphviz DOT with live counts on the nodes and
+    /// the production path bold.
+    Graph,
 }

@@ -317,6 +317,8 @@ fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), 
                 std::thread::sleep(Duration::from_millis(interval));
             }
         }
+        Ctl::Status => print!("{}", status(&mut c).map_err(ctl_error)?),
+        Ctl::Graph => print!("{}", live_graph(&mut c).map_err(ctl_error)?),
         Ctl::Batch => {
             use std::io::BufRead;
             let mut failed = 0;
@@ -342,6 +344,140 @@ fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Element names and classes of a running router.
+fn elements_of(c: &mut Client) -> Result<Vec<(String, String)>, ClientError> {
+    let list = c.read("list")?;
+    list.lines()
+        .skip(1)
+        .map(|n| Ok((n.to_string(), c.read(&format!("{n}.class"))?)))
+        .collect()
+}
+
+fn status(c: &mut Client) -> Result<String, ClientError> {
+    use std::fmt::Write as _;
+    let els = elements_of(c)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "switchyard {}, up {}s, {} elements, config {}",
+        c.read("version")?,
+        c.read("uptime")?,
+        els.len(),
+        c.read("config_name")?
+    );
+    let mut section = |title: &str, rows: Vec<String>| {
+        if !rows.is_empty() {
+            let _ = writeln!(out, "{title}:");
+            for r in rows {
+                let _ = writeln!(out, "  {r}");
+            }
+        }
+    };
+    let mut switches = Vec::new();
+    let mut gates = Vec::new();
+    let mut rates = Vec::new();
+    for (name, class) in &els {
+        match class.as_str() {
+            "InputSwitch" | "Switch" => switches.push(format!(
+                "{name:<16} {class:<13} switch={}",
+                c.read(&format!("{name}.switch"))?
+            )),
+            "CanarySwitch" => switches.push(format!(
+                "{name:<16} {class:<13} weights={}",
+                c.read(&format!("{name}.weights"))?
+            )),
+            "Watchdog" => {
+                let tripped = c.read(&format!("{name}.tripped"))?;
+                let why = c.read(&format!("{name}.reason"))?;
+                gates.push(format!("{name:<16} tripped={tripped} {why}"));
+            }
+            "Counter" => rates.push(format!("{name:<16} {:>12} packets/s", c.read(&format!("{name}.rate"))?)),
+            _ => {}
+        }
+    }
+    section("switches", switches);
+    section("gates", gates);
+    section("rates", rates);
+    let audit = c.read("audit_tail")?;
+    section("last writes", audit.lines().map(str::to_string).collect());
+    Ok(out)
+}
+
+/// DOT of the running graph, rebuilt from each element's `ports` handler
+/// (which names its peers), with counts and the selected switch path.
+fn live_graph(c: &mut Client) -> Result<String, ClientError> {
+    use std::fmt::Write as _;
+    let els = elements_of(c)?;
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut out = String::from("digraph switchyard {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let mut position = std::collections::HashMap::new();
+    for (name, class) in &els {
+        let count = c
+            .read(&format!("{name}.count"))
+            .ok()
+            .map(|v| format!("\\n{} packets", v.trim()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\\n{}{}\"];",
+            esc(name),
+            esc(name),
+            class,
+            count
+        );
+        if class == "InputSwitch" || class == "Switch" {
+            if let Ok(p) = c.read(&format!("{name}.switch")) {
+                position.insert(name.clone(), p.trim().parse::<i64>().unwrap_or(-1));
+            }
+        }
+    }
+    for (name, class) in &els {
+        let ports = c.read(&format!("{name}.ports"))?;
+        // "N outputs" is followed by one line per output: processing, '-',
+        // then the connected "[port]name" peers.
+        let Some(outputs) = ports
+            .split_once(" outputs\n")
+            .or_else(|| ports.split_once(" output\n"))
+            .map(|(_, rest)| rest)
+        else {
+            continue;
+        };
+        for (out_port, line) in outputs.lines().enumerate() {
+            for peer in line
+                .split('\t')
+                .nth(2)
+                .unwrap_or("")
+                .split(", ")
+                .filter(|p| !p.is_empty())
+            {
+                let Some((in_port, target)) = peer.strip_prefix('[').and_then(|p| p.split_once(']')) else {
+                    continue;
+                };
+                let selected = match (class.as_str(), position.get(target), position.get(name)) {
+                    (_, Some(&k), _) if els.iter().any(|(n, c)| n == target && c == "InputSwitch") => {
+                        Some(in_port.parse::<i64>().ok() == Some(k))
+                    }
+                    ("Switch", _, Some(&k)) => Some(out_port as i64 == k),
+                    _ => None,
+                };
+                let style = match selected {
+                    Some(true) => ", style=bold, color=\"darkgreen\", penwidth=3",
+                    Some(false) => ", style=dashed, color=\"gray\"",
+                    None => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "  \"{}\" -> \"{}\" [taillabel=\"{out_port}\", headlabel=\"{in_port}\"{style}];",
+                    esc(name),
+                    esc(target)
+                );
+            }
+        }
+    }
+    out.push_str("}\n");
+    Ok(out)
 }
 
 /// SIGINT and SIGTERM stop the router cleanly; a second one exits at once.
