@@ -23,6 +23,8 @@ impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientError::Io(e) => write!(f, "{e}"),
+            // Reload errors are rendered diagnostics: keep their lines.
+            ClientError::Reply(r) if r.lines.len() > 2 => write!(f, "{} {}", r.code, r.text()),
             ClientError::Reply(r) => write!(f, "{} {}", r.code, r.text().replace('\n', " ")),
         }
     }

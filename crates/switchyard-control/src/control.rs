@@ -35,7 +35,12 @@ impl Peer {
 }
 
 pub struct Control {
-    table: Arc<HandlerTable>,
+    /// Replaced as a whole by a hot reload.
+    table: std::sync::RwLock<Arc<HandlerTable>>,
+    /// Where reload requests go (the thread that owns the router).
+    reloads: Mutex<Option<crossbeam_channel::Sender<ReloadRequest>>>,
+    /// The configuration before the last accepted reload.
+    previous_config: Mutex<Option<String>>,
     audit: Option<AuditLog>,
     state: Option<StateFile>,
     /// Persistent handlers' values and generations, in write order: the
@@ -57,10 +62,29 @@ fn handler_error(e: HandlerError) -> Reply {
     }
 }
 
+/// A request to replace the running configuration; the answer is the
+/// rendered errors if it was refused.
+pub struct ReloadRequest {
+    /// How diagnostics name the text (`<hotconfig>`, or the file for SIGHUP).
+    pub name: String,
+    pub text: String,
+    pub reply: crossbeam_channel::Sender<Result<(), String>>,
+}
+
+/// A short hash of a configuration text, for the audit log.
+pub fn config_hash(text: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
 impl Control {
     pub fn new(table: Arc<HandlerTable>, audit: Option<AuditLog>, state: Option<StateFile>) -> Control {
         Control {
-            table,
+            table: std::sync::RwLock::new(table),
+            reloads: Mutex::default(),
+            previous_config: Mutex::default(),
             audit,
             state,
             saved: Mutex::new(BTreeMap::new()),
@@ -68,8 +92,75 @@ impl Control {
         }
     }
 
-    pub fn table(&self) -> &Arc<HandlerTable> {
-        &self.table
+    /// The handler table of the running configuration.
+    pub fn table(&self) -> Arc<HandlerTable> {
+        self.table.read().expect("table lock").clone()
+    }
+
+    /// Installs the table of a reloaded configuration.
+    pub fn set_table(&self, table: Arc<HandlerTable>) {
+        *self.table.write().expect("table lock") = table;
+    }
+
+    /// Lets `hotconfig` writes reach the thread that owns the router.
+    pub fn accept_reloads(&self, tx: crossbeam_channel::Sender<ReloadRequest>) {
+        *self.reloads.lock().expect("reloads") = Some(tx);
+    }
+
+    /// Replaces the running configuration with `text` (all checked first;
+    /// refused with the errors otherwise), audited with both hashes.
+    pub fn reload(&self, text: &str, peer: &Peer) -> Result<(), String> {
+        self.reload_named("<hotconfig>", text, peer)
+    }
+
+    /// [`reload`](Self::reload), with the name diagnostics give the text.
+    pub fn reload_named(&self, name: &str, text: &str, peer: &Peer) -> Result<(), String> {
+        let old = self.table().read("config").unwrap_or_default();
+        let tx = self.reloads.lock().expect("reloads").clone();
+        let result = match tx {
+            None => Err("this router does not reload (no configuration file or owner)".to_string()),
+            Some(tx) => {
+                let (reply, rx) = crossbeam_channel::bounded(1);
+                tx.send(ReloadRequest {
+                    name: name.to_string(),
+                    text: text.to_string(),
+                    reply,
+                })
+                .map_err(|_| "the router is stopping".to_string())
+                .and_then(|()| {
+                    rx.recv_timeout(std::time::Duration::from_secs(60))
+                        .map_err(|_| "reload timed out".to_string())
+                })
+                .and_then(|r| r)
+            }
+        };
+        if result.is_ok() {
+            *self.previous_config.lock().expect("previous") = Some(old.clone());
+        }
+        if let Some(audit) = &self.audit {
+            let (old_hash, new_hash) = (config_hash(&old), config_hash(text));
+            let entry = Entry {
+                peer,
+                handler: "hotconfig",
+                old: Some(&old_hash),
+                new: &new_hash,
+                result: result.as_ref().map(|_| None).map_err(|e| e.clone()),
+                actor: None,
+            };
+            if let Err(e) = audit.append(&entry) {
+                tracing::error!(error = %e, "audit log not written");
+            }
+        }
+        result
+    }
+
+    /// Reloads the configuration that ran before the last reload.
+    pub fn rollback_config(&self, peer: &Peer) -> Result<(), String> {
+        let prev = self.previous_config.lock().expect("previous").clone();
+        match prev {
+            Some(text) => self.reload(&text, peer),
+            None => Err("no previous configuration: nothing was reloaded yet".to_string()),
+        }
     }
 
     /// Applies the state file's values to the (not yet running) router.
@@ -82,9 +173,10 @@ impl Control {
         let loaded = state.load()?;
         let mut notes = Vec::new();
         let mut saved = self.saved.lock().expect("saved lock");
+        let table = self.table();
         for (name, s) in loaded {
-            match self.table.find(&name) {
-                Ok(h) if h.persistent => match self.table.write(&name, &s.value) {
+            match table.find(&name) {
+                Ok(h) if h.persistent => match table.write(&name, &s.value) {
                     Ok(()) => {
                         tracing::info!(handler = %name, value = %s.value, generation = s.generation, "restored");
                         saved.insert(name, s);
@@ -140,7 +232,7 @@ impl Control {
             if g != "gen" {
                 return Reply::new(code::SYNTAX, format!("Bad handler name '{name}' (use {handler}@gen)"));
             }
-            return match self.table.find(handler) {
+            return match self.table().find(handler) {
                 Ok(h) if h.persistent => Reply::new(code::OK, format!("Read handler '{name}' OK"))
                     .with_data(self.generation(handler).to_string().into_bytes()),
                 Ok(_) => Reply::new(
@@ -150,7 +242,7 @@ impl Control {
                 Err(e) => handler_error(e),
             };
         }
-        match self.table.read(name) {
+        match self.table().read(name) {
             Ok(v) => Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(v.into_bytes()),
             Err(e) => handler_error(e),
         }
@@ -166,9 +258,25 @@ impl Control {
     /// [`write`](Self::write) on behalf of something other than a client
     /// (an automatic gate), recorded with its reason.
     pub fn write_as(&self, name: &str, value: &str, peer: &Peer, actor: Option<(&str, &str)>) -> Reply {
+        if name == "hotconfig" || name == "rollback_config" {
+            let r = if name == "hotconfig" {
+                self.reload(value, peer)
+            } else {
+                self.rollback_config(peer)
+            };
+            return match r {
+                Ok(()) => Reply::new(code::OK, format!("Write handler '{name}' OK")),
+                Err(e) => {
+                    let mut lines = vec![format!("Write handler '{name}' error:")];
+                    lines.extend(e.lines().map(str::to_string));
+                    Reply::multi(code::HANDLER_ERROR, lines)
+                }
+            };
+        }
+        let table = self.table();
         let (handler, expected) = split_generation(name);
         let mut saved = self.saved.lock().expect("saved lock");
-        let found = self.table.find(handler);
+        let found = table.find(handler);
         let old = found.as_ref().ok().and_then(|h| h.read.as_ref()).map(|r| r());
         let persistent = found.as_ref().is_ok_and(|h| h.persistent);
         let current = saved.get(handler).map_or(0, |s| s.generation);
@@ -195,12 +303,12 @@ impl Control {
                     ));
                 }
             }
-            self.table.write(handler, value).map_err(handler_error)?;
+            table.write(handler, value).map_err(handler_error)?;
             if !persistent {
                 return Ok(None);
             }
             let generation = current + 1;
-            let now = self.table.read(handler).unwrap_or_else(|_| value.trim().to_string());
+            let now = table.read(handler).unwrap_or_else(|_| value.trim().to_string());
             saved.insert(handler.to_string(), Saved { value: now, generation });
             if let Some(state) = &self.state {
                 if let Err(e) = state.save(&saved) {
@@ -250,7 +358,7 @@ impl Control {
 
     fn check(&self, name: &str, write: bool) -> Reply {
         let (handler, _) = split_generation(name);
-        match self.table.find(handler) {
+        match self.table().find(handler) {
             Ok(h) if write && h.write.is_none() => {
                 Reply::new(code::NO_HANDLER, format!("Handler '{name}' not writable"))
             }
@@ -307,7 +415,7 @@ fn param_of(req: &Request) -> Option<&str> {
 /// validated, persisted and audited as the actor's, with the reason.
 impl switchyard_core::ControlPlane for Control {
     fn read(&self, handler: &str) -> Result<String, String> {
-        self.table.read(handler).map_err(|e| e.to_string())
+        self.table().read(handler).map_err(|e| e.to_string())
     }
 
     fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String> {

@@ -19,6 +19,6 @@ pub mod server;
 pub mod state;
 mod time;
 
-pub use control::{Control, Peer};
+pub use control::{config_hash, Control, Peer, ReloadRequest};
 pub use element::ControlSocket;
 pub use time::rfc3339;

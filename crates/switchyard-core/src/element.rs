@@ -36,7 +36,7 @@ pub enum Work {
 /// with [`Context::push`]; `pull` returns a batch, pulling upstream with
 /// [`Context::pull`]. State that handlers touch lives in atomics shared
 /// with the [`Handler`] closures, so a handler never blocks the data path.
-pub trait Element: Send + 'static {
+pub trait Element: std::any::Any + Send + 'static {
     /// A batch arrives on push input `port`. The default treats the
     /// element as a one-in one-out filter built on [`simple_action`].
     ///
@@ -101,6 +101,15 @@ pub trait Element: Send + 'static {
     /// side.
     fn split_off_pull_side(&mut self) -> Option<Box<dyn Element>> {
         None
+    }
+
+    /// Hot reload (Click's `take_state`): `old` is the element of the same
+    /// name and class in the configuration being replaced, stopped and
+    /// drained. Take what should survive (counts, positions, weights, an
+    /// open device): downcast it with `(old as Box<dyn Any>).downcast`.
+    /// Called before the handlers are collected and the new router starts.
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        let _ = old;
     }
 
     /// Called on the element's own thread before it runs, with a handle

@@ -90,3 +90,32 @@ pub fn run_text(text: &str, registry: &Registry) -> Result<std::sync::Arc<Handle
     while !router.wait_timeout(std::time::Duration::from_secs(1)) {}
     Ok(handlers)
 }
+
+/// The predecessor of an element as its own type, if it is one (for
+/// [`Element::take_state`]).
+pub fn downcast<T: Element>(old: Box<dyn Element>) -> Option<Box<T>> {
+    let any: Box<dyn std::any::Any> = old;
+    any.downcast::<T>().ok()
+}
+
+/// Hot reload: hands each element of `graph` the stopped element with the
+/// same name and class from the replaced router (`old`, by index, named
+/// by `old_table`), through [`Element::take_state`], and collects the
+/// handlers of those elements again. Returns how many carried state.
+pub fn carry_state(graph: &mut Graph, old_table: &HandlerTable, old: Vec<Option<Box<dyn Element>>>) -> usize {
+    let mut by_name: std::collections::HashMap<(String, &'static str), Box<dyn Element>> = old_table
+        .elements()
+        .iter()
+        .zip(old)
+        .filter_map(|(e, el)| Some(((e.name.clone(), e.class), el?)))
+        .collect();
+    let mut carried = 0;
+    for node in graph.nodes.iter_mut() {
+        if let Some(o) = by_name.remove(&(node.name.clone(), node.class)) {
+            node.element.take_state(o);
+            node.handlers = node.element.handlers();
+            carried += 1;
+        }
+    }
+    carried
+}

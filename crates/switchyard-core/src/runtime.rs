@@ -199,11 +199,16 @@ impl Context<'_> {
     }
 }
 
+/// Elements by index, as a stopped router hands them back.
+pub type Slots = Vec<Option<Box<dyn Element>>>;
+
 /// A running router: its threads and its handlers.
 pub struct Router {
     handlers: Arc<HandlerTable>,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<Slots>>,
+    /// Elements of groups that never got a thread (nothing to run).
+    idle: Slots,
     exited: Receiver<()>,
     running: usize,
     started: Instant,
@@ -333,16 +338,25 @@ impl Router {
 
         let (exited_tx, exited) = crossbeam_channel::unbounded();
         let mut threads = Vec::new();
+        let mut idle: Slots = (0..n).map(|_| None).collect();
         for (k, (runner, tasks)) in runners.into_iter().enumerate() {
             if tasks.is_empty() {
-                continue; // nothing would ever run here; dropping closes its queues
+                // Nothing would ever run here; kept only for a reload to
+                // take its state. Queue sides are dropped, closing them.
+                for (i, slot) in runner.slots.into_iter().enumerate() {
+                    if let Some(e) = slot.filter(|e| !e.is_thread_boundary()) {
+                        idle[i] = Some(e);
+                    }
+                }
+                continue;
             }
             let tx: Sender<()> = exited_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("switchyard-{k}"))
                 .spawn(move || {
-                    run_thread(runner, tasks);
+                    let slots = run_thread(runner, tasks);
                     let _ = tx.send(());
+                    slots
                 })
                 .expect("spawn router thread");
             shared
@@ -357,6 +371,7 @@ impl Router {
             handlers,
             shared,
             running: threads.len(),
+            idle,
             threads,
             exited,
             started: Instant::now(),
@@ -397,13 +412,39 @@ impl Router {
 
     /// Requests a stop and waits for the threads to deliver what is in
     /// flight and exit.
-    pub fn stop_and_wait(mut self) {
+    pub fn stop_and_wait(self) {
+        drop(self.stop_and_collect());
+    }
+
+    /// Stops as [`stop_and_wait`](Self::stop_and_wait) does and returns the
+    /// elements, by index, for a reload to take their state (a Queue,
+    /// drained, comes back as its pulling side or not at all).
+    pub fn stop_and_collect(mut self) -> Slots {
         self.shared.request_stop();
-        while !self.wait_timeout(Duration::from_secs(1)) {}
+        while self.running > 0 {
+            if self.exited.recv().is_ok() {
+                self.running -= 1;
+            } else {
+                break;
+            }
+        }
+        let mut all = std::mem::take(&mut self.idle);
+        for t in self.threads.drain(..) {
+            if let Ok(slots) = t.join() {
+                for (i, slot) in slots.into_iter().enumerate() {
+                    // Each element comes back from one thread (a Queue's
+                    // pushing side was dropped when its thread ended).
+                    if slot.is_some() {
+                        all[i] = slot;
+                    }
+                }
+            }
+        }
+        all
     }
 }
 
-fn run_thread(mut runner: Runner, tasks: Vec<usize>) {
+fn run_thread(mut runner: Runner, tasks: Vec<usize>) -> Slots {
     let waker = Waker::current();
     for e in runner.slots.iter_mut().flatten() {
         e.attach_thread(&waker);
@@ -443,9 +484,16 @@ fn run_thread(mut runner: Runner, tasks: Vec<usize>) {
         }
         waker.0.sleeping.store(false, Ordering::SeqCst);
     }
-    // Dropping the runner drops the Queue sides it holds, which tells
-    // consumers that nothing more will come.
-    drop(runner);
+    // Queue sides that push into other threads are dropped here, which
+    // tells consumers that nothing more will come; the rest go back to the
+    // router for a reload.
+    let mut slots = std::mem::take(&mut runner.slots);
+    for s in slots.iter_mut() {
+        if s.as_ref().is_some_and(|e| e.is_thread_boundary()) {
+            *s = None;
+        }
+    }
+    slots
 }
 
 /// One element alone, wired to collecting sinks: for unit tests and

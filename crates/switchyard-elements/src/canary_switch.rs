@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
 
 documented! {
     /// Splits traffic between outputs by weight, flow by flow: every packet
@@ -270,6 +270,17 @@ impl CanarySwitch {
 }
 
 impl Element for CanarySwitch {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<CanarySwitch>(old) {
+            if old.weights.len() == self.weights.len() {
+                self.shared = old.shared;
+                self.weights = old.weights.clone();
+                self.generation = self.shared.generation.load(Ordering::Acquire);
+                self.segments = std::collections::VecDeque::from([(0, old.weights)]);
+            }
+        }
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         let n = self.weights.len();
         let (ins, outs) = (ports.inputs.len(), ports.outputs.len());

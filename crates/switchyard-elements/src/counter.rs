@@ -1,7 +1,7 @@
 use crate::util::RateMeter;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use switchyard_core::{documented, Args, Batch, Element, ElementClass, Handler};
+use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler};
 
 documented! {
     /// Counts packets and bytes passing through, and their rate.
@@ -54,6 +54,12 @@ impl Counter {
 }
 
 impl Element for Counter {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<Counter>(old) {
+            self.stats = old.stats;
+        }
+    }
+
     fn simple_action(&mut self, batch: &mut Batch) {
         let n = batch.len() as u64;
         self.stats.count.fetch_add(n, Relaxed);

@@ -1,7 +1,9 @@
 use crate::util::{count_handlers, flag_handler};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work};
+use switchyard_core::{
+    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
+};
 
 documented! {
     /// Drops every packet (their buffers go back to the pool).
@@ -47,6 +49,12 @@ impl Discard {
 }
 
 impl Element for Discard {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<Discard>(old) {
+            self.count = old.count;
+        }
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         Ok(ports.inputs.first() == Some(&Processing::Pull))
     }

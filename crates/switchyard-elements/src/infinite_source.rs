@@ -1,5 +1,7 @@
 use crate::source::SourceCore;
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work};
+use switchyard_core::{
+    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
+};
 
 documented! {
     /// Generates copies of one packet as fast as it can.
@@ -52,6 +54,12 @@ impl InfiniteSource {
 }
 
 impl Element for InfiniteSource {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<InfiniteSource>(old) {
+            self.core.take_state(old.core);
+        }
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         Ok(ports.outputs.first() == Some(&Processing::Push))
     }

@@ -1,6 +1,6 @@
 use crate::util::{check_position, SwitchPosition};
 use std::collections::VecDeque;
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
 
 documented! {
     /// Forwards packets from one input only and drops the others: the
@@ -134,6 +134,20 @@ impl InputSwitch {
 }
 
 impl Element for InputSwitch {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        // The position survives a reload (Click's hotconfig would reset it
+        // to the new text's K and silently undo a rollback).
+        if let Some(old) = downcast::<InputSwitch>(old) {
+            let k = old.position.get();
+            if k < self.ports as i64 {
+                self.position = old.position;
+                self.generation = self.position.generation();
+                self.segments = VecDeque::from([(0, k)]);
+            }
+            self.boundary = old.boundary;
+        }
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         self.ports = ports.inputs.len();
         self.last_seen = vec![0; self.ports];

@@ -2,7 +2,9 @@ use crate::source::SourceCore;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work};
+use switchyard_core::{
+    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
+};
 
 documented! {
     /// Generates copies of one packet at a steady rate.
@@ -115,6 +117,12 @@ impl RatedSource {
 }
 
 impl Element for RatedSource {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<RatedSource>(old) {
+            self.core.take_state(old.core);
+        }
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         self.start = Instant::now();
         Ok(ports.outputs.first() == Some(&Processing::Push))

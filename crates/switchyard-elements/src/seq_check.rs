@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use switchyard_core::{documented, Args, Batch, Element, ElementClass, Handler};
+use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler};
 
 documented! {
     /// Checks the hub's sequence numbers of the packets passing through:
@@ -66,6 +66,14 @@ impl SeqCheck {
 }
 
 impl Element for SeqCheck {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<SeqCheck>(old) {
+            self.bits = old.bits;
+            self.stats = old.stats;
+            self.high = old.high;
+        }
+    }
+
     fn simple_action(&mut self, batch: &mut Batch) {
         let s = &self.stats;
         let (mut unique, mut dup, mut reordered, mut unnumbered) = (0, 0, 0, 0);

@@ -1,7 +1,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler};
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler};
 
 documented! {
     /// Compares what the old and the new branch make of the same input
@@ -274,6 +274,15 @@ impl ShadowCompare {
 }
 
 impl Element for ShadowCompare {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<ShadowCompare>(old) {
+            self.stats = old.stats;
+            self.waiting = old.waiting;
+            self.arena = old.arena;
+            self.high = old.high;
+        }
+    }
+
     fn push(&mut self, port: usize, batch: Batch, cx: &mut Context<'_>) {
         let side = port.min(1);
         let other = 1 - side;

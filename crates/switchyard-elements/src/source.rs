@@ -110,6 +110,13 @@ impl SourceCore {
         })
     }
 
+    /// Hot reload: the count (so LIMIT goes on where it was) and whether it
+    /// was active.
+    pub fn take_state(&mut self, old: SourceCore) {
+        self.count = old.count;
+        self.active = old.active;
+    }
+
     /// How many packets may go now, at most `want`.
     pub fn allowance(&self, want: usize) -> usize {
         if !self.active.load(Relaxed) {

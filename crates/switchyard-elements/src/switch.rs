@@ -1,5 +1,5 @@
 use crate::util::{check_position, SwitchPosition};
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
 
 documented! {
     /// Sends every packet to one output, chosen at run time.
@@ -45,6 +45,14 @@ impl Switch {
 }
 
 impl Element for Switch {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<Switch>(old) {
+            if old.position.get() < self.ports as i64 {
+                self.position = old.position;
+            }
+        }
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         self.ports = ports.outputs.len();
         check_position(self.position.get(), self.ports)?;

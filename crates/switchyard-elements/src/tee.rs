@@ -1,4 +1,4 @@
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, PortCount};
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, PortCount};
 
 documented! {
     /// Sends every packet to every output: the hub that feeds both the old
@@ -49,6 +49,13 @@ impl Tee {
 }
 
 impl Element for Tee {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        // Numbering goes on where it was: sequence numbers stay unique.
+        if let Some(old) = downcast::<Tee>(old) {
+            self.next_seq = old.next_seq;
+        }
+    }
+
     fn port_count(&self) -> Option<PortCount> {
         self.n.map(|n| PortCount::exactly(1, n))
     }

@@ -1,7 +1,7 @@
 use crate::util::{count_handlers, flag_handler};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use switchyard_core::{documented, Args, Context, Element, ElementClass, Handler, PortInfo, Work};
+use switchyard_core::{documented, downcast, Args, Context, Element, ElementClass, Handler, PortInfo, Work};
 
 documented! {
     /// Pulls packets from its input and pushes them out: drains a Queue on
@@ -55,6 +55,12 @@ impl Unqueue {
 }
 
 impl Element for Unqueue {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<Unqueue>(old) {
+            self.count = old.count;
+        }
+    }
+
     fn initialize(&mut self, _ports: &PortInfo) -> Result<bool, String> {
         Ok(true)
     }

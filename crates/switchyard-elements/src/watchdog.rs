@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_core::{documented, Args, Context, Element, ElementClass, Handler, PortInfo, Seconds, Work};
+use switchyard_core::{documented, downcast, Args, Context, Element, ElementClass, Handler, PortInfo, Seconds, Work};
 
 documented! {
     /// The automatic rollback gate: every INTERVAL it evaluates a condition
@@ -229,6 +229,13 @@ impl Watchdog {
 }
 
 impl Element for Watchdog {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        // A tripped gate stays tripped until someone resets it.
+        if let Some(old) = downcast::<Watchdog>(old) {
+            self.state = old.state;
+        }
+    }
+
     fn initialize(&mut self, _ports: &PortInfo) -> Result<bool, String> {
         Ok(true)
     }

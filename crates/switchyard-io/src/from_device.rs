@@ -3,7 +3,7 @@ use crate::ring::Fanout;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Work};
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Work};
 
 documented! {
     /// Receives frames from a Linux network interface.
@@ -128,6 +128,20 @@ pub(crate) fn read_method(args: &mut Args) -> Option<Method> {
 }
 
 impl Element for FromDevice {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        // Keep the open ring: frames that arrived during the swap wait in it.
+        if let Some(mut old) = downcast::<FromDevice>(old) {
+            if old.name == self.name
+                && old.method == self.method
+                && old.promisc == self.promisc
+                && old.fanout == self.fanout
+            {
+                self.dev = old.dev.take();
+            }
+            self.count = old.count;
+        }
+    }
+
     fn initialize(&mut self, _ports: &PortInfo) -> Result<bool, String> {
         self.dev = Some(open(
             &self.name,

@@ -2,7 +2,9 @@ use crate::device::{open, Device, Direction, Method};
 use crate::from_device::read_method;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work};
+use switchyard_core::{
+    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
+};
 
 documented! {
     /// Sends frames out of a Linux network interface.
@@ -91,6 +93,16 @@ impl ToDevice {
 }
 
 impl Element for ToDevice {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(mut old) = downcast::<ToDevice>(old) {
+            if old.name == self.name && old.method == self.method {
+                self.dev = old.dev.take();
+            }
+            self.count = old.count;
+            self.drops = old.drops;
+        }
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         self.dev = Some(open(&self.name, self.method, Direction::Transmit)?);
         Ok(ports.inputs.first() == Some(&Processing::Pull))

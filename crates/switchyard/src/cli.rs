@@ -143,6 +143,11 @@ pub enum Ctl {
     /// Send protocol command lines from standard input, print each reply;
     /// exit 1 if any reply was an error.
     Batch,
+    /// Replace the running configuration with FILE (checked first; the
+    /// errors come back and nothing changes if it has any).
+    Reload { file: PathBuf },
+    /// Go back to the configuration before the last reload.
+    RollbackConfig,
     /// One screen: uptime, switch positions and canary weights, gates,
     /// rates, the last audited writes.
     Status,

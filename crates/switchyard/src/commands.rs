@@ -224,20 +224,66 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
     let table = Arc::new(table);
     // Restore switch positions before the first packet moves.
     let (control, servers) = start_control(&graph, &table, control)?;
+    let (reload_tx, reloads) = crossbeam_channel::unbounded();
+    control.accept_reloads(reload_tx);
     tracing::info!(config = job.name, elements = graph.nodes.len(), "configuration loaded");
-    let mut router = Router::start_with(graph, table, control);
-    let handlers = router.handlers().clone();
-    watch_signals(&router)?;
+    let mut router = Router::start_with(graph, table, control.clone());
+    let signals = watch_signals()?;
     if job.stats {
         eprintln!("switchyard: running {}; Ctrl-C stops", job.name);
     }
     let mut tick = 0u64;
-    while !router.wait_timeout(Duration::from_secs(1)) {
-        tick += 1;
-        if job.stats {
-            eprintln!("[{tick:>4}s] {}", counters(&handlers));
+    let mut next_tick = std::time::Instant::now() + Duration::from_secs(1);
+    let mut stopping = false;
+    loop {
+        if router.wait_timeout(Duration::from_millis(20)) {
+            break;
+        }
+        while let Ok(sig) = signals.try_recv() {
+            match sig {
+                Signal::Stop if stopping => {
+                    eprintln!("switchyard: second signal, exiting now");
+                    std::process::exit(130);
+                }
+                Signal::Stop => {
+                    stopping = true;
+                    router.stopper().stop();
+                }
+                Signal::Reload => {
+                    // SIGHUP: read the file given at start again.
+                    let text = match std::fs::read_to_string(job.name) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            eprintln!("switchyard: SIGHUP: {}: {e}", job.name);
+                            continue;
+                        }
+                    };
+                    let peer = switchyard_control::Peer {
+                        addr: Some("SIGHUP".into()),
+                        ..Default::default()
+                    };
+                    let c = control.clone();
+                    let file = job.name.to_string();
+                    std::thread::spawn(move || {
+                        if let Err(e) = c.reload_named(&file, &text, &peer) {
+                            eprintln!("switchyard: SIGHUP reload refused:\n{e}");
+                        }
+                    });
+                }
+            }
+        }
+        while let Ok(req) = reloads.try_recv() {
+            router = reload(router, req, registry, job.name, defines, &control);
+        }
+        if std::time::Instant::now() >= next_tick {
+            next_tick += Duration::from_secs(1);
+            tick += 1;
+            if job.stats {
+                eprintln!("[{tick:>4}s] {}", counters(&control.table()));
+            }
         }
     }
+    let handlers = control.table();
     drop(servers);
     if !job.quiet {
         eprintln!(
@@ -254,6 +300,42 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
         }
     }
     Ok(())
+}
+
+/// Replaces the running router with one built from the request's text:
+/// checked first (refused without touching anything), then the old router
+/// stops with everything in flight delivered, each element of the same
+/// name and class hands its state to its successor, and the new router
+/// starts.
+fn reload(
+    router: Router,
+    req: switchyard_control::ReloadRequest,
+    registry: &Registry,
+    name: &str,
+    defines: &[(String, String)],
+    control: &Arc<Control>,
+) -> Router {
+    let (mut graph, _) = match load_text(&req.name, &req.text, registry, defines) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = req.reply.send(Err(e));
+            return router;
+        }
+    };
+    let started = std::time::Instant::now();
+    let old_table = router.handlers().clone();
+    let old = router.stop_and_collect();
+    let carried = switchyard_core::carry_state(&mut graph, &old_table, old);
+    let table = Arc::new(HandlerTable::named(&graph, registry, &req.text, name));
+    control.set_table(table.clone());
+    let router = Router::start_with(graph, table, control.clone());
+    tracing::info!(
+        carried,
+        pause_us = started.elapsed().as_micros() as u64,
+        "configuration reloaded"
+    );
+    let _ = req.reply.send(Ok(()));
+    router
 }
 
 fn connect(socket: Option<PathBuf>, tcp: Option<String>) -> Result<Client, Failure> {
@@ -317,6 +399,8 @@ fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), 
                 std::thread::sleep(Duration::from_millis(interval));
             }
         }
+        Ctl::Reload { file } => c.write("hotconfig", &read(&file)?).map_err(ctl_error)?,
+        Ctl::RollbackConfig => c.write("rollback_config", "").map_err(ctl_error)?,
         Ctl::Status => print!("{}", status(&mut c).map_err(ctl_error)?),
         Ctl::Graph => print!("{}", live_graph(&mut c).map_err(ctl_error)?),
         Ctl::Batch => {
@@ -480,33 +564,32 @@ fn live_graph(c: &mut Client) -> Result<String, ClientError> {
     Ok(out)
 }
 
-/// SIGINT and SIGTERM stop the router cleanly; a second one exits at once.
-fn watch_signals(router: &Router) -> Result<(), Failure> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Failure {
-        code: 1,
-        message: format!("cannot install signal handlers: {e}"),
-    })?;
-    let stopper = router.stopper();
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGINT and SIGTERM stop the router cleanly (a second one exits at
+/// once); SIGHUP reloads the configuration file. Delivered to the main
+/// loop, which owns whichever router is current.
+fn watch_signals() -> Result<crossbeam_channel::Receiver<Signal>, Failure> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| runtime(format!("cannot install signal handlers: {e}")))?;
+    let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut seen = 0;
             for sig in signals.forever() {
-                seen += 1;
-                if seen > 1 {
-                    eprintln!("switchyard: second signal, exiting now");
-                    std::process::exit(128 + sig);
+                tracing::info!(signal = sig, "signal");
+                let s = if sig == SIGHUP { Signal::Reload } else { Signal::Stop };
+                if tx.send(s).is_err() {
+                    return;
                 }
-                tracing::info!(signal = sig, "stopping on signal");
-                stopper.stop();
             }
         })
-        .map_err(|e| Failure {
-            code: 1,
-            message: e.to_string(),
-        })?;
-    Ok(())
+        .map_err(|e| runtime(e.to_string()))?;
+    Ok(rx)
 }
 
 /// `name.count=N ... name.switch=K` for every element that has them.
