@@ -811,6 +811,18 @@ fn metrics_are_scraped_over_http_and_parse_as_prometheus_text() {
         "{body}"
     );
     assert!(scrape("/nope").starts_with("HTTP/1.1 404"));
+    let generation = |body: &str| {
+        body.lines()
+            .find(|l| l.starts_with("switchyard_config_generation "))
+            .map(|l| l.to_string())
+    };
+    assert_eq!(generation(body).as_deref(), Some("switchyard_config_generation 1"));
+    r.client().write("hotconfig", &rollback("")).unwrap();
+    let resp = scrape("/metrics");
+    assert_eq!(
+        generation(resp.split("\r\n\r\n").nth(1).unwrap()).as_deref(),
+        Some("switchyard_config_generation 2")
+    );
     eprintln!(
         "scrape sample:\n{}",
         body.lines()

@@ -41,6 +41,8 @@ pub struct Control {
     reloads: Mutex<Option<crossbeam_channel::Sender<ReloadRequest>>>,
     /// The configuration before the last accepted reload.
     previous_config: Mutex<Option<String>>,
+    /// Configurations loaded: 1, plus one per accepted reload.
+    config_generation: std::sync::atomic::AtomicU64,
     audit: Option<AuditLog>,
     state: Option<StateFile>,
     /// Persistent handlers' values and generations, in write order: the
@@ -85,6 +87,7 @@ impl Control {
             table: std::sync::RwLock::new(table),
             reloads: Mutex::default(),
             previous_config: Mutex::default(),
+            config_generation: std::sync::atomic::AtomicU64::new(1),
             audit,
             state,
             saved: Mutex::new(BTreeMap::new()),
@@ -136,6 +139,8 @@ impl Control {
         };
         if result.is_ok() {
             *self.previous_config.lock().expect("previous") = Some(old.clone());
+            self.config_generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(audit) = &self.audit {
             let (old_hash, new_hash) = (config_hash(&old), config_hash(text));
@@ -152,6 +157,11 @@ impl Control {
             }
         }
         result
+    }
+
+    /// Configurations loaded so far (1 plus accepted reloads).
+    pub fn config_generation(&self) -> u64 {
+        self.config_generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reloads the configuration that ran before the last reload.

@@ -98,10 +98,10 @@ pub fn render(control: &Control, started: Instant) -> String {
     uptime.set(started.elapsed().as_secs_f64());
     registry.register("switchyard_uptime_seconds", "time since the router started", uptime);
     let generation = Gauge::<i64>::default();
-    generation.set(1);
+    generation.set(control.config_generation() as i64);
     registry.register(
         "switchyard_config_generation",
-        "configurations loaded (hot reload is not implemented yet)",
+        "configurations loaded: 1 plus accepted reloads",
         generation,
     );
     let mut out = String::new();
