@@ -19,27 +19,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-3}
 GENS=${GENS:-1}   # generator processes sharing gen0 (more offered load)
-cargo build --release -q -p switchyard
-B=$PWD/target/release/switchyard
-T=$(mktemp -d)
-G=sybgen$$ R=sybrtr$$ S=sybsink$$
-cleanup() {
-  jobs -p | xargs -r kill 2>/dev/null || true
-  wait 2>/dev/null || true
-  for n in $G $R $S; do ip netns del $n 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
+. examples/netns-topology.sh syb
 
-for n in $G $R $S; do
-  ip netns add $n
-  ip netns exec $n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-ip link add gen0 netns $G type veth peer name rtr0 netns $R
-ip link add rtr1 netns $R type veth peer name sink0 netns $S
 ip -n $G addr add 10.77.1.2/24 dev gen0; ip -n $R addr add 10.77.1.1/24 dev rtr0
 ip -n $R addr add 10.77.2.1/24 dev rtr1; ip -n $S addr add 10.77.2.2/24 dev sink0
-for x in "$G gen0" "$R rtr0" "$R rtr1" "$S sink0"; do set -- $x; ip -n $1 link set $2 up; done
 mac() { ip netns exec "$1" cat "/sys/class/net/$2/address"; }
 ip -n $R neigh replace 10.77.2.2 lladdr "$(mac $S sink0)" dev rtr1
 # A 64-byte IPv4/UDP frame gen0 -> rtr0, 10.77.1.2 -> 10.77.2.2.
@@ -54,15 +37,10 @@ print((dst + src + b'\x08\x00' + bytes(ip) + udp).hex())
 PY
 )
 
-start() { # ns name config -> waits for its control socket
-  ip netns exec "$1" "$B" run -e "$3" --control "$T/$2.sock" 2>"$T/$2.log" &
-  echo $! > "$T/$2.pid"
-  until grep -q "listening" "$T/$2.log" 2>/dev/null; do sleep 0.05; done
-}
 # CPU time (user + system, clock ticks) of a process so far.
 cpu() { awk '{print $14 + $15}' "/proc/$(cat "$T/$1.pid")/stat" 2>/dev/null || echo 0; }
 HZ=$(getconf CLK_TCK)
-rd() { "$B" ctl -s "$T/$1.sock" read "$2"; }
+rd() { ctl "$1" read "$2"; }
 
 SINK='FromDevice(sink0) -> c :: Classifier(12/0800 23/11, -); c[0] -> got :: Counter -> Discard; c[1] -> Discard;'
 GEN="src :: InfiniteSource(DATA \\<$FRAME>, ACTIVE false) -> out :: ToDevice(gen0);"

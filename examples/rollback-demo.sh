@@ -11,38 +11,14 @@
 #   sudo bash examples/rollback-demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p switchyard
-B=$PWD/target/release/switchyard
-T=$(mktemp -d)
-G=sydemogen$$ R=sydemortr$$ S=sydemosink$$
-cleanup() {
-  jobs -p | xargs -r kill 2>/dev/null || true
-  wait 2>/dev/null || true
-  for n in $G $R $S; do ip netns del $n 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-
-for n in $G $R $S; do
-  ip netns add $n
-  ip netns exec $n sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-ip link add gen0 netns $G type veth peer name rtr0 netns $R
-ip link add rtr1 netns $R type veth peer name sink0 netns $S
-for x in "$G gen0" "$R rtr0" "$R rtr1" "$S sink0"; do set -- $x; ip -n $1 link set $2 up; done
-
-start() { # namespace, name, config
-  ip netns exec "$1" "$B" run -e "$3" --control "$T/$2.sock" --audit "$T/$2.audit" 2>"$T/$2.log" &
-  until grep -q "listening" "$T/$2.log" 2>/dev/null; do sleep 0.05; done
-}
-ctl() { local s=$1; shift; "$B" ctl -s "$T/$s.sock" "$@"; }
+. examples/netns-topology.sh sydemo
 
 start $S sink 'FromDevice(sink0) -> c :: Classifier(22/40, 22/07, -);
                c[0] -> from_old :: Counter -> Discard; c[1] -> from_new :: Counter -> Discard; c[2] -> Discard;'
 start $R rtr 'FromDevice(rtr0) -> hub :: Tee(2);
               hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
               hub[1] -> StoreData(22, \<07>) -> new :: Counter -> [1]sel;
-              sel -> ToDevice(rtr1);'
+              sel -> ToDevice(rtr1);' --audit "$T/rtr.audit"
 start $G gen 'RatedSource(RATE 20000) -> ToDevice(gen0);'
 
 show() {
