@@ -716,6 +716,12 @@ fn the_gate_rolls_back_a_misbehaving_release_and_audits_why() {
     );
     // Nothing numbered at or after the cut-over came from the new branch,
     // while the old branch carries production on.
+    // The data path applies the write at its next batch, where it sets the
+    // boundary: wait for that.
+    while num(&mut c, "sel.boundary") == 0.0 {
+        assert!(std::time::Instant::now() < deadline, "the flip was never applied");
+        std::thread::yield_now();
+    }
     let boundary = num(&mut c, "sel.boundary");
     let old_then = num(&mut c, "from_old.count");
     while num(&mut c, "from_old.count") <= old_then {
