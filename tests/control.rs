@@ -235,6 +235,10 @@ fn every_command_and_reply_code_over_a_real_socket() {
         "511 Handler 'out.reset' not readable\r\n"
     );
     assert_eq!(
+        say(&mut c, "CHECKWRITE hotconfig\r\n"),
+        "200 Write handler 'hotconfig' OK\r\n"
+    );
+    assert_eq!(
         say(&mut c, "LLRPC 0x1234 sel\r\n"),
         "501 Command 'LLRPC' unimplemented\r\n"
     );

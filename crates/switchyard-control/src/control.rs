@@ -367,6 +367,17 @@ impl Control {
     }
 
     fn check(&self, name: &str, write: bool) -> Reply {
+        if name == "hotconfig" || name == "rollback_config" {
+            let reloads = self.reloads.lock().expect("reloads").is_some();
+            return match (write, reloads) {
+                (true, true) => Reply::new(code::OK, format!("Write handler '{name}' OK")),
+                (true, false) => Reply::new(
+                    code::NO_HANDLER,
+                    format!("Handler '{name}' not writable (this router does not reload)"),
+                ),
+                (false, _) => Reply::new(code::NO_HANDLER, format!("Handler '{name}' not readable")),
+            };
+        }
         let (handler, _) = split_generation(name);
         match self.table().find(handler) {
             Ok(h) if write && h.write.is_none() => {
