@@ -104,14 +104,18 @@ fn free_buffer(buf: Arc<[u8]>) {
 impl Packet {
     /// A new packet holding a copy of `data`, from the pool.
     pub fn from_data(data: &[u8]) -> Packet {
-        Packet::from_buffer(alloc_buffer(HEADROOM + data.len()), data)
+        Packet::from_buffer(alloc_buffer(HEADROOM + data.len()), data, |_| {})
     }
 
     /// Fills a unique buffer with `data` after the headroom.
     #[inline]
-    fn from_buffer(mut buf: Arc<[u8]>, data: &[u8]) -> Packet {
+    /// Fills a unique buffer with `data` after the headroom, then lets
+    /// `patch` change the copy while it is still known to be unique (no
+    /// second uniqueness check, which is a locked operation).
+    fn from_buffer(mut buf: Arc<[u8]>, data: &[u8], patch: impl FnOnce(&mut [u8])) -> Packet {
         let dst = &mut Arc::get_mut(&mut buf).expect("pooled buffers are unique")[HEADROOM..HEADROOM + data.len()];
         copy_small(dst, data);
+        patch(dst);
         Packet {
             buf: Some(buf),
             head: HEADROOM as u32,
@@ -307,11 +311,23 @@ impl Batch {
     /// A batch of `n` new packets, each a copy of `data` with annotations
     /// `anno`: what sources do, with one pool access for the whole batch.
     pub fn from_template(data: &[u8], n: usize, anno: Annotations) -> Batch {
+        Batch::from_template_patched(data, n, anno, |_, _| {})
+    }
+
+    /// [`from_template`](Self::from_template), with `patch(i, bytes)`
+    /// applied to packet `i`'s fresh copy (a source varying a field).
+    pub fn from_template_patched(
+        data: &[u8],
+        n: usize,
+        anno: Annotations,
+        mut patch: impl FnMut(usize, &mut [u8]),
+    ) -> Batch {
         let mut b = Batch::new();
         let size = HEADROOM + data.len();
         if size > BUFFER_SIZE {
-            b.packets.extend((0..n).map(|_| {
+            b.packets.extend((0..n).map(|i| {
                 let mut p = Packet::from_data(data);
+                patch(i, p.data_mut());
                 p.anno = anno;
                 p
             }));
@@ -324,15 +340,16 @@ impl Batch {
             }
             let have = pool.len().min(n);
             let start = pool.len() - have;
-            b.packets.extend(pool.drain(start..).map(|buf| {
-                let mut p = Packet::from_buffer(buf, data);
+            b.packets.extend(pool.drain(start..).enumerate().map(|(i, buf)| {
+                let mut p = Packet::from_buffer(buf, data, |d| patch(i, d));
                 p.anno = anno;
                 p
             }));
         });
         // Pool empty (start-up, or buffers still held downstream): allocate.
         while b.packets.len() < n {
-            let mut p = Packet::from_buffer(Arc::from(vec![0u8; BUFFER_SIZE]), data);
+            let i = b.packets.len();
+            let mut p = Packet::from_buffer(Arc::from(vec![0u8; BUFFER_SIZE]), data, |d| patch(i, d));
             p.anno = anno;
             b.packets.push(p);
         }

@@ -137,14 +137,14 @@ impl SourceCore {
             ..Annotations::default()
         };
         let first = self.count.fetch_add(n as u64, Relaxed);
-        let mut b = Batch::from_template(&self.data, n, anno);
         if self.flows > 1 && self.data.len() >= 36 {
-            for (i, p) in b.packets_mut().iter_mut().enumerate() {
-                let port = 1024 + ((first + i as u64) % self.flows) as u16;
-                p.data_mut()[34..36].copy_from_slice(&port.to_be_bytes());
-            }
+            let flows = self.flows;
+            return Batch::from_template_patched(&self.data, n, anno, |i, d| {
+                let port = 1024 + ((first + i as u64) % flows) as u16;
+                d[34..36].copy_from_slice(&port.to_be_bytes());
+            });
         }
-        b
+        Batch::from_template(&self.data, n, anno)
     }
 
     /// Called when the limit is reached: with STOP, ask the router to stop.

@@ -56,8 +56,9 @@ fn os_err(what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-/// An AF_PACKET socket bound to interface `ifindex`, in ring `version`.
-fn packet_socket(ifindex: u32, version: libc::c_int) -> io::Result<OwnedFd> {
+/// An AF_PACKET socket for every protocol, in ring `version` (bound later,
+/// once its ring is set up).
+fn packet_socket(version: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain system call with constant arguments; the result is
     // checked before use and wrapped in an OwnedFd that closes it.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(ETH_P_ALL.to_be())) };
@@ -67,7 +68,6 @@ fn packet_socket(ifindex: u32, version: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: fd is a fresh, valid descriptor we own from here on.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     setsockopt(&fd, libc::PACKET_VERSION, &version, "PACKET_VERSION")?;
-    let _ = ifindex;
     Ok(fd)
 }
 
@@ -236,7 +236,7 @@ const FRAME_SIZE: usize = 2048;
 
 impl RxRing {
     pub fn open(ifindex: u32, promisc: bool, fanout: Option<(u16, Fanout)>) -> io::Result<RxRing> {
-        let fd = packet_socket(ifindex, TPACKET_V3)?;
+        let fd = packet_socket(TPACKET_V3)?;
         let req = libc::tpacket_req3 {
             tp_block_size: RX_BLOCK_SIZE as u32,
             tp_block_nr: RX_BLOCK_NR as u32,
@@ -356,7 +356,7 @@ const TX_BLOCK_NR: usize = 32;
 
 impl TxRing {
     pub fn open(ifindex: u32) -> io::Result<TxRing> {
-        let fd = packet_socket(ifindex, TPACKET_V2)?;
+        let fd = packet_socket(TPACKET_V2)?;
         let one: libc::c_int = 1;
         // Straight to the driver: no qdisc per frame (a ring is a queue).
         let _ = setsockopt(&fd, libc::PACKET_QDISC_BYPASS, &one, "PACKET_QDISC_BYPASS");

@@ -231,7 +231,7 @@ impl<'a> Parser<'a> {
                 }
                 Tok::Ident if text == "define" || text == "require" => {
                     self.next();
-                    if let Some(s) = self.define_or_require(text == "define", span) {
+                    if let Some(s) = self.define_or_require(text == "define") {
                         stmts.push(s);
                     }
                 }
@@ -340,7 +340,7 @@ impl<'a> Parser<'a> {
         Vec::new()
     }
 
-    fn define_or_require(&mut self, define: bool, keyword: Span) -> Option<Stmt> {
+    fn define_or_require(&mut self, define: bool) -> Option<Stmt> {
         if !self.eat('(') {
             let (_, text, span) = self.peek();
             self.error_near(span, text, "'(' after 'define' or 'require'");
@@ -391,7 +391,6 @@ impl<'a> Parser<'a> {
                     name: name.trim_matches('"').to_string(),
                 })
                 .collect();
-            let _ = keyword;
             Some(Stmt::Require(reqs))
         }
     }

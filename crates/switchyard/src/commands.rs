@@ -492,76 +492,57 @@ fn status(c: &mut Client) -> Result<String, ClientError> {
 /// DOT of the running graph, rebuilt from each element's `ports` handler
 /// (which names its peers), with counts and the selected switch path.
 fn live_graph(c: &mut Client) -> Result<String, ClientError> {
-    use std::fmt::Write as _;
     let els = elements_of(c)?;
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = String::from("digraph switchyard {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let class_of: std::collections::HashMap<&str, &str> = els.iter().map(|(n, c)| (n.as_str(), c.as_str())).collect();
     let mut position = std::collections::HashMap::new();
+    let mut nodes = Vec::new();
     for (name, class) in &els {
-        let count = c
-            .read(&format!("{name}.count"))
-            .ok()
-            .map(|v| format!("\\n{} packets", v.trim()))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  \"{}\" [label=\"{}\\n{}{}\"];",
-            esc(name),
-            esc(name),
-            class,
-            count
-        );
+        let mut label = vec![name.clone(), class.clone()];
+        if let Ok(v) = c.read(&format!("{name}.count")) {
+            label.push(format!("{} packets", v.trim()));
+        }
+        nodes.push((name.clone(), label));
         if class == "InputSwitch" || class == "Switch" {
             if let Ok(p) = c.read(&format!("{name}.switch")) {
                 position.insert(name.clone(), p.trim().parse::<i64>().unwrap_or(-1));
             }
         }
     }
+    let mut edges = Vec::new();
     for (name, class) in &els {
         let ports = c.read(&format!("{name}.ports"))?;
         // "N outputs" is followed by one line per output: processing, '-',
         // then the connected "[port]name" peers.
-        let Some(outputs) = ports
-            .split_once(" outputs\n")
-            .or_else(|| ports.split_once(" output\n"))
-            .map(|(_, rest)| rest)
-        else {
+        let Some((_, outputs)) = ports.split_once(" outputs\n").or_else(|| ports.split_once(" output\n")) else {
             continue;
         };
         for (out_port, line) in outputs.lines().enumerate() {
-            for peer in line
-                .split('\t')
-                .nth(2)
-                .unwrap_or("")
-                .split(", ")
-                .filter(|p| !p.is_empty())
-            {
+            let peers = line.split('\t').nth(2).unwrap_or("");
+            for peer in peers.split(", ").filter(|p| !p.is_empty()) {
                 let Some((in_port, target)) = peer.strip_prefix('[').and_then(|p| p.split_once(']')) else {
                     continue;
                 };
-                let selected = match (class.as_str(), position.get(target), position.get(name)) {
-                    (_, Some(&k), _) if els.iter().any(|(n, c)| n == target && c == "InputSwitch") => {
-                        Some(in_port.parse::<i64>().ok() == Some(k))
-                    }
-                    ("Switch", _, Some(&k)) => Some(out_port as i64 == k),
-                    _ => None,
-                };
-                let style = match selected {
-                    Some(true) => ", style=bold, color=\"darkgreen\", penwidth=3",
-                    Some(false) => ", style=dashed, color=\"gray\"",
-                    None => "",
-                };
-                let _ = writeln!(
-                    out,
-                    "  \"{}\" -> \"{}\" [taillabel=\"{out_port}\", headlabel=\"{in_port}\"{style}];",
-                    esc(name),
-                    esc(target)
+                let in_port = in_port.parse().unwrap_or(0);
+                let to_class = class_of.get(target).copied().unwrap_or("");
+                let selected = crate::dot::selected(
+                    class,
+                    to_class,
+                    out_port,
+                    in_port,
+                    position.get(name).copied(),
+                    position.get(target).copied(),
                 );
+                edges.push(crate::dot::Edge {
+                    from: name.clone(),
+                    out_port,
+                    to: target.to_string(),
+                    in_port,
+                    selected,
+                });
             }
         }
     }
-    out.push_str("}\n");
-    Ok(out)
+    Ok(crate::dot::render(&nodes, &edges))
 }
 
 enum Signal {
@@ -647,19 +628,21 @@ fn summary(doc: &str) -> String {
     }
 }
 
-/// The graph in DOT. For every switch, the connection it currently selects
-/// is drawn bold and the others dashed.
+/// The graph of a configuration file in DOT, with the path each switch
+/// selects at start drawn bold.
 fn dot(graph: &switchyard_core::Graph, table: &HandlerTable) -> String {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = String::from("digraph switchyard {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
-    for n in &graph.nodes {
-        let label = if n.config.is_empty() {
-            format!("{}\\n{}", n.name, n.class)
-        } else {
-            format!("{}\\n{}({})", n.name, n.class, n.config)
-        };
-        out.push_str(&format!("  \"{}\" [label=\"{}\"];\n", esc(&n.name), esc(&label)));
-    }
+    let nodes: Vec<(String, Vec<String>)> = graph
+        .nodes
+        .iter()
+        .map(|n| {
+            let class = if n.config.is_empty() {
+                n.class.to_string()
+            } else {
+                format!("{}({})", n.class, n.config)
+            };
+            (n.name.clone(), vec![n.name.clone(), class])
+        })
+        .collect();
     let position = |e: usize| -> Option<i64> {
         table
             .read(&format!("{}.switch", graph.nodes[e].name))
@@ -668,25 +651,23 @@ fn dot(graph: &switchyard_core::Graph, table: &HandlerTable) -> String {
             .parse()
             .ok()
     };
-    for (f, t) in &graph.connections {
-        let style = match (graph.nodes[t.element].class, graph.nodes[f.element].class) {
-            ("InputSwitch", _) => Some(position(t.element) == Some(t.port as i64)),
-            (_, "Switch") => Some(position(f.element) == Some(f.port as i64)),
-            _ => None,
-        };
-        let attrs = match style {
-            Some(true) => ", style=bold, color=\"darkgreen\", penwidth=3",
-            Some(false) => ", style=dashed, color=\"gray\"",
-            None => "",
-        };
-        out.push_str(&format!(
-            "  \"{}\" -> \"{}\" [taillabel=\"{}\", headlabel=\"{}\"{attrs}];\n",
-            esc(&graph.nodes[f.element].name),
-            esc(&graph.nodes[t.element].name),
-            f.port,
-            t.port
-        ));
-    }
-    out.push_str("}\n");
-    out
+    let edges: Vec<crate::dot::Edge> = graph
+        .connections
+        .iter()
+        .map(|(f, t)| crate::dot::Edge {
+            from: graph.nodes[f.element].name.clone(),
+            out_port: f.port as usize,
+            to: graph.nodes[t.element].name.clone(),
+            in_port: t.port as usize,
+            selected: crate::dot::selected(
+                graph.nodes[f.element].class,
+                graph.nodes[t.element].class,
+                f.port as usize,
+                t.port as usize,
+                position(f.element),
+                position(t.element),
+            ),
+        })
+        .collect();
+    crate::dot::render(&nodes, &edges)
 }

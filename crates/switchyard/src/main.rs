@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod dot;
 
 use clap::Parser;
 use std::process::ExitCode;
