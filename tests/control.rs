@@ -917,6 +917,12 @@ sel -> check :: SeqCheck -> out :: Counter -> Discard;";
         "{err}"
     );
     assert_eq!(c.read("sel.switch").unwrap(), "1", "the position survived 100 reloads");
+    // One thread, changed each time: paused between batches and replaced.
+    let last = c.read("last_reload").unwrap();
+    assert!(
+        last.starts_with("threads_kept=0 threads_replaced=1 threads_started=1 carried="),
+        "{last}"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let num = |c: &mut Client, h: &str| c.read(h).unwrap().trim().parse::<u64>().unwrap();
     while num(&mut c, "out.count") < 2_000_000 {

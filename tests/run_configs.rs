@@ -202,3 +202,130 @@ fn generic_and_global_handlers() {
         "Handler 'c.count' read-only"
     );
 }
+
+/// Records which threads pass batches through it: a test probe for what a
+/// reload keeps running.
+struct ThreadProbe(Arc<std::sync::Mutex<std::collections::HashSet<std::thread::ThreadId>>>);
+
+impl ThreadProbe {
+    const CLASS: switchyard_core::ElementClass = switchyard_core::ElementClass {
+        name: "ThreadProbe",
+        ports: "1/1",
+        processing: "a/a",
+        doc: "Test probe: `threads` counts the threads that ran it.",
+        factory: |_| Some(Box::new(ThreadProbe(Arc::default()))),
+    };
+}
+
+impl switchyard_core::Element for ThreadProbe {
+    fn simple_action(&mut self, _batch: &mut switchyard_core::Batch) {
+        self.0.lock().unwrap().insert(std::thread::current().id());
+    }
+
+    fn take_state(&mut self, old: Box<dyn switchyard_core::Element>) {
+        if let Some(old) = switchyard_core::downcast::<ThreadProbe>(old) {
+            self.0 = old.0.clone();
+        }
+    }
+
+    fn handlers(&self) -> Vec<switchyard_core::Handler> {
+        let s = self.0.clone();
+        vec![switchyard_core::Handler::read_only("threads", move || {
+            s.lock().unwrap().len().to_string()
+        })]
+    }
+}
+
+fn reload(router: &mut Router, registry: &switchyard_core::Registry, text: &str) -> switchyard_core::ReloadReport {
+    let (graph, _) = load_text("reload.click", text, registry, &[]).unwrap_or_else(|e| panic!("{e}"));
+    router
+        .reload(graph, |g| Arc::new(HandlerTable::new(g, registry, text)))
+        .unwrap()
+}
+
+/// A reload that changes only the consumer side of a Queue leaves the
+/// producer's thread running (never paused, same OS thread), replaces the
+/// consumer's between batches, and loses or repeats nothing.
+#[test]
+fn reload_keeps_unchanged_threads_running_and_loses_nothing() {
+    const N: u64 = 3_000_000;
+    let registry = switchyard_elements::standard().with(ThreadProbe::CLASS);
+    let a = format!(
+        "src :: InfiniteSource(LENGTH 64, LIMIT {N}) -> pp :: ThreadProbe -> q :: Queue(4096, BLOCK true)
+           -> u :: Unqueue -> hub :: Tee(2);
+         hub[0] -> old :: Counter -> [0]sel :: InputSwitch(1);
+         hub[1] -> new :: Counter -> [1]sel;
+         sel -> cp :: ThreadProbe -> check :: SeqCheck -> out :: Counter -> Discard;"
+    );
+    let b = a.replace(
+        "new :: Counter -> [1]sel",
+        "new :: Counter -> extra :: Counter -> [1]sel",
+    );
+    let (graph, table) = load_text("a.click", &a, &registry, &[]).unwrap();
+    let mut router = Router::start(graph, Arc::new(table));
+    await_until("traffic", || count(router.handlers(), "out.count") > 0);
+    const RELOADS: u64 = 50;
+    for i in 0..RELOADS {
+        let r = reload(&mut router, &registry, if i % 2 == 0 { &b } else { &a });
+        assert_eq!(
+            (r.threads_kept, r.threads_replaced, r.threads_started),
+            (1, 1, 1),
+            "reload {i}: {r:?}"
+        );
+        assert!(r.dropped_holding.is_empty(), "{r:?}");
+        // The new consumer thread moves traffic before the next reload.
+        let h = router.handlers().clone();
+        let before = count(&h, "out.count");
+        await_until("traffic after the reload", || count(&h, "out.count") > before);
+    }
+    let h = router.handlers().clone();
+    assert!(count(&h, "src.count") < N, "the reloads happened under traffic");
+    await_until("every packet", || count(&h, "out.count") == N);
+    assert_eq!(count(&h, "check.unique"), N, "none lost");
+    assert_eq!(count(&h, "check.duplicates"), 0, "none twice");
+    assert_eq!(count(&h, "pp.threads"), 1, "the producer never changed threads");
+    assert_eq!(
+        count(&h, "cp.threads"),
+        RELOADS + 1,
+        "the consumer ran on a new thread after each reload"
+    );
+    assert_eq!(count(&h, "new.count"), N, "counters carried");
+    router.stop_and_wait();
+}
+
+/// Queue contents survive a reload in place (not delivered early), move
+/// into a queue of another capacity, and what does not fit is counted.
+#[test]
+fn reload_keeps_queue_contents_and_moves_them_on_a_new_capacity() {
+    let registry = switchyard_elements::standard();
+    let text = |cap: usize, tail: &str| {
+        format!(
+            "src :: InfiniteSource(LENGTH 64, LIMIT 500) -> q :: Queue({cap})
+               -> u :: Unqueue(ACTIVE false) -> c :: Counter -> {tail}"
+        )
+    };
+    let (graph, table) = load_text("q.click", &text(1000, "Discard;"), &registry, &[]).unwrap();
+    let mut router = Router::start(graph, Arc::new(table));
+    await_until("500 packets queued", || count(router.handlers(), "q.length") == 500);
+
+    let r = reload(&mut router, &registry, &text(1000, "extra :: Counter -> Discard;"));
+    assert_eq!((r.threads_kept, r.threads_replaced), (1, 1), "{r:?}");
+    let h = router.handlers().clone();
+    assert_eq!(count(&h, "q.length"), 500, "held in place");
+    assert_eq!(count(&h, "c.count"), 0, "not delivered early");
+
+    let r = reload(&mut router, &registry, &text(2000, "extra :: Counter -> Discard;"));
+    assert_eq!((r.threads_kept, r.threads_replaced), (0, 2), "{r:?}");
+    let h = router.handlers().clone();
+    assert_eq!((count(&h, "q.length"), count(&h, "q.capacity")), (500, 2000));
+
+    reload(&mut router, &registry, &text(300, "extra :: Counter -> Discard;"));
+    let h = router.handlers().clone();
+    assert_eq!(count(&h, "q.length"), 300);
+    assert_eq!(count(&h, "q.drops"), 200, "what did not fit is counted");
+
+    h.write("u.active", "true").unwrap();
+    await_until("the held packets", || count(&h, "extra.count") == 300);
+    assert_eq!(count(&h, "src.count"), 500, "the source did not start over");
+    router.stop_and_wait();
+}

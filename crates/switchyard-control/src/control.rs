@@ -50,6 +50,8 @@ pub struct Control {
     saved: Mutex<BTreeMap<String, Saved>>,
     /// Writes so far by (actor, result), for metrics.
     writes: Mutex<BTreeMap<(String, String), u64>>,
+    /// What the last accepted reload did (`last_reload`).
+    last_reload: Mutex<String>,
 }
 
 fn handler_error(e: HandlerError) -> Reply {
@@ -92,6 +94,7 @@ impl Control {
             state,
             saved: Mutex::new(BTreeMap::new()),
             writes: Mutex::default(),
+            last_reload: Mutex::default(),
         }
     }
 
@@ -159,6 +162,23 @@ impl Control {
         result
     }
 
+    /// Records what an accepted reload did, as `key=value` words for the
+    /// `last_reload` read handler (and `ctl status`).
+    pub fn record_reload(&self, r: &switchyard_core::ReloadReport) {
+        let mut line = format!(
+            "threads_kept={} threads_replaced={} threads_started={} carried={} pause_us={}",
+            r.threads_kept,
+            r.threads_replaced,
+            r.threads_started,
+            r.carried,
+            r.pause.as_micros()
+        );
+        if !r.dropped_holding.is_empty() {
+            line.push_str(&format!(" dropped_holding={}", r.dropped_holding.join(",")));
+        }
+        *self.last_reload.lock().expect("last reload") = line;
+    }
+
     /// Configurations loaded so far (1 plus accepted reloads).
     pub fn config_generation(&self) -> u64 {
         self.config_generation.load(std::sync::atomic::Ordering::Relaxed)
@@ -221,6 +241,10 @@ impl Control {
     }
 
     pub fn read(&self, name: &str) -> Reply {
+        if name == "last_reload" {
+            let text = self.last_reload.lock().expect("last reload").clone();
+            return Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(text.into_bytes());
+        }
         if name == "audit_tail" {
             // The last audit entries (for `ctl status`); empty without --audit.
             let text: String = self

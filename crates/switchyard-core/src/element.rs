@@ -104,10 +104,14 @@ pub trait Element: std::any::Any + Send + 'static {
     }
 
     /// Hot reload (Click's `take_state`): `old` is the element of the same
-    /// name and class in the configuration being replaced, stopped and
-    /// drained. Take what should survive (counts, positions, weights, an
-    /// open device): downcast it with `(old as Box<dyn Any>).downcast`.
-    /// Called before the handlers are collected and the new router starts.
+    /// name and class in the configuration being replaced, paused between
+    /// batches, not drained. Take what should survive (counts, positions,
+    /// weights, an open device, and packets it holds: what is not taken is
+    /// dropped): downcast it with [`downcast`](crate::downcast). A thread
+    /// boundary whose two sides ran on different threads is handed over
+    /// side by side (one call per side). Called before the handlers are
+    /// collected and the new threads start; an element on a thread the
+    /// reload keeps running is not replaced at all.
     fn take_state(&mut self, old: Box<dyn Element>) {
         let _ = old;
     }

@@ -21,7 +21,7 @@ pub use element::{Element, ElementClass, PortCount, PortInfo, Processing, Work};
 pub use graph::{build, Graph, Registry};
 pub use handler::{Handler, HandlerError};
 pub use packet::{Annotations, Batch, Packet};
-pub use runtime::{Context, ControlPlane, Harness, Router, Stopper, Waker};
+pub use runtime::{Context, ControlPlane, Harness, ReloadReport, Router, Stopper, Waker, WakerCache, WakerSlot};
 pub use table::HandlerTable;
 
 use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};
@@ -96,26 +96,4 @@ pub fn run_text(text: &str, registry: &Registry) -> Result<std::sync::Arc<Handle
 pub fn downcast<T: Element>(old: Box<dyn Element>) -> Option<Box<T>> {
     let any: Box<dyn std::any::Any> = old;
     any.downcast::<T>().ok()
-}
-
-/// Hot reload: hands each element of `graph` the stopped element with the
-/// same name and class from the replaced router (`old`, by index, named
-/// by `old_table`), through [`Element::take_state`], and collects the
-/// handlers of those elements again. Returns how many carried state.
-pub fn carry_state(graph: &mut Graph, old_table: &HandlerTable, old: Vec<Option<Box<dyn Element>>>) -> usize {
-    let mut by_name: std::collections::HashMap<(String, &'static str), Box<dyn Element>> = old_table
-        .elements()
-        .iter()
-        .zip(old)
-        .filter_map(|(e, el)| Some(((e.name.clone(), e.class), el?)))
-        .collect();
-    let mut carried = 0;
-    for node in graph.nodes.iter_mut() {
-        if let Some(o) = by_name.remove(&(node.name.clone(), node.class)) {
-            node.element.take_state(o);
-            node.handlers = node.element.handlers();
-            carried += 1;
-        }
-    }
-    carried
 }

@@ -17,7 +17,7 @@ use crate::graph::Graph;
 use crate::packet::Batch;
 use crate::table::HandlerTable;
 use crossbeam_channel::{Receiver, Sender};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -60,6 +60,47 @@ impl Waker {
             std::thread::park_timeout(timeout);
         }
         self.0.sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Where the other side of a Queue finds the thread to wake: set by
+/// [`Element::attach_thread`], and set again when a reload moves that side
+/// to a new thread. The waking side keeps a [`WakerCache`]: one atomic
+/// load per wake while the slot is unchanged, no lock on the data path.
+#[derive(Default)]
+pub struct WakerSlot {
+    version: AtomicU64,
+    waker: Mutex<Option<Waker>>,
+}
+
+/// The waking side's copy of a [`WakerSlot`]'s waker.
+#[derive(Default)]
+pub struct WakerCache {
+    version: u64,
+    waker: Option<Waker>,
+}
+
+impl WakerSlot {
+    pub fn set(&self, waker: &Waker) {
+        *self.waker.lock().expect("waker slot") = Some(waker.clone());
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The waker now in the slot, through `cache`.
+    pub fn get<'a>(&self, cache: &'a mut WakerCache) -> Option<&'a Waker> {
+        let v = self.version.load(Ordering::SeqCst);
+        if v != cache.version {
+            cache.waker = self.waker.lock().expect("waker slot").clone();
+            cache.version = v;
+        }
+        cache.waker.as_ref()
+    }
+
+    /// Wakes the thread in the slot, if any, if it sleeps.
+    pub fn wake(&self, cache: &mut WakerCache) {
+        if let Some(w) = self.get(cache) {
+            w.wake();
+        }
     }
 }
 
@@ -116,6 +157,8 @@ struct Runner {
     pull_from: Arc<Vec<(u32, u32)>>,
     noutputs: Arc<Vec<u32>>,
     shared: Arc<Shared>,
+    /// Set when a reload wants this thread paused and its elements back.
+    yield_req: Arc<AtomicBool>,
 }
 
 impl Runner {
@@ -192,6 +235,13 @@ impl Context<'_> {
         self.runner.shared.stop.load(Ordering::Relaxed)
     }
 
+    /// True once a reload asked this thread to pause: an element waiting
+    /// inside a call (a full Queue with BLOCK) must return now, without
+    /// losing what it holds.
+    pub fn reloading(&self) -> bool {
+        self.runner.yield_req.load(Ordering::Relaxed)
+    }
+
     /// The router's control plane, for elements that read or steer other
     /// elements' handlers.
     pub fn control(&self) -> &Arc<dyn ControlPlane> {
@@ -199,16 +249,187 @@ impl Context<'_> {
     }
 }
 
-/// Elements by index, as a stopped router hands them back.
-pub type Slots = Vec<Option<Box<dyn Element>>>;
+/// Elements by index, as a thread hands them back.
+type Slots = Vec<Option<Box<dyn Element>>>;
+
+/// Which side of an element a thread holds: a thread boundary (Queue)
+/// whose sides land on different threads is held as two halves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Half {
+    Whole,
+    Push,
+    Pull,
+}
+
+/// One thread's share of a graph.
+struct GroupLayout {
+    members: Vec<(usize, Half)>,
+    tasks: Vec<usize>,
+    /// What the group runs, by names: its members (name, class, half,
+    /// configuration, ports) and the connections inside it, sorted. Two
+    /// groups with the same signature run the same code on the same
+    /// wiring, so a reload keeps the running one.
+    signature: Vec<String>,
+}
+
+/// How a graph runs: wiring tables and the partition into threads.
+struct Layout {
+    out_base: Arc<Vec<u32>>,
+    push_to: Arc<Vec<(u32, u32)>>,
+    in_base: Arc<Vec<u32>>,
+    pull_from: Arc<Vec<(u32, u32)>>,
+    noutputs: Arc<Vec<u32>>,
+    names: Arc<Vec<(String, &'static str)>>,
+    groups: Vec<GroupLayout>,
+}
+
+fn layout(graph: &Graph) -> Layout {
+    let n = graph.nodes.len();
+    // Wiring tables, shared by every thread.
+    let mut out_base = Vec::with_capacity(n);
+    let mut in_base = Vec::with_capacity(n);
+    let (mut nout, mut nin) = (0u32, 0u32);
+    for node in &graph.nodes {
+        out_base.push(nout);
+        in_base.push(nin);
+        nout += node.ports.outputs.len() as u32;
+        nin += node.ports.inputs.len() as u32;
+    }
+    let mut push_to = vec![(NONE, NONE); nout as usize];
+    let mut pull_from = vec![(NONE, NONE); nin as usize];
+    for (f, t) in &graph.connections {
+        let fe = f.element;
+        if graph.nodes[fe].ports.outputs[f.port as usize] == Processing::Push {
+            push_to[(out_base[fe] + f.port) as usize] = (t.element as u32, t.port);
+        } else {
+            pull_from[(in_base[t.element] + t.port) as usize] = (fe as u32, f.port);
+        }
+    }
+    let noutputs: Vec<u32> = graph.nodes.iter().map(|n| n.ports.outputs.len() as u32).collect();
+
+    // Threads: union-find over element halves; a thread boundary keeps
+    // its input half (i) apart from its output half (n + i).
+    let mut parent: Vec<usize> = (0..2 * n).collect();
+    fn find(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    fn union(p: &mut [usize], a: usize, b: usize) {
+        let (ra, rb) = (find(p, a), find(p, b));
+        p[ra] = rb;
+    }
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if !node.element.is_thread_boundary() {
+            union(&mut parent, i, n + i);
+        }
+    }
+    for (f, t) in &graph.connections {
+        union(&mut parent, n + f.element, t.element);
+    }
+    let mut roots: Vec<usize> = Vec::new();
+    let mut groups: Vec<GroupLayout> = Vec::new();
+    let mut group_of = |root: usize, groups: &mut Vec<GroupLayout>| -> usize {
+        if let Some(g) = roots.iter().position(|&r| r == root) {
+            return g;
+        }
+        roots.push(root);
+        groups.push(GroupLayout {
+            members: Vec::new(),
+            tasks: Vec::new(),
+            signature: Vec::new(),
+        });
+        groups.len() - 1
+    };
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let (inside, outside) = (find(&mut parent, i), find(&mut parent, n + i));
+        // A boundary whose two sides still meet (a loop through it) stays
+        // whole on one thread.
+        let halves: &[(usize, Half)] = if inside == outside {
+            &[(inside, Half::Whole)]
+        } else {
+            &[(inside, Half::Push), (outside, Half::Pull)]
+        };
+        for &(root, half) in halves {
+            let g = group_of(root, &mut groups);
+            groups[g].members.push((i, half));
+            if node.is_task && half != Half::Pull {
+                groups[g].tasks.push(i);
+            }
+            groups[g].signature.push(format!(
+                "{}\t{}\t{half:?}\t{}\t{:?}",
+                node.name, node.class, node.config, node.ports
+            ));
+        }
+    }
+    for (f, t) in &graph.connections {
+        let g = group_of(find(&mut parent, n + f.element), &mut groups);
+        groups[g].signature.push(format!(
+            "{}[{}] -> [{}]{}",
+            graph.nodes[f.element].name, f.port, t.port, graph.nodes[t.element].name
+        ));
+    }
+    for g in &mut groups {
+        g.signature.sort_unstable();
+    }
+    Layout {
+        out_base: Arc::new(out_base),
+        push_to: Arc::new(push_to),
+        in_base: Arc::new(in_base),
+        pull_from: Arc::new(pull_from),
+        noutputs: Arc::new(noutputs),
+        names: Arc::new(graph.nodes.iter().map(|n| (n.name.clone(), n.class)).collect()),
+        groups,
+    }
+}
+
+/// An element (or one half of a thread boundary) by name, off a stopped
+/// thread or an idle group, for its successor to take state from.
+struct Part {
+    name: String,
+    class: &'static str,
+    element: Box<dyn Element>,
+}
+
+/// One running thread of a router.
+struct Worker {
+    handle: JoinHandle<(Slots, bool)>,
+    thread: Thread,
+    /// Names by index for the graph this thread was started with.
+    names: Arc<Vec<(String, &'static str)>>,
+    signature: Vec<String>,
+    yield_req: Arc<AtomicBool>,
+}
+
+/// What a hot reload did.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadReport {
+    /// Threads whose elements and wiring did not change: never paused.
+    pub threads_kept: usize,
+    /// Threads paused between batches and replaced.
+    pub threads_replaced: usize,
+    pub threads_started: usize,
+    /// Elements that took state from their predecessor.
+    pub carried: usize,
+    /// Elements whose state went with a removed element (or one whose
+    /// class changed) while it still held packets.
+    pub dropped_holding: Vec<String>,
+    /// From the first pause request until the new threads run.
+    pub pause: Duration,
+}
 
 /// A running router: its threads and its handlers.
 pub struct Router {
     handlers: Arc<HandlerTable>,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<Slots>>,
+    workers: Vec<Worker>,
     /// Elements of groups that never got a thread (nothing to run).
-    idle: Slots,
+    idle: Vec<Part>,
+    /// Each element's own handlers, by name, for a reload that keeps it.
+    own_handlers: std::collections::HashMap<String, Vec<crate::handler::Handler>>,
+    exited_tx: Sender<()>,
     exited: Receiver<()>,
     running: usize,
     started: Instant,
@@ -235,147 +456,213 @@ impl Router {
 
     /// Like [`start`](Self::start), with the control plane (audit log,
     /// state file) that elements' writes go through.
-    pub fn start_with(mut graph: Graph, handlers: Arc<HandlerTable>, control: Arc<dyn ControlPlane>) -> Router {
-        let n = graph.nodes.len();
+    pub fn start_with(graph: Graph, handlers: Arc<HandlerTable>, control: Arc<dyn ControlPlane>) -> Router {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             control,
         });
-
-        // Wiring tables, shared by every thread.
-        let mut out_base = Vec::with_capacity(n);
-        let mut in_base = Vec::with_capacity(n);
-        let (mut nout, mut nin) = (0u32, 0u32);
-        for node in &graph.nodes {
-            out_base.push(nout);
-            in_base.push(nin);
-            nout += node.ports.outputs.len() as u32;
-            nin += node.ports.inputs.len() as u32;
-        }
-        let mut push_to = vec![(NONE, NONE); nout as usize];
-        let mut pull_from = vec![(NONE, NONE); nin as usize];
-        for (f, t) in &graph.connections {
-            let fe = f.element;
-            if graph.nodes[fe].ports.outputs[f.port as usize] == Processing::Push {
-                push_to[(out_base[fe] + f.port) as usize] = (t.element as u32, t.port);
-            } else {
-                pull_from[(in_base[t.element] + t.port) as usize] = (fe as u32, f.port);
-            }
-        }
-        let noutputs: Vec<u32> = graph.nodes.iter().map(|n| n.ports.outputs.len() as u32).collect();
-
-        // Threads: union-find over element halves; a thread boundary keeps
-        // its input half (i) apart from its output half (n + i).
-        let mut parent: Vec<usize> = (0..2 * n).collect();
-        fn find(p: &mut [usize], mut x: usize) -> usize {
-            while p[x] != x {
-                p[x] = p[p[x]];
-                x = p[x];
-            }
-            x
-        }
-        fn union(p: &mut [usize], a: usize, b: usize) {
-            let (ra, rb) = (find(p, a), find(p, b));
-            p[ra] = rb;
-        }
-        for (i, node) in graph.nodes.iter().enumerate() {
-            if !node.element.is_thread_boundary() {
-                union(&mut parent, i, n + i);
-            }
-        }
-        for (f, t) in &graph.connections {
-            union(&mut parent, n + f.element, t.element);
-        }
-        // A boundary whose two sides still meet (a loop through it) stays
-        // whole on one thread.
-        let mut pull_halves: Vec<Option<Box<dyn Element>>> = Vec::with_capacity(n);
-        for (i, node) in graph.nodes.iter_mut().enumerate() {
-            let apart = find(&mut parent, i) != find(&mut parent, n + i);
-            pull_halves.push(if apart {
-                node.element.split_off_pull_side()
-            } else {
-                None
-            });
-        }
-        let mut groups: Vec<usize> = Vec::new();
-        let mut runners: Vec<(Runner, Vec<usize>)> = Vec::new();
-        let out_base = Arc::new(out_base);
-        let in_base = Arc::new(in_base);
-        let push_to = Arc::new(push_to);
-        let pull_from = Arc::new(pull_from);
-        let noutputs = Arc::new(noutputs);
-        let mut group_of = |root: usize, runners: &mut Vec<(Runner, Vec<usize>)>| -> usize {
-            if let Some(g) = groups.iter().position(|&r| r == root) {
-                return g;
-            }
-            groups.push(root);
-            runners.push((
-                Runner {
-                    slots: (0..n).map(|_| None).collect(),
-                    out_base: out_base.clone(),
-                    push_to: push_to.clone(),
-                    in_base: in_base.clone(),
-                    pull_from: pull_from.clone(),
-                    noutputs: noutputs.clone(),
-                    shared: shared.clone(),
-                },
-                Vec::new(),
-            ));
-            groups.len() - 1
-        };
-        for (i, (node, half)) in graph.nodes.into_iter().zip(pull_halves).enumerate() {
-            let g = group_of(find(&mut parent, i), &mut runners);
-            runners[g].0.slots[i] = Some(node.element);
-            if node.is_task {
-                runners[g].1.push(i);
-            }
-            if let Some(half) = half {
-                let g = group_of(find(&mut parent, n + i), &mut runners);
-                runners[g].0.slots[i] = Some(half);
-            }
-        }
-
         let (exited_tx, exited) = crossbeam_channel::unbounded();
-        let mut threads = Vec::new();
-        let mut idle: Slots = (0..n).map(|_| None).collect();
-        for (k, (runner, tasks)) in runners.into_iter().enumerate() {
-            if tasks.is_empty() {
+        let mut router = Router {
+            handlers,
+            shared,
+            workers: Vec::new(),
+            idle: Vec::new(),
+            own_handlers: Default::default(),
+            exited_tx,
+            exited,
+            running: 0,
+            started: Instant::now(),
+        };
+        let n = graph.nodes.len();
+        let layout = layout(&graph);
+        let keep = vec![false; layout.groups.len()];
+        router.launch(graph, layout, &keep);
+        tracing::info!(threads = router.workers.len(), elements = n, "router started");
+        router
+    }
+
+    /// Starts threads for the groups of `layout` not marked in `keep`, and
+    /// records the idle groups' elements and every element's handlers.
+    fn launch(&mut self, graph: Graph, layout: Layout, keep: &[bool]) -> usize {
+        let n = graph.nodes.len();
+        let mut elements: Vec<Option<Box<dyn Element>>> = Vec::with_capacity(n);
+        let mut pull_halves: Slots = (0..n).map(|_| None).collect();
+        for node in graph.nodes {
+            self.own_handlers.insert(node.name.clone(), node.handlers);
+            elements.push(Some(node.element));
+        }
+        for g in &layout.groups {
+            for &(i, half) in &g.members {
+                if half == Half::Pull {
+                    pull_halves[i] = elements[i].as_mut().and_then(|e| e.split_off_pull_side());
+                }
+            }
+        }
+        let mut started = 0;
+        for (k, g) in layout.groups.into_iter().enumerate() {
+            let mut slots: Slots = (0..n).map(|_| None).collect();
+            for &(i, half) in &g.members {
+                slots[i] = match half {
+                    Half::Pull => pull_halves[i].take(),
+                    _ => elements[i].take(),
+                };
+            }
+            if keep[k] {
+                // The running thread goes on with its own elements.
+                continue;
+            }
+            if g.tasks.is_empty() {
                 // Nothing would ever run here; kept only for a reload to
                 // take its state. Queue sides are dropped, closing them.
-                for (i, slot) in runner.slots.into_iter().enumerate() {
-                    if let Some(e) = slot.filter(|e| !e.is_thread_boundary()) {
-                        idle[i] = Some(e);
+                for (i, slot) in slots.into_iter().enumerate() {
+                    if let Some(element) = slot.filter(|e| !e.is_thread_boundary()) {
+                        let (name, class) = layout.names[i].clone();
+                        self.idle.push(Part { name, class, element });
                     }
                 }
                 continue;
             }
-            let tx: Sender<()> = exited_tx.clone();
+            let yield_req = Arc::new(AtomicBool::new(false));
+            let runner = Runner {
+                slots,
+                out_base: layout.out_base.clone(),
+                push_to: layout.push_to.clone(),
+                in_base: layout.in_base.clone(),
+                pull_from: layout.pull_from.clone(),
+                noutputs: layout.noutputs.clone(),
+                shared: self.shared.clone(),
+                yield_req: yield_req.clone(),
+            };
+            let tx: Sender<()> = self.exited_tx.clone();
+            let tasks = g.tasks;
             let handle = std::thread::Builder::new()
                 .name(format!("switchyard-{k}"))
                 .spawn(move || {
-                    let slots = run_thread(runner, tasks);
-                    let _ = tx.send(());
-                    slots
+                    let (slots, yielded) = run_thread(runner, tasks);
+                    if !yielded {
+                        let _ = tx.send(());
+                    }
+                    (slots, yielded)
                 })
                 .expect("spawn router thread");
-            shared
-                .threads
-                .lock()
-                .expect("threads lock")
-                .push(handle.thread().clone());
-            threads.push(handle);
+            self.workers.push(Worker {
+                thread: handle.thread().clone(),
+                handle,
+                names: layout.names.clone(),
+                signature: g.signature,
+                yield_req,
+            });
+            self.running += 1;
+            started += 1;
         }
-        tracing::info!(threads = threads.len(), elements = n, "router started");
-        Router {
-            handlers,
-            shared,
-            running: threads.len(),
-            idle,
-            threads,
-            exited,
-            started: Instant::now(),
+        *self.shared.threads.lock().expect("threads lock") = self.workers.iter().map(|w| w.thread.clone()).collect();
+        started
+    }
+
+    /// Hot reload: replaces the running graph with `graph` (checked and
+    /// initialized). Threads whose elements, configurations and wiring are
+    /// all unchanged keep running untouched. The others are paused between
+    /// batches (each finishes the batch it is moving, nothing is drained
+    /// or dropped) and hand their elements back; every element of `graph`
+    /// with a predecessor of the same name and class takes its state
+    /// ([`Element::take_state`]: counts, positions, held packets, open
+    /// devices), `table` collects the handlers, and new threads start.
+    pub fn reload(
+        &mut self,
+        mut graph: Graph,
+        table: impl FnOnce(&Graph) -> Arc<HandlerTable>,
+    ) -> Result<ReloadReport, String> {
+        if self.shared.stop.load(Ordering::SeqCst) {
+            return Err("the router is stopping".into());
         }
+        let mut report = ReloadReport::default();
+        let layout = layout(&graph);
+        let mut keep = vec![false; layout.groups.len()];
+        let mut kept_workers = vec![false; self.workers.len()];
+        for (g, group) in layout.groups.iter().enumerate() {
+            if group.tasks.is_empty() {
+                continue;
+            }
+            if let Some(w) =
+                (0..self.workers.len()).find(|&w| !kept_workers[w] && self.workers[w].signature == group.signature)
+            {
+                keep[g] = true;
+                kept_workers[w] = true;
+            }
+        }
+        let paused = Instant::now();
+        for (w, worker) in self.workers.iter().enumerate() {
+            if !kept_workers[w] {
+                worker.yield_req.store(true, Ordering::SeqCst);
+                worker.thread.unpark();
+            }
+        }
+        let mut parts: std::collections::HashMap<(String, &'static str), Vec<Box<dyn Element>>> = Default::default();
+        for p in std::mem::take(&mut self.idle) {
+            parts.entry((p.name, p.class)).or_default().push(p.element);
+        }
+        let workers = std::mem::take(&mut self.workers);
+        for (worker, kept) in workers.into_iter().zip(kept_workers) {
+            if kept {
+                self.workers.push(worker);
+                report.threads_kept += 1;
+                continue;
+            }
+            report.threads_replaced += 1;
+            match worker.handle.join() {
+                Ok((slots, yielded)) => {
+                    if !yielded {
+                        // It ended on its own (all its sources done) before
+                        // the request: its exit was already counted.
+                        self.running += 1;
+                    }
+                    self.running -= 1;
+                    for (i, slot) in slots.into_iter().enumerate() {
+                        if let Some(e) = slot {
+                            parts.entry(worker.names[i].clone()).or_default().push(e);
+                        }
+                    }
+                }
+                Err(_) => {
+                    self.running -= 1;
+                    tracing::error!("a router thread had panicked; its elements start afresh");
+                }
+            }
+        }
+
+        // Which elements live on only in kept threads.
+        let mut whole_kept = vec![true; graph.nodes.len()];
+        for (g, group) in layout.groups.iter().enumerate() {
+            if !keep[g] {
+                for &(i, _) in &group.members {
+                    whole_kept[i] = false;
+                }
+            }
+        }
+        for (i, node) in graph.nodes.iter_mut().enumerate() {
+            if let Some(old) = parts.remove(&(node.name.clone(), node.class)) {
+                for o in old {
+                    node.element.take_state(o);
+                }
+                node.handlers = node.element.handlers();
+                report.carried += 1;
+            } else if whole_kept[i] {
+                if let Some(h) = self.own_handlers.get(&node.name) {
+                    node.handlers = h.clone();
+                }
+            }
+        }
+        for ((name, _), old) in parts {
+            if old.iter().any(|e| e.has_pending() || !e.is_finished()) {
+                report.dropped_holding.push(name);
+            }
+        }
+        self.own_handlers.clear();
+        self.handlers = table(&graph);
+        report.threads_started = self.launch(graph, layout, &keep);
+        report.pause = paused.elapsed();
+        Ok(report)
     }
 
     pub fn handlers(&self) -> &Arc<HandlerTable> {
@@ -400,57 +687,40 @@ impl Router {
                 Err(_) => return false,
             }
         }
-        if self.threads.is_empty() && !self.shared.stop.load(Ordering::SeqCst) {
+        if self.workers.is_empty() && !self.shared.stop.load(Ordering::SeqCst) {
             std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
             return self.shared.stop.load(Ordering::SeqCst);
         }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        for w in self.workers.drain(..) {
+            let _ = w.handle.join();
         }
         true
     }
 
     /// Requests a stop and waits for the threads to deliver what is in
     /// flight and exit.
-    pub fn stop_and_wait(self) {
-        drop(self.stop_and_collect());
-    }
-
-    /// Stops as [`stop_and_wait`](Self::stop_and_wait) does and returns the
-    /// elements, by index, for a reload to take their state (a Queue,
-    /// drained, comes back as its pulling side or not at all).
-    pub fn stop_and_collect(mut self) -> Slots {
+    pub fn stop_and_wait(mut self) {
         self.shared.request_stop();
-        while self.running > 0 {
-            if self.exited.recv().is_ok() {
-                self.running -= 1;
-            } else {
-                break;
-            }
+        while self.running > 0 && self.exited.recv().is_ok() {
+            self.running -= 1;
         }
-        let mut all = std::mem::take(&mut self.idle);
-        for t in self.threads.drain(..) {
-            if let Ok(slots) = t.join() {
-                for (i, slot) in slots.into_iter().enumerate() {
-                    // Each element comes back from one thread (a Queue's
-                    // pushing side was dropped when its thread ended).
-                    if slot.is_some() {
-                        all[i] = slot;
-                    }
-                }
-            }
+        for w in self.workers.drain(..) {
+            let _ = w.handle.join();
         }
-        all
     }
 }
 
-fn run_thread(mut runner: Runner, tasks: Vec<usize>) -> Slots {
+fn run_thread(mut runner: Runner, tasks: Vec<usize>) -> (Slots, bool) {
     let waker = Waker::current();
     for e in runner.slots.iter_mut().flatten() {
         e.attach_thread(&waker);
     }
     let mut done = vec![false; tasks.len()];
     loop {
+        // Between batches: the one place a reload pauses this thread.
+        if runner.yield_req.load(Ordering::SeqCst) {
+            return (std::mem::take(&mut runner.slots), true);
+        }
         let stopping = runner.shared.stop.load(Ordering::SeqCst);
         let mut busy = false;
         let mut wake_at: Option<Instant> = None;
@@ -471,11 +741,14 @@ fn run_thread(mut runner: Runner, tasks: Vec<usize>) -> Slots {
         if stopping && runner.all(|e| e.is_finished() && !e.has_pending()) {
             break;
         }
-        // Nothing to do: sleep until woken by a Queue, a stop, or a timer.
-        // The flag is raised before the last look, so a wake-up between
-        // the look and the park is not lost (park returns at once).
+        // Nothing to do: sleep until woken by a Queue, a stop, a reload or
+        // a timer. The flag is raised before the last look, so a wake-up
+        // between the look and the park is not lost (park returns at once).
         waker.0.sleeping.store(true, Ordering::SeqCst);
-        if runner.all(|e| !e.has_pending()) && stopping == runner.shared.stop.load(Ordering::SeqCst) {
+        if runner.all(|e| !e.has_pending())
+            && stopping == runner.shared.stop.load(Ordering::SeqCst)
+            && !runner.yield_req.load(Ordering::SeqCst)
+        {
             let now = Instant::now();
             let limit = wake_at.map_or(MAX_SLEEP, |at| at.saturating_duration_since(now).min(MAX_SLEEP));
             if !limit.is_zero() {
@@ -485,15 +758,14 @@ fn run_thread(mut runner: Runner, tasks: Vec<usize>) -> Slots {
         waker.0.sleeping.store(false, Ordering::SeqCst);
     }
     // Queue sides that push into other threads are dropped here, which
-    // tells consumers that nothing more will come; the rest go back to the
-    // router for a reload.
+    // tells consumers that nothing more will come.
     let mut slots = std::mem::take(&mut runner.slots);
     for s in slots.iter_mut() {
         if s.as_ref().is_some_and(|e| e.is_thread_boundary()) {
             *s = None;
         }
     }
-    slots
+    (slots, false)
 }
 
 /// One element alone, wired to collecting sinks: for unit tests and
@@ -552,6 +824,7 @@ impl Harness {
             pull_from: Arc::new(vec![(NONE, NONE); inputs.max(1)]),
             noutputs: Arc::new((0..n).map(|i| if i == 0 { outputs as u32 } else { 0 }).collect()),
             shared,
+            yield_req: Arc::default(),
         };
         Harness { runner, sinks }
     }

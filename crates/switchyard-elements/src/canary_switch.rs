@@ -275,8 +275,16 @@ impl Element for CanarySwitch {
             if old.weights.len() == self.weights.len() {
                 self.shared = old.shared;
                 self.weights = old.weights.clone();
-                self.generation = self.shared.generation.load(Ordering::Acquire);
-                self.segments = std::collections::VecDeque::from([(0, old.weights)]);
+                self.max_seen = old.max_seen;
+                if old.last_seen.len() == self.last_seen.len() {
+                    // Same inputs: pending weight changes stay exact.
+                    self.generation = old.generation;
+                    self.segments = old.segments;
+                    self.last_seen = old.last_seen;
+                } else {
+                    self.generation = self.shared.generation.load(Ordering::Acquire);
+                    self.segments = std::collections::VecDeque::from([(0, old.weights)]);
+                }
             }
         }
     }

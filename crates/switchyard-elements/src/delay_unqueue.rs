@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::packet::now_ns;
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Work};
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Work};
 
 documented! {
     /// Pulls packets and pushes them out once they are DELAY old (by their
@@ -54,6 +54,14 @@ impl DelayUnqueue {
 }
 
 impl Element for DelayUnqueue {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        // A held batch goes on waiting in the successor, not lost.
+        if let Some(mut old) = downcast::<DelayUnqueue>(old) {
+            self.held = old.held.take();
+            self.count = old.count.clone();
+        }
+    }
+
     fn initialize(&mut self, _ports: &PortInfo) -> Result<bool, String> {
         Ok(true)
     }

@@ -137,12 +137,22 @@ impl Element for InputSwitch {
     fn take_state(&mut self, old: Box<dyn Element>) {
         // The position survives a reload (Click's hotconfig would reset it
         // to the new text's K and silently undo a rollback).
+        // With the same inputs, the segments go on too: packets still on
+        // their way (in a Queue, a late branch) that a reload did not stop
+        // are counted exactly once.
         if let Some(old) = downcast::<InputSwitch>(old) {
             let k = old.position.get();
-            if k < self.ports as i64 {
+            if old.ports == self.ports {
+                self.position = old.position;
+                self.generation = old.generation;
+                self.segments = old.segments;
+                self.max_seen = old.max_seen;
+                self.last_seen = old.last_seen;
+            } else if k < self.ports as i64 {
                 self.position = old.position;
                 self.generation = self.position.generation();
                 self.segments = VecDeque::from([(0, k)]);
+                self.max_seen = old.max_seen;
             }
             self.boundary = old.boundary;
         }

@@ -1,8 +1,8 @@
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, Waker};
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, Waker, WakerCache, WakerSlot};
 
 documented! {
     /// Stores packets pushed to it until they are pulled: the boundary
@@ -18,6 +18,14 @@ documented! {
     /// - `BLOCK`: when full, make the pushing thread wait for room instead
     ///   of dropping (lossless back-pressure for in-memory sources; never
     ///   use it behind a device). Default false: drop at the tail, as Click.
+    ///
+    /// # Hot reload
+    /// A Queue of the same name and CAPACITY in the new configuration goes
+    /// on with the very same buffer: a side on a thread the reload keeps
+    /// running never notices, and nothing held is delivered early or lost.
+    /// With another CAPACITY the held packets move into the new queue
+    /// (what does not fit counts as drops). A BLOCK producer paused by a
+    /// reload hands over its batch even when the queue is full.
     ///
     /// # Handlers
     /// - `length` (read): packets held now.
@@ -35,6 +43,10 @@ documented! {
         rx: Option<Receiver<Batch>>,
         shared: Arc<QueueShared>,
         block: bool,
+        /// This side's thread, and the other side's as last seen.
+        own: Option<Waker>,
+        consumer: WakerCache,
+        producer: WakerCache,
     }
 }
 
@@ -43,16 +55,17 @@ struct QueueShared {
     length: AtomicUsize,
     highwater: AtomicUsize,
     drops: AtomicU64,
-    producer: OnceLock<Waker>,
-    consumer: OnceLock<Waker>,
+    producer: WakerSlot,
+    consumer: WakerSlot,
     producer_alive: AtomicBool,
     consumer_alive: AtomicBool,
 }
 
 /// The pulling side of a Queue, on the consumer's thread.
 struct QueueOutput {
-    rx: Receiver<Batch>,
+    rx: Option<Receiver<Batch>>,
     shared: Arc<QueueShared>,
+    producer: WakerCache,
 }
 
 impl Queue {
@@ -71,7 +84,10 @@ impl Queue {
             args.error(Some(args.span_of("CAPACITY")), "CAPACITY must be at least 1");
             return None;
         }
-        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        // The channel counts batches; `length` bounds packets. The slack
+        // leaves room for a batch handed over past CAPACITY by a BLOCK
+        // producer that a reload pauses.
+        let (tx, rx) = crossbeam_channel::bounded(capacity + 4);
         Some(Box::new(Queue {
             tx: Some(tx),
             rx: Some(rx),
@@ -80,23 +96,29 @@ impl Queue {
                 length: AtomicUsize::new(0),
                 highwater: AtomicUsize::new(0),
                 drops: AtomicU64::new(0),
-                producer: OnceLock::new(),
-                consumer: OnceLock::new(),
+                producer: WakerSlot::default(),
+                consumer: WakerSlot::default(),
                 producer_alive: AtomicBool::new(true),
                 consumer_alive: AtomicBool::new(true),
             }),
             block,
+            own: None,
+            consumer: WakerCache::default(),
+            producer: WakerCache::default(),
         }))
     }
 
-    /// With BLOCK, waits until `n` packets fit or the consumer is gone.
-    fn wait_for_room(&self, n: usize) {
+    /// With BLOCK, waits until `n` packets fit, the consumer is gone or a
+    /// reload pauses this thread.
+    fn wait_for_room(&self, n: usize, cx: &Context<'_>) {
         let s = &self.shared;
         let fits = || {
-            s.capacity.saturating_sub(s.length.load(Acquire)) >= n.min(s.capacity) || !s.consumer_alive.load(Acquire)
+            s.capacity.saturating_sub(s.length.load(Acquire)) >= n.min(s.capacity)
+                || !s.consumer_alive.load(Acquire)
+                || cx.reloading()
         };
         while !fits() {
-            match s.producer.get() {
+            match &self.own {
                 Some(w) => w.sleep_unless(Duration::from_millis(1), fits),
                 None => std::thread::yield_now(),
             }
@@ -106,10 +128,16 @@ impl Queue {
 
 impl Queue {
     /// Tail-drops what does not fit, then sends the rest to the consumer.
-    fn enqueue(&mut self, mut batch: Batch) {
+    fn enqueue(&mut self, batch: Batch) {
+        self.send(batch, false);
+    }
+
+    /// Sends `batch`, past CAPACITY if `force` (nothing is dropped unless
+    /// the channel itself is full).
+    fn send(&mut self, mut batch: Batch, force: bool) {
         let s = &self.shared;
         let space = s.capacity.saturating_sub(s.length.load(Acquire));
-        if batch.len() > space {
+        if batch.len() > space && !force {
             s.drops.fetch_add((batch.len() - space) as u64, Relaxed);
             batch.truncate(space);
         }
@@ -124,18 +152,14 @@ impl Queue {
             s.length.fetch_sub(b.len(), AcqRel);
             s.drops.fetch_add(b.len() as u64, Relaxed);
         }
-        if let Some(w) = s.consumer.get() {
-            w.wake();
-        }
+        s.consumer.wake(&mut self.consumer);
     }
 }
 
-fn receive(rx: &Receiver<Batch>, s: &QueueShared) -> Option<Batch> {
+fn receive(rx: &Receiver<Batch>, s: &QueueShared, producer: &mut WakerCache) -> Option<Batch> {
     let b = rx.try_recv().ok()?;
     s.length.fetch_sub(b.len(), AcqRel);
-    if let Some(w) = s.producer.get() {
-        w.wake();
-    }
+    s.producer.wake(producer);
     Some(b)
 }
 
@@ -147,24 +171,66 @@ impl Element for Queue {
     fn split_off_pull_side(&mut self) -> Option<Box<dyn Element>> {
         let rx = self.rx.take()?;
         Some(Box::new(QueueOutput {
-            rx,
+            rx: Some(rx),
             shared: self.shared.clone(),
+            producer: WakerCache::default(),
         }))
     }
 
     fn attach_thread(&mut self, waker: &Waker) {
-        let _ = self.shared.producer.set(waker.clone());
+        self.own = Some(waker.clone());
+        self.shared.producer.set(waker);
         if self.rx.is_some() {
-            let _ = self.shared.consumer.set(waker.clone());
+            self.shared.consumer.set(waker);
         }
     }
 
-    fn push(&mut self, _port: usize, mut batch: Batch, _cx: &mut Context<'_>) {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        // `old` is the whole queue, its pushing side or its pulling side
+        // (a reload hands over each side a stopped thread held).
+        let any: Box<dyn std::any::Any> = old;
+        let (tx, rx, shared) = match any.downcast::<Queue>() {
+            Ok(mut q) => (q.tx.take(), q.rx.take(), q.shared.clone()),
+            Err(any) => match any.downcast::<QueueOutput>() {
+                Ok(mut o) => (None, o.rx.take(), o.shared.clone()),
+                Err(_) => return,
+            },
+        };
+        if shared.capacity == self.shared.capacity {
+            // The same queue: go on with its channel, which a side on a
+            // thread the reload keeps may still be using.
+            if !Arc::ptr_eq(&self.shared, &shared) {
+                self.shared = shared;
+                self.tx = None;
+                self.rx = None;
+            }
+            self.tx = tx.or(self.tx.take());
+            self.rx = rx.or(self.rx.take());
+            return;
+        }
+        // Another capacity (so both sides were stopped): move what is held.
+        let s = &self.shared;
+        s.drops.fetch_add(shared.drops.load(Relaxed), Relaxed);
+        s.highwater.fetch_max(shared.highwater.load(Relaxed), Relaxed);
+        if let Some(rx) = rx {
+            while let Ok(b) = rx.try_recv() {
+                self.enqueue(b);
+            }
+        }
+        drop(tx);
+    }
+
+    fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
         // BLOCK: hand over what fits, wait for room, repeat. Waiting on our
         // own consumer (no split: a loop through the queue) would deadlock.
         if self.block && self.rx.is_none() {
             while !batch.is_empty() && self.shared.consumer_alive.load(Acquire) {
-                self.wait_for_room(1);
+                self.wait_for_room(1, cx);
+                if cx.reloading() {
+                    // Paused for a reload: hand the rest over now.
+                    self.send(batch, true);
+                    return;
+                }
                 let space = self.shared.capacity.saturating_sub(self.shared.length.load(Acquire));
                 if space == 0 {
                     continue;
@@ -178,7 +244,7 @@ impl Element for Queue {
     }
 
     fn pull(&mut self, _port: usize, _cx: &mut Context<'_>) -> Option<Batch> {
-        receive(self.rx.as_ref()?, &self.shared)
+        receive(self.rx.as_ref()?, &self.shared, &mut self.producer)
     }
 
     fn has_pending(&self) -> bool {
@@ -204,37 +270,37 @@ impl Element for Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        self.tx = None;
-        self.shared.producer_alive.store(false, Release);
-        if let Some(w) = self.shared.consumer.get() {
-            w.wake();
+        // A side whose channel end a successor took over says nothing.
+        if self.tx.take().is_some() {
+            self.shared.producer_alive.store(false, Release);
+            self.shared.consumer.wake(&mut WakerCache::default());
         }
     }
 }
 
 impl Element for QueueOutput {
     fn attach_thread(&mut self, waker: &Waker) {
-        let _ = self.shared.consumer.set(waker.clone());
+        self.shared.consumer.set(waker);
     }
 
     fn pull(&mut self, _port: usize, _cx: &mut Context<'_>) -> Option<Batch> {
-        receive(&self.rx, &self.shared)
+        receive(self.rx.as_ref()?, &self.shared, &mut self.producer)
     }
 
     fn has_pending(&self) -> bool {
-        !self.rx.is_empty()
+        self.rx.as_ref().is_some_and(|rx| !rx.is_empty())
     }
 
     fn is_finished(&self) -> bool {
-        !self.shared.producer_alive.load(Acquire) && self.rx.is_empty()
+        !self.shared.producer_alive.load(Acquire) && !self.has_pending()
     }
 }
 
 impl Drop for QueueOutput {
     fn drop(&mut self) {
-        self.shared.consumer_alive.store(false, Release);
-        if let Some(w) = self.shared.producer.get() {
-            w.wake();
+        if self.rx.take().is_some() {
+            self.shared.consumer_alive.store(false, Release);
+            self.shared.producer.wake(&mut WakerCache::default());
         }
     }
 }

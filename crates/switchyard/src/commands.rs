@@ -273,7 +273,7 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
             }
         }
         while let Ok(req) = reloads.try_recv() {
-            router = reload(router, req, registry, job.name, defines, &control);
+            reload(&mut router, req, registry, job.name, defines, &control);
         }
         if std::time::Instant::now() >= next_tick {
             next_tick += Duration::from_secs(1);
@@ -302,40 +302,50 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
     Ok(())
 }
 
-/// Replaces the running router with one built from the request's text:
-/// checked first (refused without touching anything), then the old router
-/// stops with everything in flight delivered, each element of the same
-/// name and class hands its state to its successor, and the new router
-/// starts.
+/// Replaces the running graph with one built from the request's text:
+/// checked first (refused without touching anything), then swapped in by
+/// [`Router::reload`]: unchanged threads keep running, the others pause
+/// between batches and their elements hand state to their successors.
 fn reload(
-    router: Router,
+    router: &mut Router,
     req: switchyard_control::ReloadRequest,
     registry: &Registry,
     name: &str,
     defines: &[(String, String)],
     control: &Arc<Control>,
-) -> Router {
-    let (mut graph, _) = match load_text(&req.name, &req.text, registry, defines) {
+) {
+    let (graph, _) = match load_text(&req.name, &req.text, registry, defines) {
         Ok(g) => g,
         Err(e) => {
             let _ = req.reply.send(Err(e));
-            return router;
+            return;
         }
     };
-    let started = std::time::Instant::now();
-    let old_table = router.handlers().clone();
-    let old = router.stop_and_collect();
-    let carried = switchyard_core::carry_state(&mut graph, &old_table, old);
-    let table = Arc::new(HandlerTable::named(&graph, registry, &req.text, name));
-    control.set_table(table.clone());
-    let router = Router::start_with(graph, table, control.clone());
-    tracing::info!(
-        carried,
-        pause_us = started.elapsed().as_micros() as u64,
-        "configuration reloaded"
-    );
-    let _ = req.reply.send(Ok(()));
-    router
+    let result = router.reload(graph, |g| {
+        let table = Arc::new(HandlerTable::named(g, registry, &req.text, name));
+        control.set_table(table.clone());
+        table
+    });
+    match result {
+        Ok(r) => {
+            tracing::info!(
+                threads_kept = r.threads_kept,
+                threads_replaced = r.threads_replaced,
+                threads_started = r.threads_started,
+                carried = r.carried,
+                pause_us = r.pause.as_micros() as u64,
+                "configuration reloaded"
+            );
+            if !r.dropped_holding.is_empty() {
+                tracing::warn!(elements = ?r.dropped_holding, "removed elements still held packets");
+            }
+            control.record_reload(&r);
+            let _ = req.reply.send(Ok(()));
+        }
+        Err(e) => {
+            let _ = req.reply.send(Err(e));
+        }
+    }
 }
 
 fn connect(socket: Option<PathBuf>, tcp: Option<String>) -> Result<Client, Failure> {
@@ -484,6 +494,8 @@ fn status(c: &mut Client) -> Result<String, ClientError> {
     section("switches", switches);
     section("gates", gates);
     section("rates", rates);
+    let reload = c.read("last_reload")?;
+    section("last reload", reload.lines().map(str::to_string).collect());
     let audit = c.read("audit_tail")?;
     section("last writes", audit.lines().map(str::to_string).collect());
     Ok(out)
