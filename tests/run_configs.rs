@@ -329,3 +329,55 @@ fn reload_keeps_queue_contents_and_moves_them_on_a_new_capacity() {
     assert_eq!(count(&h, "src.count"), 500, "the source did not start over");
     router.stop_and_wait();
 }
+
+/// A reload in the middle of a replay: FromDump goes on where it was (no
+/// frame twice), ToDump goes on appending to the same capture (not
+/// truncated), and unnamed elements renamed by an insertion before them
+/// (`Counter@2` becomes `Counter@3`) keep their state.
+#[test]
+fn reload_continues_dumps_and_keeps_unnamed_elements() {
+    use switchyard_io::pcap::{Reader, Writer};
+    let dir = std::env::temp_dir().join(format!("sy-reload-dump-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    let sent: Vec<Vec<u8>> = (0..400u32)
+        .map(|i| {
+            let mut f = switchyard_elements::default_frame(64);
+            f[60..64].copy_from_slice(&i.to_be_bytes());
+            f
+        })
+        .collect();
+    let mut w = Writer::create(&input, 65535).unwrap();
+    for (i, f) in sent.iter().enumerate() {
+        w.write(i as u64 * 1_000_000, f).unwrap(); // 1 ms apart: 0.4 s
+    }
+    w.flush().unwrap();
+    let mut registry = switchyard_elements::standard();
+    for c in switchyard_io::CLASSES {
+        registry.add(*c);
+    }
+    let a = format!(
+        "FromDump({}, TIMING true, BURST 1) -> Counter -> ToDump({});",
+        input.display(),
+        output.display()
+    );
+    let b = a.replace("-> Counter", "-> Paint(1) -> Counter");
+    let (graph, table) = load_text("a.click", &a, &registry, &[]).unwrap();
+    let mut router = Router::start(graph, Arc::new(table));
+    let steps = [(50, "Counter@2"), (150, "Counter@3"), (250, "Counter@2")];
+    for (i, (k, name)) in steps.into_iter().enumerate() {
+        await_until("frames", || count(router.handlers(), &format!("{name}.count")) >= k);
+        let r = reload(&mut router, &registry, if i % 2 == 0 { &b } else { &a });
+        assert_eq!(r.carried, 3, "FromDump by name, Counter and ToDump by kind: {r:?}");
+    }
+    let h = router.handlers().clone();
+    await_until("every frame", || count(&h, "Counter@3.count") == 400);
+    router.stop_and_wait();
+    let mut r = Reader::open(&output).unwrap();
+    let got: Vec<Vec<u8>> = std::iter::from_fn(|| r.next_record().unwrap())
+        .map(|rec| rec.data)
+        .collect();
+    assert_eq!(got, sent, "each frame once, in order, in one capture");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -116,6 +116,16 @@ pub trait Element: std::any::Any + Send + 'static {
         let _ = old;
     }
 
+    /// Called once the element is about to run, after any
+    /// [`take_state`](Element::take_state): acquire what was not inherited
+    /// (open a device). [`initialize`](Element::initialize) only checks
+    /// that it could, since `switchyard check` and a reload's check must
+    /// not open anything. An error at start stops the router from
+    /// starting; after a reload it is logged.
+    fn activate(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Called on the element's own thread before it runs, with a handle
     /// that wakes this thread when it sleeps.
     fn attach_thread(&mut self, waker: &crate::runtime::Waker) {

@@ -91,6 +91,27 @@ pub fn run_text(text: &str, registry: &Registry) -> Result<std::sync::Arc<Handle
     Ok(handlers)
 }
 
+/// Activates every element of a checked graph before its first start
+/// ([`Element::activate`]: opens devices), with every error, each naming
+/// its element.
+pub fn activate(graph: &mut Graph) -> Result<(), String> {
+    let errors: Vec<String> = graph
+        .nodes
+        .iter_mut()
+        .filter_map(|n| {
+            n.element
+                .activate()
+                .err()
+                .map(|e| format!("'{} :: {}': {e}", n.name, n.class))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
 /// The predecessor of an element as its own type, if it is one (for
 /// [`Element::take_state`]).
 pub fn downcast<T: Element>(old: Box<dyn Element>) -> Option<Box<T>> {

@@ -279,7 +279,7 @@ struct Layout {
     in_base: Arc<Vec<u32>>,
     pull_from: Arc<Vec<(u32, u32)>>,
     noutputs: Arc<Vec<u32>>,
-    names: Arc<Vec<(String, &'static str)>>,
+    names: Arc<Vec<NodeName>>,
     groups: Vec<GroupLayout>,
 }
 
@@ -380,17 +380,45 @@ fn layout(graph: &Graph) -> Layout {
         in_base: Arc::new(in_base),
         pull_from: Arc::new(pull_from),
         noutputs: Arc::new(noutputs),
-        names: Arc::new(graph.nodes.iter().map(|n| (n.name.clone(), n.class)).collect()),
+        names: Arc::new(
+            graph
+                .nodes
+                .iter()
+                .map(|n| NodeName {
+                    name: n.name.clone(),
+                    class: n.class,
+                    config: n.config.clone(),
+                })
+                .collect(),
+        ),
         groups,
     }
 }
 
-/// An element (or one half of a thread boundary) by name, off a stopped
-/// thread or an idle group, for its successor to take state from.
-struct Part {
+/// Who an element of a started graph is.
+#[derive(Clone)]
+struct NodeName {
     name: String,
     class: &'static str,
+    config: String,
+}
+
+/// An element (or one half of a thread boundary) off a stopped thread or
+/// an idle group, for its successor to take state from.
+struct Part {
+    name: NodeName,
     element: Box<dyn Element>,
+}
+
+/// Parts by (name, class), with their configuration.
+type Parts = std::collections::HashMap<(String, &'static str), (String, Vec<Box<dyn Element>>)>;
+
+fn add_part(parts: &mut Parts, name: &NodeName, element: Box<dyn Element>) {
+    parts
+        .entry((name.name.clone(), name.class))
+        .or_insert_with(|| (name.config.clone(), Vec::new()))
+        .1
+        .push(element);
 }
 
 /// One running thread of a router.
@@ -398,7 +426,7 @@ struct Worker {
     handle: JoinHandle<(Slots, bool)>,
     thread: Thread,
     /// Names by index for the graph this thread was started with.
-    names: Arc<Vec<(String, &'static str)>>,
+    names: Arc<Vec<NodeName>>,
     signature: Vec<String>,
     yield_req: Arc<AtomicBool>,
 }
@@ -484,14 +512,25 @@ impl Router {
 
     /// Starts threads for the groups of `layout` not marked in `keep`, and
     /// records the idle groups' elements and every element's handlers.
-    fn launch(&mut self, graph: Graph, layout: Layout, keep: &[bool]) -> usize {
+    fn launch(&mut self, mut graph: Graph, layout: Layout, keep: &[bool]) -> usize {
         let n = graph.nodes.len();
         let mut elements: Vec<Option<Box<dyn Element>>> = Vec::with_capacity(n);
         let mut pull_halves: Slots = (0..n).map(|_| None).collect();
+        for (g, group) in layout.groups.iter().enumerate() {
+            if !keep[g] {
+                for &(i, _) in &group.members {
+                    activate(&mut graph.nodes[i]);
+                }
+            }
+        }
         for node in graph.nodes {
             self.own_handlers.insert(node.name.clone(), node.handlers);
             elements.push(Some(node.element));
         }
+        // Elements a kept thread already runs: dropped after the new
+        // threads start, off this thread (closing what they opened can
+        // take milliseconds).
+        let mut unused: Vec<Box<dyn Element>> = Vec::new();
         for g in &layout.groups {
             for &(i, half) in &g.members {
                 if half == Half::Pull {
@@ -510,6 +549,7 @@ impl Router {
             }
             if keep[k] {
                 // The running thread goes on with its own elements.
+                unused.extend(slots.into_iter().flatten());
                 continue;
             }
             if g.tasks.is_empty() {
@@ -517,8 +557,8 @@ impl Router {
                 // take its state. Queue sides are dropped, closing them.
                 for (i, slot) in slots.into_iter().enumerate() {
                     if let Some(element) = slot.filter(|e| !e.is_thread_boundary()) {
-                        let (name, class) = layout.names[i].clone();
-                        self.idle.push(Part { name, class, element });
+                        let name = layout.names[i].clone();
+                        self.idle.push(Part { name, element });
                     }
                 }
                 continue;
@@ -557,6 +597,9 @@ impl Router {
             started += 1;
         }
         *self.shared.threads.lock().expect("threads lock") = self.workers.iter().map(|w| w.thread.clone()).collect();
+        if !unused.is_empty() {
+            std::thread::spawn(move || drop(unused));
+        }
         started
     }
 
@@ -598,9 +641,9 @@ impl Router {
                 worker.thread.unpark();
             }
         }
-        let mut parts: std::collections::HashMap<(String, &'static str), Vec<Box<dyn Element>>> = Default::default();
+        let mut parts = Parts::default();
         for p in std::mem::take(&mut self.idle) {
-            parts.entry((p.name, p.class)).or_default().push(p.element);
+            add_part(&mut parts, &p.name, p.element);
         }
         let workers = std::mem::take(&mut self.workers);
         for (worker, kept) in workers.into_iter().zip(kept_workers) {
@@ -620,7 +663,7 @@ impl Router {
                     self.running -= 1;
                     for (i, slot) in slots.into_iter().enumerate() {
                         if let Some(e) = slot {
-                            parts.entry(worker.names[i].clone()).or_default().push(e);
+                            add_part(&mut parts, &worker.names[i], e);
                         }
                     }
                 }
@@ -630,7 +673,6 @@ impl Router {
                 }
             }
         }
-
         // Which elements live on only in kept threads.
         let mut whole_kept = vec![true; graph.nodes.len()];
         for (g, group) in layout.groups.iter().enumerate() {
@@ -640,28 +682,67 @@ impl Router {
                 }
             }
         }
+        let carry = |node: &mut crate::graph::Node, old: Vec<Box<dyn Element>>| {
+            for o in old {
+                node.element.take_state(o);
+            }
+            node.handlers = node.element.handlers();
+        };
+        let mut unmatched = Vec::new();
         for (i, node) in graph.nodes.iter_mut().enumerate() {
-            if let Some(old) = parts.remove(&(node.name.clone(), node.class)) {
-                for o in old {
-                    node.element.take_state(o);
-                }
-                node.handlers = node.element.handlers();
+            if let Some((_, old)) = parts.remove(&(node.name.clone(), node.class)) {
+                carry(node, old);
                 report.carried += 1;
             } else if whole_kept[i] {
                 if let Some(h) = self.own_handlers.get(&node.name) {
                     node.handlers = h.clone();
                 }
+            } else if node.name.contains('@') {
+                unmatched.push(i);
             }
         }
-        for ((name, _), old) in parts {
+        // Unnamed elements are named by position (Click's Class@N), so one
+        // added earlier in the file renames the later ones. An unnamed
+        // element without a namesake takes state from the one unnamed
+        // predecessor of the same class and configuration, when both are
+        // the only ones of their kind (an unnamed ToDevice(eth1) keeps its
+        // open ring).
+        let kind = |name: &str, class: &str, config: &str, n: &crate::graph::Node| {
+            name.contains('@') && class == n.class && config == n.config
+        };
+        for &i in &unmatched {
+            let node = &graph.nodes[i];
+            let old: Vec<_> = parts
+                .iter()
+                .filter(|((name, class), (config, _))| kind(name, class, config, node))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let new = unmatched
+                .iter()
+                .filter(|&&j| kind(&graph.nodes[j].name, graph.nodes[j].class, &graph.nodes[j].config, node))
+                .count();
+            if let ([k], 1) = (old.as_slice(), new) {
+                let (_, old) = parts.remove(k).expect("listed part");
+                carry(&mut graph.nodes[i], old);
+                report.carried += 1;
+            }
+        }
+        let mut removed = Vec::new();
+        for ((name, _), (_, old)) in parts {
             if old.iter().any(|e| e.has_pending() || !e.is_finished()) {
                 report.dropped_holding.push(name);
             }
+            removed.extend(old);
+        }
+        if !removed.is_empty() {
+            std::thread::spawn(move || drop(removed));
         }
         self.own_handlers.clear();
         self.handlers = table(&graph);
         report.threads_started = self.launch(graph, layout, &keep);
-        report.pause = paused.elapsed();
+        if report.threads_replaced > 0 {
+            report.pause = paused.elapsed();
+        }
         Ok(report)
     }
 
@@ -707,6 +788,14 @@ impl Router {
         for w in self.workers.drain(..) {
             let _ = w.handle.join();
         }
+    }
+}
+
+/// Activates an element about to run; the first start activated the
+/// graph already ([`crate::activate`]), so an error here is after a reload.
+fn activate(node: &mut crate::graph::Node) {
+    if let Err(e) = node.element.activate() {
+        tracing::error!(element = %node.name, class = node.class, error = %e, "element not activated");
     }
 }
 

@@ -59,6 +59,28 @@ pub fn ifindex(name: &str) -> Result<u32, String> {
     Ok(idx)
 }
 
+/// Checks, when a configuration is checked, that `name` could be opened
+/// (the interface exists and packet sockets are allowed) without opening
+/// it. The device itself is opened by `Element::activate`, after a
+/// reload's new element had the chance to take over the running one's:
+/// opening a second socket first would, with FANOUT, take a share of the
+/// group's frames only to drop them when it closes.
+pub fn check(name: &str) -> Result<(), String> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    ifindex(name)?;
+    let probe = socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| format!("{name}: cannot open a packet socket: {e} (needs root or CAP_NET_RAW)"))?;
+    // Closing a packet socket waits for an RCU grace period: not here.
+    std::thread::spawn(move || drop(probe));
+    Ok(())
+}
+
+/// Closes a device away from the data path and the reload pause (closing
+/// a packet socket waits for an RCU grace period, tens of milliseconds).
+pub fn retire(dev: Box<dyn Device>) {
+    std::thread::spawn(move || drop(dev));
+}
+
 pub fn open(name: &str, method: Method, dir: Direction) -> Result<Box<dyn Device>, String> {
     let index = ifindex(name)?;
     match method {

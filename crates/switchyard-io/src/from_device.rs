@@ -1,4 +1,4 @@
-use crate::device::{open, Device, Direction, Method};
+use crate::device::{check, open, retire, Device, Direction, Method};
 use crate::ring::Fanout;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -22,6 +22,13 @@ documented! {
     /// forwarding off in the router's namespace, or drop them at ingress
     /// after the capture: `tc qdisc add dev IF clsact; tc filter add dev IF
     /// ingress matchall action drop`.
+    ///
+    /// The device is opened when the router starts; checking a
+    /// configuration (`switchyard check`, a reload) only checks that it
+    /// could be. A hot reload that keeps the element (same DEVNAME, METHOD,
+    /// PROMISC and FANOUT) keeps the open ring: frames that arrive while
+    /// its thread is swapped wait in it, and a FANOUT group never sees a
+    /// second socket.
     ///
     /// # Ports
     /// No inputs, one push output.
@@ -137,21 +144,30 @@ impl Element for FromDevice {
                 && old.fanout == self.fanout
             {
                 self.dev = old.dev.take();
+            } else if let Some(dev) = old.dev.take() {
+                retire(dev);
             }
-            self.count = old.count;
+            self.count = old.count.clone();
         }
     }
 
     fn initialize(&mut self, _ports: &PortInfo) -> Result<bool, String> {
-        self.dev = Some(open(
-            &self.name,
-            self.method,
-            Direction::Receive {
-                promisc: self.promisc,
-                fanout: self.fanout,
-            },
-        )?);
+        check(&self.name)?;
         Ok(true)
+    }
+
+    fn activate(&mut self) -> Result<(), String> {
+        if self.dev.is_none() {
+            self.dev = Some(open(
+                &self.name,
+                self.method,
+                Direction::Receive {
+                    promisc: self.promisc,
+                    fanout: self.fanout,
+                },
+            )?);
+        }
+        Ok(())
     }
 
     fn run(&mut self, cx: &mut Context<'_>) -> Work {

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::{
-    documented, Args, Batch, Context, Element, ElementClass, Handler, Packet, PortInfo, Processing, Work,
+    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, Packet, PortInfo, Processing, Work,
 };
 
 documented! {
@@ -24,6 +24,9 @@ documented! {
     ///   false (as fast as possible).
     /// - `ACTIVE`: start at once; default true.
     /// - `BURST`: packets per batch; default 128.
+    ///
+    /// A hot reload that keeps the FromDump (same name and FILENAME) goes
+    /// on from where it was, not from the start of the file.
     ///
     /// # Handlers
     /// - `count` (read): packets sent.
@@ -148,6 +151,19 @@ impl FromDump {
 }
 
 impl Element for FromDump {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(mut old) = downcast::<FromDump>(old) {
+            if old.path == self.path {
+                self.reader = old.reader.take();
+                self.pending = old.pending.take();
+                self.origin = old.origin;
+                self.finished = old.finished;
+                self.count = old.count.clone();
+                self.error = old.error.clone();
+            }
+        }
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         Ok(ports.outputs.first() == Some(&Processing::Push))
     }

@@ -1,4 +1,4 @@
-use crate::device::{open, Device, Direction, Method};
+use crate::device::{check, open, retire, Device, Direction, Method};
 use crate::from_device::read_method;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -14,6 +14,9 @@ documented! {
     /// one system call per batch; `pnet` sends each frame with its own
     /// system call. Frames that do not fit in a ring slot (over 2016 bytes)
     /// or find the ring full are dropped and counted.
+    ///
+    /// Opened when the router starts; a hot reload that keeps the element
+    /// (same DEVNAME and METHOD) keeps the open ring.
     ///
     /// # Ports
     /// One input, no outputs; agnostic: pushed to (sends at once), or a
@@ -97,15 +100,24 @@ impl Element for ToDevice {
         if let Some(mut old) = downcast::<ToDevice>(old) {
             if old.name == self.name && old.method == self.method {
                 self.dev = old.dev.take();
+            } else if let Some(dev) = old.dev.take() {
+                retire(dev);
             }
-            self.count = old.count;
-            self.drops = old.drops;
+            self.count = old.count.clone();
+            self.drops = old.drops.clone();
         }
     }
 
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
-        self.dev = Some(open(&self.name, self.method, Direction::Transmit)?);
+        check(&self.name)?;
         Ok(ports.inputs.first() == Some(&Processing::Pull))
+    }
+
+    fn activate(&mut self) -> Result<(), String> {
+        if self.dev.is_none() {
+            self.dev = Some(open(&self.name, self.method, Direction::Transmit)?);
+        }
+        Ok(())
     }
 
     fn push(&mut self, _port: usize, batch: Batch, _cx: &mut Context<'_>) {

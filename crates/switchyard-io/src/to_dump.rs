@@ -1,7 +1,10 @@
 use crate::pcap::Writer;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work};
+use switchyard_core::{
+    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
+};
 
 documented! {
     /// Writes packets to a pcap file that tcpdump and Wireshark read.
@@ -10,7 +13,9 @@ documented! {
     /// One input, no outputs; agnostic (on a pull path it pulls as a task).
     ///
     /// # Arguments
-    /// - `FILENAME` (positional, mandatory): the file, created or truncated.
+    /// - `FILENAME` (positional, mandatory): the file, created or truncated
+    ///   when the router starts. A hot reload that keeps the ToDump (same
+    ///   name, FILENAME and SNAPLEN) goes on appending to the same capture.
     /// - `SNAPLEN`: most bytes kept per packet; default 65535.
     ///
     /// # Handlers
@@ -21,7 +26,9 @@ documented! {
     /// FromDevice(eth0) -> ToDump(capture.pcap);
     /// ```
     pub struct ToDump {
-        writer: Writer,
+        path: PathBuf,
+        snaplen: u32,
+        writer: Option<Writer>,
         count: Arc<AtomicU64>,
         failed: bool,
     }
@@ -37,31 +44,33 @@ impl ToDump {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let path = args.read_mp::<String>("FILENAME")?;
+        let path: PathBuf = args.read_mp::<String>("FILENAME")?.into();
         let snaplen = args.read::<u32>("SNAPLEN").unwrap_or(65535);
-        match Writer::create(path.as_ref(), snaplen) {
-            Ok(writer) => Some(Box::new(ToDump {
-                writer,
-                count: Arc::default(),
-                failed: false,
-            })),
-            Err(e) => {
-                args.error(None, e);
-                None
-            }
+        // Checked here, created (truncated) only by `activate`: checking a
+        // reload must not wipe the capture the running ToDump writes.
+        if let Err(e) = std::fs::OpenOptions::new().append(true).create(true).open(&path) {
+            args.error(None, format!("{}: {e}", path.display()));
+            return None;
         }
+        Some(Box::new(ToDump {
+            path,
+            snaplen,
+            writer: None,
+            count: Arc::default(),
+            failed: false,
+        }))
     }
 
     fn write(&mut self, batch: &Batch) {
-        if self.failed {
+        let Some(writer) = self.writer.as_mut().filter(|_| !self.failed) else {
             return;
-        }
+        };
         let mut r = batch
             .iter()
-            .try_for_each(|p| self.writer.write(p.anno.timestamp_ns, p.data()));
+            .try_for_each(|p| writer.write(p.anno.timestamp_ns, p.data()));
         if r.is_ok() {
             // Flushed per batch: what was counted is on disk for readers.
-            r = self.writer.flush();
+            r = writer.flush();
         }
         match r {
             Ok(()) => {
@@ -76,6 +85,23 @@ impl ToDump {
 }
 
 impl Element for ToDump {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(mut old) = downcast::<ToDump>(old) {
+            if old.path == self.path && old.snaplen == self.snaplen {
+                self.writer = old.writer.take();
+                self.failed = old.failed;
+            }
+            self.count = old.count.clone();
+        }
+    }
+
+    fn activate(&mut self) -> Result<(), String> {
+        if self.writer.is_none() {
+            self.writer = Some(Writer::create(&self.path, self.snaplen).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         Ok(ports.inputs.first() == Some(&Processing::Pull))
     }
@@ -102,6 +128,8 @@ impl Element for ToDump {
 
 impl Drop for ToDump {
     fn drop(&mut self) {
-        let _ = self.writer.flush();
+        if let Some(w) = self.writer.as_mut() {
+            let _ = w.flush();
+        }
     }
 }

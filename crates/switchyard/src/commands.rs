@@ -215,7 +215,10 @@ fn start_control(
 }
 
 fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &ControlOpts) -> Result<(), Failure> {
-    let (graph, table) = load_text(job.name, job.text, registry, defines).map_err(config_error)?;
+    let (mut graph, table) = load_text(job.name, job.text, registry, defines).map_err(config_error)?;
+    // Open devices and files now: an error stops the start, and the first
+    // frame after "listening" finds the device open.
+    switchyard_core::activate(&mut graph).map_err(|e| config_error(format!("{}: {e}", job.name)))?;
     // Check --handler names before starting, so a typo is not found only
     // at the end of a long run.
     for h in job.handlers {
