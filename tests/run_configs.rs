@@ -203,36 +203,56 @@ fn generic_and_global_handlers() {
     );
 }
 
-/// Records which threads pass batches through it: a test probe for what a
-/// reload keeps running.
-struct ThreadProbe(Arc<std::sync::Mutex<std::collections::HashSet<std::thread::ThreadId>>>);
+/// Records which threads, and which instances of it, passed batches: a
+/// test probe for what a reload keeps running (a kept element is the same
+/// instance on the same thread; a replaced one is a new instance).
+struct ThreadProbe {
+    id: u64,
+    seen: Arc<std::sync::Mutex<ProbeSeen>>,
+}
+
+#[derive(Default)]
+struct ProbeSeen {
+    threads: std::collections::HashSet<std::thread::ThreadId>,
+    instances: std::collections::HashSet<u64>,
+}
+
+static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl ThreadProbe {
     const CLASS: switchyard_core::ElementClass = switchyard_core::ElementClass {
         name: "ThreadProbe",
         ports: "1/1",
         processing: "a/a",
-        doc: "Test probe: `threads` counts the threads that ran it.",
-        factory: |_| Some(Box::new(ThreadProbe(Arc::default()))),
+        doc: "Test probe: `threads` and `instances` that ran it.",
+        factory: |_| {
+            Some(Box::new(ThreadProbe {
+                id: PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                seen: Arc::default(),
+            }))
+        },
     };
 }
 
 impl switchyard_core::Element for ThreadProbe {
     fn simple_action(&mut self, _batch: &mut switchyard_core::Batch) {
-        self.0.lock().unwrap().insert(std::thread::current().id());
+        let mut s = self.seen.lock().unwrap();
+        s.threads.insert(std::thread::current().id());
+        s.instances.insert(self.id);
     }
 
     fn take_state(&mut self, old: Box<dyn switchyard_core::Element>) {
         if let Some(old) = switchyard_core::downcast::<ThreadProbe>(old) {
-            self.0 = old.0.clone();
+            self.seen = old.seen.clone();
         }
     }
 
     fn handlers(&self) -> Vec<switchyard_core::Handler> {
-        let s = self.0.clone();
-        vec![switchyard_core::Handler::read_only("threads", move || {
-            s.lock().unwrap().len().to_string()
-        })]
+        let (a, b) = (self.seen.clone(), self.seen.clone());
+        vec![
+            switchyard_core::Handler::read_only("threads", move || a.lock().unwrap().threads.len().to_string()),
+            switchyard_core::Handler::read_only("instances", move || b.lock().unwrap().instances.len().to_string()),
+        ]
     }
 }
 
@@ -283,11 +303,20 @@ fn reload_keeps_unchanged_threads_running_and_loses_nothing() {
     await_until("every packet", || count(&h, "out.count") == N);
     assert_eq!(count(&h, "check.unique"), N, "none lost");
     assert_eq!(count(&h, "check.duplicates"), 0, "none twice");
-    assert_eq!(count(&h, "pp.threads"), 1, "the producer never changed threads");
+    assert_eq!(
+        (count(&h, "pp.instances"), count(&h, "pp.threads")),
+        (1, 1),
+        "the producer was never replaced nor moved"
+    );
+    assert_eq!(
+        count(&h, "cp.instances"),
+        RELOADS + 1,
+        "the consumer was replaced on each reload"
+    );
     assert_eq!(
         count(&h, "cp.threads"),
-        RELOADS + 1,
-        "the consumer ran on a new thread after each reload"
+        1,
+        "each successor ran on the thread the reload freed"
     );
     assert_eq!(count(&h, "new.count"), N, "counters carried");
     router.stop_and_wait();

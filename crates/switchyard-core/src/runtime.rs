@@ -421,11 +421,22 @@ fn add_part(parts: &mut Parts, name: &NodeName, element: Box<dyn Element>) {
         .push(element);
 }
 
-/// One running thread of a router.
+/// An OS thread of the router. It runs one group at a time; a reload
+/// takes the group back and may give it the next one, so a replaced
+/// group's successor starts on a warm thread (no spawn, its packet pool
+/// already filled, nothing freed in the pause).
 struct Worker {
-    handle: JoinHandle<(Slots, bool)>,
+    handle: JoinHandle<Slots>,
     thread: Thread,
-    /// Names by index for the graph this thread was started with.
+    assign: Sender<(Runner, Vec<usize>)>,
+    /// Where the thread hands its elements back when a reload pauses it.
+    handback: Receiver<Slots>,
+}
+
+/// A worker running a group.
+struct Running {
+    worker: Worker,
+    /// Names by index for the graph this group was started with.
     names: Arc<Vec<NodeName>>,
     signature: Vec<String>,
     yield_req: Arc<AtomicBool>,
@@ -452,7 +463,9 @@ pub struct ReloadReport {
 pub struct Router {
     handlers: Arc<HandlerTable>,
     shared: Arc<Shared>,
-    workers: Vec<Worker>,
+    workers: Vec<Running>,
+    /// Threads a reload freed, for the next groups to start.
+    spare: Vec<Worker>,
     /// Elements of groups that never got a thread (nothing to run).
     idle: Vec<Part>,
     /// Each element's own handlers, by name, for a reload that keeps it.
@@ -495,6 +508,7 @@ impl Router {
             handlers,
             shared,
             workers: Vec::new(),
+            spare: Vec::new(),
             idle: Vec::new(),
             own_handlers: Default::default(),
             exited_tx,
@@ -574,21 +588,10 @@ impl Router {
                 shared: self.shared.clone(),
                 yield_req: yield_req.clone(),
             };
-            let tx: Sender<()> = self.exited_tx.clone();
-            let tasks = g.tasks;
-            let handle = std::thread::Builder::new()
-                .name(format!("switchyard-{k}"))
-                .spawn(move || {
-                    let (slots, yielded) = run_thread(runner, tasks);
-                    if !yielded {
-                        let _ = tx.send(());
-                    }
-                    (slots, yielded)
-                })
-                .expect("spawn router thread");
-            self.workers.push(Worker {
-                thread: handle.thread().clone(),
-                handle,
+            let worker = self.spare.pop().unwrap_or_else(|| self.spawn_worker(k));
+            worker.assign.send((runner, g.tasks)).expect("a spare thread waits");
+            self.workers.push(Running {
+                worker,
                 names: layout.names.clone(),
                 signature: g.signature,
                 yield_req,
@@ -596,11 +599,41 @@ impl Router {
             self.running += 1;
             started += 1;
         }
-        *self.shared.threads.lock().expect("threads lock") = self.workers.iter().map(|w| w.thread.clone()).collect();
+        *self.shared.threads.lock().expect("threads lock") =
+            self.workers.iter().map(|w| w.worker.thread.clone()).collect();
         if !unused.is_empty() {
             std::thread::spawn(move || drop(unused));
         }
         started
+    }
+
+    fn spawn_worker(&self, k: usize) -> Worker {
+        let (assign, jobs) = crossbeam_channel::bounded::<(Runner, Vec<usize>)>(1);
+        let (back, handback) = crossbeam_channel::bounded(1);
+        let exited: Sender<()> = self.exited_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("switchyard-{k}"))
+            .spawn(move || {
+                // Ends when the router drops `assign` (no more groups).
+                for (runner, tasks) in jobs.iter() {
+                    let (slots, yielded) = run_thread(runner, tasks);
+                    if !yielded {
+                        let _ = exited.send(());
+                        return slots;
+                    }
+                    if back.send(slots).is_err() {
+                        break;
+                    }
+                }
+                Vec::new()
+            })
+            .expect("spawn router thread");
+        Worker {
+            thread: handle.thread().clone(),
+            handle,
+            assign,
+            handback,
+        }
     }
 
     /// Hot reload: replaces the running graph with `graph` (checked and
@@ -638,7 +671,7 @@ impl Router {
         for (w, worker) in self.workers.iter().enumerate() {
             if !kept_workers[w] {
                 worker.yield_req.store(true, Ordering::SeqCst);
-                worker.thread.unpark();
+                worker.worker.thread.unpark();
             }
         }
         let mut parts = Parts::default();
@@ -646,30 +679,34 @@ impl Router {
             add_part(&mut parts, &p.name, p.element);
         }
         let workers = std::mem::take(&mut self.workers);
-        for (worker, kept) in workers.into_iter().zip(kept_workers) {
+        for (running, kept) in workers.into_iter().zip(kept_workers) {
             if kept {
-                self.workers.push(worker);
+                self.workers.push(running);
                 report.threads_kept += 1;
                 continue;
             }
             report.threads_replaced += 1;
-            match worker.handle.join() {
-                Ok((slots, yielded)) => {
-                    if !yielded {
-                        // It ended on its own (all its sources done) before
-                        // the request: its exit was already counted.
-                        self.running += 1;
-                    }
+            let Running { worker, names, .. } = running;
+            let slots = match worker.handback.recv() {
+                Ok(slots) => {
                     self.running -= 1;
-                    for (i, slot) in slots.into_iter().enumerate() {
-                        if let Some(e) = slot {
-                            add_part(&mut parts, &worker.names[i], e);
-                        }
-                    }
+                    self.spare.push(worker);
+                    slots
                 }
-                Err(_) => {
-                    self.running -= 1;
-                    tracing::error!("a router thread had panicked; its elements start afresh");
+                // It ended on its own before the request (its exit is
+                // counted through `exited`), or it panicked.
+                Err(_) => match worker.handle.join() {
+                    Ok(slots) => slots,
+                    Err(_) => {
+                        self.running -= 1;
+                        tracing::error!("a router thread had panicked; its elements start afresh");
+                        Vec::new()
+                    }
+                },
+            };
+            for (i, slot) in slots.into_iter().enumerate() {
+                if let Some(e) = slot {
+                    add_part(&mut parts, &names[i], e);
                 }
             }
         }
@@ -773,9 +810,18 @@ impl Router {
             return self.shared.stop.load(Ordering::SeqCst);
         }
         for w in self.workers.drain(..) {
+            let _ = w.worker.handle.join();
+        }
+        self.end_spares();
+        true
+    }
+
+    /// Lets the spare threads end (no group will come) and waits for them.
+    fn end_spares(&mut self) {
+        for w in self.spare.drain(..) {
+            drop(w.assign);
             let _ = w.handle.join();
         }
-        true
     }
 
     /// Requests a stop and waits for the threads to deliver what is in
@@ -786,8 +832,9 @@ impl Router {
             self.running -= 1;
         }
         for w in self.workers.drain(..) {
-            let _ = w.handle.join();
+            let _ = w.worker.handle.join();
         }
+        self.end_spares();
     }
 }
 
