@@ -923,6 +923,9 @@ sel -> check :: SeqCheck -> out :: Counter -> Discard;";
         last.starts_with("threads_kept=0 threads_replaced=1 threads_started=1 carried="),
         "{last}"
     );
+    let (code, status, _) = r.ctl(&["status"]);
+    assert_eq!(code, 0);
+    assert!(status.contains(&format!("last reload:\n  {}", last.trim())), "{status}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let num = |c: &mut Client, h: &str| c.read(h).unwrap().trim().parse::<u64>().unwrap();
     while num(&mut c, "out.count") < 2_000_000 {

@@ -446,3 +446,41 @@ fn flips_and_reloads_interleaved_stay_exactly_once_with_a_late_branch() {
     assert_eq!(count(&h, "check.duplicates"), 0, "none twice");
     router.stop_and_wait();
 }
+
+/// A BLOCK producer waiting for room in a full Queue while its consumer is
+/// paused by the same reload must not wait forever: it hands its batch
+/// over and pauses too. Both sides change on every reload here.
+#[test]
+fn reload_of_both_sides_of_a_full_blocking_queue_neither_hangs_nor_loses() {
+    const N: u64 = 1_000_000;
+    let a = format!(
+        "src :: InfiniteSource(LENGTH 64, LIMIT {N}) -> p :: Counter -> Queue(64, BLOCK true)
+           -> Unqueue -> c :: Counter -> check :: SeqCheck -> out :: Counter -> Discard;"
+    );
+    // Numbered by a Tee so SeqCheck can tell loss and duplicates apart.
+    let a = a.replace("-> p :: Counter", "-> Tee(1) -> p :: Counter");
+    let b = a
+        .replace("p :: Counter", "p :: Counter -> p2 :: Counter")
+        .replace("c :: Counter", "c :: Counter -> c2 :: Counter");
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let registry = switchyard_elements::standard();
+        let (graph, table) = load_text("a.click", &a, &registry, &[]).unwrap();
+        let mut router = Router::start(graph, Arc::new(table));
+        for i in 0..50 {
+            let r = reload(&mut router, &registry, if i % 2 == 0 { &b } else { &a });
+            assert_eq!((r.threads_kept, r.threads_replaced), (0, 2), "{r:?}");
+        }
+        let h = router.handlers().clone();
+        let under_traffic = count(&h, "src.count") < N;
+        await_until("every packet", || count(&h, "out.count") == N);
+        let result = (under_traffic, count(&h, "check.unique"), count(&h, "check.duplicates"));
+        router.stop_and_wait();
+        let _ = done_tx.send(result);
+    });
+    let (under_traffic, unique, dup) = done
+        .recv_timeout(Duration::from_secs(60))
+        .expect("reloads hung (or the router thread panicked)");
+    assert!(under_traffic, "the reloads happened under traffic");
+    assert_eq!((unique, dup), (N, 0), "every packet once");
+}

@@ -11,6 +11,14 @@
 //! Sources then produce nothing more; each thread finishes the batches it
 //! holds and exits once every Queue feeding it is empty and its producers
 //! have exited, so everything in flight is delivered.
+//!
+//! Hot reload ([`Router::reload`]): each thread's group has a signature
+//! (its members' names, classes, arguments and ports, and its internal
+//! connections). A group of the new graph with the signature of a running
+//! one is that thread, kept running untouched. Every other thread is asked
+//! to pause at the top of its loop, i.e. between batches, and hands its
+//! elements back over a channel; the new elements take their state, and
+//! the new groups start on the freed threads (then on new ones).
 
 use crate::element::{Element, Processing, Work};
 use crate::graph::Graph;
