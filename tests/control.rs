@@ -830,10 +830,16 @@ fn metrics_are_scraped_over_http_and_parse_as_prometheus_text() {
     assert_eq!(generation(body).as_deref(), Some("switchyard_config_generation 1"));
     r.client().write("hotconfig", &rollback("")).unwrap();
     let resp = scrape("/metrics");
-    assert_eq!(
-        generation(resp.split("\r\n\r\n").nth(1).unwrap()).as_deref(),
-        Some("switchyard_config_generation 2")
-    );
+    let after = resp.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(generation(after).as_deref(), Some("switchyard_config_generation 2"));
+    // The same text again: its one thread is kept, nothing paused.
+    for line in [
+        "switchyard_reload_threads{kind=\"kept\"} 1.0",
+        "switchyard_reload_threads{kind=\"replaced\"} 0.0",
+        "switchyard_reload_pause_seconds 0.0",
+    ] {
+        assert!(after.lines().any(|l| l == line), "{line}:\n{after}");
+    }
     eprintln!(
         "scrape sample:\n{}",
         body.lines()

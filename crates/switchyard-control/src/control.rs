@@ -50,8 +50,8 @@ pub struct Control {
     saved: Mutex<BTreeMap<String, Saved>>,
     /// Writes so far by (actor, result), for metrics.
     writes: Mutex<BTreeMap<(String, String), u64>>,
-    /// What the last accepted reload did (`last_reload`).
-    last_reload: Mutex<String>,
+    /// What the last accepted reload did (`last_reload`, metrics).
+    last_reload: Mutex<Option<switchyard_core::ReloadReport>>,
 }
 
 fn handler_error(e: HandlerError) -> Reply {
@@ -162,9 +162,22 @@ impl Control {
         result
     }
 
-    /// Records what an accepted reload did, as `key=value` words for the
-    /// `last_reload` read handler (and `ctl status`).
+    /// Records what an accepted reload did.
     pub fn record_reload(&self, r: &switchyard_core::ReloadReport) {
+        *self.last_reload.lock().expect("last reload") = Some(r.clone());
+    }
+
+    /// What the last accepted reload did, if any.
+    pub fn last_reload(&self) -> Option<switchyard_core::ReloadReport> {
+        self.last_reload.lock().expect("last reload").clone()
+    }
+
+    /// The last reload as `key=value` words, for the `last_reload` read
+    /// handler (and `ctl status`); empty before the first.
+    fn last_reload_line(&self) -> String {
+        let Some(r) = self.last_reload() else {
+            return String::new();
+        };
         let mut line = format!(
             "threads_kept={} threads_replaced={} threads_started={} carried={} pause_us={}",
             r.threads_kept,
@@ -176,7 +189,7 @@ impl Control {
         if !r.dropped_holding.is_empty() {
             line.push_str(&format!(" dropped_holding={}", r.dropped_holding.join(",")));
         }
-        *self.last_reload.lock().expect("last reload") = line;
+        line
     }
 
     /// Configurations loaded so far (1 plus accepted reloads).
@@ -242,7 +255,7 @@ impl Control {
 
     pub fn read(&self, name: &str) -> Reply {
         if name == "last_reload" {
-            let text = self.last_reload.lock().expect("last reload").clone();
+            let text = self.last_reload_line();
             return Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(text.into_bytes());
         }
         if name == "audit_tail" {

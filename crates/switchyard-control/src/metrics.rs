@@ -104,6 +104,26 @@ pub fn render(control: &Control, started: Instant) -> String {
         "configurations loaded: 1 plus accepted reloads",
         generation,
     );
+    if let Some(r) = control.last_reload() {
+        let pause = FloatGauge::default();
+        pause.set(r.pause.as_secs_f64());
+        registry.register(
+            "switchyard_reload_pause_seconds",
+            "how long the last reload paused the threads it replaced (0: none)",
+            pause,
+        );
+        let threads = Family::<Labels, FloatGauge>::default();
+        for (kind, n) in [("kept", r.threads_kept), ("replaced", r.threads_replaced)] {
+            threads
+                .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+                .set(n as f64);
+        }
+        registry.register(
+            "switchyard_reload_threads",
+            "threads the last reload kept running or replaced",
+            threads,
+        );
+    }
     let mut out = String::new();
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
