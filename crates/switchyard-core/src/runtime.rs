@@ -20,7 +20,7 @@
 //! elements back over a channel; the new elements take their state, and
 //! the new groups start on the freed threads (then on new ones).
 
-use crate::element::{Element, Processing, Work};
+use crate::element::{Element, Work};
 use crate::graph::Graph;
 use crate::packet::Batch;
 use crate::table::HandlerTable;
@@ -29,6 +29,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
+
+mod layout;
+mod reload;
+
+use layout::{layout, Half, Layout, NodeName};
+use reload::Part;
+pub use reload::ReloadReport;
 
 /// The longest a thread sleeps without being woken; bounds the cost of a
 /// missed wake-up.
@@ -260,175 +267,6 @@ impl Context<'_> {
 /// Elements by index, as a thread hands them back.
 type Slots = Vec<Option<Box<dyn Element>>>;
 
-/// Which side of an element a thread holds: a thread boundary (Queue)
-/// whose sides land on different threads is held as two halves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Half {
-    Whole,
-    Push,
-    Pull,
-}
-
-/// One thread's share of a graph.
-struct GroupLayout {
-    members: Vec<(usize, Half)>,
-    tasks: Vec<usize>,
-    /// What the group runs, by names: its members (name, class, half,
-    /// configuration, ports) and the connections inside it, sorted. Two
-    /// groups with the same signature run the same code on the same
-    /// wiring, so a reload keeps the running one.
-    signature: Vec<String>,
-}
-
-/// How a graph runs: wiring tables and the partition into threads.
-struct Layout {
-    out_base: Arc<Vec<u32>>,
-    push_to: Arc<Vec<(u32, u32)>>,
-    in_base: Arc<Vec<u32>>,
-    pull_from: Arc<Vec<(u32, u32)>>,
-    noutputs: Arc<Vec<u32>>,
-    names: Arc<Vec<NodeName>>,
-    groups: Vec<GroupLayout>,
-}
-
-fn layout(graph: &Graph) -> Layout {
-    let n = graph.nodes.len();
-    // Wiring tables, shared by every thread.
-    let mut out_base = Vec::with_capacity(n);
-    let mut in_base = Vec::with_capacity(n);
-    let (mut nout, mut nin) = (0u32, 0u32);
-    for node in &graph.nodes {
-        out_base.push(nout);
-        in_base.push(nin);
-        nout += node.ports.outputs.len() as u32;
-        nin += node.ports.inputs.len() as u32;
-    }
-    let mut push_to = vec![(NONE, NONE); nout as usize];
-    let mut pull_from = vec![(NONE, NONE); nin as usize];
-    for (f, t) in &graph.connections {
-        let fe = f.element;
-        if graph.nodes[fe].ports.outputs[f.port as usize] == Processing::Push {
-            push_to[(out_base[fe] + f.port) as usize] = (t.element as u32, t.port);
-        } else {
-            pull_from[(in_base[t.element] + t.port) as usize] = (fe as u32, f.port);
-        }
-    }
-    let noutputs: Vec<u32> = graph.nodes.iter().map(|n| n.ports.outputs.len() as u32).collect();
-
-    // Threads: union-find over element halves; a thread boundary keeps
-    // its input half (i) apart from its output half (n + i).
-    let mut parent: Vec<usize> = (0..2 * n).collect();
-    fn find(p: &mut [usize], mut x: usize) -> usize {
-        while p[x] != x {
-            p[x] = p[p[x]];
-            x = p[x];
-        }
-        x
-    }
-    fn union(p: &mut [usize], a: usize, b: usize) {
-        let (ra, rb) = (find(p, a), find(p, b));
-        p[ra] = rb;
-    }
-    for (i, node) in graph.nodes.iter().enumerate() {
-        if !node.element.is_thread_boundary() {
-            union(&mut parent, i, n + i);
-        }
-    }
-    for (f, t) in &graph.connections {
-        union(&mut parent, n + f.element, t.element);
-    }
-    let mut roots: Vec<usize> = Vec::new();
-    let mut groups: Vec<GroupLayout> = Vec::new();
-    let mut group_of = |root: usize, groups: &mut Vec<GroupLayout>| -> usize {
-        if let Some(g) = roots.iter().position(|&r| r == root) {
-            return g;
-        }
-        roots.push(root);
-        groups.push(GroupLayout {
-            members: Vec::new(),
-            tasks: Vec::new(),
-            signature: Vec::new(),
-        });
-        groups.len() - 1
-    };
-    for (i, node) in graph.nodes.iter().enumerate() {
-        let (inside, outside) = (find(&mut parent, i), find(&mut parent, n + i));
-        // A boundary whose two sides still meet (a loop through it) stays
-        // whole on one thread.
-        let halves: &[(usize, Half)] = if inside == outside {
-            &[(inside, Half::Whole)]
-        } else {
-            &[(inside, Half::Push), (outside, Half::Pull)]
-        };
-        for &(root, half) in halves {
-            let g = group_of(root, &mut groups);
-            groups[g].members.push((i, half));
-            if node.is_task && half != Half::Pull {
-                groups[g].tasks.push(i);
-            }
-            groups[g].signature.push(format!(
-                "{}\t{}\t{half:?}\t{}\t{:?}",
-                node.name, node.class, node.config, node.ports
-            ));
-        }
-    }
-    for (f, t) in &graph.connections {
-        let g = group_of(find(&mut parent, n + f.element), &mut groups);
-        groups[g].signature.push(format!(
-            "{}[{}] -> [{}]{}",
-            graph.nodes[f.element].name, f.port, t.port, graph.nodes[t.element].name
-        ));
-    }
-    for g in &mut groups {
-        g.signature.sort_unstable();
-    }
-    Layout {
-        out_base: Arc::new(out_base),
-        push_to: Arc::new(push_to),
-        in_base: Arc::new(in_base),
-        pull_from: Arc::new(pull_from),
-        noutputs: Arc::new(noutputs),
-        names: Arc::new(
-            graph
-                .nodes
-                .iter()
-                .map(|n| NodeName {
-                    name: n.name.clone(),
-                    class: n.class,
-                    config: n.config.clone(),
-                })
-                .collect(),
-        ),
-        groups,
-    }
-}
-
-/// Who an element of a started graph is.
-#[derive(Clone)]
-struct NodeName {
-    name: String,
-    class: &'static str,
-    config: String,
-}
-
-/// An element (or one half of a thread boundary) off a stopped thread or
-/// an idle group, for its successor to take state from.
-struct Part {
-    name: NodeName,
-    element: Box<dyn Element>,
-}
-
-/// Parts by (name, class), with their configuration.
-type Parts = std::collections::HashMap<(String, &'static str), (String, Vec<Box<dyn Element>>)>;
-
-fn add_part(parts: &mut Parts, name: &NodeName, element: Box<dyn Element>) {
-    parts
-        .entry((name.name.clone(), name.class))
-        .or_insert_with(|| (name.config.clone(), Vec::new()))
-        .1
-        .push(element);
-}
-
 /// An OS thread of the router. It runs one group at a time; a reload
 /// takes the group back and may give it the next one, so a replaced
 /// group's successor starts on a warm thread (no spawn, its packet pool
@@ -448,23 +286,6 @@ struct Running {
     names: Arc<Vec<NodeName>>,
     signature: Vec<String>,
     yield_req: Arc<AtomicBool>,
-}
-
-/// What a hot reload did.
-#[derive(Clone, Debug, Default)]
-pub struct ReloadReport {
-    /// Threads whose elements and wiring did not change: never paused.
-    pub threads_kept: usize,
-    /// Threads paused between batches and replaced.
-    pub threads_replaced: usize,
-    pub threads_started: usize,
-    /// Elements that took state from their predecessor.
-    pub carried: usize,
-    /// Elements whose state went with a removed element (or one whose
-    /// class changed) while it still held packets.
-    pub dropped_holding: Vec<String>,
-    /// From the first pause request until the new threads run.
-    pub pause: Duration,
 }
 
 /// A running router: its threads and its handlers.
@@ -642,153 +463,6 @@ impl Router {
             assign,
             handback,
         }
-    }
-
-    /// Hot reload: replaces the running graph with `graph` (checked and
-    /// initialized). Threads whose elements, configurations and wiring are
-    /// all unchanged keep running untouched. The others are paused between
-    /// batches (each finishes the batch it is moving, nothing is drained
-    /// or dropped) and hand their elements back; every element of `graph`
-    /// with a predecessor of the same name and class takes its state
-    /// ([`Element::take_state`]: counts, positions, held packets, open
-    /// devices), `table` collects the handlers, and new threads start.
-    pub fn reload(
-        &mut self,
-        mut graph: Graph,
-        table: impl FnOnce(&Graph) -> Arc<HandlerTable>,
-    ) -> Result<ReloadReport, String> {
-        if self.shared.stop.load(Ordering::SeqCst) {
-            return Err("the router is stopping".into());
-        }
-        let mut report = ReloadReport::default();
-        let layout = layout(&graph);
-        let mut keep = vec![false; layout.groups.len()];
-        let mut kept_workers = vec![false; self.workers.len()];
-        for (g, group) in layout.groups.iter().enumerate() {
-            if group.tasks.is_empty() {
-                continue;
-            }
-            if let Some(w) =
-                (0..self.workers.len()).find(|&w| !kept_workers[w] && self.workers[w].signature == group.signature)
-            {
-                keep[g] = true;
-                kept_workers[w] = true;
-            }
-        }
-        let paused = Instant::now();
-        for (w, worker) in self.workers.iter().enumerate() {
-            if !kept_workers[w] {
-                worker.yield_req.store(true, Ordering::SeqCst);
-                worker.worker.thread.unpark();
-            }
-        }
-        let mut parts = Parts::default();
-        for p in std::mem::take(&mut self.idle) {
-            add_part(&mut parts, &p.name, p.element);
-        }
-        let workers = std::mem::take(&mut self.workers);
-        for (running, kept) in workers.into_iter().zip(kept_workers) {
-            if kept {
-                self.workers.push(running);
-                report.threads_kept += 1;
-                continue;
-            }
-            report.threads_replaced += 1;
-            let Running { worker, names, .. } = running;
-            let slots = match worker.handback.recv() {
-                Ok(slots) => {
-                    self.running -= 1;
-                    self.spare.push(worker);
-                    slots
-                }
-                // It ended on its own before the request (its exit is
-                // counted through `exited`), or it panicked.
-                Err(_) => match worker.handle.join() {
-                    Ok(slots) => slots,
-                    Err(_) => {
-                        self.running -= 1;
-                        tracing::error!("a router thread had panicked; its elements start afresh");
-                        Vec::new()
-                    }
-                },
-            };
-            for (i, slot) in slots.into_iter().enumerate() {
-                if let Some(e) = slot {
-                    add_part(&mut parts, &names[i], e);
-                }
-            }
-        }
-        // Which elements live on only in kept threads.
-        let mut whole_kept = vec![true; graph.nodes.len()];
-        for (g, group) in layout.groups.iter().enumerate() {
-            if !keep[g] {
-                for &(i, _) in &group.members {
-                    whole_kept[i] = false;
-                }
-            }
-        }
-        let carry = |node: &mut crate::graph::Node, old: Vec<Box<dyn Element>>| {
-            for o in old {
-                node.element.take_state(o);
-            }
-            node.handlers = node.element.handlers();
-        };
-        let mut unmatched = Vec::new();
-        for (i, node) in graph.nodes.iter_mut().enumerate() {
-            if let Some((_, old)) = parts.remove(&(node.name.clone(), node.class)) {
-                carry(node, old);
-                report.carried += 1;
-            } else if whole_kept[i] {
-                if let Some(h) = self.own_handlers.get(&node.name) {
-                    node.handlers = h.clone();
-                }
-            } else if node.name.contains('@') {
-                unmatched.push(i);
-            }
-        }
-        // Unnamed elements are named by position (Click's Class@N), so one
-        // added earlier in the file renames the later ones. An unnamed
-        // element without a namesake takes state from the one unnamed
-        // predecessor of the same class and configuration, when both are
-        // the only ones of their kind (an unnamed ToDevice(eth1) keeps its
-        // open ring).
-        let kind = |name: &str, class: &str, config: &str, n: &crate::graph::Node| {
-            name.contains('@') && class == n.class && config == n.config
-        };
-        for &i in &unmatched {
-            let node = &graph.nodes[i];
-            let old: Vec<_> = parts
-                .iter()
-                .filter(|((name, class), (config, _))| kind(name, class, config, node))
-                .map(|(k, _)| k.clone())
-                .collect();
-            let new = unmatched
-                .iter()
-                .filter(|&&j| kind(&graph.nodes[j].name, graph.nodes[j].class, &graph.nodes[j].config, node))
-                .count();
-            if let ([k], 1) = (old.as_slice(), new) {
-                let (_, old) = parts.remove(k).expect("listed part");
-                carry(&mut graph.nodes[i], old);
-                report.carried += 1;
-            }
-        }
-        let mut removed = Vec::new();
-        for ((name, _), (_, old)) in parts {
-            if old.iter().any(|e| e.has_pending() || !e.is_finished()) {
-                report.dropped_holding.push(name);
-            }
-            removed.extend(old);
-        }
-        if !removed.is_empty() {
-            std::thread::spawn(move || drop(removed));
-        }
-        self.own_handlers.clear();
-        self.handlers = table(&graph);
-        report.threads_started = self.launch(graph, layout, &keep);
-        if report.threads_replaced > 0 {
-            report.pause = paused.elapsed();
-        }
-        Ok(report)
     }
 
     pub fn handlers(&self) -> &Arc<HandlerTable> {

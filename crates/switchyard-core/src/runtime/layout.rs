@@ -1,0 +1,159 @@
+//! How a checked graph runs: the wiring tables every thread shares, and
+//! the partition into threads (union-find over element halves, split at
+//! thread boundaries), with each group's signature for hot reload.
+
+use super::NONE;
+use crate::element::Processing;
+use crate::graph::Graph;
+use std::sync::Arc;
+
+/// Which side of an element a thread holds: a thread boundary (Queue)
+/// whose sides land on different threads is held as two halves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Half {
+    Whole,
+    Push,
+    Pull,
+}
+
+/// One thread's share of a graph.
+pub(super) struct GroupLayout {
+    pub(super) members: Vec<(usize, Half)>,
+    pub(super) tasks: Vec<usize>,
+    /// What the group runs, by names: its members (name, class, half,
+    /// configuration, ports) and the connections inside it, sorted. Two
+    /// groups with the same signature run the same code on the same
+    /// wiring, so a reload keeps the running one.
+    pub(super) signature: Vec<String>,
+}
+
+/// How a graph runs: wiring tables and the partition into threads.
+pub(super) struct Layout {
+    pub(super) out_base: Arc<Vec<u32>>,
+    pub(super) push_to: Arc<Vec<(u32, u32)>>,
+    pub(super) in_base: Arc<Vec<u32>>,
+    pub(super) pull_from: Arc<Vec<(u32, u32)>>,
+    pub(super) noutputs: Arc<Vec<u32>>,
+    pub(super) names: Arc<Vec<NodeName>>,
+    pub(super) groups: Vec<GroupLayout>,
+}
+
+pub(super) fn layout(graph: &Graph) -> Layout {
+    let n = graph.nodes.len();
+    // Wiring tables, shared by every thread.
+    let mut out_base = Vec::with_capacity(n);
+    let mut in_base = Vec::with_capacity(n);
+    let (mut nout, mut nin) = (0u32, 0u32);
+    for node in &graph.nodes {
+        out_base.push(nout);
+        in_base.push(nin);
+        nout += node.ports.outputs.len() as u32;
+        nin += node.ports.inputs.len() as u32;
+    }
+    let mut push_to = vec![(NONE, NONE); nout as usize];
+    let mut pull_from = vec![(NONE, NONE); nin as usize];
+    for (f, t) in &graph.connections {
+        let fe = f.element;
+        if graph.nodes[fe].ports.outputs[f.port as usize] == Processing::Push {
+            push_to[(out_base[fe] + f.port) as usize] = (t.element as u32, t.port);
+        } else {
+            pull_from[(in_base[t.element] + t.port) as usize] = (fe as u32, f.port);
+        }
+    }
+    let noutputs: Vec<u32> = graph.nodes.iter().map(|n| n.ports.outputs.len() as u32).collect();
+
+    // Threads: union-find over element halves; a thread boundary keeps
+    // its input half (i) apart from its output half (n + i).
+    let mut parent: Vec<usize> = (0..2 * n).collect();
+    fn find(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    fn union(p: &mut [usize], a: usize, b: usize) {
+        let (ra, rb) = (find(p, a), find(p, b));
+        p[ra] = rb;
+    }
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if !node.element.is_thread_boundary() {
+            union(&mut parent, i, n + i);
+        }
+    }
+    for (f, t) in &graph.connections {
+        union(&mut parent, n + f.element, t.element);
+    }
+    let mut roots: Vec<usize> = Vec::new();
+    let mut groups: Vec<GroupLayout> = Vec::new();
+    let mut group_of = |root: usize, groups: &mut Vec<GroupLayout>| -> usize {
+        if let Some(g) = roots.iter().position(|&r| r == root) {
+            return g;
+        }
+        roots.push(root);
+        groups.push(GroupLayout {
+            members: Vec::new(),
+            tasks: Vec::new(),
+            signature: Vec::new(),
+        });
+        groups.len() - 1
+    };
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let (inside, outside) = (find(&mut parent, i), find(&mut parent, n + i));
+        // A boundary whose two sides still meet (a loop through it) stays
+        // whole on one thread.
+        let halves: &[(usize, Half)] = if inside == outside {
+            &[(inside, Half::Whole)]
+        } else {
+            &[(inside, Half::Push), (outside, Half::Pull)]
+        };
+        for &(root, half) in halves {
+            let g = group_of(root, &mut groups);
+            groups[g].members.push((i, half));
+            if node.is_task && half != Half::Pull {
+                groups[g].tasks.push(i);
+            }
+            groups[g].signature.push(format!(
+                "{}\t{}\t{half:?}\t{}\t{:?}",
+                node.name, node.class, node.config, node.ports
+            ));
+        }
+    }
+    for (f, t) in &graph.connections {
+        let g = group_of(find(&mut parent, n + f.element), &mut groups);
+        groups[g].signature.push(format!(
+            "{}[{}] -> [{}]{}",
+            graph.nodes[f.element].name, f.port, t.port, graph.nodes[t.element].name
+        ));
+    }
+    for g in &mut groups {
+        g.signature.sort_unstable();
+    }
+    Layout {
+        out_base: Arc::new(out_base),
+        push_to: Arc::new(push_to),
+        in_base: Arc::new(in_base),
+        pull_from: Arc::new(pull_from),
+        noutputs: Arc::new(noutputs),
+        names: Arc::new(
+            graph
+                .nodes
+                .iter()
+                .map(|n| NodeName {
+                    name: n.name.clone(),
+                    class: n.class,
+                    config: n.config.clone(),
+                })
+                .collect(),
+        ),
+        groups,
+    }
+}
+
+/// Who an element of a started graph is.
+#[derive(Clone)]
+pub(super) struct NodeName {
+    pub(super) name: String,
+    pub(super) class: &'static str,
+    pub(super) config: String,
+}

@@ -1,0 +1,196 @@
+//! Hot reload: which running threads a new graph keeps, pausing the
+//! others between batches, and handing each new element its
+//! predecessor's state.
+
+use super::layout::{layout, NodeName};
+use super::{Router, Running};
+use crate::element::Element;
+use crate::graph::Graph;
+use crate::table::HandlerTable;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An element (or one half of a thread boundary) off a stopped thread or
+/// an idle group, for its successor to take state from.
+pub(super) struct Part {
+    pub(super) name: NodeName,
+    pub(super) element: Box<dyn Element>,
+}
+
+/// Parts by (name, class), with their configuration.
+type Parts = std::collections::HashMap<(String, &'static str), (String, Vec<Box<dyn Element>>)>;
+
+pub(super) fn add_part(parts: &mut Parts, name: &NodeName, element: Box<dyn Element>) {
+    parts
+        .entry((name.name.clone(), name.class))
+        .or_insert_with(|| (name.config.clone(), Vec::new()))
+        .1
+        .push(element);
+}
+
+/// What a hot reload did.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadReport {
+    /// Threads whose elements and wiring did not change: never paused.
+    pub threads_kept: usize,
+    /// Threads paused between batches and replaced.
+    pub threads_replaced: usize,
+    pub threads_started: usize,
+    /// Elements that took state from their predecessor.
+    pub carried: usize,
+    /// Elements whose state went with a removed element (or one whose
+    /// class changed) while it still held packets.
+    pub dropped_holding: Vec<String>,
+    /// From the first pause request until the new threads run.
+    pub pause: Duration,
+}
+
+impl Router {
+    /// Hot reload: replaces the running graph with `graph` (checked and
+    /// initialized). Threads whose elements, configurations and wiring are
+    /// all unchanged keep running untouched. The others are paused between
+    /// batches (each finishes the batch it is moving, nothing is drained
+    /// or dropped) and hand their elements back; every element of `graph`
+    /// with a predecessor of the same name and class takes its state
+    /// ([`Element::take_state`]: counts, positions, held packets, open
+    /// devices), `table` collects the handlers, and new threads start.
+    pub fn reload(
+        &mut self,
+        mut graph: Graph,
+        table: impl FnOnce(&Graph) -> Arc<HandlerTable>,
+    ) -> Result<ReloadReport, String> {
+        if self.shared.stop.load(Ordering::SeqCst) {
+            return Err("the router is stopping".into());
+        }
+        let mut report = ReloadReport::default();
+        let layout = layout(&graph);
+        let mut keep = vec![false; layout.groups.len()];
+        let mut kept_workers = vec![false; self.workers.len()];
+        for (g, group) in layout.groups.iter().enumerate() {
+            if group.tasks.is_empty() {
+                continue;
+            }
+            if let Some(w) =
+                (0..self.workers.len()).find(|&w| !kept_workers[w] && self.workers[w].signature == group.signature)
+            {
+                keep[g] = true;
+                kept_workers[w] = true;
+            }
+        }
+        let paused = Instant::now();
+        for (w, worker) in self.workers.iter().enumerate() {
+            if !kept_workers[w] {
+                worker.yield_req.store(true, Ordering::SeqCst);
+                worker.worker.thread.unpark();
+            }
+        }
+        let mut parts = Parts::default();
+        for p in std::mem::take(&mut self.idle) {
+            add_part(&mut parts, &p.name, p.element);
+        }
+        let workers = std::mem::take(&mut self.workers);
+        for (running, kept) in workers.into_iter().zip(kept_workers) {
+            if kept {
+                self.workers.push(running);
+                report.threads_kept += 1;
+                continue;
+            }
+            report.threads_replaced += 1;
+            let Running { worker, names, .. } = running;
+            let slots = match worker.handback.recv() {
+                Ok(slots) => {
+                    self.running -= 1;
+                    self.spare.push(worker);
+                    slots
+                }
+                // It ended on its own before the request (its exit is
+                // counted through `exited`), or it panicked.
+                Err(_) => match worker.handle.join() {
+                    Ok(slots) => slots,
+                    Err(_) => {
+                        self.running -= 1;
+                        tracing::error!("a router thread had panicked; its elements start afresh");
+                        Vec::new()
+                    }
+                },
+            };
+            for (i, slot) in slots.into_iter().enumerate() {
+                if let Some(e) = slot {
+                    add_part(&mut parts, &names[i], e);
+                }
+            }
+        }
+        // Which elements live on only in kept threads.
+        let mut whole_kept = vec![true; graph.nodes.len()];
+        for (g, group) in layout.groups.iter().enumerate() {
+            if !keep[g] {
+                for &(i, _) in &group.members {
+                    whole_kept[i] = false;
+                }
+            }
+        }
+        let carry = |node: &mut crate::graph::Node, old: Vec<Box<dyn Element>>| {
+            for o in old {
+                node.element.take_state(o);
+            }
+            node.handlers = node.element.handlers();
+        };
+        let mut unmatched = Vec::new();
+        for (i, node) in graph.nodes.iter_mut().enumerate() {
+            if let Some((_, old)) = parts.remove(&(node.name.clone(), node.class)) {
+                carry(node, old);
+                report.carried += 1;
+            } else if whole_kept[i] {
+                if let Some(h) = self.own_handlers.get(&node.name) {
+                    node.handlers = h.clone();
+                }
+            } else if node.name.contains('@') {
+                unmatched.push(i);
+            }
+        }
+        // Unnamed elements are named by position (Click's Class@N), so one
+        // added earlier in the file renames the later ones. An unnamed
+        // element without a namesake takes state from the one unnamed
+        // predecessor of the same class and configuration, when both are
+        // the only ones of their kind (an unnamed ToDevice(eth1) keeps its
+        // open ring).
+        let kind = |name: &str, class: &str, config: &str, n: &crate::graph::Node| {
+            name.contains('@') && class == n.class && config == n.config
+        };
+        for &i in &unmatched {
+            let node = &graph.nodes[i];
+            let old: Vec<_> = parts
+                .iter()
+                .filter(|((name, class), (config, _))| kind(name, class, config, node))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let new = unmatched
+                .iter()
+                .filter(|&&j| kind(&graph.nodes[j].name, graph.nodes[j].class, &graph.nodes[j].config, node))
+                .count();
+            if let ([k], 1) = (old.as_slice(), new) {
+                let (_, old) = parts.remove(k).expect("listed part");
+                carry(&mut graph.nodes[i], old);
+                report.carried += 1;
+            }
+        }
+        let mut removed = Vec::new();
+        for ((name, _), (_, old)) in parts {
+            if old.iter().any(|e| e.has_pending() || !e.is_finished()) {
+                report.dropped_holding.push(name);
+            }
+            removed.extend(old);
+        }
+        if !removed.is_empty() {
+            std::thread::spawn(move || drop(removed));
+        }
+        self.own_handlers.clear();
+        self.handlers = table(&graph);
+        report.threads_started = self.launch(graph, layout, &keep);
+        if report.threads_replaced > 0 {
+            report.pause = paused.elapsed();
+        }
+        Ok(report)
+    }
+}
