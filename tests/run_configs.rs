@@ -484,3 +484,27 @@ fn reload_of_both_sides_of_a_full_blocking_queue_neither_hangs_nor_loses() {
     assert!(under_traffic, "the reloads happened under traffic");
     assert_eq!((unique, dup), (N, 0), "every packet once");
 }
+
+/// A reload that removes a Queue reports it when it still held packets
+/// (they are gone with it), and not when it was empty.
+#[test]
+fn reload_reports_removed_elements_that_held_packets() {
+    let registry = switchyard_elements::standard();
+    let queued = |active: bool| {
+        format!("src :: InfiniteSource(LENGTH 64, LIMIT 100) -> q :: Queue -> u :: Unqueue(ACTIVE {active}) -> out :: Counter -> Discard;")
+    };
+    let direct = "src :: InfiniteSource(LENGTH 64, LIMIT 100) -> out :: Counter -> Discard;";
+    let (graph, table) = load_text("q.click", &queued(false), &registry, &[]).unwrap();
+    let mut router = Router::start(graph, Arc::new(table));
+    await_until("100 held", || count(router.handlers(), "q.length") == 100);
+    let r = reload(&mut router, &registry, direct);
+    assert_eq!(r.dropped_holding, ["q"], "{r:?}");
+
+    let r = reload(&mut router, &registry, &queued(true));
+    assert!(r.dropped_holding.is_empty(), "{r:?}");
+    router.handlers().write("src.reset", "").unwrap();
+    await_until("delivered", || count(router.handlers(), "out.count") == 100);
+    let r = reload(&mut router, &registry, direct);
+    assert!(r.dropped_holding.is_empty(), "an empty queue held nothing: {r:?}");
+    router.stop_and_wait();
+}

@@ -138,6 +138,13 @@ pub trait Element: std::any::Any + Send + 'static {
         false
     }
 
+    /// True while the element holds packets it has yet to pass on (a
+    /// Queue's contents, a delayed batch): a reload that removes it
+    /// reports them dropped. Defaults to [`has_pending`](Element::has_pending).
+    fn holds_packets(&self) -> bool {
+        self.has_pending()
+    }
+
     /// False while more packets may still arrive from another thread (a
     /// Queue whose producer runs): on a stop, the thread waits for them.
     fn is_finished(&self) -> bool {

@@ -107,6 +107,10 @@ impl Element for DelayUnqueue {
         self.held.is_none()
     }
 
+    fn holds_packets(&self) -> bool {
+        self.held.is_some()
+    }
+
     fn handlers(&self) -> Vec<Handler> {
         let c = self.count.clone();
         let d = self.delay_ns;

@@ -177,7 +177,7 @@ impl Router {
         }
         let mut removed = Vec::new();
         for ((name, _), (_, old)) in parts {
-            if old.iter().any(|e| e.has_pending() || !e.is_finished()) {
+            if old.iter().any(|e| e.holds_packets()) {
                 report.dropped_holding.push(name);
             }
             removed.extend(old);
