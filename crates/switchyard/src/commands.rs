@@ -324,6 +324,23 @@ fn reload(
             return;
         }
     };
+    // Control sockets are opened at start, outside the graph's threads.
+    let old = router.handlers();
+    let before: Vec<String> = old
+        .elements()
+        .iter()
+        .filter(|e| e.class == ControlSocket::CLASS.name)
+        .map(|e| old.read(&format!("{}.config", e.name)).unwrap_or_default())
+        .collect();
+    let after: Vec<String> = graph
+        .nodes
+        .iter()
+        .filter(|n| n.class == ControlSocket::CLASS.name)
+        .map(|n| n.config.clone())
+        .collect();
+    if before != after {
+        tracing::warn!("ControlSocket elements changed: the open sockets stay as they are until a restart");
+    }
     let result = router.reload(graph, |g| {
         let table = Arc::new(HandlerTable::named(g, registry, &req.text, name));
         control.set_table(table.clone());
