@@ -137,6 +137,19 @@ fn compound_elements_run_with_their_inner_names() {
 }
 
 #[test]
+fn inline_compounds_and_keyword_parameters_run() {
+    let t = run(
+        "elementclass Branch { $color, LIMIT $n | input -> Paint($color) -> c :: Counter -> output; }
+                 InfiniteSource(LIMIT 300, STOP true) -> b :: Branch(2, LIMIT 300)
+                   -> { input -> c :: Counter -> output } -> ps :: PaintSwitch;
+                 ps[0], ps[1] -> Discard; ps[2] -> two :: Counter -> Discard;",
+    );
+    assert_eq!(count(&t, "b/c.count"), 300);
+    assert_eq!(count(&t, "Compound@3/c.count"), 300, "the inline compound's counter");
+    assert_eq!(count(&t, "two.count"), 300, "Paint(2) from the keyword-bound class");
+}
+
+#[test]
 fn switch_flips_while_running_and_refuses_out_of_range() {
     // The new branch paints its packets, so production can tell them apart.
     let text = "src :: InfiniteSource(LIMIT 1000, ACTIVE false) -> hub :: Tee(2);

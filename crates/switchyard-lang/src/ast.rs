@@ -70,8 +70,12 @@ pub enum Target {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassUse {
+    /// The class name; for an inline compound, `Compound` at the `{`.
     pub class: Ident,
     pub config: Option<ConfigText>,
+    /// An anonymous compound written in place of a class name:
+    /// `-> { input -> c :: Counter -> output } ->`, `x :: { ... }`.
+    pub inline: Option<Box<Compound>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -89,10 +93,19 @@ pub enum ClassBody {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Compound {
-    /// `$a, $b |` parameters, without the `$`.
-    pub formals: Vec<Ident>,
+    /// `$a, KEYWORD $b |` parameters.
+    pub formals: Vec<Formal>,
     pub stmts: Vec<Stmt>,
     pub span: Span,
+}
+
+/// One compound parameter: `$var` (positional) or `KEYWORD $var`, given
+/// as `KEYWORD value`; `__REST__ $var` takes every argument left over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Formal {
+    pub keyword: Option<Ident>,
+    /// The variable, without the `$`.
+    pub var: Ident,
 }
 
 /// `$NAME value` inside `define(...)`.

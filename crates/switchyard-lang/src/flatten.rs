@@ -210,7 +210,7 @@ impl<'e> Flattener<'e> {
                         continue;
                     }
                     let full = format!("{prefix}{}", id.name);
-                    let h = self.instantiate(&full, id.span, class, &vars, &classes);
+                    let h = self.instantiate(&full, id.span, class, class.inline.as_deref(), &vars, &classes);
                     names.insert(id.name.clone(), h);
                 }
             }
@@ -233,8 +233,9 @@ impl<'e> Flattener<'e> {
                         Target::Anonymous(class) => {
                             position += 1;
                             let local = format!("{}@{position}", class.class.name);
-                            let h =
-                                self.instantiate(&format!("{prefix}{local}"), class.class.span, class, &vars, &classes);
+                            let full = format!("{prefix}{local}");
+                            let inline = class.inline.as_deref();
+                            let h = self.instantiate(&full, class.class.span, class, inline, &vars, &classes);
                             names.insert(local, h);
                             Some(h)
                         }
@@ -246,8 +247,10 @@ impl<'e> Flattener<'e> {
                                 let class = ClassUse {
                                     class: id.clone(),
                                     config: None,
+                                    inline: None,
                                 };
-                                let h = self.instantiate(&format!("{prefix}{local}"), id.span, &class, &vars, &classes);
+                                let full = format!("{prefix}{local}");
+                                let h = self.instantiate(&full, id.span, &class, None, &vars, &classes);
                                 names.insert(local, h);
                                 Some(h)
                             }
@@ -324,16 +327,21 @@ impl<'e> Flattener<'e> {
         }
     }
 
-    /// Creates the element (or expands the compound) `name` of `class`.
+    /// Creates the element (or expands the compound) `name` of `class`
+    /// (`inline`: its body, for an anonymous compound written in place).
     fn instantiate<'s>(
         &mut self,
         name: &str,
         span: Span,
         class: &ClassUse,
+        inline: Option<&'s Compound>,
         vars: &HashMap<String, String>,
         classes: &Classes<'s>,
     ) -> Handle {
         let args = self.args(class, vars);
+        if let Some(body) = inline {
+            return self.expand(name, span, "Compound", body, args, vars, classes);
+        }
         let mut class_name = class.class.name.clone();
         // Follow synonyms (`elementclass MyQueue Queue;`).
         let mut compound = None;
@@ -453,20 +461,13 @@ impl<'e> Flattener<'e> {
                 span,
             };
         }
-        if args.len() != body.formals.len() {
-            self.diags.push(Diagnostic::error(
-                span,
-                format!(
-                    "'{name} :: {class_name}' takes {} argument(s), {} given",
-                    body.formals.len(),
-                    args.len()
-                ),
-            ));
-        }
         let mut inner_vars = vars.clone();
-        for (formal, arg) in body.formals.iter().zip(args) {
-            inner_vars.insert(formal.name.clone(), arg.text);
+        let (values, problem) = bind(&body.formals, args);
+        if let Some(why) = problem {
+            self.diags
+                .push(Diagnostic::error(span, format!("'{name} :: {class_name}' {why}")));
         }
+        inner_vars.extend(values);
         self.depth += 1;
         self.scope(
             &body.stmts,
@@ -640,6 +641,91 @@ impl<'e> Flattener<'e> {
     }
 }
 
+/// Binds a compound's arguments to its parameters, Click's way:
+/// positional arguments first, filling the positional parameters in
+/// order; an argument `KEYWORD value` fills the parameter `KEYWORD $var`
+/// (every keyword parameter is required); `__REST__ $var` takes what is
+/// left, joined with ", ". Returns the (variable, value) pairs it could
+/// bind (missing ones empty), and the first problem if any.
+fn bind(formals: &[Formal], args: Vec<FlatArg>) -> (Vec<(String, String)>, Option<String>) {
+    let positional: Vec<&Formal> = formals.iter().filter(|f| f.keyword.is_none()).collect();
+    let is_rest = |f: &Formal| f.keyword.as_ref().is_some_and(|k| k.name == "__REST__");
+    let keyword = |k: &str| {
+        formals
+            .iter()
+            .find(|f| !is_rest(f) && f.keyword.as_ref().is_some_and(|kw| kw.name == k))
+    };
+    let mut problem: Option<String> = None;
+    if formals.iter().all(|f| f.keyword.is_none()) && args.len() != formals.len() {
+        problem = Some(format!("takes {} argument(s), {} given", formals.len(), args.len()));
+    }
+    let mut values: Vec<(String, String)> = Vec::new();
+    let mut next_positional = 0;
+    let mut keywords_seen = false;
+    let mut left: Vec<String> = Vec::new();
+    for a in args {
+        let text = a.text.trim();
+        let (word, value) = text
+            .split_once(char::is_whitespace)
+            .map_or((text, ""), |(w, v)| (w, v.trim_start()));
+        if let Some(f) = keyword(word) {
+            if values.iter().any(|(v, _)| *v == f.var.name) {
+                problem.get_or_insert(format!("keyword {word} given twice"));
+            }
+            values.push((f.var.name.clone(), value.to_string()));
+            keywords_seen = true;
+        } else if next_positional < positional.len() {
+            if keywords_seen {
+                problem.get_or_insert(format!("positional argument '{text}' after keyword arguments"));
+            }
+            values.push((positional[next_positional].var.name.clone(), text.to_string()));
+            next_positional += 1;
+        } else {
+            left.push(text.to_string());
+        }
+    }
+    if next_positional < positional.len() {
+        let missing: Vec<String> = positional[next_positional..]
+            .iter()
+            .map(|f| format!("${}", f.var.name))
+            .collect();
+        problem.get_or_insert(format!("missing argument(s) {}", missing.join(", ")));
+    }
+    let missing: Vec<&str> = formals
+        .iter()
+        .filter(|f| !is_rest(f) && f.keyword.is_some() && !values.iter().any(|(n, _)| *n == f.var.name))
+        .filter_map(|f| f.keyword.as_ref().map(|k| k.name.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        problem.get_or_insert(format!("missing keyword argument(s) {}", missing.join(", ")));
+    }
+    match formals.iter().find(|f| is_rest(f)) {
+        Some(r) => values.push((r.var.name.clone(), left.join(", "))),
+        None if !left.is_empty() => {
+            let keywords: Vec<&str> = formals
+                .iter()
+                .filter_map(|f| f.keyword.as_ref())
+                .map(|k| k.name.as_str())
+                .collect();
+            let keywords = if keywords.is_empty() {
+                "none".to_string()
+            } else {
+                keywords.join(", ")
+            };
+            problem.get_or_insert(format!("has no parameter for '{}' (keywords: {keywords})", left[0]));
+        }
+        None => {}
+    }
+    // Missing ones are defined empty, so the body adds no errors of its own
+    // about undefined variables.
+    for f in formals {
+        if !values.iter().any(|(n, _)| *n == f.var.name) {
+            values.push((f.var.name.clone(), String::new()));
+        }
+    }
+    (values, problem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,6 +764,63 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn keyword_parameters_bind_by_keyword_and_rest_takes_the_remainder() {
+        let flat = ok(
+            "elementclass Src { $len, LIMIT $n, __REST__ $more | input -> c :: Counter($len, $n, $more) -> output; }
+                       Idle -> s :: Src(64, a, LIMIT 5, b c) -> Discard;
+                       Idle -> t :: Src(60, LIMIT 7) -> Discard;",
+        );
+        let args = |name: &str| {
+            let e = &flat.elements[flat.find(name).unwrap()];
+            e.args.iter().map(|a| a.text.clone()).collect::<Vec<_>>().join(" | ")
+        };
+        // `a` and `b c` are left over for __REST__; LIMIT binds by name.
+        assert_eq!(args("s/c"), "64 | 5 | a, b c");
+        assert_eq!(args("t/c"), "60 | 7 | ");
+        let (_, diags) = run(
+            "elementclass Src { $len, LIMIT $n | input -> Counter($len, $n) -> output; }
+             Idle -> Src(64) -> Discard; Idle -> Src(64, LIMIT 1, LIMIT 2) -> Discard;
+             Idle -> Src(64, LIMIT 1, BURST 2) -> Discard; Idle -> Src(LIMIT 1) -> Discard;",
+            &[],
+        );
+        let msgs: Vec<_> = diags.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "'Src@2 :: Src' missing keyword argument(s) LIMIT",
+                "'Src@5 :: Src' keyword LIMIT given twice",
+                "'Src@8 :: Src' has no parameter for 'BURST 2' (keywords: LIMIT)",
+                "'Src@11 :: Src' missing argument(s) $len",
+            ]
+        );
+        let (_, diags) = run("elementclass X { LIMIT $n, $len | input -> output; }", &[]);
+        assert_eq!(diags[0].message, "positional parameter after keyword parameters");
+    }
+
+    #[test]
+    fn inline_compounds_expand_in_place() {
+        let flat = ok("Idle -> { input -> c :: Counter -> output } -> Discard;
+                       x :: { $v | input -> Print($v) -> output }(hello);
+                       Idle -> x -> Discard;");
+        let mut e = edges(&flat);
+        e.sort();
+        // `x` is the 4th element of the file: the next ones are @5, @6.
+        assert_eq!(
+            e,
+            [
+                "Compound@2/c[0]->[0]Discard@3",
+                "Idle@1[0]->[0]Compound@2/c",
+                "Idle@5[0]->[0]x/Print@1",
+                "x/Print@1[0]->[0]Discard@6",
+            ]
+        );
+        let print = &flat.elements[flat.find("x/Print@1").unwrap()];
+        assert_eq!(print.args[0].text, "hello");
+        let (_, diags) = run("Idle -> { input -> Counter -> output -> Discard;", &[]);
+        assert!(!diags.is_empty(), "an unclosed inline compound is an error");
     }
 
     #[test]

@@ -235,7 +235,7 @@ impl<'a> Parser<'a> {
                         stmts.push(s);
                     }
                 }
-                Tok::Ident | Tok::Char('[') => match self.connection() {
+                Tok::Ident | Tok::Char('[') | Tok::Char('{') => match self.connection() {
                     Some(c) => stmts.push(Stmt::Connection(c)),
                     None => self.recover(),
                 },
@@ -311,19 +311,49 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `$a, $b |` at the start of a compound body, if present.
-    fn formals(&mut self) -> Vec<Ident> {
+    /// `$a, KEYWORD $b |` at the start of a compound body, if present.
+    fn formals(&mut self) -> Vec<Formal> {
         let save = self.pos;
-        let mut formals = Vec::new();
+        let mut formals: Vec<Formal> = Vec::new();
         loop {
             let (tok, text, span) = self.peek();
-            if tok != Tok::Var {
-                break;
+            let keyword = match tok {
+                Tok::Var => None,
+                Tok::Ident => {
+                    // `KEYWORD $var`; anything else starts the body.
+                    let at = self.pos;
+                    self.next();
+                    if self.peek().0 != Tok::Var {
+                        self.pos = at;
+                        break;
+                    }
+                    Some(Ident {
+                        name: text.to_string(),
+                        span,
+                    })
+                }
+                _ => break,
+            };
+            let (_, text, vspan) = self.next();
+            if keyword.is_none() && formals.iter().any(|f| f.keyword.is_some()) {
+                self.diags.push(Diagnostic::error(
+                    vspan,
+                    "positional parameter after keyword parameters",
+                ));
             }
-            self.next();
-            formals.push(Ident {
-                name: text[1..].to_string(),
-                span,
+            if formals
+                .last()
+                .is_some_and(|f| f.keyword.as_ref().is_some_and(|k| k.name == "__REST__"))
+            {
+                self.diags
+                    .push(Diagnostic::error(vspan, "'__REST__ $var' must be the last parameter"));
+            }
+            formals.push(Formal {
+                keyword,
+                var: Ident {
+                    name: text[1..].to_string(),
+                    span: vspan,
+                },
             });
             match self.next().0 {
                 Tok::Char(',') => continue,
@@ -414,7 +444,7 @@ impl<'a> Parser<'a> {
             Tok::Char(';') => {
                 self.next();
             }
-            Tok::Eof | Tok::Ident | Tok::Char('}') => {}
+            Tok::Eof | Tok::Ident | Tok::Char('}') | Tok::Char('{') => {}
             _ => {
                 self.error_near(span, text, "'->' or ';'");
                 return None;
@@ -491,9 +521,54 @@ impl<'a> Parser<'a> {
         }))
     }
 
+    /// An anonymous compound in place of a class: `{ [formals |] stmts }`,
+    /// then an optional configuration. The `{` is the next token.
+    fn inline_compound(&mut self) -> Option<ClassUse> {
+        let open = self.next().2;
+        let formals = self.formals();
+        let stmts = self.statements(Some(open));
+        let (tok, text, close) = self.peek();
+        if tok != Tok::Char('}') {
+            self.error_near(close, text, "'}' closing the compound");
+            return None;
+        }
+        self.next();
+        let config = if self.eat('(') { Some(self.config_text()?) } else { None };
+        Some(ClassUse {
+            class: Ident {
+                name: "Compound".into(),
+                span: open,
+            },
+            config,
+            inline: Some(Box::new(Compound {
+                formals,
+                stmts,
+                span: open.to(close),
+            })),
+        })
+    }
+
     fn element_ref(&mut self) -> Option<ElementRef> {
         let input = self.port()?;
         let (tok, text, span) = self.peek();
+        if tok == Tok::Char('{') {
+            let class = self.inline_compound()?;
+            let end = class
+                .config
+                .as_ref()
+                .map_or(class.inline.as_ref().map_or(span, |c| c.span), |c| {
+                    self.span(c.span.end as usize, c.span.end as usize + 1)
+                });
+            let output = self.port()?;
+            let start = input.as_ref().map_or(span, |p| p.span);
+            let stop = output.as_ref().map_or(end, |p| p.span);
+            return Some(ElementRef {
+                input,
+                target: Target::Anonymous(class),
+                output,
+                span: start.to(stop),
+            });
+        }
         if tok != Tok::Ident {
             self.error_near(span, text, "an element name or class");
             return None;
@@ -507,6 +582,25 @@ impl<'a> Parser<'a> {
         let target = match self.peek().0 {
             Tok::DoubleColon => {
                 self.next();
+                if self.peek().0 == Tok::Char('{') {
+                    let class = self.inline_compound()?;
+                    end = class.inline.as_ref().map_or(span, |c| c.span);
+                    if let Some(c) = &class.config {
+                        end = self.span(c.span.end as usize, c.span.end as usize + 1);
+                    }
+                    let output = self.port()?;
+                    let start = input.as_ref().map_or(span, |p| p.span);
+                    let stop = output.as_ref().map_or(end, |p| p.span);
+                    return Some(ElementRef {
+                        input,
+                        target: Target::Declare {
+                            names: vec![first],
+                            class,
+                        },
+                        output,
+                        span: start.to(stop),
+                    });
+                }
                 let (tok, text, cspan) = self.next();
                 if tok != Tok::Ident {
                     self.error_near(cspan, text, "an element class after '::'");
@@ -528,6 +622,7 @@ impl<'a> Parser<'a> {
                             span: cspan,
                         },
                         config,
+                        inline: None,
                     },
                 }
             }
@@ -538,6 +633,7 @@ impl<'a> Parser<'a> {
                 Target::Anonymous(ClassUse {
                     class: first,
                     config: Some(c),
+                    inline: None,
                 })
             }
             _ => Target::Name(first),
@@ -630,7 +726,7 @@ mod tests {
         let s = ok("elementclass Branch { $label | input -> Print($label) -> output; }");
         let Stmt::ElementClass(ec) = &s[0] else { panic!() };
         let ClassBody::Compound(c) = &ec.body else { panic!() };
-        assert_eq!(c.formals[0].name, "label");
+        assert_eq!(c.formals[0].var.name, "label");
         assert_eq!(c.stmts.len(), 1);
     }
 
