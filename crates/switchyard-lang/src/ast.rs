@@ -42,9 +42,14 @@ pub struct Connection {
     pub arrows: Vec<(ArrowKind, Span)>,
 }
 
+/// A port specification: `[1]`, a port list `[0, 2]`, or an expandable
+/// one, `[]` (from 0) or `[1, ]` (from the last listed on), which takes as
+/// many consecutive ports as the other side of the connection needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Port {
-    pub number: u32,
+    /// At least one.
+    pub numbers: Vec<u32>,
+    pub expandable: bool,
     pub span: Span,
 }
 

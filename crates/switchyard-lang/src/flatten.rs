@@ -491,58 +491,113 @@ impl<'e> Flattener<'e> {
         kind: ArrowKind,
         arrow: Span,
     ) {
-        let out_port = |item: &ElementRef| item.output.as_ref().map_or(0, |p| p.number);
-        let in_port = |item: &ElementRef| item.input.as_ref().map_or(0, |p| p.number);
-        let mut pairs: Vec<(usize, u32, usize, u32)> = Vec::new();
-        let mut push = |l: &(Option<Handle>, &ElementRef), lp: u32, r: &(Option<Handle>, &ElementRef), rp: u32| {
-            if let (Some(lh), Some(rh)) = (l.0, r.0) {
-                pairs.push((lh.as_source, lp, rh.as_dest, rp));
-            }
+        // Click's rule: each side is a list of (element, ports); a side with
+        // more than one port in all (or an expandable list) steps through
+        // them, the other stays; both stepping needs '=>' and equal counts.
+        struct Side {
+            handle: Option<Handle>,
+            numbers: Vec<u32>,
+            expandable: bool,
+        }
+        let side = |items: &[(Option<Handle>, &ElementRef)], output: bool| -> Vec<Side> {
+            items
+                .iter()
+                .map(|(h, item)| {
+                    let p = if output { &item.output } else { &item.input };
+                    Side {
+                        handle: *h,
+                        numbers: p.as_ref().map_or_else(Vec::new, |p| p.numbers.clone()),
+                        expandable: p.as_ref().is_some_and(|p| p.expandable),
+                    }
+                })
+                .collect()
         };
-        match kind {
-            ArrowKind::Single if left.len() > 1 && right.len() > 1 => {
+        let mut sides = [side(left, true), side(right, false)];
+        let analyze = |s: &[Side]| {
+            let min: usize = s.iter().map(|x| x.numbers.len().max(1)).sum();
+            (min, s.iter().filter(|x| x.expandable).count())
+        };
+        let (mut min, mut exp) = ([0; 2], [0; 2]);
+        for k in 0..2 {
+            (min[k], exp[k]) = analyze(&sides[k]);
+        }
+        if exp[0] + exp[1] > 1 {
+            self.diags.push(Diagnostic::error(
+                arrow,
+                "at most one expandable port list ('[]', '[n, ]') per connection",
+            ));
+            return;
+        }
+        if kind == ArrowKind::Double {
+            // A lone element without ports expands port by port
+            // (`t => a, b` is t[0] -> a, t[1] -> b).
+            for k in 0..2 {
+                if min[k] == 1 && min[1 - k] > 1 && sides[k][0].numbers.is_empty() {
+                    sides[k][0].numbers.push(0);
+                    sides[k][0].expandable = true;
+                    exp[k] = 1;
+                }
+            }
+        }
+        let mut step = [min[0] > 1 || exp[0] > 0, min[1] > 1 || exp[1] > 0];
+        let mut extra = [0usize; 2];
+        for k in 0..2 {
+            if exp[k] > 0 {
+                extra[k] = min[1 - k].saturating_sub(min[k]);
+            }
+        }
+        if step[0] && step[1] {
+            if kind == ArrowKind::Single {
                 self.diags.push(
                     Diagnostic::error(arrow, "many-to-many connections require '=>'")
                         .with_help("use '=>' to connect the lists element by element"),
                 );
                 return;
             }
-            ArrowKind::Single => {
-                for l in left {
-                    for r in right {
-                        push(l, out_port(l.1), r, in_port(r.1));
-                    }
-                }
-            }
-            ArrowKind::Double if left.len() == right.len() => {
-                for (l, r) in left.iter().zip(right) {
-                    push(l, out_port(l.1), r, in_port(r.1));
-                }
-            }
-            // One side alone: without a port it expands port by port
-            // (`t => a, b` is t[0] -> a, t[1] -> b); with one it fans.
-            ArrowKind::Double if left.len() == 1 => {
-                for (k, r) in right.iter().enumerate() {
-                    let lp = left[0].1.output.as_ref().map_or(k as u32, |p| p.number);
-                    push(&left[0], lp, r, in_port(r.1));
-                }
-            }
-            ArrowKind::Double if right.len() == 1 => {
-                for (k, l) in left.iter().enumerate() {
-                    let rp = right[0].1.input.as_ref().map_or(k as u32, |p| p.number);
-                    push(l, out_port(l.1), &right[0], rp);
-                }
-            }
-            ArrowKind::Double => {
-                self.diags.push(Diagnostic::error(
-                    arrow,
-                    format!(
-                        "connection mismatch: {} outputs connected to {} inputs",
-                        left.len(),
-                        right.len()
-                    ),
-                ));
+            let (outs, ins) = (min[0], min[1]);
+            let mismatch = match (exp[0] > 0, exp[1] > 0) {
+                (false, false) if outs != ins => Some(format!("{outs} outputs connected to {ins} inputs")),
+                (true, false) if ins < outs => Some(format!("{outs} or more outputs connected to {ins} inputs")),
+                (false, true) if outs < ins => Some(format!("{outs} outputs connected to {ins} or more inputs")),
+                _ => None,
+            };
+            if let Some(m) = mismatch {
+                self.diags
+                    .push(Diagnostic::error(arrow, format!("connection mismatch: {m}")));
                 return;
+            }
+        } else if !step[0] && !step[1] {
+            step[1] = true;
+        }
+        let port_at = |s: &Side, pos: usize| -> u32 {
+            match s.numbers.len() {
+                0 => 0,
+                n if pos < n => s.numbers[pos],
+                n => s.numbers[n - 1] + (pos - (n - 1)) as u32,
+            }
+        };
+        let mut pairs: Vec<(usize, u32, usize, u32)> = Vec::new();
+        let (mut at, mut pos) = ([0usize; 2], [0usize; 2]);
+        while at[0] < sides[0].len() && at[1] < sides[1].len() {
+            let (l, r) = (&sides[0][at[0]], &sides[1][at[1]]);
+            if let (Some(lh), Some(rh)) = (l.handle, r.handle) {
+                pairs.push((lh.as_source, port_at(l, pos[0]), rh.as_dest, port_at(r, pos[1])));
+            }
+            for k in 0..2 {
+                if !step[k] {
+                    continue;
+                }
+                let s = &sides[k][at[k]];
+                pos[k] += 1;
+                if pos[k] < s.numbers.len() {
+                    continue;
+                }
+                if s.expandable && extra[k] > 0 {
+                    extra[k] -= 1;
+                    continue;
+                }
+                at[k] += 1;
+                pos[k] = 0;
             }
         }
         for (from, fp, to, tp) in pairs {
@@ -821,6 +876,46 @@ mod tests {
         assert_eq!(print.args[0].text, "hello");
         let (_, diags) = run("Idle -> { input -> Counter -> output -> Discard;", &[]);
         assert!(!diags.is_empty(), "an unclosed inline compound is an error");
+    }
+
+    #[test]
+    fn port_lists_and_expandable_ports_connect_as_click_does() {
+        let flat = ok("t :: Tee(3); s :: Tee(2); m :: Tee;
+                       t[0, 2] => [1, 0]s;
+                       s[] => a :: Discard, b :: Discard;
+                       t[1] -> [0] m;
+                       m, Idle, Idle => [1, ]q :: Counter;");
+        let mut e = edges(&flat);
+        e.sort();
+        assert_eq!(
+            e,
+            [
+                "Idle@6[0]->[2]q",
+                "Idle@7[0]->[3]q",
+                "m[0]->[1]q",
+                "s[0]->[0]a",
+                "s[1]->[0]b",
+                "t[0]->[1]s",
+                "t[1]->[0]m",
+                "t[2]->[0]s",
+            ]
+        );
+        let (_, diags) = run(
+            "t :: Tee(2); t[] => [1, ]Discard; t[0, 1] -> a :: Discard, b :: Discard;",
+            &[],
+        );
+        let msgs: Vec<_> = diags.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "at most one expandable port list ('[]', '[n, ]') per connection",
+                "many-to-many connections require '=>'",
+            ]
+        );
+        let (_, diags) = run("t :: Tee(3); t[0, 1, 2] => a :: Discard, b :: Discard;", &[]);
+        assert_eq!(diags[0].message, "connection mismatch: 3 outputs connected to 2 inputs");
+        let (_, diags) = run("t :: Tee(2); t[0 1] -> Discard;", &[]);
+        assert!(diags[0].message.contains("',' or ']' in a port list"), "{:?}", diags[0]);
     }
 
     #[test]

@@ -500,23 +500,39 @@ impl<'a> Parser<'a> {
             return Some(None);
         }
         let open = self.next().2;
-        let (tok, text, span) = self.next();
-        let number = if tok == Tok::Ident {
-            text.parse::<u32>().ok()
-        } else {
-            None
+        let mut numbers = Vec::new();
+        let mut expandable = false;
+        let close = loop {
+            let (tok, text, span) = self.next();
+            if tok == Tok::Char(']') && numbers.is_empty() {
+                // `[]`: every port from 0, as many as needed.
+                numbers.push(0);
+                expandable = true;
+                break span;
+            }
+            let Some(number) = (tok == Tok::Ident).then(|| text.parse::<u32>().ok()).flatten() else {
+                self.error_near(span, text, "a port number inside '[...]'");
+                return None;
+            };
+            numbers.push(number);
+            let (tok, text, span) = self.next();
+            match tok {
+                Tok::Char(']') => break span,
+                Tok::Char(',') if self.peek().0 == Tok::Char(']') => {
+                    // `[1, ]`: from the last port listed on.
+                    expandable = true;
+                    break self.next().2;
+                }
+                Tok::Char(',') => {}
+                _ => {
+                    self.error_near(span, text, "',' or ']' in a port list");
+                    return None;
+                }
+            }
         };
-        let Some(number) = number else {
-            self.error_near(span, text, "a port number inside '[...]'");
-            return None;
-        };
-        let (tok, text, close) = self.next();
-        if tok != Tok::Char(']') {
-            self.error_near(close, text, "']' (port lists like [0, 1] are not supported)");
-            return None;
-        }
         Some(Some(Port {
-            number,
+            numbers,
+            expandable,
             span: open.to(close),
         }))
     }
@@ -700,8 +716,8 @@ mod tests {
         assert_eq!(s.len(), 2);
         let c = conn(&s[1]);
         assert_eq!(c.sections.len(), 3);
-        assert_eq!(c.sections[0][0].output.as_ref().unwrap().number, 1);
-        assert_eq!(c.sections[1][0].input.as_ref().unwrap().number, 0);
+        assert_eq!(c.sections[0][0].output.as_ref().unwrap().numbers, [1]);
+        assert_eq!(c.sections[1][0].input.as_ref().unwrap().numbers, [0]);
         assert!(matches!(c.sections[2][0].target, Target::Name(_)));
     }
 
