@@ -951,4 +951,16 @@ sel -> check :: SeqCheck -> out :: Counter -> Discard;";
     // One command undoes the last reload.
     c.write("rollback_config", "").unwrap();
     assert!(c.read("extra.count").is_ok(), "back to the version with `extra`");
+
+    // The same from the command line, which says what each reload did.
+    let file = dir.join("a.click");
+    std::fs::write(&file, a).unwrap();
+    let (code, out, err) = r.ctl(&["reload", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("reloaded: threads_kept="), "{out}");
+    assert!(c.read("extra.count").is_err(), "`extra` is gone");
+    let (code, out, err) = r.ctl(&["rollback-config"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("reloaded: threads_kept="), "{out}");
+    assert!(c.read("extra.count").is_ok(), "and back");
 }

@@ -392,6 +392,17 @@ fn println_value(v: &str) {
     }
 }
 
+/// What the reload just accepted did (threads kept and replaced, pause),
+/// for the operator who asked for it. A router without `last_reload`
+/// (an older one) prints nothing.
+fn print_reload(c: &mut Client) {
+    if let Ok(line) = c.read("last_reload") {
+        if !line.trim().is_empty() {
+            println!("reloaded: {}", line.trim());
+        }
+    }
+}
+
 fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), Failure> {
     let mut c = connect(socket, tcp)?;
     match action {
@@ -429,8 +440,14 @@ fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), 
                 std::thread::sleep(Duration::from_millis(interval));
             }
         }
-        Ctl::Reload { file } => c.write("hotconfig", &read(&file)?).map_err(ctl_error)?,
-        Ctl::RollbackConfig => c.write("rollback_config", "").map_err(ctl_error)?,
+        Ctl::Reload { file } => {
+            c.write("hotconfig", &read(&file)?).map_err(ctl_error)?;
+            print_reload(&mut c);
+        }
+        Ctl::RollbackConfig => {
+            c.write("rollback_config", "").map_err(ctl_error)?;
+            print_reload(&mut c);
+        }
         Ctl::Status => print!("{}", status(&mut c).map_err(ctl_error)?),
         Ctl::Graph => print!("{}", live_graph(&mut c).map_err(ctl_error)?),
         Ctl::Batch => {
