@@ -199,3 +199,49 @@ fn graph_draws_the_active_path_bold() {
     assert!(edge("old").contains("style=bold"), "{out}");
     assert!(edge("new").contains("style=dashed"), "{out}");
 }
+
+/// `require(library FILE)` reads element classes from a file beside the
+/// configuration (Click's way of sharing them); a missing library is an
+/// error at the require, naming where it looked; an error inside the
+/// library names the library's file and line.
+#[test]
+fn libraries_are_read_beside_the_configuration() {
+    let dir = std::env::temp_dir().join(format!("sy-lib-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::write(
+        dir.join("lib/branches.click"),
+        "elementclass Branch { LIMIT $n | input -> c :: Counter -> output; }\n",
+    )
+    .unwrap();
+    let main = dir.join("main.click");
+    std::fs::write(
+        &main,
+        "require(library lib/branches.click);\nInfiniteSource(LIMIT 40, STOP true) -> b :: Branch(LIMIT 1) -> Discard;\n",
+    )
+    .unwrap();
+    let main = main.to_str().unwrap();
+    let (code, out, err) = output(&["run", main, "-q", "--handler", "b/c.count"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "b/c.count:\n40\n");
+
+    // After writing `text` to `file`, checking the configuration fails
+    // with `expected` among its errors.
+    let fails_with = |file: &str, text: &str, expected: &str| {
+        std::fs::write(dir.join(file), text).unwrap();
+        let (code, _, err) = output(&["check", main]);
+        assert_eq!(code, 3);
+        assert!(err.contains(expected), "{err}");
+    };
+    fails_with(
+        "lib/branches.click",
+        "elementclass Branch { LIMIT $n | input -> Countr -> output; }\n",
+        "lib/branches.click:1:43: error: undeclared element 'Countr'",
+    );
+    fails_with(
+        "main.click",
+        "require(library nope.click);\nIdle -> Discard;\n",
+        "main.click:1:17: error: library 'nope.click' not found (looked for ",
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -33,12 +33,12 @@ pub const PROVIDES: &[&str] = &["switchyard", "userlevel", "int64", "linux"];
 /// command-line `NAME=value` definitions. Every diagnostic of every stage
 /// is returned together, in source order.
 pub fn load(
-    map: &SourceMap,
+    map: &mut SourceMap,
     file: FileId,
     registry: &Registry,
     defines: &[(String, String)],
 ) -> Result<Graph, Vec<Diagnostic>> {
-    let (stmts, mut diags) = switchyard_lang::parse(map, file);
+    let (stmts, mut diags) = switchyard_lang::parse_with_libraries(map, file, &mut read_library);
     let names = registry.names();
     let env = Environment {
         classes: &names,
@@ -60,6 +60,30 @@ pub fn load(
     }
 }
 
+/// Finds `require(library PATH)`'s file: PATH as written if absolute,
+/// else beside the file that requires it, else in the working directory
+/// (a configuration given as text, `<hotconfig>` or `-e`, has no
+/// directory of its own).
+fn read_library(path: &str, from: &str) -> Result<(String, String), String> {
+    let path = std::path::Path::new(path);
+    let beside = std::path::Path::new(from)
+        .parent()
+        .filter(|d| !from.starts_with('<') && !d.as_os_str().is_empty())
+        .map(|d| d.join(path));
+    let candidates: Vec<std::path::PathBuf> = beside.into_iter().chain([path.to_path_buf()]).collect();
+    for c in &candidates {
+        if let Ok(text) = std::fs::read_to_string(c) {
+            return Ok((c.display().to_string(), text));
+        }
+    }
+    let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+    Err(format!(
+        "library '{}' not found (looked for {})",
+        path.display(),
+        looked.join(", ")
+    ))
+}
+
 /// A configuration text made ready to run: its checked graph and its
 /// handler table. Errors come back rendered (`file:line:column: error:
 /// ...`, the line, a caret), all of them.
@@ -71,7 +95,7 @@ pub fn load_text(
 ) -> Result<(Graph, HandlerTable), String> {
     let mut map = SourceMap::new();
     let file = map.add(file_name, text);
-    match load(&map, file, registry, defines) {
+    match load(&mut map, file, registry, defines) {
         Ok(graph) => {
             let table = HandlerTable::named(&graph, registry, text, file_name);
             Ok((graph, table))

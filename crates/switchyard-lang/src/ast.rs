@@ -120,9 +120,12 @@ pub struct Definition {
     pub value: String,
 }
 
-/// One word of `require(...)`.
+/// One item of `require(...)`: a package (`require(switchyard)`,
+/// `require(package switchyard)`) or a library of declarations
+/// (`require(library common.click)`, read by [`crate::parse_with_libraries`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Requirement {
     pub name: String,
     pub span: Span,
+    pub library: bool,
 }

@@ -318,7 +318,7 @@ impl<'e> Flattener<'e> {
     }
 
     fn require(&mut self, reqs: &[Requirement]) {
-        for r in reqs {
+        for r in reqs.iter().filter(|r| !r.library) {
             if !self.env.provides.contains(&r.name.as_str()) {
                 let mut d = Diagnostic::error(r.span, format!("requirement '{}' is not available", r.name));
                 d = d.with_note(None, format!("Switchyard provides: {}", self.env.provides.join(", ")));

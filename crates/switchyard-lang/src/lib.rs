@@ -19,6 +19,6 @@ mod suggest;
 
 pub use diag::{render_all, Diagnostic, Note, Severity};
 pub use flatten::{flatten, Environment, FlatArg, FlatConfig, FlatConnection, FlatElement, PortRef};
-pub use parse::parse;
+pub use parse::{parse, parse_with_libraries, ReadLibrary};
 pub use span::{FileId, SourceMap, Span};
 pub use suggest::nearest;

@@ -139,6 +139,70 @@ pub fn parse(map: &SourceMap, file: FileId) -> (Vec<Stmt>, Vec<Diagnostic>) {
     (stmts, p.diags)
 }
 
+/// Reads a library: (path as written, name of the requiring file) to
+/// (the library's name, its text), or why not.
+pub type ReadLibrary<'r> = dyn FnMut(&str, &str) -> Result<(String, String), String> + 'r;
+
+/// Libraries nest at most this deep (a library requiring itself, or a
+/// cycle, is read once anyway).
+const MAX_LIBRARY_DEPTH: usize = 16;
+
+/// Parses `file` and, first, every library it names with
+/// `require(library FILE)` (Click's way of sharing element classes between
+/// configurations), each read once through `read`. `read` gets the path as
+/// written and the name of the file that requires it, and returns the
+/// library's name (for diagnostics) and text, or why it could not.
+/// Library statements come before the file's own, as if written there.
+pub fn parse_with_libraries(
+    map: &mut SourceMap,
+    file: FileId,
+    read: &mut ReadLibrary<'_>,
+) -> (Vec<Stmt>, Vec<Diagnostic>) {
+    let mut seen = vec![map.name(file).to_string()];
+    parse_file(map, file, read, &mut seen, 0)
+}
+
+fn parse_file(
+    map: &mut SourceMap,
+    file: FileId,
+    read: &mut ReadLibrary<'_>,
+    seen: &mut Vec<String>,
+    depth: usize,
+) -> (Vec<Stmt>, Vec<Diagnostic>) {
+    let (stmts, mut diags) = parse(map, file);
+    let libraries: Vec<Requirement> = stmts
+        .iter()
+        .filter_map(|s| match s {
+            Stmt::Require(r) => Some(r),
+            _ => None,
+        })
+        .flatten()
+        .filter(|r| r.library)
+        .cloned()
+        .collect();
+    let mut all = Vec::new();
+    for lib in libraries {
+        if depth >= MAX_LIBRARY_DEPTH {
+            diags.push(Diagnostic::error(lib.span, "libraries nested too deeply"));
+            break;
+        }
+        let from = map.name(file).to_string();
+        match read(&lib.name, &from) {
+            Ok((name, _)) if seen.contains(&name) => {}
+            Ok((name, text)) => {
+                seen.push(name.clone());
+                let id = map.add(name, text);
+                let (s, d) = parse_file(map, id, read, seen, depth + 1);
+                all.extend(s);
+                diags.extend(d);
+            }
+            Err(why) => diags.push(Diagnostic::error(lib.span, why)),
+        }
+    }
+    all.extend(stmts);
+    (all, diags)
+}
+
 impl<'a> Parser<'a> {
     fn span(&self, start: usize, end: usize) -> Span {
         Span::new(self.file, start, end)
@@ -409,16 +473,29 @@ impl<'a> Parser<'a> {
             let reqs = args
                 .iter()
                 .flat_map(|a| {
-                    let mut words = a.text.split_whitespace().collect::<Vec<_>>();
-                    if words.first() == Some(&"package") {
+                    // Each word with its own offset, so errors point at it.
+                    let mut words: Vec<(&str, usize)> = Vec::new();
+                    let mut rest = a.text;
+                    let mut offset = 0;
+                    while let Some(i) = rest.find(|c: char| !c.is_whitespace()) {
+                        let len = rest[i..].find(char::is_whitespace).unwrap_or(rest.len() - i);
+                        words.push((&rest[i..i + len], offset + i));
+                        offset += i + len;
+                        rest = &rest[i + len..];
+                    }
+                    let library = words.first().is_some_and(|w| w.0 == "library");
+                    if library || words.first().is_some_and(|w| w.0 == "package") {
                         words.remove(0);
                     }
                     let start = base + a.start;
-                    words.into_iter().map(move |w| (w.to_string(), start))
+                    words
+                        .into_iter()
+                        .map(move |(w, at)| (w.to_string(), start + at, library))
                 })
-                .map(|(name, start)| Requirement {
+                .map(|(name, start, library)| Requirement {
                     span: self.span(start, start + name.len()),
                     name: name.trim_matches('"').to_string(),
+                    library,
                 })
                 .collect();
             Some(Stmt::Require(reqs))
