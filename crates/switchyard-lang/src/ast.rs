@@ -24,6 +24,9 @@ pub enum Stmt {
     ElementClass(ElementClass),
     Define(Vec<Definition>),
     Require(Vec<Requirement>),
+    /// `provide(NAME, ...)`: this configuration provides these
+    /// requirements itself.
+    Provide(Vec<Requirement>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -88,6 +88,7 @@ pub fn flatten(stmts: &[Stmt], env: &Environment) -> (FlatConfig, Vec<Diagnostic
         diags: Vec::new(),
         depth: 0,
         too_big: false,
+        provided: Vec::new(),
     };
     let globals: HashMap<String, String> = env.defines.iter().cloned().collect();
     f.scope(stmts, "", &globals, &Classes::default(), None);
@@ -126,6 +127,8 @@ struct Flattener<'e> {
     depth: usize,
     /// Set once a compound hit a limit: later expansions stop quietly.
     too_big: bool,
+    /// Requirements the configuration provides itself (`provide(...)`).
+    provided: Vec<String>,
 }
 
 const MAX_DEPTH: usize = 64;
@@ -159,6 +162,11 @@ impl<'e> Flattener<'e> {
             }
         }
         let mut classes = outer_classes.clone();
+        for stmt in stmts {
+            if let Stmt::Provide(p) = stmt {
+                self.provided.extend(p.iter().map(|r| r.name.clone()));
+            }
+        }
         for stmt in stmts {
             match stmt {
                 Stmt::ElementClass(ec) => {
@@ -319,7 +327,7 @@ impl<'e> Flattener<'e> {
 
     fn require(&mut self, reqs: &[Requirement]) {
         for r in reqs.iter().filter(|r| !r.library) {
-            if !self.env.provides.contains(&r.name.as_str()) {
+            if !self.env.provides.contains(&r.name.as_str()) && !self.provided.contains(&r.name) {
                 let mut d = Diagnostic::error(r.span, format!("requirement '{}' is not available", r.name));
                 d = d.with_note(None, format!("Switchyard provides: {}", self.env.provides.join(", ")));
                 self.diags.push(d);
@@ -916,6 +924,13 @@ mod tests {
         assert_eq!(diags[0].message, "connection mismatch: 3 outputs connected to 2 inputs");
         let (_, diags) = run("t :: Tee(2); t[0 1] -> Discard;", &[]);
         assert!(diags[0].message.contains("',' or ']' in a port list"), "{:?}", diags[0]);
+    }
+
+    #[test]
+    fn provide_satisfies_require() {
+        ok("require(fastclick); provide(fastclick); Idle -> Discard;");
+        let (_, diags) = run("require(package fastclick); Idle -> Discard;", &[]);
+        assert_eq!(diags[0].message, "requirement 'fastclick' is not available");
     }
 
     #[test]

@@ -293,9 +293,9 @@ impl<'a> Parser<'a> {
                         stmts.push(s);
                     }
                 }
-                Tok::Ident if text == "define" || text == "require" => {
+                Tok::Ident if text == "define" || text == "require" || text == "provide" => {
                     self.next();
-                    if let Some(s) = self.define_or_require(text == "define") {
+                    if let Some(s) = self.define_or_require(text) {
                         stmts.push(s);
                     }
                 }
@@ -434,10 +434,12 @@ impl<'a> Parser<'a> {
         Vec::new()
     }
 
-    fn define_or_require(&mut self, define: bool) -> Option<Stmt> {
+    /// `define(...)`, `require(...)` or `provide(...)`, after the keyword.
+    fn define_or_require(&mut self, keyword: &str) -> Option<Stmt> {
+        let define = keyword == "define";
         if !self.eat('(') {
             let (_, text, span) = self.peek();
-            self.error_near(span, text, "'(' after 'define' or 'require'");
+            self.error_near(span, text, &format!("'(' after '{keyword}'"));
             self.recover();
             return None;
         }
@@ -498,7 +500,11 @@ impl<'a> Parser<'a> {
                     library,
                 })
                 .collect();
-            Some(Stmt::Require(reqs))
+            Some(if keyword == "provide" {
+                Stmt::Provide(reqs)
+            } else {
+                Stmt::Require(reqs)
+            })
         }
     }
 
