@@ -33,7 +33,7 @@ measure() { # label, config
   local start end
   start=$(date +%s.%N)
   for i in $(seq 1 "$RELOADS"); do
-    if [ $((i % 2)) = 1 ]; then ctl reload "$T/b.click"; else ctl reload "$T/a.click"; fi
+    if [ $((i % 2)) = 1 ]; then ctl reload "$T/b.click"; else ctl reload "$T/a.click"; fi >/dev/null
   done
   end=$(date +%s.%N)
   ctl write src.active false

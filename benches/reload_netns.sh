@@ -42,7 +42,7 @@ measure() { # label, router config, reloads
   local t0 t1
   t0=$(date +%s.%N)
   for i in $(seq 1 "$n"); do
-    if [ $((i % 2)) = 1 ]; then ctl rtr reload "$T/b.click"; else ctl rtr reload "$T/a.click"; fi
+    if [ $((i % 2)) = 1 ]; then ctl rtr reload "$T/b.click"; else ctl rtr reload "$T/a.click"; fi >/dev/null
   done
   [ "$n" -gt 0 ] || sleep 2
   t1=$(date +%s.%N)
