@@ -226,6 +226,17 @@ fn mutated_configs_never_panic() {
         "input",
         "output",
         "é",
+        "{ input -> output }",
+        "{ $x | input -> Paint($x) -> output }(1)",
+        "[0, 1]",
+        "[]",
+        "[1, ]",
+        "LIMIT $n",
+        "__REST__ $r",
+        "|",
+        "provide(x)",
+        "require(library",
+        "require(package switchyard)",
     ];
     let registry = switchyard_elements::standard();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
