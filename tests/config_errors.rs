@@ -227,6 +227,7 @@ fn mutated_configs_never_panic() {
         "output",
         "é",
         "{ input -> output }",
+        "( input -> output )",
         "{ $x | input -> Paint($x) -> output }(1)",
         "[0, 1]",
         "[]",

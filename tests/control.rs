@@ -783,7 +783,14 @@ fn metrics_are_scraped_over_http_and_parse_as_prometheus_text() {
         .and_then(|s| s.split('/').next())
         .expect("metrics address")
         .to_string();
-    r.client().write("sel.switch", "1").unwrap();
+    let mut c = r.client();
+    c.write("sel.switch", "1").unwrap();
+    // "listening" comes before the first packet: wait for traffic.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c.read("old.count").unwrap().trim() == "0" {
+        assert!(std::time::Instant::now() < deadline, "no traffic");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let scrape = |path: &str| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();

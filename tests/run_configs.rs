@@ -150,6 +150,15 @@ fn inline_compounds_and_keyword_parameters_run() {
 }
 
 #[test]
+fn groups_and_port_lists_run() {
+    let t = run("src :: InfiniteSource(LIMIT 100, STOP true) -> t :: Tee(2)
+                   => ( input[0] -> a :: Counter -> output; input[1] -> b :: Counter -> output )
+                   -> out :: Counter -> Discard;");
+    assert_eq!((count(&t, "a.count"), count(&t, "b.count")), (100, 100));
+    assert_eq!(count(&t, "out.count"), 200, "both group inputs reach its one output");
+}
+
+#[test]
 fn switch_flips_while_running_and_refuses_out_of_range() {
     // The new branch paints its packets, so production can tell them apart.
     let text = "src :: InfiniteSource(LIMIT 1000, ACTIVE false) -> hub :: Tee(2);

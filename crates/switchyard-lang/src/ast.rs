@@ -74,6 +74,15 @@ pub enum Target {
     Declare { names: Vec<Ident>, class: ClassUse },
     /// `Class(config)` inline.
     Anonymous(ClassUse),
+    /// `( stmts )`: Click's anonymous group, statements in the enclosing
+    /// scope whose `input`/`output` are the group's own ports.
+    Group(Group),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub stmts: Vec<Stmt>,
+    pub span: Span,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -98,6 +98,29 @@ pub fn flatten(stmts: &[Stmt], env: &Environment) -> (FlatConfig, Vec<Diagnostic
     (config, diags)
 }
 
+/// What the statements of one scope are read in: the prefix of its
+/// elements' names, its variables and its classes.
+#[derive(Clone, Copy)]
+struct ScopeEnv<'a, 's> {
+    prefix: &'a str,
+    vars: &'a HashMap<String, String>,
+    classes: &'a Classes<'s>,
+}
+
+/// The handle of `input` or `output` inside a compound or group: a tunnel
+/// usable on one side only (`usize::MAX` on the other).
+fn pseudo(as_source: usize, as_dest: usize) -> Handle {
+    Handle {
+        as_source,
+        as_dest,
+        span: Span::default(),
+    }
+}
+
+/// An element of a connection, resolved: its handle, its syntax, and
+/// for a group the ports its inside uses (inputs, outputs).
+type Resolved<'s> = (Option<Handle>, &'s ElementRef, Option<(u32, u32)>);
+
 /// A node of the graph under construction: a real element or a tunnel
 /// (a compound's `input` or `output`, spliced out at the end).
 enum Node {
@@ -181,29 +204,34 @@ impl<'e> Flattener<'e> {
         // declared further down.
         let mut names: HashMap<String, Handle> = HashMap::new();
         if let Some((input, output)) = tunnels {
-            let span = Span::default();
-            names.insert(
-                "input".into(),
-                Handle {
-                    as_source: input,
-                    as_dest: usize::MAX,
-                    span,
-                },
-            );
-            names.insert(
-                "output".into(),
-                Handle {
-                    as_source: usize::MAX,
-                    as_dest: output,
-                    span,
-                },
-            );
+            names.insert("input".into(), pseudo(input, usize::MAX));
+            names.insert("output".into(), pseudo(usize::MAX, output));
         }
+        let env = ScopeEnv {
+            prefix,
+            vars: &vars,
+            classes: &classes,
+        };
+        self.declare(stmts, env, &mut names);
+        let mut position = 0usize;
+        self.connections(stmts, env, &mut names, &mut position);
+    }
+
+    /// Instantiates the declarations (`x :: Class`) of `stmts`, also those
+    /// inside groups (which share the scope), so that connections may name
+    /// an element declared further down.
+    fn declare<'s>(&mut self, stmts: &'s [Stmt], env: ScopeEnv<'_, 's>, names: &mut HashMap<String, Handle>) {
+        let ScopeEnv { prefix, vars, classes } = env;
         for stmt in stmts {
             let Stmt::Connection(c) = stmt else { continue };
             for item in c.sections.iter().flatten() {
-                let Target::Declare { names: decl, class } = &item.target else {
-                    continue;
+                let (decl, class) = match &item.target {
+                    Target::Declare { names: decl, class } => (decl, class),
+                    Target::Group(g) => {
+                        self.declare(&g.stmts, env, names);
+                        continue;
+                    }
+                    _ => continue,
                 };
                 for id in decl {
                     if let Some(prev) = names.get(&id.name) {
@@ -218,47 +246,63 @@ impl<'e> Flattener<'e> {
                         continue;
                     }
                     let full = format!("{prefix}{}", id.name);
-                    let h = self.instantiate(&full, id.span, class, class.inline.as_deref(), &vars, &classes);
+                    let h = self.instantiate(&full, id.span, class, class.inline.as_deref(), vars, classes);
                     names.insert(id.name.clone(), h);
                 }
             }
         }
+    }
 
-        // Connections, with anonymous elements numbered as Click numbers
-        // them: by their position among the scope's elements.
-        let mut position = 0usize;
+    /// Makes the connections of `stmts`, with anonymous elements numbered
+    /// as Click numbers them: by their position among the scope's elements
+    /// (`position`, shared with the groups inside).
+    fn connections<'s>(
+        &mut self,
+        stmts: &'s [Stmt],
+        env: ScopeEnv<'_, 's>,
+        names: &mut HashMap<String, Handle>,
+        position: &mut usize,
+    ) {
+        let ScopeEnv { prefix, vars, classes } = env;
         for stmt in stmts {
             let Stmt::Connection(c) = stmt else { continue };
-            let mut sections: Vec<Vec<(Option<Handle>, &ElementRef)>> = Vec::new();
+            let mut sections: Vec<Vec<Resolved>> = Vec::new();
             for section in &c.sections {
                 let mut resolved = Vec::new();
                 for item in section {
+                    let mut implied = None;
                     let h = match &item.target {
+                        Target::Group(g) => {
+                            *position += 1;
+                            let (h, ports) = self.group(g, item.span, env, names, position);
+                            implied = Some(ports);
+                            Some(h)
+                        }
                         Target::Declare { names: decl, .. } => {
-                            position += decl.len();
+                            *position += decl.len();
                             names.get(&decl[0].name).copied()
                         }
                         Target::Anonymous(class) => {
-                            position += 1;
-                            let local = format!("{}@{position}", class.class.name);
+                            *position += 1;
+                            let local = format!("{}@{}", class.class.name, position);
                             let full = format!("{prefix}{local}");
                             let inline = class.inline.as_deref();
-                            let h = self.instantiate(&full, class.class.span, class, inline, &vars, &classes);
+                            let h = self.instantiate(&full, class.class.span, class, inline, vars, classes);
                             names.insert(local, h);
                             Some(h)
                         }
                         Target::Name(id) => match names.get(&id.name) {
                             Some(h) => Some(*h),
-                            None if self.is_class(&id.name, &classes) => {
-                                position += 1;
-                                let local = format!("{}@{position}", id.name);
+                            None if self.is_class(&id.name, classes) => {
+                                *position += 1;
+                                let local = format!("{}@{}", id.name, position);
                                 let class = ClassUse {
                                     class: id.clone(),
                                     config: None,
                                     inline: None,
                                 };
                                 let full = format!("{prefix}{local}");
-                                let h = self.instantiate(&full, id.span, &class, None, &vars, &classes);
+                                let h = self.instantiate(&full, id.span, &class, None, vars, classes);
                                 names.insert(local, h);
                                 Some(h)
                             }
@@ -291,13 +335,13 @@ impl<'e> Flattener<'e> {
                             }
                         },
                     };
-                    resolved.push((h, item));
+                    resolved.push((h, item, implied));
                 }
                 sections.push(resolved);
             }
             if let Some(first) = sections.first() {
                 if c.sections.len() > 1 {
-                    if let Some((_, item)) = first.iter().find(|(_, i)| i.input.is_some()) {
+                    if let Some((_, item, _)) = first.iter().find(|(_, i, _)| i.input.is_some()) {
                         self.diags.push(Diagnostic::error(
                             item.input.as_ref().unwrap().span,
                             "input port ignored at start of chain",
@@ -307,7 +351,7 @@ impl<'e> Flattener<'e> {
             }
             if let Some(last) = sections.last() {
                 if c.sections.len() > 1 {
-                    if let Some((_, item)) = last.iter().find(|(_, i)| i.output.is_some()) {
+                    if let Some((_, item, _)) = last.iter().find(|(_, i, _)| i.output.is_some()) {
                         self.diags.push(Diagnostic::error(
                             item.output.as_ref().unwrap().span,
                             "output port ignored at end of chain",
@@ -319,6 +363,52 @@ impl<'e> Flattener<'e> {
                 self.connect(&sections[k], &sections[k + 1], *kind, *arrow);
             }
         }
+    }
+
+    /// Makes a group's connections, in the enclosing scope, with `input`
+    /// and `output` meaning the group's own ports while they are read.
+    /// Returns its handle and how many input and output ports its inside
+    /// uses.
+    fn group<'s>(
+        &mut self,
+        g: &'s Group,
+        span: Span,
+        env: ScopeEnv<'_, 's>,
+        names: &mut HashMap<String, Handle>,
+        position: &mut usize,
+    ) -> (Handle, (u32, u32)) {
+        let (input, output) = self.tunnels(&format!("{}group@{position}", env.prefix), span);
+        let outer_in = names.insert("input".into(), pseudo(input, usize::MAX));
+        let outer_out = names.insert("output".into(), pseudo(usize::MAX, output));
+        self.connections(&g.stmts, env, names, position);
+        for (name, outer) in [("input", outer_in), ("output", outer_out)] {
+            match outer {
+                Some(h) => names.insert(name.into(), h),
+                None => names.remove(name),
+            };
+        }
+        let used =
+            |f: &dyn Fn(&FlatConnection) -> Option<u32>| self.edges.iter().filter_map(f).max().map_or(0, |p| p + 1);
+        let n_in = used(&|e| (e.from.element == input).then_some(e.from.port));
+        let n_out = used(&|e| (e.to.element == output).then_some(e.to.port));
+        let h = Handle {
+            as_source: output,
+            as_dest: input,
+            span,
+        };
+        (h, (n_in, n_out))
+    }
+
+    /// The input and output tunnels of a compound or group `owner`.
+    fn tunnels(&mut self, owner: &str, span: Span) -> (usize, usize) {
+        for input in [true, false] {
+            self.nodes.push(Node::Tunnel {
+                owner: owner.to_string(),
+                input,
+                span,
+            });
+        }
+        (self.nodes.len() - 2, self.nodes.len() - 1)
     }
 
     fn is_class(&self, name: &str, classes: &Classes) -> bool {
@@ -438,18 +528,7 @@ impl<'e> Flattener<'e> {
         vars: &HashMap<String, String>,
         classes: &Classes<'s>,
     ) -> Handle {
-        let input = self.nodes.len();
-        self.nodes.push(Node::Tunnel {
-            owner: name.to_string(),
-            input: true,
-            span,
-        });
-        let output = self.nodes.len();
-        self.nodes.push(Node::Tunnel {
-            owner: name.to_string(),
-            input: false,
-            span,
-        });
+        let (input, output) = self.tunnels(name, span);
         if self.depth >= MAX_DEPTH || self.nodes.len() > MAX_NODES {
             if !self.too_big {
                 self.too_big = true;
@@ -492,13 +571,7 @@ impl<'e> Flattener<'e> {
         }
     }
 
-    fn connect(
-        &mut self,
-        left: &[(Option<Handle>, &ElementRef)],
-        right: &[(Option<Handle>, &ElementRef)],
-        kind: ArrowKind,
-        arrow: Span,
-    ) {
+    fn connect(&mut self, left: &[Resolved], right: &[Resolved], kind: ArrowKind, arrow: Span) {
         // Click's rule: each side is a list of (element, ports); a side with
         // more than one port in all (or an expandable list) steps through
         // them, the other stays; both stepping needs '=>' and equal counts.
@@ -507,14 +580,17 @@ impl<'e> Flattener<'e> {
             numbers: Vec<u32>,
             expandable: bool,
         }
-        let side = |items: &[(Option<Handle>, &ElementRef)], output: bool| -> Vec<Side> {
+        let side = |items: &[Resolved], output: bool| -> Vec<Side> {
             items
                 .iter()
-                .map(|(h, item)| {
+                .map(|(h, item, implied)| {
                     let p = if output { &item.output } else { &item.input };
+                    // A group without ports on this side has them all:
+                    // as if written [0, 1, ..., n - 1].
+                    let all = implied.map_or(0, |(i, o)| if output { o } else { i });
                     Side {
                         handle: *h,
-                        numbers: p.as_ref().map_or_else(Vec::new, |p| p.numbers.clone()),
+                        numbers: p.as_ref().map_or_else(|| (0..all).collect(), |p| p.numbers.clone()),
                         expandable: p.as_ref().is_some_and(|p| p.expandable),
                     }
                 })
@@ -655,6 +731,16 @@ impl<'e> Flattener<'e> {
                 .into_iter()
                 .filter_map(|k| edges[k].take())
                 .collect();
+            if !*input {
+                // Used as a source from outside, but nothing inside leads
+                // to that port.
+                for o in outs.iter().filter(|o| !ins.iter().any(|i| i.to.port == o.from.port)) {
+                    self.diags.push(
+                        Diagnostic::error(o.span, format!("'{owner}' has no output {}", o.from.port))
+                            .with_note(Some(*span), format!("'{owner}' declared here")),
+                    );
+                }
+            }
             for i in &ins {
                 let mut through = outs.iter().filter(|o| o.from.port == i.to.port).peekable();
                 if through.peek().is_none() {
@@ -924,6 +1010,41 @@ mod tests {
         assert_eq!(diags[0].message, "connection mismatch: 3 outputs connected to 2 inputs");
         let (_, diags) = run("t :: Tee(2); t[0 1] -> Discard;", &[]);
         assert!(diags[0].message.contains("',' or ']' in a port list"), "{:?}", diags[0]);
+    }
+
+    #[test]
+    fn groups_share_the_scope_and_imply_their_ports() {
+        let flat = ok("src :: Idle;
+                       src -> ( input -> a :: Counter -> output; input -> b :: Counter -> output ) -> d :: Discard;
+                       t :: Tee(2);
+                       t => ( input[0] -> x :: Counter -> output; input[1] -> y :: Counter -> [1]output ) => e :: Discard, f :: Discard;
+                       Idle -> [1]x;");
+        let mut e = edges(&flat);
+        e.sort();
+        assert_eq!(
+            e,
+            [
+                "Idle@12[0]->[1]x",
+                "a[0]->[0]d",
+                "b[0]->[0]d",
+                "src[0]->[0]a",
+                "src[0]->[0]b",
+                "t[0]->[0]x",
+                "t[1]->[0]y",
+                "x[0]->[0]e",
+                "y[0]->[0]f",
+            ],
+            "a group's elements are the scope's: x is named from outside"
+        );
+        let (_, diags) = run("Idle -> ( input -> Discard; ) -> Discard;", &[]);
+        assert!(diags.iter().any(|d| d.message.contains("has no output 0")), "{diags:?}");
+        let (_, diags) = run("Idle -> ( input -> Discard;", &[]);
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.message.contains("unterminated group: missing ')'")),
+            "{diags:?}"
+        );
     }
 
     #[test]

@@ -271,19 +271,22 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn statements(&mut self, in_compound: Option<Span>) -> Vec<Stmt> {
+    /// Statements up to the end of the file, or up to `close` (a
+    /// compound's '}', a group's ')'; opened at the span given).
+    fn statements(&mut self, close: Option<(char, Span)>) -> Vec<Stmt> {
         let mut stmts = Vec::new();
         loop {
             let (tok, text, span) = self.peek();
             match tok {
                 Tok::Eof => {
-                    if let Some(open) = in_compound {
+                    if let Some((c, open)) = close {
+                        let what = if c == ')' { "group" } else { "compound" };
                         self.diags
-                            .push(Diagnostic::error(open, "unterminated 'elementclass' body: missing '}'"));
+                            .push(Diagnostic::error(open, format!("unterminated {what}: missing '{c}'")));
                     }
                     return stmts;
                 }
-                Tok::Char('}') if in_compound.is_some() => return stmts,
+                Tok::Char(c) if close.is_some_and(|(want, _)| want == c) => return stmts,
                 Tok::Char(';') => {
                     self.next();
                 }
@@ -299,7 +302,7 @@ impl<'a> Parser<'a> {
                         stmts.push(s);
                     }
                 }
-                Tok::Ident | Tok::Char('[') | Tok::Char('{') => match self.connection() {
+                Tok::Ident | Tok::Char('[') | Tok::Char('{') | Tok::Char('(') => match self.connection() {
                     Some(c) => stmts.push(Stmt::Connection(c)),
                     None => self.recover(),
                 },
@@ -348,7 +351,7 @@ impl<'a> Parser<'a> {
         match tok {
             Tok::Char('{') => {
                 let formals = self.formals();
-                let stmts = self.statements(Some(span2));
+                let stmts = self.statements(Some(('}', span2)));
                 let close = self.peek().2;
                 self.eat('}');
                 Some(Stmt::ElementClass(ElementClass {
@@ -527,7 +530,7 @@ impl<'a> Parser<'a> {
             Tok::Char(';') => {
                 self.next();
             }
-            Tok::Eof | Tok::Ident | Tok::Char('}') | Tok::Char('{') => {}
+            Tok::Eof | Tok::Ident | Tok::Char('}') | Tok::Char('{') | Tok::Char(')') => {}
             _ => {
                 self.error_near(span, text, "'->' or ';'");
                 return None;
@@ -620,18 +623,25 @@ impl<'a> Parser<'a> {
         }))
     }
 
+    /// Statements up to `close` (opened at `open`) and the closing
+    /// character itself: a compound's body, a group.
+    fn block(&mut self, close: char, open: Span, what: &str) -> Option<(Vec<Stmt>, Span)> {
+        let stmts = self.statements(Some((close, open)));
+        let (tok, text, at) = self.peek();
+        if tok != Tok::Char(close) {
+            self.error_near(at, text, &format!("'{close}' closing the {what}"));
+            return None;
+        }
+        self.next();
+        Some((stmts, at))
+    }
+
     /// An anonymous compound in place of a class: `{ [formals |] stmts }`,
     /// then an optional configuration. The `{` is the next token.
     fn inline_compound(&mut self) -> Option<ClassUse> {
         let open = self.next().2;
         let formals = self.formals();
-        let stmts = self.statements(Some(open));
-        let (tok, text, close) = self.peek();
-        if tok != Tok::Char('}') {
-            self.error_near(close, text, "'}' closing the compound");
-            return None;
-        }
-        self.next();
+        let (stmts, close) = self.block('}', open, "compound")?;
         let config = if self.eat('(') { Some(self.config_text()?) } else { None };
         Some(ClassUse {
             class: Ident {
@@ -650,6 +660,22 @@ impl<'a> Parser<'a> {
     fn element_ref(&mut self) -> Option<ElementRef> {
         let input = self.port()?;
         let (tok, text, span) = self.peek();
+        if tok == Tok::Char('(') {
+            self.next();
+            let (stmts, close) = self.block(')', span, "group")?;
+            let output = self.port()?;
+            let start = input.as_ref().map_or(span, |p| p.span);
+            let stop = output.as_ref().map_or(close, |p| p.span);
+            return Some(ElementRef {
+                input,
+                target: Target::Group(Group {
+                    stmts,
+                    span: span.to(close),
+                }),
+                output,
+                span: start.to(stop),
+            });
+        }
         if tok == Tok::Char('{') {
             let class = self.inline_compound()?;
             let end = class
