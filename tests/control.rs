@@ -129,6 +129,13 @@ impl Drop for RouterProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            // What the router said is the best clue to a failed test.
+            let dummy = std::thread::spawn(String::new);
+            if let Ok(err) = std::mem::replace(&mut self.stderr, dummy).join() {
+                eprintln!("--- router stderr ---\n{}{err}\n---", self.banner);
+            }
+        }
     }
 }
 
@@ -918,7 +925,8 @@ sel -> check :: SeqCheck -> out :: Counter -> Discard;";
     let mut c = r.client();
     c.write("sel.switch", "1").unwrap();
     for i in 0..100 {
-        c.write("hotconfig", if i % 2 == 0 { &b } else { a }).unwrap();
+        c.write("hotconfig", if i % 2 == 0 { &b } else { a })
+            .unwrap_or_else(|e| panic!("reload {i}: {e}"));
     }
     // A broken configuration is refused with its diagnostics; nothing changes.
     let err = c
