@@ -228,6 +228,8 @@ fn mutated_configs_never_panic() {
         "é",
         "{ input -> output }",
         "( input -> output )",
+        "||",
+        "...",
         "{ $x | input -> Paint($x) -> output }(1)",
         "[0, 1]",
         "[]",

@@ -103,7 +103,11 @@ pub struct ElementClass {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClassBody {
-    Compound(Compound),
+    /// One compound, or several (`{ $a | ... || $a, $b | ... }`,
+    /// Click's overloading: the first that takes the arguments is used);
+    /// `extends` (a last `|| ...`) falls back to the built-in class of the
+    /// same name when none does.
+    Compound { alternatives: Vec<Compound>, extends: bool },
     /// `elementclass MyQueue Queue;`
     Synonym(Ident),
 }

@@ -438,11 +438,12 @@ impl<'e> Flattener<'e> {
     ) -> Handle {
         let args = self.args(class, vars);
         if let Some(body) = inline {
-            return self.expand(name, span, "Compound", body, args, vars, classes);
+            return self.expand(name, span, "Compound", body, args, true, vars, classes);
         }
         let mut class_name = class.class.name.clone();
         // Follow synonyms (`elementclass MyQueue Queue;`).
         let mut compound = None;
+        let mut report_args = true;
         let mut hops = 0;
         while let Some(ec) = classes.compounds.get(&class_name) {
             match &ec.body {
@@ -451,14 +452,33 @@ impl<'e> Flattener<'e> {
                     hops += 1;
                 }
                 ClassBody::Synonym(_) => break,
-                ClassBody::Compound(c) => {
-                    compound = Some(c);
+                ClassBody::Compound { alternatives, extends } => {
+                    // Overloading: the first version that takes these
+                    // arguments; with one version, its own error says why.
+                    let fits = |c: &&Compound| bind(&c.formals, args.clone()).1.is_none();
+                    compound = match alternatives.iter().find(fits) {
+                        Some(c) => Some(c),
+                        None if *extends => None,
+                        None if alternatives.len() == 1 => alternatives.first(),
+                        None => {
+                            self.diags.push(Diagnostic::error(
+                                span,
+                                format!(
+                                    "'{name} :: {class_name}' no version of '{class_name}' takes these {} argument(s)",
+                                    args.len()
+                                ),
+                            ));
+                            // Expanded anyway (quietly), so its ports exist.
+                            report_args = false;
+                            alternatives.first()
+                        }
+                    };
                     break;
                 }
             }
         }
         if let Some(body) = compound {
-            return self.expand(name, span, &class_name, body, args, vars, classes);
+            return self.expand(name, span, &class_name, body, args, report_args, vars, classes);
         }
         let known = self.env.classes.contains(&class_name.as_str());
         if !known {
@@ -525,6 +545,7 @@ impl<'e> Flattener<'e> {
         class_name: &str,
         body: &'s Compound,
         args: Vec<FlatArg>,
+        report_args: bool,
         vars: &HashMap<String, String>,
         classes: &Classes<'s>,
     ) -> Handle {
@@ -550,7 +571,7 @@ impl<'e> Flattener<'e> {
         }
         let mut inner_vars = vars.clone();
         let (values, problem) = bind(&body.formals, args);
-        if let Some(why) = problem {
+        if let Some(why) = problem.filter(|_| report_args) {
             self.diags
                 .push(Diagnostic::error(span, format!("'{name} :: {class_name}' {why}")));
         }
@@ -1045,6 +1066,31 @@ mod tests {
                 .any(|d| d.message.contains("unterminated group: missing ')'")),
             "{diags:?}"
         );
+    }
+
+    #[test]
+    fn overloaded_compounds_pick_the_version_that_takes_the_arguments() {
+        let flat = ok(
+            "elementclass Q { input -> q1 :: Queue -> output || $n | input -> q2 :: Queue($n) -> output }
+                       elementclass Tee { $a, $b, $c | input -> Counter -> output || ... }
+                       Idle -> a :: Q -> Discard; Idle -> b :: Q(5) -> Discard;
+                       Idle -> t :: Tee(2) -> Discard; Idle -> u :: Tee(1, 2, 3) -> Discard;",
+        );
+        let names: Vec<&str> = flat.elements.iter().map(|e| e.name.as_str()).collect();
+        assert!(names.contains(&"a/q1") && names.contains(&"b/q2"), "{names:?}");
+        // `...`: Tee(2) matches no version, so it is the built-in Tee.
+        let t = &flat.elements[flat.find("t").unwrap()];
+        assert_eq!((t.class.as_str(), t.args[0].text.as_str()), ("Tee", "2"));
+        assert!(names.contains(&"u/Counter@1"), "{names:?}");
+        let (_, diags) = run(
+            "elementclass Q { input -> output || $n | input -> output }
+                              Idle -> Q(1, 2) -> Discard;",
+            &[],
+        );
+        let msgs: Vec<_> = diags.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(msgs, ["'Q@2 :: Q' no version of 'Q' takes these 2 argument(s)"]);
+        let (_, diags) = run("elementclass Q { ... }", &[]);
+        assert!(diags[0].message.starts_with("'...' comes last"), "{diags:?}");
     }
 
     #[test]

@@ -25,6 +25,10 @@ enum Tok {
     Arrow,
     DoubleArrow,
     DoubleColon,
+    /// `||` between the versions of an overloaded compound.
+    DoubleBar,
+    /// `...`: the version a compound extends.
+    Ellipsis,
     Char(char),
     Eof,
 }
@@ -71,6 +75,8 @@ fn token(i: &str) -> IResult<&str, Tok> {
         value(Tok::Arrow, tag("->")),
         value(Tok::DoubleArrow, tag("=>")),
         value(Tok::DoubleColon, tag("::")),
+        value(Tok::DoubleBar, tag("||")),
+        value(Tok::Ellipsis, tag("...")),
         value(
             Tok::Var,
             recognize(preceded(
@@ -287,6 +293,7 @@ impl<'a> Parser<'a> {
                     return stmts;
                 }
                 Tok::Char(c) if close.is_some_and(|(want, _)| want == c) => return stmts,
+                Tok::DoubleBar if close.is_some_and(|(want, _)| want == '}') => return stmts,
                 Tok::Char(';') => {
                     self.next();
                 }
@@ -350,17 +357,39 @@ impl<'a> Parser<'a> {
         let (tok, text2, span2) = self.next();
         match tok {
             Tok::Char('{') => {
-                let formals = self.formals();
-                let stmts = self.statements(Some(('}', span2)));
-                let close = self.peek().2;
-                self.eat('}');
-                Some(Stmt::ElementClass(ElementClass {
-                    name,
-                    body: ClassBody::Compound(Compound {
+                let mut alternatives = Vec::new();
+                let mut extends = false;
+                let mut start = span2;
+                loop {
+                    if self.peek().0 == Tok::Ellipsis {
+                        let at = self.next().2;
+                        extends = true;
+                        if alternatives.is_empty() || self.peek().0 != Tok::Char('}') {
+                            self.diags.push(Diagnostic::error(
+                                at,
+                                "'...' comes last, after one or more versions: { ... || ... }",
+                            ));
+                        }
+                        self.eat('}');
+                        break;
+                    }
+                    let formals = self.formals();
+                    let stmts = self.statements(Some(('}', span2)));
+                    let (tok, _, end) = self.peek();
+                    alternatives.push(Compound {
                         formals,
                         stmts,
-                        span: span2.to(close),
-                    }),
+                        span: start.to(end),
+                    });
+                    self.next();
+                    if tok != Tok::DoubleBar {
+                        break;
+                    }
+                    start = end;
+                }
+                Some(Stmt::ElementClass(ElementClass {
+                    name,
+                    body: ClassBody::Compound { alternatives, extends },
                 }))
             }
             Tok::Ident => Some(Stmt::ElementClass(ElementClass {
@@ -530,7 +559,7 @@ impl<'a> Parser<'a> {
             Tok::Char(';') => {
                 self.next();
             }
-            Tok::Eof | Tok::Ident | Tok::Char('}') | Tok::Char('{') | Tok::Char(')') => {}
+            Tok::Eof | Tok::Ident | Tok::Char('}') | Tok::Char('{') | Tok::Char(')') | Tok::DoubleBar => {}
             _ => {
                 self.error_near(span, text, "'->' or ';'");
                 return None;
@@ -850,7 +879,10 @@ mod tests {
     fn elementclass_with_formals() {
         let s = ok("elementclass Branch { $label | input -> Print($label) -> output; }");
         let Stmt::ElementClass(ec) = &s[0] else { panic!() };
-        let ClassBody::Compound(c) = &ec.body else { panic!() };
+        let ClassBody::Compound { alternatives, .. } = &ec.body else {
+            panic!()
+        };
+        let c = &alternatives[0];
         assert_eq!(c.formals[0].var.name, "label");
         assert_eq!(c.stmts.len(), 1);
     }
