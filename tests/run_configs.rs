@@ -120,8 +120,17 @@ fn paint_and_paint_switch() {
 
 #[test]
 fn static_switch_and_switch_send_one_way() {
-    let t = run("InfiniteSource(LIMIT 100) -> s :: StaticSwitch(1); s[0] -> a :: Counter -> Discard; s[1] -> b :: Counter -> Discard;
-                 InfiniteSource(LIMIT 300, STOP true) -> w :: Switch(-1); w[0] -> c :: Counter -> Discard;");
+    // Two unconnected pipelines run on two threads: wait for both sources
+    // (a STOP source could end the run before the other one started).
+    let text = "InfiniteSource(LIMIT 100) -> s :: StaticSwitch(1); s[0] -> a :: Counter -> Discard; s[1] -> b :: Counter -> Discard;
+                ws :: InfiniteSource(LIMIT 300) -> w :: Switch(-1); w[0] -> c :: Counter -> Discard;";
+    let (graph, table) = load_text("s.click", text, &switchyard_elements::standard(), &[]).unwrap();
+    let router = Router::start(graph, Arc::new(table));
+    let t = router.handlers().clone();
+    await_until("both sources", || {
+        count(&t, "b.count") == 100 && count(&t, "ws.count") == 300
+    });
+    router.stop_and_wait();
     assert_eq!(
         (count(&t, "a.count"), count(&t, "b.count"), count(&t, "c.count")),
         (0, 100, 0)
