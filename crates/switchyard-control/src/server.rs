@@ -274,7 +274,12 @@ fn read_line(r: &mut impl BufRead) -> io::Result<Line> {
     let mut buf = Vec::new();
     let mut too_long = false;
     loop {
-        let chunk = r.fill_buf()?;
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            // A signal (SIGHUP for a reload) must not end the connection.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if chunk.is_empty() {
             return Ok(if buf.is_empty() && !too_long {
                 Line::Eof
