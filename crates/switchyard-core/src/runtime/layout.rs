@@ -157,3 +157,81 @@ pub(super) struct NodeName {
     pub(super) class: &'static str,
     pub(super) config: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::element::{Element, ElementClass, PortInfo};
+    use crate::graph::Registry;
+    use std::collections::HashMap;
+    use switchyard_lang::SourceMap;
+
+    struct Src;
+    impl Element for Src {
+        fn initialize(&mut self, _: &PortInfo) -> Result<bool, String> {
+            Ok(true)
+        }
+    }
+    struct Pass;
+    impl Element for Pass {}
+    /// A thread boundary whose pulling side is a plain element.
+    struct Q;
+    impl Element for Q {
+        fn is_thread_boundary(&self) -> bool {
+            true
+        }
+        fn split_off_pull_side(&mut self) -> Option<Box<dyn Element>> {
+            Some(Box::new(Pass))
+        }
+    }
+    struct Pull;
+    impl Element for Pull {
+        fn initialize(&mut self, _: &PortInfo) -> Result<bool, String> {
+            Ok(true)
+        }
+    }
+
+    fn registry() -> Registry {
+        let class = |name, ports, processing, factory| ElementClass {
+            name,
+            ports,
+            processing,
+            doc: "",
+            factory,
+        };
+        Registry::new([
+            class("Src", "0/1", "/h", |_| Some(Box::new(Src))),
+            class("Pass", "1/1", "a/a", |_| Some(Box::new(Pass))),
+            class("Q", "1/1", "h/l", |_| Some(Box::new(Q))),
+            class("Pull", "1/0", "l/", |_| Some(Box::new(Pull))),
+        ])
+    }
+
+    /// Each group's signature, by one member's name.
+    fn signatures(text: &str) -> HashMap<String, Vec<String>> {
+        let mut map = SourceMap::new();
+        let file = map.add("t.click", text);
+        let graph = crate::load(&mut map, file, &registry(), &[]).unwrap_or_else(|d| panic!("{d:?}"));
+        let l = layout(&graph);
+        let mut by_name = HashMap::new();
+        for g in l.groups {
+            for &(i, _) in &g.members {
+                by_name.insert(graph.nodes[i].name.clone(), g.signature.clone());
+            }
+        }
+        by_name
+    }
+
+    #[test]
+    fn a_change_behind_a_queue_changes_only_the_consumer_group() {
+        let a = signatures("s :: Src -> p :: Pass -> q :: Q -> k :: Pull;");
+        let b = signatures("s :: Src -> p :: Pass -> q :: Q -> x :: Pass -> k :: Pull;");
+        assert_eq!(a["s"], b["s"], "the producer's thread would be kept");
+        assert_ne!(a["k"], b["k"], "the consumer's thread would be replaced");
+        // A change on the producer side leaves the consumer's signature.
+        let c = signatures("s :: Src -> p2 :: Pass -> q :: Q -> k :: Pull;");
+        assert_ne!(a["s"], c["s"]);
+        assert_eq!(a["k"], c["k"]);
+        assert_eq!(a, signatures("s :: Src -> p :: Pass -> q :: Q -> k :: Pull;"));
+    }
+}
