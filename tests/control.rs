@@ -970,6 +970,13 @@ sel -> check :: SeqCheck -> out :: Counter -> Discard;";
     // The same from the command line, which says what each reload did.
     let file = dir.join("a.click");
     std::fs::write(&file, a).unwrap();
+    // First only ask what it would do: one thread paused, `extra` gone.
+    let (code, out, err) = r.ctl(&["reload", "--check", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("keeps running: 0 thread(s)"), "{out}");
+    assert!(out.contains("pauses and replaces: 1 thread(s)"), "{out}");
+    assert!(out.contains("removes: extra\n"), "{out}");
+    assert!(c.read("extra.count").is_ok(), "--check changes nothing");
     let (code, out, err) = r.ctl(&["reload", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("reloaded: threads_kept="), "{out}");

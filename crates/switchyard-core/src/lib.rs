@@ -21,7 +21,10 @@ pub use element::{Element, ElementClass, PortCount, PortInfo, Processing, Work};
 pub use graph::{build, Graph, Registry};
 pub use handler::{Handler, HandlerError};
 pub use packet::{Annotations, Batch, Packet};
-pub use runtime::{Context, ControlPlane, Harness, ReloadReport, Router, Stopper, Waker, WakerCache, WakerSlot};
+pub use runtime::{
+    plan_reload, Context, ControlPlane, Harness, ReloadPlan, ReloadReport, Router, Stopper, Waker, WakerCache,
+    WakerSlot,
+};
 pub use table::HandlerTable;
 
 use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};

@@ -35,7 +35,7 @@ mod reload;
 
 use layout::{layout, Half, Layout, NodeName};
 use reload::Part;
-pub use reload::ReloadReport;
+pub use reload::{plan_reload, ReloadPlan, ReloadReport};
 
 /// The longest a thread sleeps without being woken; bounds the cost of a
 /// missed wake-up.

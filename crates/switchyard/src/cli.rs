@@ -145,7 +145,13 @@ pub enum Ctl {
     Batch,
     /// Replace the running configuration with FILE (checked first; the
     /// errors come back and nothing changes if it has any).
-    Reload { file: PathBuf },
+    Reload {
+        file: PathBuf,
+        /// Only say what the reload would do (threads kept and paused,
+        /// elements carried, added, removed); change nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Go back to the configuration before the last reload.
     RollbackConfig,
     /// One screen: uptime, switch positions and canary weights, gates,

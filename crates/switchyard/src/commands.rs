@@ -403,6 +403,32 @@ fn print_reload(c: &mut Client) {
     }
 }
 
+/// What reloading `file` would do to the running router: both
+/// configurations are checked here (the running one as its `flatconfig`),
+/// and compared by the rule the router applies. Nothing changes.
+fn reload_plan(c: &mut Client, file: &std::path::Path) -> Result<String, Failure> {
+    use std::fmt::Write as _;
+    let registry = registry();
+    let running = c.read("flatconfig").map_err(ctl_error)?;
+    let (old, _) = load_text("<running>", &running, &registry, &[]).map_err(config_error)?;
+    let name = file.display().to_string();
+    let (new, _) = load_text(&name, &read(file)?, &registry, &[]).map_err(config_error)?;
+    let plan = switchyard_core::plan_reload(&old, &new);
+    let mut out = String::new();
+    let threads = |groups: &[Vec<String>]| -> String {
+        let list: Vec<String> = groups.iter().map(|g| format!("({})", g.join(", "))).collect();
+        format!("{} thread(s) {}", groups.len(), list.join(" "))
+    };
+    let names = |n: &[String]| if n.is_empty() { "none".to_string() } else { n.join(", ") };
+    let _ = writeln!(out, "keeps running: {}", threads(&plan.kept));
+    let _ = writeln!(out, "pauses and replaces: {}", threads(&plan.replaced));
+    let _ = writeln!(out, "starts: {}", threads(&plan.started));
+    let _ = writeln!(out, "carries state: {}", names(&plan.carried));
+    let _ = writeln!(out, "adds: {}", names(&plan.added));
+    let _ = writeln!(out, "removes: {}", names(&plan.removed));
+    Ok(out)
+}
+
 fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), Failure> {
     let mut c = connect(socket, tcp)?;
     match action {
@@ -440,7 +466,8 @@ fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), 
                 std::thread::sleep(Duration::from_millis(interval));
             }
         }
-        Ctl::Reload { file } => {
+        Ctl::Reload { file, check: true } => print!("{}", reload_plan(&mut c, &file)?),
+        Ctl::Reload { file, check: false } => {
             c.write("hotconfig", &read(&file)?).map_err(ctl_error)?;
             print_reload(&mut c);
         }

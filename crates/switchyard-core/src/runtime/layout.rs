@@ -207,11 +207,15 @@ mod tests {
         ])
     }
 
-    /// Each group's signature, by one member's name.
-    fn signatures(text: &str) -> HashMap<String, Vec<String>> {
+    fn graph(text: &str) -> Graph {
         let mut map = SourceMap::new();
         let file = map.add("t.click", text);
-        let graph = crate::load(&mut map, file, &registry(), &[]).unwrap_or_else(|d| panic!("{d:?}"));
+        crate::load(&mut map, file, &registry(), &[]).unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    /// Each group's signature, by one member's name.
+    fn signatures(text: &str) -> HashMap<String, Vec<String>> {
+        let graph = graph(text);
         let l = layout(&graph);
         let mut by_name = HashMap::new();
         for g in l.groups {
@@ -233,5 +237,21 @@ mod tests {
         assert_ne!(a["s"], c["s"]);
         assert_eq!(a["k"], c["k"]);
         assert_eq!(a, signatures("s :: Src -> p :: Pass -> q :: Q -> k :: Pull;"));
+    }
+
+    #[test]
+    fn a_plan_names_what_a_reload_keeps_pauses_and_carries() {
+        let a = graph("s :: Src -> p :: Pass -> q :: Q -> k :: Pull;");
+        let b = graph("s :: Src -> p :: Pass -> q :: Q -> x :: Pass -> k :: Pull;");
+        let plan = crate::plan_reload(&a, &b);
+        assert_eq!((plan.kept.len(), plan.replaced.len(), plan.started.len()), (1, 1, 1));
+        assert!(plan.kept[0].contains(&"s".to_string()));
+        assert_eq!(plan.added, ["x"]);
+        assert!(plan.removed.is_empty());
+        assert!(plan.carried.contains(&"k".to_string()) && plan.carried.contains(&"q".to_string()));
+        assert!(
+            !plan.carried.contains(&"s".to_string()),
+            "s keeps running, nothing to carry"
+        );
     }
 }

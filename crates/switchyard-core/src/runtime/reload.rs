@@ -194,3 +194,97 @@ impl Router {
         Ok(report)
     }
 }
+
+/// What a reload from `old` to `new` would do, without doing it: which
+/// threads keep running, which are paused and replaced, and which
+/// elements carry state, are new, or go. For `ctl reload --check`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// The elements of each thread that keeps running.
+    pub kept: Vec<Vec<String>>,
+    /// The elements of each running thread that would be paused.
+    pub replaced: Vec<Vec<String>>,
+    /// The elements of each thread that would start.
+    pub started: Vec<Vec<String>>,
+    /// Elements replaced by one of the same name and class (state carried).
+    pub carried: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Plans a reload by the rule [`Router::reload`] applies (same group
+/// signatures, same names and classes), for graphs of the same text the
+/// router would load. Unnamed elements matched by kind at reload time are
+/// listed as added and removed here.
+pub fn plan_reload(old: &Graph, new: &Graph) -> ReloadPlan {
+    let (lo, ln) = (layout(old), layout(new));
+    let members = |g: &super::layout::GroupLayout, graph: &Graph| -> Vec<String> {
+        let mut names: Vec<String> = g.members.iter().map(|&(i, _)| graph.nodes[i].name.clone()).collect();
+        names.dedup();
+        names
+    };
+    let running: Vec<_> = lo.groups.iter().filter(|g| !g.tasks.is_empty()).collect();
+    let mut matched = vec![false; running.len()];
+    let mut plan = ReloadPlan::default();
+    let mut kept_names: Vec<String> = Vec::new();
+    for g in ln.groups.iter().filter(|g| !g.tasks.is_empty()) {
+        match (0..running.len()).find(|&k| !matched[k] && running[k].signature == g.signature) {
+            Some(k) => {
+                matched[k] = true;
+                let m = members(g, new);
+                kept_names.extend(m.iter().cloned());
+                plan.kept.push(m);
+            }
+            None => plan.started.push(members(g, new)),
+        }
+    }
+    for (k, g) in running.iter().enumerate() {
+        if !matched[k] {
+            plan.replaced.push(members(g, old));
+        }
+    }
+    let old_of = |name: &str| old.nodes.iter().find(|n| n.name == name);
+    for n in &new.nodes {
+        match old_of(&n.name) {
+            Some(o) if o.class == n.class => {
+                if !kept_names.contains(&n.name) || plan.started.iter().flatten().any(|s| *s == n.name) {
+                    plan.carried.push(n.name.clone());
+                }
+            }
+            _ => plan.added.push(n.name.clone()),
+        }
+    }
+    for o in &old.nodes {
+        if !new.nodes.iter().any(|n| n.name == o.name && n.class == o.class) {
+            plan.removed.push(o.name.clone());
+        }
+    }
+    // Unnamed ones renamed by an insertion: matched by kind, as a reload
+    // matches them (the only one of its class and arguments on each side).
+    let kind = |graph: &Graph, name: &str| {
+        graph
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| (n.class, n.config.clone()))
+    };
+    let added = std::mem::take(&mut plan.added);
+    let of_kind = |names: &[String], graph: &Graph, k: &Option<(&'static str, String)>| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| n.contains('@') && kind(graph, n) == *k)
+            .cloned()
+            .collect()
+    };
+    for a in &added {
+        let k = kind(new, a);
+        let olds = of_kind(&plan.removed, old, &k);
+        if a.contains('@') && olds.len() == 1 && of_kind(&added, new, &k).len() == 1 {
+            plan.removed.retain(|r| *r != olds[0]);
+            plan.carried.push(a.clone());
+        } else {
+            plan.added.push(a.clone());
+        }
+    }
+    plan
+}
