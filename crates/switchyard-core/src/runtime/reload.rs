@@ -213,9 +213,9 @@ pub struct ReloadPlan {
 }
 
 /// Plans a reload by the rule [`Router::reload`] applies (same group
-/// signatures, same names and classes), for graphs of the same text the
-/// router would load. Unnamed elements matched by kind at reload time are
-/// listed as added and removed here.
+/// signatures; same names and classes; an unnamed element renamed by an
+/// insertion matched by its kind), for graphs of the texts the router
+/// would load.
 pub fn plan_reload(old: &Graph, new: &Graph) -> ReloadPlan {
     let (lo, ln) = (layout(old), layout(new));
     let members = |g: &super::layout::GroupLayout, graph: &Graph| -> Vec<String> {
