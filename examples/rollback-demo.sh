@@ -29,4 +29,14 @@ sleep 1; show "old branch in production"
 ctl rtr write sel.switch 1; sleep 1; show "went live with new branch"
 ctl rtr write sel.switch 0; sleep 1; show "rolled back"
 ctl rtr write sel.switch 7 || true; sleep 1; show "a typo changed nothing"
+# A new version of the new branch (TTL 9), hot-reloaded: first ask what the
+# reload would do, then do it; the position and the counts carry over.
+cat > "$T/v2.click" <<'CFG'
+FromDevice(rtr0) -> hub :: Tee(2);
+hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
+hub[1] -> StoreData(22, \<09>) -> new :: Counter -> [1]sel;
+sel -> ToDevice(rtr1);
+CFG
+ctl rtr reload --check "$T/v2.click"
+ctl rtr reload "$T/v2.click"; sleep 1; show "hot-reloaded the new branch"
 echo "audit log of the router:"; cat "$T/rtr.audit"

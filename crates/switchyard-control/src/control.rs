@@ -52,6 +52,8 @@ pub struct Control {
     writes: Mutex<BTreeMap<(String, String), u64>>,
     /// What the last accepted reload did (`last_reload`, metrics).
     last_reload: Mutex<Option<switchyard_core::ReloadReport>>,
+    /// What the last `hotconfig_check` said a reload would do.
+    last_check: Mutex<String>,
 }
 
 fn handler_error(e: HandlerError) -> Reply {
@@ -72,7 +74,10 @@ pub struct ReloadRequest {
     /// How diagnostics name the text (`<hotconfig>`, or the file for SIGHUP).
     pub name: String,
     pub text: String,
-    pub reply: crossbeam_channel::Sender<Result<(), String>>,
+    /// Only say what the reload would do (the answer's text); change
+    /// nothing.
+    pub check: bool,
+    pub reply: crossbeam_channel::Sender<Result<String, String>>,
 }
 
 /// A short hash of a configuration text, for the audit log.
@@ -95,6 +100,7 @@ impl Control {
             saved: Mutex::new(BTreeMap::new()),
             writes: Mutex::default(),
             last_reload: Mutex::default(),
+            last_check: Mutex::default(),
         }
     }
 
@@ -119,27 +125,41 @@ impl Control {
         self.reload_named("<hotconfig>", text, peer)
     }
 
+    /// Asks the thread that owns the router: a reload of `text`, or with
+    /// `check` only what it would do.
+    fn ask(&self, name: &str, text: &str, check: bool) -> Result<String, String> {
+        let Some(tx) = self.reloads.lock().expect("reloads").clone() else {
+            return Err("this router does not reload (no configuration file or owner)".to_string());
+        };
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        tx.send(ReloadRequest {
+            name: name.to_string(),
+            text: text.to_string(),
+            check,
+            reply,
+        })
+        .map_err(|_| "the router is stopping".to_string())?;
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(r) => r,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err("reload timed out".to_string()),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err("the router stopped before answering".to_string())
+            }
+        }
+    }
+
+    /// What reloading `text` would do, kept for `last_check`; nothing
+    /// changes (not audited).
+    pub fn reload_check(&self, text: &str) -> Result<(), String> {
+        let plan = self.ask("<hotconfig>", text, true)?;
+        *self.last_check.lock().expect("last check") = plan;
+        Ok(())
+    }
+
     /// [`reload`](Self::reload), with the name diagnostics give the text.
     pub fn reload_named(&self, name: &str, text: &str, peer: &Peer) -> Result<(), String> {
         let old = self.table().read("config").unwrap_or_default();
-        let tx = self.reloads.lock().expect("reloads").clone();
-        let result = match tx {
-            None => Err("this router does not reload (no configuration file or owner)".to_string()),
-            Some(tx) => {
-                let (reply, rx) = crossbeam_channel::bounded(1);
-                tx.send(ReloadRequest {
-                    name: name.to_string(),
-                    text: text.to_string(),
-                    reply,
-                })
-                .map_err(|_| "the router is stopping".to_string())
-                .and_then(|()| {
-                    rx.recv_timeout(std::time::Duration::from_secs(60))
-                        .map_err(|_| "reload timed out".to_string())
-                })
-                .and_then(|r| r)
-            }
-        };
+        let result = self.ask(name, text, false).map(|_| ());
         if result.is_ok() {
             *self.previous_config.lock().expect("previous") = Some(old.clone());
             self.config_generation
@@ -254,6 +274,10 @@ impl Control {
     }
 
     pub fn read(&self, name: &str) -> Reply {
+        if name == "last_check" {
+            let text = self.last_check.lock().expect("last check").clone();
+            return Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(text.into_bytes());
+        }
         if name == "last_reload" {
             let text = self.last_reload_line();
             return Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(text.into_bytes());
@@ -305,11 +329,11 @@ impl Control {
     /// [`write`](Self::write) on behalf of something other than a client
     /// (an automatic gate), recorded with its reason.
     pub fn write_as(&self, name: &str, value: &str, peer: &Peer, actor: Option<(&str, &str)>) -> Reply {
-        if name == "hotconfig" || name == "rollback_config" {
-            let r = if name == "hotconfig" {
-                self.reload(value, peer)
-            } else {
-                self.rollback_config(peer)
+        if name == "hotconfig" || name == "rollback_config" || name == "hotconfig_check" {
+            let r = match name {
+                "hotconfig" => self.reload(value, peer),
+                "hotconfig_check" => self.reload_check(value),
+                _ => self.rollback_config(peer),
             };
             return match r {
                 Ok(()) => Reply::new(code::OK, format!("Write handler '{name}' OK")),
@@ -404,7 +428,7 @@ impl Control {
     }
 
     fn check(&self, name: &str, write: bool) -> Reply {
-        if name == "hotconfig" || name == "rollback_config" {
+        if name == "hotconfig" || name == "rollback_config" || name == "hotconfig_check" {
             let reloads = self.reloads.lock().expect("reloads").is_some();
             return match (write, reloads) {
                 (true, true) => Reply::new(code::OK, format!("Write handler '{name}' OK")),

@@ -284,6 +284,8 @@ struct Running {
     worker: Worker,
     /// Names by index for the graph this group was started with.
     names: Arc<Vec<NodeName>>,
+    /// The names of the group's own elements.
+    members: Vec<String>,
     signature: Vec<String>,
     yield_req: Arc<AtomicBool>,
 }
@@ -297,6 +299,8 @@ pub struct Router {
     spare: Vec<Worker>,
     /// Elements of groups that never got a thread (nothing to run).
     idle: Vec<Part>,
+    /// Every element of the running graph.
+    current: Arc<Vec<NodeName>>,
     /// Each element's own handlers, by name, for a reload that keeps it.
     own_handlers: std::collections::HashMap<String, Vec<crate::handler::Handler>>,
     exited_tx: Sender<()>,
@@ -339,6 +343,7 @@ impl Router {
             workers: Vec::new(),
             spare: Vec::new(),
             idle: Vec::new(),
+            current: Arc::default(),
             own_handlers: Default::default(),
             exited_tx,
             exited,
@@ -381,6 +386,7 @@ impl Router {
                 }
             }
         }
+        self.current = layout.names.clone();
         let mut started = 0;
         for (k, g) in layout.groups.into_iter().enumerate() {
             let mut slots: Slots = (0..n).map(|_| None).collect();
@@ -419,9 +425,12 @@ impl Router {
             };
             let worker = self.spare.pop().unwrap_or_else(|| self.spawn_worker(k));
             worker.assign.send((runner, g.tasks)).expect("a spare thread waits");
+            let mut members: Vec<String> = g.members.iter().map(|&(i, _)| layout.names[i].name.clone()).collect();
+            members.dedup();
             self.workers.push(Running {
                 worker,
                 names: layout.names.clone(),
+                members,
                 signature: g.signature,
                 yield_req,
             });

@@ -324,6 +324,10 @@ fn reload(
             return;
         }
     };
+    if req.check {
+        let _ = req.reply.send(Ok(plan_text(&router.plan(&graph))));
+        return;
+    }
     // Control sockets are opened at start, outside the graph's threads.
     let old = router.handlers();
     let before: Vec<String> = old
@@ -360,7 +364,7 @@ fn reload(
                 tracing::warn!(elements = ?r.dropped_holding, "removed elements still held packets");
             }
             control.record_reload(&r);
-            let _ = req.reply.send(Ok(()));
+            let _ = req.reply.send(Ok(String::new()));
         }
         Err(e) => {
             let _ = req.reply.send(Err(e));
@@ -403,30 +407,24 @@ fn print_reload(c: &mut Client) {
     }
 }
 
-/// What reloading `file` would do to the running router: both
-/// configurations are checked here (the running one as its `flatconfig`),
-/// and compared by the rule the router applies. Nothing changes.
-fn reload_plan(c: &mut Client, file: &std::path::Path) -> Result<String, Failure> {
+/// A reload plan for people: one line each for the threads kept, paused
+/// and started (with their elements), and the elements carried, added and
+/// removed.
+fn plan_text(plan: &switchyard_core::ReloadPlan) -> String {
     use std::fmt::Write as _;
-    let registry = registry();
-    let running = c.read("flatconfig").map_err(ctl_error)?;
-    let (old, _) = load_text("<running>", &running, &registry, &[]).map_err(config_error)?;
-    let name = file.display().to_string();
-    let (new, _) = load_text(&name, &read(file)?, &registry, &[]).map_err(config_error)?;
-    let plan = switchyard_core::plan_reload(&old, &new);
-    let mut out = String::new();
     let threads = |groups: &[Vec<String>]| -> String {
         let list: Vec<String> = groups.iter().map(|g| format!("({})", g.join(", "))).collect();
         format!("{} thread(s) {}", groups.len(), list.join(" "))
     };
     let names = |n: &[String]| if n.is_empty() { "none".to_string() } else { n.join(", ") };
+    let mut out = String::new();
     let _ = writeln!(out, "keeps running: {}", threads(&plan.kept));
     let _ = writeln!(out, "pauses and replaces: {}", threads(&plan.replaced));
     let _ = writeln!(out, "starts: {}", threads(&plan.started));
     let _ = writeln!(out, "carries state: {}", names(&plan.carried));
     let _ = writeln!(out, "adds: {}", names(&plan.added));
     let _ = writeln!(out, "removes: {}", names(&plan.removed));
-    Ok(out)
+    out
 }
 
 fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), Failure> {
@@ -466,7 +464,12 @@ fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), 
                 std::thread::sleep(Duration::from_millis(interval));
             }
         }
-        Ctl::Reload { file, check: true } => print!("{}", reload_plan(&mut c, &file)?),
+        Ctl::Reload { file, check: true } => {
+            // The router checks the text and plans against its running
+            // threads, in its own namespace and with its own defines.
+            c.write("hotconfig_check", &read(&file)?).map_err(ctl_error)?;
+            print!("{}", c.read("last_check").map_err(ctl_error)?);
+        }
         Ctl::Reload { file, check: false } => {
             c.write("hotconfig", &read(&file)?).map_err(ctl_error)?;
             print_reload(&mut c);

@@ -2,7 +2,7 @@
 //! others between batches, and handing each new element its
 //! predecessor's state.
 
-use super::layout::{layout, NodeName};
+use super::layout::{layout, GroupLayout, NodeName};
 use super::{Router, Running};
 use crate::element::Element;
 use crate::graph::Graph;
@@ -212,74 +212,97 @@ pub struct ReloadPlan {
     pub removed: Vec<String>,
 }
 
-/// Plans a reload by the rule [`Router::reload`] applies (same group
-/// signatures; same names and classes; an unnamed element renamed by an
-/// insertion matched by its kind), for graphs of the texts the router
-/// would load.
+/// Plans a reload from the graph `old` to `new` by the rule
+/// [`Router::reload`] applies, as if `old` were running.
 pub fn plan_reload(old: &Graph, new: &Graph) -> ReloadPlan {
-    let (lo, ln) = (layout(old), layout(new));
-    let members = |g: &super::layout::GroupLayout, graph: &Graph| -> Vec<String> {
-        let mut names: Vec<String> = g.members.iter().map(|&(i, _)| graph.nodes[i].name.clone()).collect();
-        names.dedup();
-        names
-    };
-    let running: Vec<_> = lo.groups.iter().filter(|g| !g.tasks.is_empty()).collect();
+    let lo = layout(old);
+    let running: Vec<(Vec<String>, &[String])> = lo
+        .groups
+        .iter()
+        .filter(|g| !g.tasks.is_empty())
+        .map(|g| (members(g, &lo.names), g.signature.as_slice()))
+        .collect();
+    plan(&lo.names, &running, new)
+}
+
+impl Router {
+    /// What [`reload`](Self::reload) would do with `new`, against the
+    /// threads running now. Changes nothing.
+    pub fn plan(&self, new: &Graph) -> ReloadPlan {
+        let running: Vec<(Vec<String>, &[String])> = self
+            .workers
+            .iter()
+            .map(|w| (w.members.clone(), w.signature.as_slice()))
+            .collect();
+        plan(&self.current, &running, new)
+    }
+}
+
+fn members(g: &GroupLayout, names: &[NodeName]) -> Vec<String> {
+    let mut m: Vec<String> = g.members.iter().map(|&(i, _)| names[i].name.clone()).collect();
+    m.dedup();
+    m
+}
+
+/// The rule: same group signatures keep their thread; same names and
+/// classes carry state; an unnamed element renamed by an insertion is
+/// matched by its kind (the only one of its class and arguments on each
+/// side).
+fn plan(old: &[NodeName], running: &[(Vec<String>, &[String])], new: &Graph) -> ReloadPlan {
+    let ln = layout(new);
     let mut matched = vec![false; running.len()];
     let mut plan = ReloadPlan::default();
     let mut kept_names: Vec<String> = Vec::new();
     for g in ln.groups.iter().filter(|g| !g.tasks.is_empty()) {
-        match (0..running.len()).find(|&k| !matched[k] && running[k].signature == g.signature) {
+        match (0..running.len()).find(|&k| !matched[k] && running[k].1 == g.signature.as_slice()) {
             Some(k) => {
                 matched[k] = true;
-                let m = members(g, new);
+                let m = members(g, &ln.names);
                 kept_names.extend(m.iter().cloned());
                 plan.kept.push(m);
             }
-            None => plan.started.push(members(g, new)),
+            None => plan.started.push(members(g, &ln.names)),
         }
     }
-    for (k, g) in running.iter().enumerate() {
+    for (k, (m, _)) in running.iter().enumerate() {
         if !matched[k] {
-            plan.replaced.push(members(g, old));
+            plan.replaced.push(m.clone());
         }
     }
-    let old_of = |name: &str| old.nodes.iter().find(|n| n.name == name);
-    for n in &new.nodes {
-        match old_of(&n.name) {
+    let kind = |nodes: &[NodeName], name: &str| {
+        nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| (n.class, n.config.clone()))
+    };
+    for n in ln.names.iter() {
+        match old.iter().find(|o| o.name == n.name) {
             Some(o) if o.class == n.class => {
-                if !kept_names.contains(&n.name) || plan.started.iter().flatten().any(|s| *s == n.name) {
+                let started = plan.started.iter().flatten().any(|s| *s == n.name);
+                if !kept_names.contains(&n.name) || started {
                     plan.carried.push(n.name.clone());
                 }
             }
             _ => plan.added.push(n.name.clone()),
         }
     }
-    for o in &old.nodes {
-        if !new.nodes.iter().any(|n| n.name == o.name && n.class == o.class) {
+    for o in old {
+        if !ln.names.iter().any(|n| n.name == o.name && n.class == o.class) {
             plan.removed.push(o.name.clone());
         }
     }
-    // Unnamed ones renamed by an insertion: matched by kind, as a reload
-    // matches them (the only one of its class and arguments on each side).
-    let kind = |graph: &Graph, name: &str| {
-        graph
-            .nodes
-            .iter()
-            .find(|n| n.name == name)
-            .map(|n| (n.class, n.config.clone()))
-    };
     let added = std::mem::take(&mut plan.added);
-    let of_kind = |names: &[String], graph: &Graph, k: &Option<(&'static str, String)>| -> Vec<String> {
+    let of_kind = |names: &[String], nodes: &[NodeName], k: &Option<(&'static str, String)>| -> Vec<String> {
         names
             .iter()
-            .filter(|n| n.contains('@') && kind(graph, n) == *k)
+            .filter(|n| n.contains('@') && kind(nodes, n) == *k)
             .cloned()
             .collect()
     };
     for a in &added {
-        let k = kind(new, a);
+        let k = kind(&ln.names, a);
         let olds = of_kind(&plan.removed, old, &k);
-        if a.contains('@') && olds.len() == 1 && of_kind(&added, new, &k).len() == 1 {
+        if a.contains('@') && olds.len() == 1 && of_kind(&added, &ln.names, &k).len() == 1 {
             plan.removed.retain(|r| *r != olds[0]);
             plan.carried.push(a.clone());
         } else {
