@@ -67,8 +67,23 @@ documented! {
         diverged_in_window: usize,
         /// Counts of this batch, published once per batch.
         tally: Tally,
+        /// This batch's differences (the last HISTORY of them), published
+        /// with the counts; `spare` holds buffers for reuse, so a branch
+        /// that changes every packet costs a copy, not an allocation.
+        batch_diffs: VecDeque<Diff>,
+        spare: Vec<Diff>,
         stats: Arc<Stats>,
     }
+}
+
+/// One difference: the pair's sequence number, the first differing
+/// offset, and both frames.
+#[derive(Default)]
+struct Diff {
+    seq: u64,
+    at: usize,
+    old: Vec<u8>,
+    new: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -87,11 +102,19 @@ struct Stats {
     dropped_by_new: AtomicU64,
     pending: AtomicU64,
     rate_bits: AtomicU64,
-    differences: Mutex<VecDeque<String>>,
+    differences: Mutex<VecDeque<Diff>>,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// `seq offset oldhex newhex`, formatted only when someone reads them.
+fn diff_line(d: &Diff, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{} {} ", d.seq, d.at);
+    for (k, bytes) in [&d.old, &d.new].into_iter().enumerate() {
+        for b in bytes {
+            let _ = write!(out, "{b:02x}");
+        }
+        out.push(if k == 0 { ' ' } else { '\n' });
+    }
 }
 
 impl ShadowCompare {
@@ -137,6 +160,8 @@ impl ShadowCompare {
             recent_len: 0,
             diverged_in_window: 0,
             tally: Tally::default(),
+            batch_diffs: VecDeque::new(),
+            spare: Vec::new(),
             stats: Arc::default(),
         }))
     }
@@ -192,6 +217,15 @@ impl ShadowCompare {
         s.rate_bits.store(rate.to_bits(), Relaxed);
         s.pending
             .store((self.waiting[0].len() + self.waiting[1].len()) as u64, Relaxed);
+        if !self.batch_diffs.is_empty() {
+            let mut shared = s.differences.lock().expect("differences");
+            for d in self.batch_diffs.drain(..) {
+                while shared.len() >= self.history {
+                    self.spare.extend(shared.pop_front());
+                }
+                shared.push_back(d);
+            }
+        }
     }
 
     fn compare(&mut self, seq: u64, old: &[u8], new: &[u8]) {
@@ -204,11 +238,18 @@ impl ShadowCompare {
                 self.tally.different += 1;
                 self.record(true);
                 if self.history > 0 {
-                    let mut d = self.stats.differences.lock().expect("differences");
-                    d.push_back(format!("{seq} {at} {} {}", hex(old), hex(new)));
-                    while d.len() > self.history {
-                        d.pop_front();
-                    }
+                    let mut d = if self.batch_diffs.len() >= self.history {
+                        self.batch_diffs.pop_front().unwrap_or_default()
+                    } else {
+                        self.spare.pop().unwrap_or_default()
+                    };
+                    d.seq = seq;
+                    d.at = at;
+                    d.old.clear();
+                    d.old.extend_from_slice(old);
+                    d.new.clear();
+                    d.new.extend_from_slice(new);
+                    self.batch_diffs.push_back(d);
                 }
             }
         }
@@ -331,12 +372,11 @@ impl Element for ShadowCompare {
                 format!("{:.6}", f64::from_bits(r.rate_bits.load(Relaxed)))
             }),
             Handler::read_only("differences", move || {
-                d.differences
-                    .lock()
-                    .expect("differences")
-                    .iter()
-                    .map(|l| format!("{l}\n"))
-                    .collect()
+                let mut out = String::new();
+                for diff in d.differences.lock().expect("differences").iter() {
+                    diff_line(diff, &mut out);
+                }
+                out
             }),
             Handler::write_only("reset", move |_| {
                 for c in [
