@@ -424,9 +424,8 @@ impl Router {
                 yield_req: yield_req.clone(),
             };
             let worker = self.spare.pop().unwrap_or_else(|| self.spawn_worker(k));
+            let members = reload::members(&g, &layout.names);
             worker.assign.send((runner, g.tasks)).expect("a spare thread waits");
-            let mut members: Vec<String> = g.members.iter().map(|&(i, _)| layout.names[i].name.clone()).collect();
-            members.dedup();
             self.workers.push(Running {
                 worker,
                 names: layout.names.clone(),

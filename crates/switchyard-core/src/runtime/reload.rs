@@ -18,15 +18,42 @@ pub(super) struct Part {
     pub(super) element: Box<dyn Element>,
 }
 
-/// Parts by (name, class), with their configuration.
-type Parts = std::collections::HashMap<(String, &'static str), (String, Vec<Box<dyn Element>>)>;
+/// Parts by (name, class).
+type Parts = std::collections::HashMap<(String, &'static str), Vec<Box<dyn Element>>>;
 
 pub(super) fn add_part(parts: &mut Parts, name: &NodeName, element: Box<dyn Element>) {
-    parts
-        .entry((name.name.clone(), name.class))
-        .or_insert_with(|| (name.config.clone(), Vec::new()))
-        .1
-        .push(element);
+    parts.entry((name.name.clone(), name.class)).or_default().push(element);
+}
+
+/// For each element of `new`, the element of `old` whose state it takes:
+/// the one of the same name and class; else, for an unnamed element
+/// (Click names them by position, `Class@N`, so one added earlier renames
+/// the later ones), the one unnamed element of `old` left over with the
+/// same class and arguments, when it is also the only one of its kind in
+/// `new` (an unnamed `ToDevice(eth1)` keeps its open ring).
+fn predecessors(old: &[NodeName], new: &[NodeName]) -> Vec<Option<usize>> {
+    let mut pred: Vec<Option<usize>> = new
+        .iter()
+        .map(|n| old.iter().position(|o| o.name == n.name && o.class == n.class))
+        .collect();
+    fn kind(n: &NodeName) -> (&'static str, &str) {
+        (n.class, n.config.as_str())
+    }
+    let left_old: Vec<usize> = (0..old.len())
+        .filter(|o| old[*o].name.contains('@') && !pred.contains(&Some(*o)))
+        .collect();
+    let left_new: Vec<usize> = (0..new.len())
+        .filter(|&i| pred[i].is_none() && new[i].name.contains('@'))
+        .collect();
+    for &i in &left_new {
+        let k = kind(&new[i]);
+        let olds: Vec<usize> = left_old.iter().copied().filter(|&o| kind(&old[o]) == k).collect();
+        let news = left_new.iter().filter(|&&j| kind(&new[j]) == k).count();
+        if let ([o], 1) = (olds.as_slice(), news) {
+            pred[i] = Some(*o);
+        }
+    }
+    pred
 }
 
 /// What a hot reload did.
@@ -130,53 +157,23 @@ impl Router {
                 }
             }
         }
-        let carry = |node: &mut crate::graph::Node, old: Vec<Box<dyn Element>>| {
-            for o in old {
-                node.element.take_state(o);
-            }
-            node.handlers = node.element.handlers();
-        };
-        let mut unmatched = Vec::new();
+        let pred = predecessors(&self.current, &layout.names);
         for (i, node) in graph.nodes.iter_mut().enumerate() {
-            if let Some((_, old)) = parts.remove(&(node.name.clone(), node.class)) {
-                carry(node, old);
+            let key = pred[i].map(|o| (self.current[o].name.clone(), self.current[o].class));
+            if let Some(old) = key.and_then(|k| parts.remove(&k)) {
+                for o in old {
+                    node.element.take_state(o);
+                }
+                node.handlers = node.element.handlers();
                 report.carried += 1;
             } else if whole_kept[i] {
                 if let Some(h) = self.own_handlers.get(&node.name) {
                     node.handlers = h.clone();
                 }
-            } else if node.name.contains('@') {
-                unmatched.push(i);
-            }
-        }
-        // Unnamed elements are named by position (Click's Class@N), so one
-        // added earlier in the file renames the later ones. An unnamed
-        // element without a namesake takes state from the one unnamed
-        // predecessor of the same class and configuration, when both are
-        // the only ones of their kind (an unnamed ToDevice(eth1) keeps its
-        // open ring).
-        let kind = |name: &str, class: &str, config: &str, n: &crate::graph::Node| {
-            name.contains('@') && class == n.class && config == n.config
-        };
-        for &i in &unmatched {
-            let node = &graph.nodes[i];
-            let old: Vec<_> = parts
-                .iter()
-                .filter(|((name, class), (config, _))| kind(name, class, config, node))
-                .map(|(k, _)| k.clone())
-                .collect();
-            let new = unmatched
-                .iter()
-                .filter(|&&j| kind(&graph.nodes[j].name, graph.nodes[j].class, &graph.nodes[j].config, node))
-                .count();
-            if let ([k], 1) = (old.as_slice(), new) {
-                let (_, old) = parts.remove(k).expect("listed part");
-                carry(&mut graph.nodes[i], old);
-                report.carried += 1;
             }
         }
         let mut removed = Vec::new();
-        for ((name, _), (_, old)) in parts {
+        for ((name, _), old) in parts {
             if old.iter().any(|e| e.holds_packets()) {
                 report.dropped_holding.push(name);
             }
@@ -238,7 +235,8 @@ impl Router {
     }
 }
 
-fn members(g: &GroupLayout, names: &[NodeName]) -> Vec<String> {
+/// The names of a group's elements (a Queue's half counted once).
+pub(super) fn members(g: &GroupLayout, names: &[NodeName]) -> Vec<String> {
     let mut m: Vec<String> = g.members.iter().map(|&(i, _)| names[i].name.clone()).collect();
     m.dedup();
     m
@@ -269,44 +267,21 @@ fn plan(old: &[NodeName], running: &[(Vec<String>, &[String])], new: &Graph) -> 
             plan.replaced.push(m.clone());
         }
     }
-    let kind = |nodes: &[NodeName], name: &str| {
-        nodes
-            .iter()
-            .find(|n| n.name == name)
-            .map(|n| (n.class, n.config.clone()))
-    };
-    for n in ln.names.iter() {
-        match old.iter().find(|o| o.name == n.name) {
-            Some(o) if o.class == n.class => {
+    let pred = predecessors(old, &ln.names);
+    for (i, n) in ln.names.iter().enumerate() {
+        match pred[i] {
+            Some(_) => {
                 let started = plan.started.iter().flatten().any(|s| *s == n.name);
                 if !kept_names.contains(&n.name) || started {
                     plan.carried.push(n.name.clone());
                 }
             }
-            _ => plan.added.push(n.name.clone()),
+            None => plan.added.push(n.name.clone()),
         }
     }
-    for o in old {
-        if !ln.names.iter().any(|n| n.name == o.name && n.class == o.class) {
-            plan.removed.push(o.name.clone());
-        }
-    }
-    let added = std::mem::take(&mut plan.added);
-    let of_kind = |names: &[String], nodes: &[NodeName], k: &Option<(&'static str, String)>| -> Vec<String> {
-        names
-            .iter()
-            .filter(|n| n.contains('@') && kind(nodes, n) == *k)
-            .cloned()
-            .collect()
-    };
-    for a in &added {
-        let k = kind(&ln.names, a);
-        let olds = of_kind(&plan.removed, old, &k);
-        if a.contains('@') && olds.len() == 1 && of_kind(&added, &ln.names, &k).len() == 1 {
-            plan.removed.retain(|r| *r != olds[0]);
-            plan.carried.push(a.clone());
-        } else {
-            plan.added.push(a.clone());
+    for (o, n) in old.iter().enumerate() {
+        if !pred.contains(&Some(o)) {
+            plan.removed.push(n.name.clone());
         }
     }
     plan
