@@ -107,11 +107,10 @@ impl Packet {
         Packet::from_buffer(alloc_buffer(HEADROOM + data.len()), data, |_| {})
     }
 
-    /// Fills a unique buffer with `data` after the headroom.
-    #[inline]
     /// Fills a unique buffer with `data` after the headroom, then lets
     /// `patch` change the copy while it is still known to be unique (no
     /// second uniqueness check, which is a locked operation).
+    #[inline]
     fn from_buffer(mut buf: Arc<[u8]>, data: &[u8], patch: impl FnOnce(&mut [u8])) -> Packet {
         let dst = &mut Arc::get_mut(&mut buf).expect("pooled buffers are unique")[HEADROOM..HEADROOM + data.len()];
         copy_small(dst, data);
