@@ -147,6 +147,7 @@ impl ShadowCompare {
                 }
             }
         }
+        masks.sort_unstable();
         Some(Box::new(ShadowCompare {
             masks,
             window,
@@ -166,18 +167,26 @@ impl ShadowCompare {
         }))
     }
 
-    #[inline]
-    fn masked(&self, i: usize) -> bool {
-        self.masks.iter().any(|&(o, l)| i >= o && i < o + l)
-    }
-
     /// The first differing offset outside the masks, if any. Equal frames
-    /// (the common case) cost one memcmp.
+    /// (the common case) cost one memcmp; frames that differ only inside
+    /// the masks, one memcmp per stretch between masks (masks are sorted).
     fn first_difference(&self, a: &[u8], b: &[u8]) -> Option<usize> {
         if a == b {
             return None;
         }
-        (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i) && !self.masked(i))
+        fn part(f: &[u8], start: usize, end: usize) -> Option<&[u8]> {
+            f.get(start.min(f.len())..end.min(f.len()))
+        }
+        let n = a.len().max(b.len());
+        let mut start = 0;
+        for &(offset, len) in self.masks.iter().chain([(n, 0)].iter()) {
+            let end = offset.min(n);
+            if start < end && part(a, start, end) != part(b, start, end) {
+                return (start..end).find(|&i| a.get(i) != b.get(i));
+            }
+            start = start.max(offset.saturating_add(len));
+        }
+        None
     }
 
     fn record(&mut self, diverged: bool) {
@@ -463,6 +472,27 @@ mod tests {
         assert_eq!(read(&h, "divergence_rate"), "0.010000");
         assert_eq!(hs.count(0), 10_000, "old passes through");
         assert_eq!(hs.count(1), 10_000, "new passes through");
+    }
+
+    #[test]
+    fn first_difference_skips_masks_in_any_order_and_sees_length() {
+        let mut args = Args::parse_str("cmp :: ShadowCompare", "MASK 30/2 20/1 29/3");
+        let e = downcast::<ShadowCompare>(ShadowCompare::make(&mut args).unwrap()).unwrap();
+        let a = vec![0u8; 64];
+        let at = |changes: &[usize], len: usize| {
+            let mut b = a.clone();
+            b.resize(len, 0);
+            for &i in changes {
+                b[i] = 1;
+            }
+            e.first_difference(&a, &b)
+        };
+        assert_eq!(at(&[20, 29, 31], 64), None, "only masked bytes differ");
+        assert_eq!(at(&[20, 21], 64), Some(21), "the first byte after a mask");
+        assert_eq!(at(&[5, 20], 64), Some(5));
+        assert_eq!(at(&[63], 64), Some(63), "after the last mask");
+        assert_eq!(at(&[], 60), Some(60), "a shorter frame differs where it ends");
+        assert_eq!(at(&[], 70), Some(64), "a longer one too");
     }
 
     #[test]
