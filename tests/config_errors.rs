@@ -271,3 +271,126 @@ fn mutated_configs_never_panic() {
         }
     }
 }
+
+// One config text must never crash or exhaust the checker: each of these
+// used to abort the process (stack overflow, out of memory, a panic) or
+// block it. Each is now a config error that names its limit.
+
+#[test]
+fn a_span_inside_a_multibyte_character_is_reported_not_a_panic() {
+    // Found by fuzzing: the argument error's span ended inside 'é'.
+    let e = errors("Watchdog(,\n//\néET);\n");
+    assert!(e.starts_with("t.click:1:10: error: 'Watchdog@1 :: Watchdog'"), "{e}");
+    for line in e.lines().filter(|l| l.contains(" | ")) {
+        assert!(!line.contains('\u{fffd}'), "{e}");
+    }
+}
+
+#[test]
+fn thousands_of_nested_braces_and_parentheses_are_an_error() {
+    for (open, close) in [("{", "}"), ("(", ")")] {
+        let text = format!("Idle -> {}Counter{} -> Discard;", open.repeat(5000), close.repeat(5000));
+        let h = headlines(&text);
+        assert!(
+            h.iter()
+                .any(|l| l.contains("nested more than 64 deep (limit nesting=64")),
+            "{h:?}"
+        );
+    }
+    let text = format!(
+        "{}Idle -> Discard;{}",
+        "elementclass A { ".repeat(5000),
+        "}".repeat(5000)
+    );
+    assert!(errors(&text).contains("limit nesting=64"));
+}
+
+#[test]
+fn a_huge_port_count_is_refused_before_anything_is_allocated() {
+    let h = headlines("Idle -> Tee(100000000) -> Discard;");
+    assert_eq!(
+        h,
+        ["t.click:1:13: error: 'Tee@2 :: Tee' asks for 100000000 ports, more than 4096 (limit ports=4096; raise with --limit ports=N)"]
+    );
+    let h = headlines("s :: Switch; Idle -> s; s[100000000] -> Discard;");
+    assert!(
+        h.iter()
+            .any(|l| l.contains("'s :: Switch' port 100000000 is past the port limit (limit ports=4096")),
+        "{h:?}"
+    );
+}
+
+#[test]
+fn a_chain_longer_than_the_thread_stack_allows_is_refused_and_one_at_the_limit_runs() {
+    let chain = |n: usize| {
+        format!(
+            "src :: InfiniteSource(LIMIT 300, STOP true) -> {} -> last :: Counter -> Discard;",
+            vec!["Counter"; n - 3].join(" -> ")
+        )
+    };
+    let limit = switchyard_core::Limits::default().chain;
+    let h = headlines(&chain(limit + 1));
+    assert!(
+        h.iter()
+            .any(|l| l.contains(&format!("a call chain of {} elements", limit + 1)) && l.contains("limit chain=")),
+        "{h:?}"
+    );
+    // At the limit, it runs: the router's threads have the stack for it
+    // (in a debug build, the worst case).
+    let handlers = switchyard_core::run_text(&chain(limit), &switchyard_elements::standard()).unwrap();
+    assert_eq!(handlers.read("last.count").unwrap(), "300");
+}
+
+#[test]
+fn libraries_must_be_small_regular_files_and_a_fifo_does_not_block() {
+    let dir = std::env::temp_dir().join(format!("sy-lib-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo.click");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let big = dir.join("big.click");
+    std::fs::write(&big, "// x\n".repeat(1 << 20)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let texts = [
+        "require(library /dev/zero); Idle -> Discard;".to_string(),
+        format!("require(library {}); Idle -> Discard;", fifo.display()),
+        format!("require(library {}); Idle -> Discard;", big.display()),
+        format!("require(library {}); Idle -> Discard;", dir.display()),
+    ];
+    std::thread::spawn(move || {
+        for t in texts {
+            tx.send(errors(&t)).unwrap();
+        }
+    });
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(
+            rx.recv_timeout(std::time::Duration::from_secs(30))
+                .expect("checking a library blocked"),
+        );
+    }
+    assert!(got[0].contains("library '/dev/zero': not a regular file"), "{}", got[0]);
+    assert!(got[1].contains("fifo.click': not a regular file"), "{}", got[1]);
+    assert!(
+        got[2].contains("larger than 4194304 bytes (limit library_bytes=4194304"),
+        "{}",
+        got[2]
+    );
+    assert!(got[3].contains("not a regular file"), "{}", got[3]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_compound_that_doubles_its_argument_is_stopped_by_the_byte_limit() {
+    let text =
+        "elementclass D { $a | input -> D($a$a) -> output; }\nIdle -> D(xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx) -> Discard;";
+    let e = errors(text);
+    assert!(
+        e.contains("more than 16777216 bytes (limit config_bytes=16777216"),
+        "{e}"
+    );
+}

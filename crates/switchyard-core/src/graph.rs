@@ -8,7 +8,7 @@
 use crate::args::Args;
 use crate::element::{processing_of, Element, ElementClass, PortCount, PortInfo, Processing};
 use crate::handler::Handler;
-use switchyard_lang::{nearest, Diagnostic, FlatConfig, PortRef, Span};
+use switchyard_lang::{nearest, Diagnostic, Exceeded, FlatConfig, Limits, PortRef, Span};
 
 /// The element classes a router can instantiate, sorted by name.
 #[derive(Clone, Default)]
@@ -76,6 +76,13 @@ pub struct Node {
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub connections: Vec<(PortRef, PortRef)>,
+    /// The most elements one batch passes through by direct calls on one
+    /// thread (the longest push or pull call path): how deep a router
+    /// thread's stack must be.
+    pub chain: usize,
+    /// The limits it was checked against; a router sizes its threads'
+    /// stacks for `limits.chain`.
+    pub limits: Limits,
 }
 
 impl Graph {
@@ -106,6 +113,11 @@ fn label(name: &str, class: &str) -> String {
 /// Configures and checks every element of `flat`. Either a graph or every
 /// error found.
 pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagnostic>> {
+    build_limited(flat, registry, &Limits::default())
+}
+
+/// [`build`], checked against `limits` (ports per element, call chain).
+pub fn build_limited(flat: &FlatConfig, registry: &Registry, limits: &Limits) -> Result<Graph, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let n = flat.elements.len();
     let mut classes: Vec<Option<&ElementClass>> = Vec::with_capacity(n);
@@ -122,11 +134,28 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
                 Err(e) => errors.extend(e),
             }
         }
-        let count = class.map(|c| {
+        let mut count = class.map(|c| {
             element.as_ref().and_then(|e| e.port_count()).unwrap_or_else(|| {
                 PortCount::parse(c.ports).unwrap_or_else(|| panic!("class {}: bad port count '{}'", c.name, c.ports))
             })
         });
+        if let Some(pc) = count {
+            let wanted = pc.inputs.min.max(pc.outputs.min) as usize;
+            if wanted > limits.ports {
+                errors.push(Diagnostic::error(
+                    fe.config_span,
+                    format!(
+                        "'{}' asks for {wanted} ports, more than {} {}",
+                        label(&fe.name, &fe.class),
+                        limits.ports,
+                        Exceeded("ports", limits.ports as u64)
+                    ),
+                ));
+                // Checked no further: nothing is allocated per port.
+                count = None;
+                element = None;
+            }
+        }
         classes.push(class);
         elements.push(element);
         counts.push(count);
@@ -150,7 +179,18 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
                 continue;
             };
             let range = if output { count.outputs } else { count.inputs };
-            if pr.port < range.max {
+            if pr.port as usize >= limits.ports && pr.port < range.max {
+                errors.push(Diagnostic::error(
+                    c.span,
+                    format!(
+                        "'{}' port {} is past the port limit {}",
+                        name_of(pr.element),
+                        pr.port,
+                        Exceeded("ports", limits.ports as u64)
+                    ),
+                ));
+                ok = false;
+            } else if pr.port < range.max {
                 // This end is fine even if the other is not: no second
                 // error saying it is unused.
                 if output {
@@ -179,6 +219,15 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
     }
 
     // Unused ports: every port up to the count must be connected.
+    let mut touches_unknown = vec![false; n];
+    for c in &flat.connections {
+        if counts[c.to.element].is_none() {
+            touches_unknown[c.from.element] = true;
+        }
+        if counts[c.from.element].is_none() {
+            touches_unknown[c.to.element] = true;
+        }
+    }
     let mut nports = vec![(0u32, 0u32); n];
     for i in 0..n {
         let Some(count) = counts[i] else { continue };
@@ -195,16 +244,16 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
             .unwrap_or(0)
             .max(count.outputs.min);
         nports[i] = (ni, no);
-        let touches_unknown = flat.connections.iter().any(|c| {
-            (c.from.element == i && counts[c.to.element].is_none())
-                || (c.to.element == i && counts[c.from.element].is_none())
-        });
-        if touches_unknown {
+        if touches_unknown[i] {
             continue;
         }
         for (side, nn, used) in [("input", ni, &used_in[i]), ("output", no, &used_out[i])] {
+            let mut connected = vec![false; nn as usize];
+            for &p in used {
+                connected[p as usize] = true;
+            }
             for p in 0..nn {
-                if !used.contains(&p) {
+                if !connected[p as usize] {
                     errors.push(Diagnostic::error(
                         flat.elements[i].span,
                         format!("'{}' {side} {p} unused", name_of(i)),
@@ -311,6 +360,34 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
         }
     }
 
+    // Each push is a call into the next element, each pull a call into the
+    // previous one: the longest such path is the stack a thread needs.
+    let calls: Vec<(usize, usize)> = valid
+        .iter()
+        .filter_map(
+            |&(from, to, _)| match infos[from.element].outputs.get(from.port as usize) {
+                Some(Processing::Push) => Some((from.element, to.element)),
+                Some(Processing::Pull) => Some((to.element, from.element)),
+                _ => None,
+            },
+        )
+        .collect();
+    let (chain, head) = longest_chain(n, &calls);
+    if chain > limits.chain {
+        errors.push(
+            Diagnostic::error(
+                flat.elements[head].span,
+                format!(
+                    "a call chain of {chain} elements starts at '{}': more than {} {}",
+                    name_of(head),
+                    limits.chain,
+                    Exceeded("chain", limits.chain as u64)
+                ),
+            )
+            .with_help("a Queue ends a chain: the elements after it run on their own thread"),
+        );
+    }
+
     // Unknown classes were reported by the flattener; elements whose
     // arguments failed were reported above. Either way, nothing to run.
     let incomplete = classes.iter().any(Option::is_none) || elements.iter().any(Option::is_none);
@@ -349,5 +426,125 @@ pub fn build(flat: &FlatConfig, registry: &Registry) -> Result<Graph, Vec<Diagno
     Ok(Graph {
         nodes,
         connections: valid.into_iter().map(|(f, t, _)| (f, t)).collect(),
+        chain,
+        limits: *limits,
     })
+}
+
+/// The most elements on one call stack: the longest path through the call
+/// edges `(caller, callee)`, an element of a cycle counted once (the
+/// runtime never re-enters an element already on the stack, so a cycle
+/// costs each of its members one frame at most). Returns the length and
+/// the element the longest path starts at. Linear and without recursion:
+/// strongly connected components by an iterative Tarjan, whose completion
+/// order is a reverse topological order of the components.
+fn longest_chain(n: usize, calls: &[(usize, usize)]) -> (usize, usize) {
+    if n == 0 {
+        return (0, 0);
+    }
+    let mut start = vec![0usize; n + 1];
+    for &(a, _) in calls {
+        start[a + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut adj = vec![0usize; calls.len()];
+    let mut fill = start.clone();
+    for &(a, b) in calls {
+        adj[fill[a]] = b;
+        fill[a] += 1;
+    }
+    const NONE: usize = usize::MAX;
+    let mut index = vec![NONE; n];
+    let mut low = vec![0usize; n];
+    let mut on_stack = vec![false; n];
+    let mut comp = vec![NONE; n];
+    let mut stack = Vec::new();
+    // Per component: its depth (members + deepest callee component) and
+    // the member a longest path starts at.
+    let mut depth: Vec<usize> = Vec::new();
+    let mut best = (0usize, 0usize);
+    let mut next_index = 0;
+    let mut frames: Vec<(usize, usize)> = Vec::new();
+    for root in 0..n {
+        if index[root] != NONE {
+            continue;
+        }
+        frames.push((root, start[root]));
+        index[root] = next_index;
+        low[root] = next_index;
+        next_index += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut edge)) = frames.last_mut() {
+            if *edge < start[v + 1] {
+                let w = adj[*edge];
+                *edge += 1;
+                if index[w] == NONE {
+                    index[w] = next_index;
+                    low[w] = next_index;
+                    next_index += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    frames.push((w, start[w]));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            frames.pop();
+            if let Some(&(parent, _)) = frames.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] != index[v] {
+                continue;
+            }
+            // v roots a component: pop it, then its depth from the
+            // components it calls (all complete already).
+            let c = depth.len();
+            let mut members = Vec::new();
+            loop {
+                let w = stack.pop().expect("v is on the stack");
+                on_stack[w] = false;
+                comp[w] = c;
+                members.push(w);
+                if w == v {
+                    break;
+                }
+            }
+            let deepest = members
+                .iter()
+                .flat_map(|&m| adj[start[m]..start[m + 1]].iter())
+                .filter(|&&w| comp[w] != c)
+                .map(|&w| depth[comp[w]])
+                .max()
+                .unwrap_or(0);
+            let d = members.len() + deepest;
+            depth.push(d);
+            if d > best.0 {
+                best = (d, v);
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_chain;
+
+    #[test]
+    fn longest_chain_counts_paths_and_cycles_once() {
+        assert_eq!(longest_chain(3, &[(0, 1), (1, 2)]), (3, 0));
+        // A fan-out counts its longest branch, not the sum.
+        assert_eq!(longest_chain(5, &[(0, 1), (0, 2), (2, 3), (3, 4)]).0, 4);
+        // A cycle 1 -> 2 -> 3 -> 1 after 0, then 4: 0, the cycle, 4.
+        assert_eq!(longest_chain(5, &[(0, 1), (1, 2), (2, 3), (3, 1), (3, 4)]).0, 5);
+        assert_eq!(longest_chain(2, &[]).0, 1);
+        // A long chain does not recurse.
+        let n = 1_000_000;
+        let calls: Vec<(usize, usize)> = (0..n - 1).map(|i| (i, i + 1)).collect();
+        assert_eq!(longest_chain(n, &calls), (n, 0));
+    }
 }

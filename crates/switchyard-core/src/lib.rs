@@ -18,13 +18,14 @@ pub mod table;
 
 pub use args::{Args, Data, FromArg, Seconds};
 pub use element::{Element, ElementClass, PortCount, PortInfo, Processing, Work};
-pub use graph::{build, Graph, Registry};
+pub use graph::{build, build_limited, Graph, Registry};
 pub use handler::{Handler, HandlerError};
 pub use packet::{Annotations, Batch, Packet};
 pub use runtime::{
     plan_reload, Context, ControlPlane, Harness, ReloadPlan, ReloadReport, Router, Stopper, Waker, WakerCache,
     WakerSlot,
 };
+pub use switchyard_lang::Limits;
 pub use table::HandlerTable;
 
 use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};
@@ -41,18 +42,34 @@ pub fn load(
     registry: &Registry,
     defines: &[(String, String)],
 ) -> Result<Graph, Vec<Diagnostic>> {
-    let (stmts, mut diags) = switchyard_lang::parse_with_libraries(map, file, &mut read_library);
+    load_limited(map, file, registry, defines, &Limits::default())
+}
+
+/// [`load`], against `limits` instead of the defaults.
+pub fn load_limited(
+    map: &mut SourceMap,
+    file: FileId,
+    registry: &Registry,
+    defines: &[(String, String)],
+    limits: &Limits,
+) -> Result<Graph, Vec<Diagnostic>> {
+    let mut read = |path: &str, from: &str| read_library(path, from, limits.library_bytes);
+    let (stmts, mut diags) = switchyard_lang::parse_with_libraries(map, file, &mut read, limits);
     let names = registry.names();
     let env = Environment {
         classes: &names,
         provides: PROVIDES,
         defines,
+        limits: *limits,
     };
     let (flat, more) = switchyard_lang::flatten(&stmts, &env);
     diags.extend(more);
+    if flat.truncated {
+        return Err(diags);
+    }
     // Graph checks need a well-formed configuration; syntax and naming
     // errors come first, but all of them are reported at once.
-    match build(&flat, registry) {
+    match build_limited(&flat, registry, limits) {
         Ok(graph) if diags.is_empty() => Ok(graph),
         Ok(_) => Err(diags),
         Err(mut errs) => {
@@ -66,8 +83,9 @@ pub fn load(
 /// Finds `require(library PATH)`'s file: PATH as written if absolute,
 /// else beside the file that requires it, else in the working directory
 /// (a configuration given as text, `<hotconfig>` or `-e`, has no
-/// directory of its own).
-fn read_library(path: &str, from: &str) -> Result<(String, String), String> {
+/// directory of its own). Only a regular file of at most `max` bytes is
+/// read: a FIFO, a device or a directory is refused without blocking.
+fn read_library(path: &str, from: &str, max: u64) -> Result<(String, String), String> {
     let path = std::path::Path::new(path);
     let beside = std::path::Path::new(from)
         .parent()
@@ -75,8 +93,10 @@ fn read_library(path: &str, from: &str) -> Result<(String, String), String> {
         .map(|d| d.join(path));
     let candidates: Vec<std::path::PathBuf> = beside.into_iter().chain([path.to_path_buf()]).collect();
     for c in &candidates {
-        if let Ok(text) = std::fs::read_to_string(c) {
-            return Ok((c.display().to_string(), text));
+        match read_config_file(c, max) {
+            Ok(text) => return Ok((c.display().to_string(), text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("library '{}': {e}", c.display())),
         }
     }
     let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
@@ -85,6 +105,46 @@ fn read_library(path: &str, from: &str) -> Result<(String, String), String> {
         path.display(),
         looked.join(", ")
     ))
+}
+
+/// Reads a configuration or library file: a regular file (checked on the
+/// open descriptor, after an open that does not wait for a FIFO's writer)
+/// of at most `max` bytes, in UTF-8. The errors say why, never what the
+/// file holds.
+pub fn read_config_file(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let too_big = || {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "larger than {max} bytes {}",
+                switchyard_lang::Exceeded("library_bytes", max)
+            ),
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        )
+    })
 }
 
 /// A configuration text made ready to run: its checked graph and its
@@ -96,9 +156,20 @@ pub fn load_text(
     registry: &Registry,
     defines: &[(String, String)],
 ) -> Result<(Graph, HandlerTable), String> {
+    load_text_limited(file_name, text, registry, defines, &Limits::default())
+}
+
+/// [`load_text`], against `limits`.
+pub fn load_text_limited(
+    file_name: &str,
+    text: &str,
+    registry: &Registry,
+    defines: &[(String, String)],
+    limits: &Limits,
+) -> Result<(Graph, HandlerTable), String> {
     let mut map = SourceMap::new();
     let file = map.add(file_name, text);
-    match load(&mut map, file, registry, defines) {
+    match load_limited(&mut map, file, registry, defines, limits) {
         Ok(graph) => {
             let table = HandlerTable::named(&graph, registry, text, file_name);
             Ok((graph, table))

@@ -307,6 +307,23 @@ pub struct Router {
     exited: Receiver<()>,
     running: usize,
     started: Instant,
+    /// The longest call chain this router's threads have stack for (the
+    /// `chain` limit of the graph it started with): a reload to a deeper
+    /// graph is refused instead of overflowing a stack.
+    chain_capacity: usize,
+}
+
+/// Stack a router thread needs besides its call chain.
+const STACK_BASE: usize = 2 << 20;
+/// Stack one element call may use (a push or pull frame with its batch,
+/// in a debug build with headroom; a release build uses a fraction).
+/// Large scratch space belongs in the element, not on the stack.
+pub const STACK_PER_CALL: usize = 4096;
+
+/// The stack a router thread gets for call chains of up to `chain`
+/// elements. It is reserved address space; only what is used is backed.
+pub fn stack_bytes(chain: usize) -> usize {
+    STACK_BASE.saturating_add(chain.saturating_mul(STACK_PER_CALL))
 }
 
 /// A cloneable way to stop a router from elsewhere (a signal handler
@@ -349,6 +366,7 @@ impl Router {
             exited,
             running: 0,
             started: Instant::now(),
+            chain_capacity: graph.limits.chain.max(graph.chain),
         };
         let n = graph.nodes.len();
         let layout = layout(&graph);
@@ -450,6 +468,7 @@ impl Router {
         let exited: Sender<()> = self.exited_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("switchyard-{k}"))
+            .stack_size(stack_bytes(self.chain_capacity))
             .spawn(move || {
                 // Ends when the router drops `assign` (no more groups).
                 for (runner, tasks) in jobs.iter() {

@@ -92,15 +92,32 @@ impl Diagnostic {
     }
 }
 
-/// The source line of `span` and a caret run under it (clipped to the line).
+/// The widest stretch of a source line a snippet shows, in characters: a
+/// huge one-line config gets a readable window around the caret.
+const SNIPPET_WIDTH: usize = 120;
+
+/// The source line of `span` and a caret run under it (clipped to the line,
+/// and to a window around the caret when the line is long). Columns count
+/// characters, so the caret lines up under multi-byte text.
 fn snippet(out: &mut String, map: &SourceMap, span: Span) {
     let (line, col) = map.line_col(span.file, span.start as usize);
     let text = map.line_text(span.file, line);
+    let len = text.chars().count();
     let width = map.slice(span).lines().next().map_or(1, |s| s.chars().count().max(1));
-    let width = width.min(text.chars().count().saturating_sub(col - 1).max(1));
+    let width = width.min(len.saturating_sub(col - 1).max(1)).min(SNIPPET_WIDTH / 2);
+    // First character shown: keep the caret within the window.
+    let first = if len <= SNIPPET_WIDTH {
+        0
+    } else {
+        (col - 1).saturating_sub(SNIPPET_WIDTH / 4)
+    };
+    let shown: String = text.chars().skip(first).take(SNIPPET_WIDTH).collect();
+    let lead = if first > 0 { "..." } else { "" };
+    let tail = if first + SNIPPET_WIDTH < len { "..." } else { "" };
     let gutter = line.to_string().len();
-    let _ = writeln!(out, "{:>gutter$} | {}", line, text.replace('\t', " "));
-    let _ = writeln!(out, "{:>gutter$} | {}{}", "", " ".repeat(col - 1), "^".repeat(width));
+    let _ = writeln!(out, "{:>gutter$} | {lead}{}{tail}", line, shown.replace('\t', " "));
+    let pad = lead.len() + (col - 1 - first);
+    let _ = writeln!(out, "{:>gutter$} | {}{}", "", " ".repeat(pad), "^".repeat(width));
 }
 
 /// Renders every diagnostic, errors and warnings in source order.
@@ -124,5 +141,27 @@ mod tests {
             "x.click:2:6: error: unknown element class 'Countr'\n\
              2 | b :: Countr;\n  |      ^^^^^^\n  = help: did you mean 'Counter'?\n"
         );
+    }
+
+    #[test]
+    fn a_span_inside_a_multibyte_character_renders_on_its_boundary() {
+        let mut map = SourceMap::new();
+        let f = map.add("u.click", "Watchdog(,\n//\n\u{e9}ET);\n");
+        // Byte 15 is inside 'é' (bytes 14..16): the caret goes under it.
+        let d = Diagnostic::error(Span::new(f, 15, 17), "bad");
+        assert_eq!(d.render(&map), "u.click:3:1: error: bad\n3 | \u{e9}ET);\n  | ^^\n");
+    }
+
+    #[test]
+    fn a_long_line_is_shown_in_a_window_around_the_caret() {
+        let mut map = SourceMap::new();
+        let text = format!("{}X{};", "a".repeat(5000), "b".repeat(5000));
+        let f = map.add("l.click", text);
+        let d = Diagnostic::error(Span::new(f, 5000, 5001), "bad");
+        let out = d.render(&map);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].len() < 200, "{}", lines[1]);
+        let caret = lines[2].find('^').unwrap();
+        assert_eq!(&lines[1][caret..caret + 1], "X");
     }
 }

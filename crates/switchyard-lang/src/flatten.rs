@@ -10,6 +10,7 @@
 use crate::ast::*;
 use crate::config::{split_args, substitute};
 use crate::diag::Diagnostic;
+use crate::limits::{Exceeded, Limits};
 use crate::span::Span;
 use crate::suggest::nearest;
 use std::collections::HashMap;
@@ -61,6 +62,9 @@ pub struct FlatConnection {
 pub struct FlatConfig {
     pub elements: Vec<FlatElement>,
     pub connections: Vec<FlatConnection>,
+    /// A limit stopped the expansion: the lists are cut short, and their
+    /// own checks would only add errors that are not the author's.
+    pub truncated: bool,
 }
 
 impl FlatConfig {
@@ -76,6 +80,8 @@ pub struct Environment<'a> {
     pub classes: &'a [&'a str],
     pub provides: &'a [&'a str],
     pub defines: &'a [(String, String)],
+    /// Depth, element count and argument size bounds.
+    pub limits: Limits,
 }
 
 /// Flattens a parsed file. The diagnostics are every error found; the
@@ -88,11 +94,14 @@ pub fn flatten(stmts: &[Stmt], env: &Environment) -> (FlatConfig, Vec<Diagnostic
         diags: Vec::new(),
         depth: 0,
         too_big: false,
+        elements: 0,
+        arg_bytes: 0,
         provided: Vec::new(),
     };
     let globals: HashMap<String, String> = env.defines.iter().cloned().collect();
     f.scope(stmts, "", &globals, &Classes::default(), None);
-    let config = f.finish();
+    let mut config = f.finish();
+    config.truncated = f.too_big;
     let mut diags = f.diags;
     diags.sort_by_key(|d| (d.span.file, d.span.start));
     (config, diags)
@@ -148,16 +157,17 @@ struct Flattener<'e> {
     edges: Vec<FlatConnection>,
     diags: Vec<Diagnostic>,
     depth: usize,
-    /// Set once a compound hit a limit: later expansions stop quietly.
+    /// Set once a limit was hit: later expansions stop quietly.
     too_big: bool,
+    /// Elements made so far, and bytes of their substituted arguments.
+    elements: usize,
+    arg_bytes: usize,
     /// Requirements the configuration provides itself (`provide(...)`).
     provided: Vec<String>,
 }
 
-const MAX_DEPTH: usize = 64;
-/// A bound on flattening, so a compound that doubles at every level
-/// cannot make `check` run out of memory.
-const MAX_NODES: usize = 200_000;
+/// Synonyms (`elementclass A B;`) are followed at most this many hops.
+const MAX_SYNONYM_HOPS: usize = 64;
 
 impl<'e> Flattener<'e> {
     /// Expands the statements of one scope (the file, or a compound body
@@ -447,7 +457,7 @@ impl<'e> Flattener<'e> {
         let mut hops = 0;
         while let Some(ec) = classes.compounds.get(&class_name) {
             match &ec.body {
-                ClassBody::Synonym(target) if hops < MAX_DEPTH => {
+                ClassBody::Synonym(target) if hops < MAX_SYNONYM_HOPS => {
                     class_name = target.name.clone();
                     hops += 1;
                 }
@@ -495,6 +505,18 @@ impl<'e> Flattener<'e> {
             self.diags.push(d);
         }
         let config_span = class.config.as_ref().map_or(class.class.span, |c| c.span);
+        self.elements += 1;
+        if self.elements > self.env.limits.elements && !self.too_big {
+            self.too_big = true;
+            let limit = self.env.limits.elements;
+            self.diags.push(Diagnostic::error(
+                span,
+                format!(
+                    "the configuration expands to more than {limit} elements {}",
+                    Exceeded("elements", limit as u64)
+                ),
+            ));
+        }
         self.nodes.push(Node::Element(FlatElement {
             name: name.to_string(),
             class: class_name,
@@ -520,7 +542,31 @@ impl<'e> Flattener<'e> {
             .into_iter()
             .map(|a| {
                 let span = Span::new(config.span.file, base + a.start, base + a.end);
+                if self.too_big {
+                    // A limit was hit: stop growing (a compound that
+                    // doubles its argument would otherwise keep going).
+                    return FlatArg {
+                        text: String::new(),
+                        span,
+                    };
+                }
                 let (text, unknown) = substitute(a.text, |n| vars.get(n).map(String::as_str));
+                self.arg_bytes = self.arg_bytes.saturating_add(text.len());
+                let limit = self.env.limits.config_bytes;
+                if self.arg_bytes > limit {
+                    self.too_big = true;
+                    self.diags.push(Diagnostic::error(
+                        span,
+                        format!(
+                            "element arguments expand to more than {limit} bytes {}",
+                            Exceeded("config_bytes", limit as u64)
+                        ),
+                    ));
+                    return FlatArg {
+                        text: String::new(),
+                        span,
+                    };
+                }
                 for u in unknown {
                     let mut d = Diagnostic::error(span, format!("undefined variable '${u}'"));
                     if let Some(n) = nearest(&u, vars.keys().map(String::as_str)) {
@@ -550,17 +596,17 @@ impl<'e> Flattener<'e> {
         classes: &Classes<'s>,
     ) -> Handle {
         let (input, output) = self.tunnels(name, span);
-        if self.depth >= MAX_DEPTH || self.nodes.len() > MAX_NODES {
+        let limits = self.env.limits;
+        if self.too_big || self.depth >= limits.nesting {
             if !self.too_big {
                 self.too_big = true;
-                let why = if self.depth >= MAX_DEPTH {
-                    "nested too deeply (recursive?)"
-                } else {
-                    "expands to too many elements"
-                };
                 self.diags.push(Diagnostic::error(
                     span,
-                    format!("compound element class '{class_name}' {why}"),
+                    format!(
+                        "compound element class '{class_name}' nested more than {} deep (recursive?) {}",
+                        limits.nesting,
+                        Exceeded("nesting", limits.nesting as u64)
+                    ),
                 ));
             }
             return Handle {
@@ -807,7 +853,11 @@ impl<'e> Flattener<'e> {
             })
             .collect();
         connections.dedup_by(|a, b| a.from == b.from && a.to == b.to);
-        FlatConfig { elements, connections }
+        FlatConfig {
+            elements,
+            connections,
+            truncated: false,
+        }
     }
 }
 
@@ -912,6 +962,7 @@ mod tests {
             classes: CLASSES,
             provides: &["switchyard"],
             defines: &defines,
+            limits: Limits::default(),
         };
         let (flat, more) = flatten(&stmts, &env);
         diags.extend(more);
@@ -1189,6 +1240,30 @@ mod tests {
     fn exponential_compounds_are_stopped() {
         let (_, diags) = run("elementclass A { input -> A -> A -> output; } Idle -> A -> Idle;", &[]);
         assert!(diags.iter().any(|d| d.message.contains("'A'")), "{diags:?}");
+    }
+
+    #[test]
+    fn a_compound_that_doubles_its_argument_stops_at_the_byte_limit() {
+        let (flat, diags) = run(
+            "elementclass D { $a | input -> D($a$a$a$a) -> output; } Idle -> D(xxxxxxxxxxxxxxxx) -> Idle;",
+            &[],
+        );
+        assert!(
+            diags.iter().any(|d| d.message.contains("--limit config_bytes=N")),
+            "{diags:?}"
+        );
+        let total: usize = flat.elements.iter().flat_map(|e| &e.args).map(|a| a.text.len()).sum();
+        assert!(total <= 2 * Limits::default().config_bytes);
+    }
+
+    #[test]
+    fn elements_past_the_limit_are_an_error_naming_it() {
+        let text = "Idle;".repeat(100_001);
+        let (_, diags) = run(&text, &[]);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0]
+            .message
+            .contains("more than 100000 elements (limit elements=100000"));
     }
 
     #[test]

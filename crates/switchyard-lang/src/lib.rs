@@ -13,12 +13,14 @@ pub mod ast;
 pub mod config;
 mod diag;
 mod flatten;
+mod limits;
 mod parse;
 mod span;
 mod suggest;
 
 pub use diag::{render_all, Diagnostic, Note, Severity};
 pub use flatten::{flatten, Environment, FlatArg, FlatConfig, FlatConnection, FlatElement, PortRef};
-pub use parse::{parse, parse_with_libraries, ReadLibrary};
+pub use limits::{Exceeded, Limits, LIMIT_NAMES};
+pub use parse::{parse, parse_limited, parse_with_libraries, ReadLibrary};
 pub use span::{FileId, SourceMap, Span};
 pub use suggest::nearest;

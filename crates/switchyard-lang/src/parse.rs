@@ -9,6 +9,7 @@
 use crate::ast::*;
 use crate::config::split_args;
 use crate::diag::Diagnostic;
+use crate::limits::{Exceeded, Limits};
 use crate::span::{FileId, SourceMap, Span};
 use nom::branch::alt;
 use nom::bytes::complete::{tag, take_until, take_while, take_while1};
@@ -130,16 +131,28 @@ struct Parser<'a> {
     file: FileId,
     pos: usize,
     diags: Vec<Diagnostic>,
+    /// Blocks (compound bodies, groups) open around the current token.
+    nesting: usize,
+    max_nesting: usize,
 }
 
 /// Parses one file of the map. Returns the statements that parsed and every
 /// syntax error found.
 pub fn parse(map: &SourceMap, file: FileId) -> (Vec<Stmt>, Vec<Diagnostic>) {
+    parse_limited(map, file, &Limits::default())
+}
+
+/// [`parse`], with blocks nested at most `limits.nesting` deep: the parser
+/// recurses once per block, so the limit keeps its stack bounded whatever
+/// the text.
+pub fn parse_limited(map: &SourceMap, file: FileId, limits: &Limits) -> (Vec<Stmt>, Vec<Diagnostic>) {
     let mut p = Parser {
         src: map.text(file),
         file,
         pos: 0,
         diags: Vec::new(),
+        nesting: 0,
+        max_nesting: limits.nesting,
     };
     let stmts = p.statements(None);
     (stmts, p.diags)
@@ -163,9 +176,10 @@ pub fn parse_with_libraries(
     map: &mut SourceMap,
     file: FileId,
     read: &mut ReadLibrary<'_>,
+    limits: &Limits,
 ) -> (Vec<Stmt>, Vec<Diagnostic>) {
     let mut seen = vec![map.name(file).to_string()];
-    parse_file(map, file, read, &mut seen, 0)
+    parse_file(map, file, read, &mut seen, 0, limits)
 }
 
 fn parse_file(
@@ -174,8 +188,9 @@ fn parse_file(
     read: &mut ReadLibrary<'_>,
     seen: &mut Vec<String>,
     depth: usize,
+    limits: &Limits,
 ) -> (Vec<Stmt>, Vec<Diagnostic>) {
-    let (stmts, mut diags) = parse(map, file);
+    let (stmts, mut diags) = parse_limited(map, file, limits);
     let libraries: Vec<Requirement> = stmts
         .iter()
         .filter_map(|s| match s {
@@ -198,7 +213,7 @@ fn parse_file(
             Ok((name, text)) => {
                 seen.push(name.clone());
                 let id = map.add(name, text);
-                let (s, d) = parse_file(map, id, read, seen, depth + 1);
+                let (s, d) = parse_file(map, id, read, seen, depth + 1, limits);
                 all.extend(s);
                 diags.extend(d);
             }
@@ -280,6 +295,48 @@ impl<'a> Parser<'a> {
     /// Statements up to the end of the file, or up to `close` (a
     /// compound's '}', a group's ')'; opened at the span given).
     fn statements(&mut self, close: Option<(char, Span)>) -> Vec<Stmt> {
+        if let Some((c, open)) = close {
+            if self.nesting >= self.max_nesting {
+                return self.too_deep(c, open);
+            }
+            self.nesting += 1;
+            let stmts = self.statements_in(close);
+            self.nesting -= 1;
+            return stmts;
+        }
+        self.statements_in(None)
+    }
+
+    /// A block opened past the nesting limit: one error, and the parser
+    /// skips to its matching close without recursing (or to the end).
+    fn too_deep(&mut self, close: char, open: Span) -> Vec<Stmt> {
+        let what = if close == ')' { "groups" } else { "compounds" };
+        self.diags.push(Diagnostic::error(
+            open,
+            format!(
+                "{what} nested more than {} deep {}",
+                self.max_nesting,
+                Exceeded("nesting", self.max_nesting as u64)
+            ),
+        ));
+        let mut depth = 0usize;
+        loop {
+            match self.peek().0 {
+                Tok::Eof => return Vec::new(),
+                Tok::Char('{') | Tok::Char('(') => depth += 1,
+                Tok::Char(c @ ('}' | ')')) => {
+                    if depth == 0 && c == close {
+                        return Vec::new();
+                    }
+                    depth = depth.saturating_sub(1);
+                }
+                _ => {}
+            }
+            self.next();
+        }
+    }
+
+    fn statements_in(&mut self, close: Option<(char, Span)>) -> Vec<Stmt> {
         let mut stmts = Vec::new();
         loop {
             let (tok, text, span) = self.peek();
@@ -908,6 +965,28 @@ mod tests {
         assert_eq!(diags.len(), 2, "{diags:?}");
         assert!(diags[0].message.contains("near ';'"));
         assert_eq!(stmts.len(), 2);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for (open, close) in [("{", "}"), ("(", ")")] {
+            let text = format!("a -> {}b{} -> c;", open.repeat(50_000), close.repeat(50_000));
+            let (_, diags) = parse_str(&text);
+            assert_eq!(diags.len(), 1, "{diags:?}");
+            assert!(
+                diags[0].message.contains("nested more than 64 deep (limit nesting=64"),
+                "{diags:?}"
+            );
+        }
+        let text = format!("elementclass A {{{}", "elementclass B { ".repeat(50_000));
+        let (_, diags) = parse_str(&text);
+        assert!(
+            diags.iter().any(|d| d.message.contains("limit nesting=64")),
+            "{diags:?}"
+        );
+        // 64 levels still parse.
+        let text = format!("a -> {}b{} -> c;", "(".repeat(64), ")".repeat(64));
+        assert!(parse_str(&text).1.is_empty());
     }
 
     #[test]

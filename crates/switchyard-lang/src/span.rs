@@ -69,19 +69,22 @@ impl SourceMap {
         &self.files[file.0 as usize].text
     }
 
-    /// The text a span covers.
+    /// The text a span covers, widened to whole characters: a span that
+    /// starts or ends inside a multi-byte character covers all of it.
     pub fn slice(&self, span: Span) -> &str {
         let text = self.text(span.file);
-        let end = (span.end as usize).min(text.len());
-        &text[(span.start as usize).min(end)..end]
+        let end = ceil_char_boundary(text, span.end as usize);
+        let start = floor_char_boundary(text, (span.start as usize).min(end));
+        &text[start..end]
     }
 
-    /// One-based line and column (in characters) of a byte offset.
+    /// One-based line and column (in characters) of a byte offset. An
+    /// offset inside a multi-byte character is that character's column.
     pub fn line_col(&self, file: FileId, offset: usize) -> (usize, usize) {
         let f = &self.files[file.0 as usize];
+        let offset = floor_char_boundary(&f.text, offset);
         let line = f.line_starts.partition_point(|&s| s <= offset) - 1;
         let start = f.line_starts[line];
-        let offset = offset.min(f.text.len());
         let col = f.text[start..offset].chars().count() + 1;
         (line + 1, col)
     }
@@ -95,6 +98,24 @@ impl SourceMap {
     }
 }
 
+/// The largest character boundary at or before `i` (clamped to the text).
+pub(crate) fn floor_char_boundary(text: &str, i: usize) -> usize {
+    let mut i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The smallest character boundary at or after `i` (clamped to the text).
+pub(crate) fn ceil_char_boundary(text: &str, i: usize) -> usize {
+    let mut i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +127,17 @@ mod tests {
         assert_eq!(map.line_col(f, 0), (1, 1));
         assert_eq!(map.line_col(f, 4), (2, 2));
         assert_eq!(map.line_text(f, 2), "cd");
+    }
+
+    #[test]
+    fn offsets_inside_a_character_land_on_its_boundary() {
+        let mut map = SourceMap::new();
+        let f = map.add("u.click", "//\n\u{e9}ET;\n");
+        // Byte 4 is the second byte of 'é' (bytes 3..5).
+        assert_eq!(map.line_col(f, 4), (2, 1));
+        assert_eq!(map.slice(Span::new(f, 4, 5)), "\u{e9}");
+        assert_eq!(map.slice(Span::new(f, 3, 4)), "\u{e9}");
+        assert_eq!(map.slice(Span::new(f, 4, 4)), "\u{e9}");
+        assert_eq!(map.line_col(f, 999), (3, 1));
     }
 }

@@ -13,6 +13,14 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Change a configuration limit, NAME=N (repeatable): nesting (64
+    /// levels), elements (100000 after flattening), config_bytes (16 MiB of
+    /// expanded arguments), library_bytes (4 MiB per library file), ports
+    /// (4096 per element), chain (10000 elements called in a row on one
+    /// thread; sets the threads' stack size). A running router checks
+    /// reloads against its own.
+    #[arg(long = "limit", value_name = "NAME=N", global = true)]
+    pub limits: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }

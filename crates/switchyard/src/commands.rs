@@ -7,7 +7,10 @@ use std::time::Duration;
 use switchyard_control::client::{Client, ClientError};
 use switchyard_control::server::{serve, Limits, Listen, Server};
 use switchyard_control::{Control, ControlSocket};
-use switchyard_core::{load_text, Args, Graph, HandlerTable, Registry, Router};
+use switchyard_core::{load_text_limited, Args, Graph, HandlerTable, Registry, Router};
+
+/// Bounds on what a configuration may ask for (`--limit NAME=N`).
+type ConfigLimits = switchyard_core::Limits;
 
 /// The built-in default configuration.
 const DEFAULT_CONFIG: &str = include_str!("../../../configs/rollback.click");
@@ -39,8 +42,13 @@ pub fn registry() -> Registry {
     r
 }
 
-pub fn dispatch(cmd: Command) -> Result<(), Failure> {
+pub fn dispatch(cmd: Command, limit_settings: &[String]) -> Result<(), Failure> {
     let registry = registry();
+    let mut limits = ConfigLimits::default();
+    for l in limit_settings {
+        limits.set(l).map_err(|e| usage(format!("--limit {e}")))?;
+    }
+    let limits = &limits;
     match cmd {
         Command::Ctl { socket, tcp, action } => ctl(socket, tcp, action),
         Command::Run {
@@ -70,25 +78,34 @@ pub fn dispatch(cmd: Command) -> Result<(), Failure> {
                 handlers: &handlers,
                 stats: (stats || builtin) && !quiet,
                 quiet,
+                limits,
             };
             run(&registry, &job, &parse_defines(&defines)?, &control)
         }
         Command::Check { file, defines } => {
-            let text = read(&file)?;
-            load_text(&file.display().to_string(), &text, &registry, &parse_defines(&defines)?)
-                .map_err(config_error)?;
+            load_file(&file, &defines, &registry, limits)?;
             println!("{}: ok", file.display());
             Ok(())
         }
         Command::Graph { file, defines } => {
-            let text = read(&file)?;
-            let (graph, table) = load_text(&file.display().to_string(), &text, &registry, &parse_defines(&defines)?)
-                .map_err(config_error)?;
+            let (graph, table) = load_file(&file, &defines, &registry, limits)?;
             print!("{}", dot(&graph, &table));
             Ok(())
         }
         Command::Elements { class } => elements(&registry, class.as_deref()),
     }
+}
+
+/// Reads and checks a configuration file, as `check` and `graph` do.
+fn load_file(
+    file: &Path,
+    defines: &[String],
+    registry: &Registry,
+    limits: &ConfigLimits,
+) -> Result<(Graph, HandlerTable), Failure> {
+    let text = read(file)?;
+    let name = file.display().to_string();
+    load_text_limited(&name, &text, registry, &parse_defines(defines)?, limits).map_err(config_error)
 }
 
 /// `switchyard run RATE=5` has no file: clap took the definition for one.
@@ -125,6 +142,7 @@ struct Job<'a> {
     handlers: &'a [String],
     stats: bool,
     quiet: bool,
+    limits: &'a ConfigLimits,
 }
 
 fn runtime(message: impl Into<String>) -> Failure {
@@ -215,7 +233,8 @@ fn start_control(
 }
 
 fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &ControlOpts) -> Result<(), Failure> {
-    let (mut graph, table) = load_text(job.name, job.text, registry, defines).map_err(config_error)?;
+    let (mut graph, table) =
+        load_text_limited(job.name, job.text, registry, defines, job.limits).map_err(config_error)?;
     // Open devices and files now: an error stops the start, and the first
     // frame after "listening" finds the device open.
     switchyard_core::activate(&mut graph).map_err(|e| config_error(format!("{}: {e}", job.name)))?;
@@ -276,7 +295,7 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
             }
         }
         while let Ok(req) = reloads.try_recv() {
-            reload(&mut router, req, registry, job.name, defines, &control);
+            reload(&mut router, req, registry, job, defines, &control);
         }
         if std::time::Instant::now() >= next_tick {
             next_tick += Duration::from_secs(1);
@@ -313,11 +332,12 @@ fn reload(
     router: &mut Router,
     req: switchyard_control::ReloadRequest,
     registry: &Registry,
-    name: &str,
+    job: &Job,
     defines: &[(String, String)],
     control: &Arc<Control>,
 ) {
-    let (graph, _) = match load_text(&req.name, &req.text, registry, defines) {
+    let name = job.name;
+    let (graph, _) = match load_text_limited(&req.name, &req.text, registry, defines, job.limits) {
         Ok(g) => g,
         Err(e) => {
             let _ = req.reply.send(Err(e));

@@ -90,6 +90,12 @@ impl Router {
         if self.shared.stop.load(Ordering::SeqCst) {
             return Err("the router is stopping".into());
         }
+        if graph.chain > self.chain_capacity {
+            return Err(format!(
+                "a call chain of {} elements is longer than this router's threads have stack for ({}; restart with a higher --limit chain=N)",
+                graph.chain, self.chain_capacity
+            ));
+        }
         let mut report = ReloadReport::default();
         let layout = layout(&graph);
         let mut keep = vec![false; layout.groups.len()];
