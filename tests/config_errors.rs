@@ -394,3 +394,15 @@ fn a_compound_that_doubles_its_argument_is_stopped_by_the_byte_limit() {
         "{e}"
     );
 }
+
+#[test]
+fn arguments_cannot_buy_huge_allocations() {
+    // The Queue's channel used to allocate a slot per packet of CAPACITY
+    // up front: 4e9 of them abort the process.
+    ok("InfiniteSource(LIMIT 1) -> Queue(4000000000) -> Unqueue -> Discard;");
+    let h =
+        headlines("Idle -> [0]c :: ShadowCompare(WINDOW 1000000000); Idle -> [1]c; c[0] -> Discard; c[1] -> Discard;");
+    assert!(h.iter().any(|l| l.contains("WINDOW must be at most 1000000")), "{h:?}");
+    let h = headlines("Idle -> SeqCheck(MAX 18446744073709551615) -> Discard;");
+    assert!(h.iter().any(|l| l.contains("MAX must be at most 1073741824")), "{h:?}");
+}

@@ -28,7 +28,8 @@ documented! {
     /// reload hands over its batch even when the queue is full.
     ///
     /// # Handlers
-    /// - `length` (read): packets held now.
+    /// - `length` (read): packets held now (at most CAPACITY, in at most
+    ///   65536 batches).
     /// - `highwater_length` (read): most packets ever held.
     /// - `drops` (read): packets dropped because the queue was full.
     /// - `capacity` (read): CAPACITY.
@@ -68,6 +69,9 @@ struct QueueOutput {
     producer: WakerCache,
 }
 
+/// Batches a Queue holds at most, whatever its CAPACITY in packets.
+const MAX_BATCHES: usize = 1 << 16;
+
 impl Queue {
     pub const CLASS: ElementClass = ElementClass {
         name: "Queue",
@@ -86,8 +90,10 @@ impl Queue {
         }
         // The channel counts batches; `length` bounds packets. The slack
         // leaves room for a batch handed over past CAPACITY by a BLOCK
-        // producer that a reload pauses.
-        let (tx, rx) = crossbeam_channel::bounded(capacity + 4);
+        // producer that a reload pauses. Its slots are allocated up front,
+        // so a huge CAPACITY does not buy a huge allocation: past
+        // MAX_BATCHES held batches, a batch is dropped (and counted).
+        let (tx, rx) = crossbeam_channel::bounded(capacity.min(MAX_BATCHES) + 4);
         Some(Box::new(Queue {
             tx: Some(tx),
             rx: Some(rx),

@@ -12,7 +12,8 @@ documented! {
     ///
     /// # Arguments
     /// - `MAX`: highest sequence number tracked; default 67108864 (an
-    ///   8 MiB bitmap, allocated as numbers arrive).
+    ///   8 MiB bitmap, allocated as numbers arrive); at most 2^30 (128 MiB),
+    ///   so packets cannot grow it past that.
     ///
     /// # Handlers
     /// - `count` (read): packets seen.
@@ -56,6 +57,10 @@ impl SeqCheck {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let max = args.read::<u64>("MAX").unwrap_or(1 << 26);
+        if max > 1 << 30 {
+            args.error(Some(args.span_of("MAX")), "MAX must be at most 1073741824");
+            return None;
+        }
         Some(Box::new(SeqCheck {
             max,
             bits: Vec::new(),

@@ -24,8 +24,9 @@ documented! {
     ///   separated by spaces (fields that legitimately differ: a timestamp,
     ///   a checksum): `MASK 22/1 24/2` ignores the IPv4 TTL and checksum.
     /// - `WINDOW`: packets over which `divergence_rate` is computed;
-    ///   default 10000.
-    /// - `HISTORY`: differences kept for `differences`; default 10.
+    ///   default 10000, at most 1000000.
+    /// - `HISTORY`: differences kept for `differences`; default 10, at
+    ///   most 1000.
     /// - `REORDER`: how far apart (in packets) the branches may deliver;
     ///   set it above the lag of a slow branch; default 4096.
     ///
@@ -117,6 +118,9 @@ fn diff_line(d: &Diff, out: &mut String) {
     }
 }
 
+const MAX_WINDOW: usize = 1_000_000;
+const MAX_HISTORY: usize = 1000;
+
 impl ShadowCompare {
     pub const CLASS: ElementClass = ElementClass {
         name: "ShadowCompare",
@@ -130,6 +134,22 @@ impl ShadowCompare {
         let mask = args.read::<String>("MASK").unwrap_or_default();
         let window = args.read::<usize>("WINDOW").unwrap_or(10_000).max(1);
         let history = args.read::<usize>("HISTORY").unwrap_or(10);
+        // WINDOW is allocated up front; HISTORY copies of whole frames are
+        // kept: bounded, so an argument cannot ask for gigabytes.
+        if window > MAX_WINDOW {
+            args.error(
+                Some(args.span_of("WINDOW")),
+                format!("WINDOW must be at most {MAX_WINDOW}"),
+            );
+            return None;
+        }
+        if history > MAX_HISTORY {
+            args.error(
+                Some(args.span_of("HISTORY")),
+                format!("HISTORY must be at most {MAX_HISTORY}"),
+            );
+            return None;
+        }
         let reorder = args.read::<u64>("REORDER").unwrap_or(4096).max(1);
         let mut masks = Vec::new();
         for m in mask.split_whitespace() {
