@@ -78,6 +78,29 @@ pub struct ReloadRequest {
     /// nothing.
     pub check: bool,
     pub reply: crossbeam_channel::Sender<Result<String, String>>,
+    /// Pending, started or cancelled: the asker may give up only while
+    /// the reload has not started, and the owner starts it only if the
+    /// asker has not given up, decided by one compare-and-swap each.
+    state: Arc<std::sync::atomic::AtomicU8>,
+}
+
+const PENDING: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// How long a reload may wait in line before its asker gives up (it is
+/// then cancelled, and nothing changes). Once started, the asker waits
+/// for the outcome however long it takes, so the reply and the audit say
+/// what happened.
+const START_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl ReloadRequest {
+    /// Claims the request for execution. False: its asker gave up first,
+    /// so it must be dropped without effect.
+    pub fn start(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.state.compare_exchange(PENDING, STARTED, SeqCst, SeqCst).is_ok()
+    }
 }
 
 /// A short hash of a configuration text, for the audit log.
@@ -132,19 +155,37 @@ impl Control {
             return Err("this router does not reload (no configuration file or owner)".to_string());
         };
         let (reply, rx) = crossbeam_channel::bounded(1);
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(PENDING));
         tx.send(ReloadRequest {
             name: name.to_string(),
             text: text.to_string(),
             check,
             reply,
+            state: state.clone(),
         })
         .map_err(|_| "the router is stopping".to_string())?;
-        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
-            Ok(r) => r,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err("reload timed out".to_string()),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                Err("the router stopped before answering".to_string())
+        use std::sync::atomic::Ordering::SeqCst;
+        let stopped = |state: &std::sync::atomic::AtomicU8| {
+            if state.load(SeqCst) == STARTED {
+                "the router stopped during the reload: its outcome is unknown".to_string()
+            } else {
+                "the router stopped before starting the reload: nothing changed".to_string()
             }
+        };
+        match rx.recv_timeout(START_WITHIN) {
+            Ok(r) => r,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if state.compare_exchange(PENDING, CANCELLED, SeqCst, SeqCst).is_ok() {
+                    Err(format!(
+                        "the router did not start the reload within {} s (busy with another); cancelled: nothing changed",
+                        START_WITHIN.as_secs()
+                    ))
+                } else {
+                    // Started: only its outcome may be reported.
+                    rx.recv().unwrap_or_else(|_| Err(stopped(&state)))
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(stopped(&state)),
         }
     }
 
@@ -177,9 +218,53 @@ impl Control {
             };
             if let Err(e) = audit.append(&entry) {
                 tracing::error!(error = %e, "audit log not written");
+                if result.is_ok() {
+                    return Err(format!("reloaded, but the audit log could not record it: {e}"));
+                }
+            }
+        }
+        if result.is_ok() {
+            if let Err(e) = self.sync_state() {
+                return Err(format!(
+                    "reloaded, but the state file could not be brought in line with it: {e}"
+                ));
             }
         }
         result
+    }
+
+    /// Makes the saved state exactly the running router's persistent
+    /// handlers and their values (after a start or a reload): a handler
+    /// the configuration no longer has is forgotten, so a later reload
+    /// that brings it back does not find a stale value waiting for the
+    /// next restart; generations carry on.
+    pub fn sync_state(&self) -> Result<(), String> {
+        let table = self.table();
+        let mut saved = self.saved.lock().expect("saved lock");
+        let mut now = BTreeMap::new();
+        for e in table.elements() {
+            for h in e.handlers.iter().filter(|h| h.persistent) {
+                let Some(read) = &h.read else { continue };
+                let name = format!("{}.{}", e.name, h.name);
+                let generation = saved.get(&name).map_or(0, |s| s.generation);
+                now.insert(
+                    name,
+                    Saved {
+                        value: read(),
+                        generation,
+                    },
+                );
+            }
+        }
+        if let Some(state) = &self.state {
+            if now != *saved || state.wants_compaction() {
+                state
+                    .save(&now)
+                    .map_err(|e| format!("{}: {e}", state.path().display()))?;
+            }
+        }
+        *saved = now;
+        Ok(())
     }
 
     /// Records what an accepted reload did.
@@ -250,7 +335,14 @@ impl Control {
                 Err(e) => notes.push(format!("{name}: {e}; saved value ignored")),
             }
         }
+        drop(saved);
+        self.sync_state()?;
         Ok(notes)
+    }
+
+    /// The state file, if any (to set a bad one aside).
+    pub fn state_file(&self) -> Option<&StateFile> {
+        self.state.as_ref()
     }
 
     /// Writes so far as (actor, result, count): actor `client` or the
@@ -284,18 +376,7 @@ impl Control {
         }
         if name == "audit_tail" {
             // The last audit entries (for `ctl status`); empty without --audit.
-            let text: String = self
-                .audit
-                .as_ref()
-                .and_then(|a| std::fs::read_to_string(a.path()).ok())
-                .map(|t| {
-                    let lines: Vec<&str> = t.lines().collect();
-                    lines[lines.len().saturating_sub(5)..]
-                        .iter()
-                        .map(|l| format!("{l}\n"))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let text = self.audit.as_ref().map(|a| a.tail(5)).unwrap_or_default();
             return Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(text.into_bytes());
         }
         let (handler, generation) = split_generation(name);
@@ -375,28 +456,71 @@ impl Control {
                 }
             }
             table.write(handler, value).map_err(handler_error)?;
+            let undo = |why: String| {
+                // Put the old value back: what was not made durable must
+                // not stay in production.
+                if let Some(old) = &old {
+                    if let Err(e) = table.write(handler, old) {
+                        tracing::error!(handler, error = %e, "could not undo a write");
+                    }
+                }
+                Reply::multi(
+                    code::HANDLER_ERROR,
+                    vec![format!("Write handler '{handler}' error:"), why],
+                )
+            };
             if !persistent {
                 return Ok(None);
             }
-            let generation = current + 1;
+            let generation = match current.checked_add(1).filter(|g| *g <= crate::state::MAX_GENERATION) {
+                Some(g) => g,
+                None => return Err(undo(format!("not applied: generation {current} has no successor"))),
+            };
             let now = table.read(handler).unwrap_or_else(|_| value.trim().to_string());
-            saved.insert(handler.to_string(), Saved { value: now, generation });
-            if let Some(state) = &self.state {
+            let entry = Saved { value: now, generation };
+            let mark = match &self.state {
+                Some(state) => match state.record(handler, &entry) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::error!(path = %state.path().display(), error = %e, "state journal not written");
+                        return Err(undo(format!("not applied: the state journal could not record it: {e}")));
+                    }
+                },
+                None => None,
+            };
+            if let Some(audit) = &self.audit {
+                let audited = audit.append(&Entry {
+                    peer,
+                    handler,
+                    old: old.as_deref(),
+                    new: value.trim(),
+                    result: Ok(Some(generation)),
+                    actor,
+                });
+                if let Err(e) = audited {
+                    tracing::error!(path = %audit.path().display(), error = %e, "audit log not written");
+                    if let (Some(state), Some(mark)) = (&self.state, mark) {
+                        if let Err(e) = state.undo(mark) {
+                            tracing::error!(error = %e, "state journal: could not take a line back");
+                        }
+                    }
+                    return Err(undo(format!("not applied: the audit log could not record it: {e}")));
+                }
+            }
+            saved.insert(handler.to_string(), entry);
+            if let Some(state) = self.state.as_ref().filter(|s| s.wants_compaction()) {
                 if let Err(e) = state.save(&saved) {
-                    tracing::error!(path = %state.path().display(), error = %e, "state file not saved");
-                    return Err(Reply::multi(
-                        code::HANDLER_ERROR,
-                        vec![
-                            format!("Write handler '{handler}' error:"),
-                            format!("applied, but the state file was not saved: {e}"),
-                        ],
-                    ));
+                    // The journal still has every write: nothing is lost.
+                    tracing::warn!(path = %state.path().display(), error = %e, "state file not compacted");
                 }
             }
             Ok(Some(generation))
         })();
 
-        if let Some(audit) = &self.audit {
+        // Persistent writes that went through were audited above; the
+        // rest (refusals, and writes to handlers without state) here.
+        let audited_above = persistent && outcome.is_ok();
+        if let (Some(audit), false) = (&self.audit, audited_above) {
             let entry = Entry {
                 peer,
                 handler,
@@ -408,9 +532,13 @@ impl Control {
             if let Err(e) = audit.append(&entry) {
                 tracing::error!(path = %audit.path().display(), error = %e, "audit log not written");
                 if outcome.is_ok() {
-                    return Reply::new(
-                        code::OK_WARN,
-                        format!("Write handler '{handler}' OK, but the audit log failed: {e}"),
+                    // A counter reset cannot be taken back: say it happened.
+                    return Reply::multi(
+                        code::HANDLER_ERROR,
+                        vec![
+                            format!("Write handler '{handler}' error:"),
+                            format!("applied, but the audit log could not record it: {e}"),
+                        ],
                     );
                 }
             }

@@ -56,9 +56,16 @@ pub struct ControlOpts {
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
     /// Keep persistent handlers (switch positions) in this file: restored
-    /// at start, saved atomically on every accepted write.
+    /// at start; every accepted write is appended to FILE.journal and
+    /// synced before the reply, and compacted into FILE now and then. Put
+    /// it in a directory only the router's user can write, such as
+    /// /var/lib/switchyard (links are never followed).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Start even if the --state file is damaged: it is moved aside to
+    /// FILE.bad.SECONDS and the configuration's values apply.
+    #[arg(long, requires = "state")]
+    pub reset_state: bool,
     /// Serve Prometheus metrics (every numeric handler) at
     /// http://ADDR/metrics; ADDR is PORT or HOST:PORT, loopback unless
     /// --allow-remote.

@@ -169,7 +169,30 @@ fn start_control(
     };
     let state = opts.state.as_deref().map(switchyard_control::state::StateFile::new);
     let control = Arc::new(Control::new(table.clone(), audit, state));
-    for note in control.restore().map_err(|e| runtime(format!("--state: {e}")))? {
+    let notes = match control.restore() {
+        Ok(notes) => notes,
+        Err(e) if opts.reset_state => {
+            let moved = control
+                .state_file()
+                .map(|s| s.set_aside())
+                .transpose()
+                .map_err(|m| runtime(format!("--state: {e}; and it could not be moved aside: {m}")))?
+                .unwrap_or_default();
+            let moved: Vec<String> = moved.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "switchyard: warning: --reset-state: {e}; moved aside to {}; starting from the configuration's values",
+                moved.join(", ")
+            );
+            control.restore().map_err(|e| runtime(format!("--state: {e}")))?
+        }
+        Err(e) => {
+            return Err(runtime(format!(
+                "--state: {e}\n(refusing to start with a damaged state: that would silently undo a rollback; \
+                 fix or remove the file, or start with --reset-state to set it aside)"
+            )))
+        }
+    };
+    for note in notes {
         tracing::warn!("{note}");
         eprintln!("switchyard: warning: {note}");
     }
@@ -336,6 +359,10 @@ fn reload(
     defines: &[(String, String)],
     control: &Arc<Control>,
 ) {
+    if !req.start() {
+        tracing::info!("reload cancelled by its requester before it started");
+        return;
+    }
     let name = job.name;
     let (graph, _) = match load_text_limited(&req.name, &req.text, registry, defines, job.limits) {
         Ok(g) => g,
