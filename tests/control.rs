@@ -2,197 +2,14 @@
 //! process (`switchyard run --control ...`), clients are this test process
 //! or `switchyard ctl` processes, talking over a real Unix socket.
 
+mod common;
+
+use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use switchyard_control::client::Client;
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-/// The rollback graph at full rate, production checked by sequence number.
-const ROLLBACK: &str = "src :: InfiniteSource(LENGTH 64, BURST 16);
-src -> hub :: Tee(2);
-hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
-hub[1] -> $NEWnew :: Counter -> [1]sel;
-sel -> check :: SeqCheck -> out :: Counter -> Discard;";
-
-fn scratch_dir() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "sy-ctl-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A router process with a control socket in a scratch directory.
-struct RouterProc {
-    child: Child,
-    dir: PathBuf,
-    socket: PathBuf,
-    /// What the router printed while starting.
-    banner: String,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-impl RouterProc {
-    fn start(config: &str, extra: &[&str]) -> RouterProc {
-        RouterProc::start_in(scratch_dir(), config, extra)
-    }
-
-    fn start_in(dir: PathBuf, config: &str, extra: &[&str]) -> RouterProc {
-        let file = dir.join("r.click");
-        std::fs::write(&file, config).unwrap();
-        let socket = dir.join("ctl.sock");
-        let mut child = Command::new(BIN)
-            .arg("run")
-            .arg(&file)
-            .arg("--control")
-            .arg(&socket)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        // The router says when its socket is ready: wait for that event.
-        let mut seen = String::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.starts_with("switchyard: control socket listening on unix:") {
-                break;
-            }
-        }
-        assert!(seen.contains("listening"), "router did not start:\n{seen}");
-        let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
-        RouterProc {
-            child,
-            dir,
-            socket,
-            stderr,
-            banner: seen,
-        }
-    }
-
-    fn client(&self) -> Client {
-        Client::unix(&self.socket).unwrap()
-    }
-
-    fn read(&self, h: &str) -> String {
-        self.client().read(h).unwrap()
-    }
-
-    fn num(&self, h: &str) -> u64 {
-        self.read(h)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{h} not a number"))
-    }
-
-    fn ctl(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(BIN)
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// SIGTERM, then the exit status and what it printed.
-    fn stop(mut self) -> (Option<i32>, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let code = self.child.wait().unwrap().code();
-        let dummy = std::thread::spawn(String::new);
-        let err = std::mem::replace(&mut self.stderr, dummy).join().unwrap();
-        (code, err)
-    }
-}
-
-impl Drop for RouterProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if std::thread::panicking() {
-            // What the router said is the best clue to a failed test.
-            let dummy = std::thread::spawn(String::new);
-            if let Ok(err) = std::mem::replace(&mut self.stderr, dummy).join() {
-                eprintln!("--- router stderr ---\n{}{err}\n---", self.banner);
-            }
-        }
-    }
-}
-
-/// The audit log, one JSON value per line.
-fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn rollback(new_path: &str) -> String {
-    ROLLBACK.replace("$NEW", new_path)
-}
-
-/// Reads a whole reply off a raw stream: the bytes exactly as sent. A
-/// successful read is followed by DATA.
-fn raw_reply(s: &mut BufReader<UnixStream>, read: bool) -> String {
-    let mut out = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(s.read_line(&mut line).unwrap() > 0, "connection closed after {out:?}");
-        out.push_str(&line);
-        if line.as_bytes().get(3) == Some(&b' ') {
-            if read && line.starts_with("200 ") {
-                let mut data = String::new();
-                s.read_line(&mut data).unwrap();
-                out.push_str(&data);
-                let n: usize = data.trim_end().strip_prefix("DATA ").unwrap().parse().unwrap();
-                let mut buf = vec![0; n];
-                s.read_exact(&mut buf).unwrap();
-                out.push_str(&String::from_utf8_lossy(&buf));
-            }
-            return out;
-        }
-    }
-}
-
-fn raw(r: &RouterProc) -> (BufReader<UnixStream>, UnixStream) {
-    let s = UnixStream::connect(&r.socket).unwrap();
-    let w = s.try_clone().unwrap();
-    let mut reader = BufReader::new(s);
-    let mut greeting = String::new();
-    reader.read_line(&mut greeting).unwrap();
-    assert_eq!(greeting, "Click::ControlSocket/1.3\r\n");
-    (reader, w)
-}
-
-fn say(conn: &mut (BufReader<UnixStream>, UnixStream), bytes: &str) -> String {
-    conn.1.write_all(bytes.as_bytes()).unwrap();
-    let word = bytes.split_ascii_whitespace().next().unwrap_or("").to_ascii_uppercase();
-    raw_reply(
-        &mut conn.0,
-        matches!(word.as_str(), "READ" | "GET" | "READDATA" | "READUNTIL"),
-    )
-}
 
 #[test]
 fn every_command_and_reply_code_over_a_real_socket() {
@@ -264,10 +81,17 @@ fn every_command_and_reply_code_over_a_real_socket() {
         say(&mut c, "WRITEDATA sel.switch lots\r\n"),
         "500 Bad command syntax\r\n"
     );
+    // Too big: refused, and the connection closed, so the payload that
+    // follows can never be read as commands.
+    let mut big = raw(&r);
     assert_eq!(
-        say(&mut c, "WRITEDATA sel.switch 99999999\r\n"),
+        say(&mut big, "WRITEDATA sel.switch 99999999\r\nWRITE sel.switch 1\r\n"),
         "521 Data too big (99999999 bytes, at most 1048576)\r\n"
     );
+    let mut rest = String::new();
+    big.0.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "nothing after 521: closed");
+    assert_eq!(r.read("sel.switch"), "0", "the payload was not executed");
     assert_eq!(
         say(&mut c, "READ nosuch.count\r\n"),
         "510 No element named 'nosuch'\r\n"
@@ -557,14 +381,16 @@ fn garbage_long_lines_and_half_commands_leave_router_and_connection_working() {
 #[test]
 fn a_connection_flood_is_refused_politely() {
     let r = RouterProc::start(&rollback(""), &["--control-max", "4"]);
-    let mut held: Vec<_> = (0..4).map(|_| raw(&r)).collect();
+    // Four for anyone, four more kept for the owner (this test is root or
+    // the router's own user, so it gets those too).
+    let mut held: Vec<_> = (0..8).map(|_| raw(&r)).collect();
     let before: u64 = say(&mut held[0], "READ out.count\r\n")
         .rsplit('\n')
         .next()
         .unwrap()
         .parse()
         .unwrap();
-    // The fifth is told why and closed.
+    // The ninth is told why and closed.
     let mut s = UnixStream::connect(&r.socket).unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
@@ -595,7 +421,7 @@ fn idle_connections_are_closed() {
 }
 
 #[test]
-fn control_socket_element_and_tcp_on_loopback() {
+fn tcp_control_needs_the_owners_token_and_errors_never_show_other_files() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -603,18 +429,68 @@ fn control_socket_element_and_tcp_on_loopback() {
         .port();
     let dir = scratch_dir();
     let config = format!("ControlSocket(TCP, {port}); {}", rollback(""));
-    let r = RouterProc::start_in(dir, &config, &[]);
-    let mut c = Client::tcp(&format!("127.0.0.1:{port}")).unwrap();
+    // No token: refused, before anything listens.
+    let file = dir.join("t.click");
+    std::fs::write(&file, &config).unwrap();
+    let out = Command::new(BIN).arg("run").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("without a token"), "{err}");
+    // A token others can read: refused, without showing it.
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret-t0ken-0123456789\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(&file)
+        .arg("--control-token")
+        .arg(&token)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("others can read it") && !err.contains("s3cret"), "{err}");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = RouterProc::start_in(dir.clone(), &config, &["--control-token", token.to_str().unwrap()]);
+    let addr = format!("127.0.0.1:{port}");
+    // Without AUTH nothing is read or written.
+    let mut c = Client::tcp(&addr, None).unwrap();
+    let reply = c.command("WRITE sel.switch 1").unwrap();
+    assert_eq!(reply.code, 530, "{reply:?}");
+    assert_eq!(r.read("sel.switch"), "0");
+    // A wrong token ends the connection.
+    let e = Client::tcp(&addr, Some("wrong-token-0123456789")).err().unwrap();
+    assert!(e.to_string().contains("Bad token"), "{e}");
+    let mut c = Client::tcp(&addr, Some("s3cret-t0ken-0123456789")).unwrap();
     c.write("sel.switch", "1").unwrap();
     assert_eq!(r.read("sel.switch"), "1");
-    let (code, out, _) = {
-        let o = Command::new(BIN)
-            .args(["ctl", "--tcp", &format!("127.0.0.1:{port}"), "read", "sel.switch"])
-            .output()
-            .unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), ())
-    };
-    assert_eq!((code, out.as_str()), (Some(0), "1\n"));
+    let o = Command::new(BIN)
+        .args([
+            "ctl",
+            "--tcp",
+            &addr,
+            "--token-file",
+            token.to_str().unwrap(),
+            "read",
+            "sel.switch",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref()),
+        (Some(0), "1\n")
+    );
+    // A reload naming a file that is not a configuration: the reply says
+    // where the error is, never what the file holds.
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "root:$6$notaconfig:19000:0:99999:7:::\n").unwrap();
+    let text = format!("require(library {}); {}", secret.display(), rollback(""));
+    let e = c.write("hotconfig", &text).unwrap_err().to_string();
+    assert!(
+        e.contains("secret.txt:1:") && e.contains("error in a file the router read"),
+        "{e}"
+    );
+    assert!(!e.contains("notaconfig") && !e.contains("root:"), "{e}");
     let (code, err) = r.stop();
     assert_eq!(code, Some(0), "{err}");
 }
@@ -626,6 +502,7 @@ fn a_remote_tcp_address_needs_explicit_permission() {
     let listen = switchyard_control::server::Listen::Tcp {
         addr: "0.0.0.0:0".parse().unwrap(),
         allow_remote: false,
+        token: Some(switchyard_control::server::Token::new("0123456789abcdef")),
     };
     let table = std::sync::Arc::new(
         switchyard_core::load_text("t", "Idle -> Idle;", &switchyard_elements::standard(), &[])

@@ -62,6 +62,7 @@ pub struct Entry<'a> {
 
 impl AuditLog {
     pub fn open(path: &Path) -> std::io::Result<AuditLog> {
+        crate::state::refuse_link(path)?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)

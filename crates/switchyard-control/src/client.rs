@@ -10,7 +10,14 @@ use std::time::Duration;
 pub struct Client {
     input: BufReader<Box<dyn Read + Send>>,
     output: Box<dyn Write + Send>,
+    /// `unix:PATH` or `tcp:ADDR`, for errors.
+    peer: String,
+    timeout: Option<Duration>,
+    set_timeout: Box<dyn Fn(Option<Duration>) -> io::Result<()> + Send>,
 }
+
+/// How long a client waits for a reply by default.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A reply other than 2xx, or a broken connection.
 #[derive(Debug)]
@@ -45,23 +52,61 @@ fn bad(msg: impl Into<String>) -> io::Error {
 impl Client {
     pub fn unix(path: &Path) -> io::Result<Client> {
         let s = UnixStream::connect(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Client::start(Box::new(s.try_clone()?), Box::new(s))
+        let t = s.try_clone()?;
+        Client::start(
+            Box::new(s.try_clone()?),
+            Box::new(s),
+            format!("unix:{}", path.display()),
+            Box::new(move |d| t.set_read_timeout(d)),
+        )
     }
 
-    pub fn tcp(addr: &str) -> io::Result<Client> {
-        let s = TcpStream::connect(addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Client::start(Box::new(s.try_clone()?), Box::new(s))
+    /// A TCP connection; `token` is sent first (`AUTH token`), as a router
+    /// serving TCP requires.
+    pub fn tcp(addr: &str, token: Option<&str>) -> io::Result<Client> {
+        let s = TcpStream::connect(addr).map_err(|e| io::Error::new(e.kind(), format!("tcp:{addr}: {e}")))?;
+        let t = s.try_clone()?;
+        let mut c = Client::start(
+            Box::new(s.try_clone()?),
+            Box::new(s),
+            format!("tcp:{addr}"),
+            Box::new(move |d| t.set_read_timeout(d)),
+        )?;
+        if let Some(token) = token {
+            let r = c.command(&format!("AUTH {token}"))?;
+            if !r.is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("tcp:{addr}: {} {}", r.code, r.text()),
+                ));
+            }
+        }
+        Ok(c)
     }
 
-    fn start(input: Box<dyn Read + Send>, output: Box<dyn Write + Send>) -> io::Result<Client> {
+    /// How long to wait for each reply (`None`: as long as it takes).
+    pub fn set_reply_timeout(&mut self, d: Option<Duration>) -> io::Result<()> {
+        (self.set_timeout)(d)?;
+        self.timeout = d;
+        Ok(())
+    }
+
+    fn start(
+        input: Box<dyn Read + Send>,
+        output: Box<dyn Write + Send>,
+        peer: String,
+        set_timeout: Box<dyn Fn(Option<Duration>) -> io::Result<()> + Send>,
+    ) -> io::Result<Client> {
+        set_timeout(Some(REPLY_TIMEOUT))?;
         let mut c = Client {
             input: BufReader::new(input),
             output,
+            peer,
+            timeout: Some(REPLY_TIMEOUT),
+            set_timeout,
         };
         let mut greeting = String::new();
-        c.input.read_line(&mut greeting)?;
+        c.input.read_line(&mut greeting).map_err(|e| c.timed_out(e))?;
         if greeting.trim_end() != GREETING {
             // A refusal (too many connections) comes instead of the greeting.
             return Err(bad(format!("unexpected greeting: {}", greeting.trim_end())));
@@ -75,9 +120,28 @@ impl Client {
         self.output.flush()
     }
 
+    /// A read timeout (EAGAIN) said as what it is, naming the socket.
+    fn timed_out(&self, e: io::Error) -> io::Error {
+        if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            let after = self
+                .timeout
+                .map_or("waiting".to_string(), |d| format!("{} s", d.as_secs()));
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timed out after {after}: no reply from {}", self.peer),
+            )
+        } else {
+            e
+        }
+    }
+
     /// Reads one complete reply; `read` says whether the command was a
     /// read (READ, GET, READDATA, READUNTIL), whose success carries DATA.
     pub fn reply(&mut self, read: bool) -> io::Result<Reply> {
+        self.reply_inner(read).map_err(|e| self.timed_out(e))
+    }
+
+    fn reply_inner(&mut self, read: bool) -> io::Result<Reply> {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();

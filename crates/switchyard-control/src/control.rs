@@ -54,6 +54,8 @@ pub struct Control {
     last_reload: Mutex<Option<switchyard_core::ReloadReport>>,
     /// What the last `hotconfig_check` said a reload would do.
     last_check: Mutex<String>,
+    /// How long a reload may wait to start ([`START_WITHIN`]).
+    start_within: std::time::Duration,
 }
 
 fn handler_error(e: HandlerError) -> Reply {
@@ -124,7 +126,15 @@ impl Control {
             writes: Mutex::default(),
             last_reload: Mutex::default(),
             last_check: Mutex::default(),
+            start_within: START_WITHIN,
         }
+    }
+
+    /// How long a reload may wait for the router to start it before it is
+    /// cancelled (60 s; shorter in tests).
+    pub fn with_reload_start_timeout(mut self, d: std::time::Duration) -> Control {
+        self.start_within = d;
+        self
     }
 
     /// The handler table of the running configuration.
@@ -172,13 +182,13 @@ impl Control {
                 "the router stopped before starting the reload: nothing changed".to_string()
             }
         };
-        match rx.recv_timeout(START_WITHIN) {
+        match rx.recv_timeout(self.start_within) {
             Ok(r) => r,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if state.compare_exchange(PENDING, CANCELLED, SeqCst, SeqCst).is_ok() {
                     Err(format!(
-                        "the router did not start the reload within {} s (busy with another); cancelled: nothing changed",
-                        START_WITHIN.as_secs()
+                        "the router did not start the reload within {:?} (busy with another); cancelled: nothing changed",
+                        self.start_within
                     ))
                 } else {
                     // Started: only its outcome may be reported.
@@ -639,5 +649,49 @@ impl switchyard_core::ControlPlane for Control {
         } else {
             Err(reply.lines.join(" "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn control() -> (Control, crossbeam_channel::Receiver<ReloadRequest>) {
+        let registry = switchyard_core::Registry::default();
+        let (graph, table) = switchyard_core::load_text("t", "", &registry, &[]).unwrap();
+        drop(graph);
+        let c = Control::new(Arc::new(table), None, None).with_reload_start_timeout(Duration::from_millis(50));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        c.accept_reloads(tx);
+        (c, rx)
+    }
+
+    #[test]
+    fn a_reload_that_never_started_is_cancelled_and_reported_as_not_done() {
+        let (c, rx) = control();
+        let peer = Peer::default();
+        // The owner is busy: the asker gives up first.
+        let result = c.reload("x", &peer);
+        assert!(result.unwrap_err().contains("cancelled: nothing changed"));
+        assert_eq!(c.config_generation(), 1);
+        // When the owner gets to it, it must not run it.
+        let req = rx.try_recv().unwrap();
+        assert!(!req.start());
+    }
+
+    #[test]
+    fn a_reload_that_started_is_reported_as_it_ended_however_long_it_took() {
+        let (c, rx) = control();
+        let owner = std::thread::spawn(move || {
+            let req = rx.recv().unwrap();
+            assert!(req.start());
+            // Longer than the asker's wait to start: it must wait on.
+            std::thread::sleep(Duration::from_millis(200));
+            req.reply.send(Ok(String::new())).unwrap();
+        });
+        c.reload("x", &Peer::default()).unwrap();
+        assert_eq!(c.config_generation(), 2, "reported and counted as done");
+        owner.join().unwrap();
     }
 }

@@ -19,8 +19,11 @@ documented! {
     /// - `MODE`: permissions of a Unix socket, octal; default 0600.
     /// - `GROUP`: group owning a Unix socket.
     /// - `LOCALHOST`: TCP only: listen on 127.0.0.1 only; default true.
-    ///   `false` listens on every address (think twice: anyone who can
-    ///   connect can flip production).
+    ///   `false` listens on every address.
+    ///
+    /// A TCP socket needs `switchyard run --control-token FILE`: every
+    /// connection must send `AUTH TOKEN` first (Switchyard's addition to
+    /// the protocol; TCP has no peer credentials).
     ///
     /// # Handlers
     /// None.
@@ -90,6 +93,7 @@ impl ControlSocket {
                 Some(Listen::Tcp {
                     addr: SocketAddr::new(ip, port),
                     allow_remote: !localhost,
+                    token: None,
                 })
             }
             other => {

@@ -14,7 +14,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where to listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,25 +24,104 @@ pub enum Listen {
         mode: u32,
         group: Option<String>,
     },
+    /// TCP has no peer credentials: every connection must first send
+    /// `AUTH TOKEN` with the owner's token.
     Tcp {
         addr: SocketAddr,
         allow_remote: bool,
+        /// Required: [`serve`] refuses TCP without one.
+        token: Option<Token>,
     },
+}
+
+/// The secret a TCP client must present, read from a file only the
+/// router's owner can read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(Arc<str>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+impl Token {
+    /// Reads a token file: a regular file (not a link) owned by this
+    /// process's user, readable by nobody else, holding at least 16
+    /// characters. Errors never show what the file holds.
+    pub fn from_file(path: &Path) -> io::Result<Token> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let why = if !meta.file_type().is_file() {
+            Some("not a regular file".to_string())
+        } else if meta.uid() != nix::unistd::geteuid().as_raw() {
+            Some(format!("owned by uid {}, not by this router's user", meta.uid()))
+        } else if meta.mode() & 0o077 != 0 {
+            Some(format!(
+                "mode {:04o}: others can read it (chmod 600)",
+                meta.mode() & 0o7777
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{}: {why}", path.display()),
+            ));
+        }
+        let text = std::fs::read(path)?;
+        let token = String::from_utf8(text)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| t.len() >= 16 && !t.contains(char::is_whitespace))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: a token is one word of at least 16 characters", path.display()),
+                )
+            })?;
+        Ok(Token(token.into()))
+    }
+
+    pub fn new(token: &str) -> Token {
+        Token(token.into())
+    }
+
+    /// Compares in time that does not depend on where they differ.
+    fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for (i, x) in a.iter().enumerate() {
+            diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
+        }
+        diff == 0
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Connections at once; more are told so and closed.
     pub max_connections: usize,
-    /// A connection silent this long is closed.
+    /// Connections kept for the socket's owner (root or the router's
+    /// user) beyond `max_connections`: whoever holds the other slots, the
+    /// owner can still reach the rollback.
+    pub reserved_for_owner: usize,
+    /// A connection silent this long between commands is closed.
     pub idle_timeout: Duration,
+    /// A command (its line and any payload) must arrive whole this soon
+    /// after its first byte; a client that trickles is closed.
+    pub command_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 32,
+            reserved_for_owner: 4,
             idle_timeout: Duration::from_secs(300),
+            command_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -117,7 +196,7 @@ pub fn serve(listen: &Listen, control: Arc<Control>, limits: Limits) -> io::Resu
     match listen {
         Listen::Unix { path, mode, group } => {
             let listener = bind_unix(path, *mode, group.as_deref())?;
-            spawn_accept(listener, stop.clone(), control, limits)?;
+            spawn_accept(listener, stop.clone(), control, limits, None)?;
             tracing::info!(path = %path.display(), "control socket listening");
             Ok(Server {
                 stop,
@@ -125,16 +204,26 @@ pub fn serve(listen: &Listen, control: Arc<Control>, limits: Limits) -> io::Resu
                 local: format!("unix:{}", path.display()),
             })
         }
-        Listen::Tcp { addr, allow_remote } => {
+        Listen::Tcp {
+            addr,
+            allow_remote,
+            token,
+        } => {
             if !addr.ip().is_loopback() && !allow_remote {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!("refusing to listen on {addr}: not a loopback address (allow it explicitly with --allow-remote)"),
                 ));
             }
+            let Some(token) = token else {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("refusing TCP control on {addr} without a token: anyone who can connect could flip production (give --control-token FILE)"),
+                ));
+            };
             let listener = TcpListener::bind(addr)?;
             let local = listener.local_addr()?;
-            spawn_accept(listener, stop.clone(), control, limits)?;
+            spawn_accept(listener, stop.clone(), control, limits, Some(token.clone()))?;
             tracing::info!(addr = %local, "control socket listening");
             Ok(Server {
                 stop,
@@ -165,13 +254,27 @@ impl Accept for TcpListener {
     }
 }
 
+/// Connections open now: in the general pool, and in the owner's.
+#[derive(Default)]
+struct Slots {
+    general: AtomicUsize,
+    owner: AtomicUsize,
+}
+
+/// Takes a slot in `pool` if fewer than `max` are taken.
+fn take_slot(pool: &AtomicUsize, max: usize) -> bool {
+    pool.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+        .is_ok()
+}
+
 fn spawn_accept<L: Accept>(
     listener: L,
     stop: Arc<AtomicBool>,
     control: Arc<Control>,
     limits: Limits,
+    token: Option<Token>,
 ) -> io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Slots::default());
     std::thread::Builder::new()
         .name("control-accept".into())
         .spawn(move || loop {
@@ -181,10 +284,15 @@ fn spawn_accept<L: Accept>(
             }
             if let Ok(stream) = conn {
                 let peer = stream.peer();
-                spawn_connection(stream, peer, control.clone(), limits, &active);
+                spawn_connection(stream, peer, control.clone(), limits, &slots, token.clone());
             }
         })?;
     Ok(())
+}
+
+/// Root, or the user the router runs as: who may always get in.
+fn is_owner(peer: &Peer) -> bool {
+    peer.uid.is_some_and(|u| u == 0 || u == nix::unistd::geteuid().as_raw())
 }
 
 /// A stream a connection can use: both socket kinds.
@@ -233,10 +341,17 @@ fn spawn_connection<S: Conn>(
     peer: Peer,
     control: Arc<Control>,
     limits: Limits,
-    active: &Arc<AtomicUsize>,
+    slots: &Arc<Slots>,
+    token: Option<Token>,
 ) {
-    if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
-        active.fetch_sub(1, Ordering::SeqCst);
+    let pool = if take_slot(&slots.general, limits.max_connections) {
+        Some(false)
+    } else if is_owner(&peer) && take_slot(&slots.owner, limits.reserved_for_owner) {
+        Some(true)
+    } else {
+        None
+    };
+    let Some(owner_pool) = pool else {
         let _ = stream.write_all(
             format!(
                 "{} Too many control connections (at most {})\r\n",
@@ -247,17 +362,56 @@ fn spawn_connection<S: Conn>(
         );
         tracing::warn!(?peer, "control connection refused: too many");
         return;
-    }
-    let active = active.clone();
+    };
+    let slots = slots.clone();
+    let release = move || {
+        let pool = if owner_pool { &slots.owner } else { &slots.general };
+        pool.fetch_sub(1, Ordering::SeqCst);
+    };
+    let release_here = release.clone();
     let spawned = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
-        tracing::info!(?peer, "control client connected");
-        if let Err(e) = connection(stream, &peer, &control, limits) {
+        tracing::info!(?peer, owner_pool, "control client connected");
+        if let Err(e) = connection(stream, &peer, &control, limits, token) {
             tracing::debug!(?peer, error = %e, "control connection ended");
         }
-        active.fetch_sub(1, Ordering::SeqCst);
+        release();
     });
     if spawned.is_err() {
+        release_here();
         tracing::warn!("control connection dropped: cannot spawn a thread");
+    }
+}
+
+/// When the connection's reads must be done: between commands, the idle
+/// timeout; once a command's first byte came, its deadline.
+struct Clock {
+    idle: Duration,
+    per_command: Duration,
+    started: Option<Instant>,
+}
+
+impl Clock {
+    /// Sets the stream's read timeout for the next read; an error once a
+    /// command's deadline has passed.
+    fn arm<S: Conn>(&mut self, stream: &S, command_begun: bool) -> io::Result<()> {
+        if command_begun && self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+        let wait = match self.started {
+            None => self.idle,
+            Some(t) => {
+                let left = self.per_command.saturating_sub(t.elapsed());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "command deadline"));
+                }
+                left
+            }
+        };
+        stream.set_idle(wait)
+    }
+
+    fn command_done(&mut self) {
+        self.started = None;
     }
 }
 
@@ -270,10 +424,14 @@ enum Line {
 
 /// Reads one line of at most `MAX_LINE` bytes; a longer one is consumed
 /// and reported, so the connection stays in step.
-fn read_line(r: &mut impl BufRead) -> io::Result<Line> {
+fn read_line<S: Conn>(r: &mut BufReader<S>, clock: &mut Clock) -> io::Result<Line> {
     let mut buf = Vec::new();
     let mut too_long = false;
+    let mut begun = false;
     loop {
+        if r.buffer().is_empty() {
+            clock.arm(r.get_ref(), begun)?;
+        }
         let chunk = match r.fill_buf() {
             Ok(c) => c,
             // A signal (SIGHUP for a reload) must not end the connection.
@@ -288,6 +446,10 @@ fn read_line(r: &mut impl BufRead) -> io::Result<Line> {
             } else {
                 Line::Text(String::from_utf8_lossy(&buf).into_owned())
             });
+        }
+        if !begun {
+            begun = true;
+            clock.started.get_or_insert_with(Instant::now);
         }
         let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
@@ -311,46 +473,120 @@ fn read_line(r: &mut impl BufRead) -> io::Result<Line> {
     }
 }
 
-fn connection<S: Conn>(stream: S, peer: &Peer, control: &Control, limits: Limits) -> io::Result<()> {
-    stream.set_idle(limits.idle_timeout)?;
+/// Reads exactly `n` payload bytes within the command's deadline.
+fn read_payload<S: Conn>(r: &mut BufReader<S>, n: usize, clock: &mut Clock) -> io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(n);
+    while data.len() < n {
+        if r.buffer().is_empty() {
+            clock.arm(r.get_ref(), true)?;
+        }
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let take = chunk.len().min(n - data.len());
+        data.extend_from_slice(&chunk[..take]);
+        r.consume(take);
+    }
+    Ok(data)
+}
+
+fn connection<S: Conn>(
+    stream: S,
+    peer: &Peer,
+    control: &Control,
+    limits: Limits,
+    token: Option<Token>,
+) -> io::Result<()> {
+    let mut clock = Clock {
+        idle: limits.idle_timeout,
+        per_command: limits.command_timeout,
+        started: None,
+    };
     let mut out = stream.split()?;
     let mut input = BufReader::new(stream);
     out.write_all(format!("{GREETING}\r\n").as_bytes())?;
+    let mut authenticated = token.is_none();
+    let timed_out = |e: &io::Error| matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
     loop {
-        let line = match read_line(&mut input) {
+        clock.command_done();
+        let line = match read_line(&mut input, &mut clock) {
             Ok(Line::Text(l)) => l,
             Ok(Line::TooLong) => {
                 out.write_all(&Reply::new(code::SYNTAX, format!("Line too long (at most {MAX_LINE} bytes)")).encode())?;
                 continue;
             }
             Ok(Line::Eof) => return Ok(()),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                let _ = out.write_all(&Reply::new(code::SYNTAX, "Idle timeout; closing").encode());
+            Err(e) if timed_out(&e) => {
+                let why = if clock.started.is_some() {
+                    format!(
+                        "Command not complete within {} s; closing",
+                        limits.command_timeout.as_secs_f64()
+                    )
+                } else {
+                    "Idle timeout; closing".to_string()
+                };
+                let _ = out.write_all(&Reply::new(code::SYNTAX, why).encode());
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
+        if !authenticated {
+            let (word, rest) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+            if !word.eq_ignore_ascii_case("AUTH") {
+                out.write_all(
+                    &Reply::new(code::PERMISSION, "Authentication required: send AUTH TOKEN first").encode(),
+                )?;
+                continue;
+            }
+            if token.as_ref().is_some_and(|t| t.matches(rest.trim())) {
+                authenticated = true;
+                out.write_all(&Reply::new(code::OK, "Authenticated").encode())?;
+                continue;
+            }
+            tracing::warn!(?peer, "control connection: wrong token");
+            out.write_all(&Reply::new(code::PERMISSION, "Bad token; closing").encode())?;
+            return Ok(());
+        }
         let req = match parse_line(&line) {
             Ok(Request::Empty) => continue,
             Ok(r) => r,
             Err(reply) => {
                 out.write_all(&reply.encode())?;
+                if reply.code == code::DATA_TOO_BIG {
+                    // Its payload would follow and be read as commands:
+                    // the conversation cannot be resumed.
+                    return Ok(());
+                }
                 continue;
             }
         };
         let payload = match &req {
             Request::WriteData { len, .. } | Request::ReadData { len, .. } => {
-                let mut data = vec![0u8; (*len).min(MAX_DATA)];
-                input.read_exact(&mut data)?;
-                String::from_utf8_lossy(&data).into_owned()
+                match read_payload(&mut input, (*len).min(MAX_DATA), &mut clock) {
+                    Ok(data) => String::from_utf8_lossy(&data).into_owned(),
+                    Err(e) if timed_out(&e) => {
+                        let why = format!(
+                            "Data not complete within {} s; closing",
+                            limits.command_timeout.as_secs_f64()
+                        );
+                        let _ = out.write_all(&Reply::new(code::SYNTAX, why).encode());
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Request::WriteUntil { terminator, .. } | Request::ReadUntil { terminator, .. } => {
                 let mut lines = Vec::new();
                 let mut total = 0;
                 loop {
-                    match read_line(&mut input)? {
-                        Line::Text(l) if l.trim_end_matches('\r') == terminator => break,
-                        Line::Text(l) => {
+                    match read_line(&mut input, &mut clock) {
+                        Ok(Line::Text(l)) if l.trim_end_matches('\r') == terminator => break,
+                        Ok(Line::Text(l)) => {
                             total += l.len();
                             if total > MAX_DATA {
                                 out.write_all(&Reply::new(code::DATA_TOO_BIG, "Data too big").encode())?;
@@ -358,11 +594,17 @@ fn connection<S: Conn>(stream: S, peer: &Peer, control: &Control, limits: Limits
                             }
                             lines.push(l.trim_end_matches('\r').to_string());
                         }
-                        Line::TooLong => {
+                        Ok(Line::TooLong) => {
                             out.write_all(&Reply::new(code::DATA_TOO_BIG, "Data too big").encode())?;
                             return Ok(());
                         }
-                        Line::Eof => return Ok(()),
+                        Ok(Line::Eof) => return Ok(()),
+                        Err(e) if timed_out(&e) => {
+                            let _ =
+                                out.write_all(&Reply::new(code::SYNTAX, "Data not complete in time; closing").encode());
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
                 lines.join("\n")

@@ -64,6 +64,7 @@ struct Journal {
 pub struct Mark(u64);
 
 fn open_nofollow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    refuse_link(path)?;
     options
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
@@ -77,6 +78,18 @@ fn open_nofollow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
                 io::Error::new(e.kind(), format!("{}: {e}", path.display()))
             }
         })
+}
+
+/// A clear error for a path that is a symbolic link (the open that
+/// follows uses O_NOFOLLOW too, so a link planted in between fails there).
+pub(crate) fn refuse_link(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is a symbolic link; refusing to follow it", path.display()),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a whole file without following a link, up to `max` bytes.

@@ -167,12 +167,42 @@ pub fn load_text_limited(
     defines: &[(String, String)],
     limits: &Limits,
 ) -> Result<(Graph, HandlerTable), String> {
+    load_text_as(file_name, text, registry, defines, limits, false)
+}
+
+/// [`load_text_limited`] for a text sent by a client (a reload): errors
+/// in files the router read for it (libraries) give their location only,
+/// so a reload cannot be used to read a file through its error messages.
+/// The full errors go to the router's log.
+pub fn load_text_for_client(
+    file_name: &str,
+    text: &str,
+    registry: &Registry,
+    defines: &[(String, String)],
+    limits: &Limits,
+) -> Result<(Graph, HandlerTable), String> {
+    load_text_as(file_name, text, registry, defines, limits, true)
+}
+
+fn load_text_as(
+    file_name: &str,
+    text: &str,
+    registry: &Registry,
+    defines: &[(String, String)],
+    limits: &Limits,
+    redact: bool,
+) -> Result<(Graph, HandlerTable), String> {
     let mut map = SourceMap::new();
     let file = map.add(file_name, text);
     match load_limited(&mut map, file, registry, defines, limits) {
         Ok(graph) => {
             let table = HandlerTable::named(&graph, registry, text, file_name);
             Ok((graph, table))
+        }
+        Err(diags) if redact => {
+            let full = switchyard_lang::render_all(&diags, &map);
+            tracing::warn!(errors = %full, "configuration refused");
+            Err(switchyard_lang::render_redacted(&diags, &map, file))
         }
         Err(diags) => Err(switchyard_lang::render_all(&diags, &map)),
     }

@@ -125,6 +125,26 @@ pub fn render_all(diags: &[Diagnostic], map: &SourceMap) -> String {
     diags.iter().map(|d| d.render(map)).collect()
 }
 
+/// Renders for someone who gave only the text of `shown` (a reload over
+/// the control socket): a diagnostic about any other file (a library the
+/// router read on their behalf, with its own privileges) gives only its
+/// location, never a line or a word of that file.
+pub fn render_redacted(diags: &[Diagnostic], map: &SourceMap, shown: crate::FileId) -> String {
+    diags
+        .iter()
+        .map(|d| {
+            if d.span.file == shown && d.notes.iter().all(|n| n.span.is_none_or(|s| s.file == shown)) {
+                d.render(map)
+            } else {
+                format!(
+                    "{}: error in a file the router read (details in the router's log)\n",
+                    d.location(map)
+                )
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,13 +42,23 @@ pub struct ControlOpts {
     /// --allow-remote).
     #[arg(long, value_name = "PORT")]
     pub control_tcp: Option<u16>,
+    /// The token TCP control clients must send first (`AUTH TOKEN`): a
+    /// file only the router's user can read (mode 0600), one word of at
+    /// least 16 characters. Required for --control-tcp and ControlSocket(TCP, ...).
+    #[arg(long, value_name = "FILE")]
+    pub control_token: Option<PathBuf>,
     /// Let --control-tcp listen on every address, not just loopback.
     #[arg(long)]
     pub allow_remote: bool,
     /// Close control connections silent for this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub control_idle: u64,
-    /// Most control connections at once.
+    /// Close a control connection whose command (line and data) is not
+    /// complete this many seconds after its first byte.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub control_command_timeout: u64,
+    /// Most control connections at once; root and the router's own user
+    /// have 4 more on the Unix socket, so a crowd cannot lock them out.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub control_max: usize,
     /// Append every control write, accepted or refused, to this file as a
@@ -121,6 +131,13 @@ pub enum Command {
         /// Connect over TCP instead (HOST:PORT).
         #[arg(long, value_name = "ADDR", conflicts_with = "socket")]
         tcp: Option<String>,
+        /// The router's TCP token file (--control-token) [env:
+        /// SWITCHYARD_TOKEN_FILE].
+        #[arg(long, value_name = "FILE", requires = "tcp")]
+        token_file: Option<PathBuf>,
+        /// Seconds to wait for each reply (reloads wait as long as they take).
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
         #[command(subcommand)]
         action: Ctl,
     },

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_control::client::{Client, ClientError};
-use switchyard_control::server::{serve, Limits, Listen, Server};
+use switchyard_control::server::{serve, Limits, Listen, Server, Token};
 use switchyard_control::{Control, ControlSocket};
 use switchyard_core::{load_text_limited, Args, Graph, HandlerTable, Registry, Router};
 
@@ -50,7 +50,13 @@ pub fn dispatch(cmd: Command, limit_settings: &[String]) -> Result<(), Failure> 
     }
     let limits = &limits;
     match cmd {
-        Command::Ctl { socket, tcp, action } => ctl(socket, tcp, action),
+        Command::Ctl {
+            socket,
+            tcp,
+            token_file,
+            timeout,
+            action,
+        } => ctl(socket, tcp, token_file, timeout, action),
         Command::Run {
             file,
             mut defines,
@@ -218,6 +224,7 @@ fn start_control(
         listens.push(Listen::Tcp {
             addr: (ip, port).into(),
             allow_remote: opts.allow_remote,
+            token: None,
         });
     }
     for node in graph.nodes.iter().filter(|n| n.class == ControlSocket::CLASS.name) {
@@ -242,9 +249,20 @@ fn start_control(
             group: opts.control_group.clone(),
         });
     }
+    let token = match &opts.control_token {
+        Some(p) => Some(Token::from_file(p).map_err(|e| runtime(format!("--control-token: {e}")))?),
+        None => None,
+    };
+    for l in &mut listens {
+        if let Listen::Tcp { token: t, .. } = l {
+            *t = token.clone();
+        }
+    }
     let limits = Limits {
         max_connections: opts.control_max,
         idle_timeout: Duration::from_secs(opts.control_idle.max(1)),
+        command_timeout: Duration::from_secs(opts.control_command_timeout.max(1)),
+        ..Limits::default()
     };
     let mut servers = Vec::new();
     for l in &listens {
@@ -364,7 +382,7 @@ fn reload(
         return;
     }
     let name = job.name;
-    let (graph, _) = match load_text_limited(&req.name, &req.text, registry, defines, job.limits) {
+    let (graph, _) = match switchyard_core::load_text_for_client(&req.name, &req.text, registry, defines, job.limits) {
         Ok(g) => g,
         Err(e) => {
             let _ = req.reply.send(Err(e));
@@ -419,9 +437,21 @@ fn reload(
     }
 }
 
-fn connect(socket: Option<PathBuf>, tcp: Option<String>) -> Result<Client, Failure> {
+fn connect(socket: Option<PathBuf>, tcp: Option<String>, token_file: Option<PathBuf>) -> Result<Client, Failure> {
     let r = match tcp {
-        Some(addr) => Client::tcp(&addr),
+        Some(addr) => {
+            let file = token_file.or_else(|| std::env::var_os("SWITCHYARD_TOKEN_FILE").map(PathBuf::from));
+            let token = match file {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| runtime(format!("switchyard ctl: --token-file {}: {e}", f.display())))?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            Client::tcp(&addr, token.as_deref())
+        }
         None => {
             let path = socket
                 .or_else(|| std::env::var_os("SWITCHYARD_SOCKET").map(PathBuf::from))
@@ -474,8 +504,23 @@ fn plan_text(plan: &switchyard_core::ReloadPlan) -> String {
     out
 }
 
-fn ctl(socket: Option<PathBuf>, tcp: Option<String>, action: Ctl) -> Result<(), Failure> {
-    let mut c = connect(socket, tcp)?;
+fn ctl(
+    socket: Option<PathBuf>,
+    tcp: Option<String>,
+    token_file: Option<PathBuf>,
+    timeout: u64,
+    action: Ctl,
+) -> Result<(), Failure> {
+    switchyard_io::default_sigpipe();
+    let mut c = connect(socket, tcp, token_file)?;
+    c.set_reply_timeout(Some(Duration::from_secs(timeout.max(1))))
+        .map_err(|e| runtime(format!("switchyard ctl: {e}")))?;
+    if matches!(action, Ctl::Reload { .. } | Ctl::RollbackConfig) {
+        // A reload that started is reported as it ended, however long it
+        // takes; the router cancels one that cannot start within 60 s.
+        c.set_reply_timeout(None)
+            .map_err(|e| runtime(format!("switchyard ctl: {e}")))?;
+    }
     match action {
         Ctl::Read { handler } => println_value(&c.read(&handler).map_err(ctl_error)?),
         Ctl::Write {

@@ -1,0 +1,194 @@
+//! What the control-socket tests share: a router process with a control
+//! socket in a scratch directory, raw protocol conversations, audit lines.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use switchyard_control::client::Client;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// The rollback graph at full rate, production checked by sequence number.
+pub const ROLLBACK: &str = "src :: InfiniteSource(LENGTH 64, BURST 16);
+src -> hub :: Tee(2);
+hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
+hub[1] -> $NEWnew :: Counter -> [1]sel;
+sel -> check :: SeqCheck -> out :: Counter -> Discard;";
+
+pub fn scratch_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "sy-ctl-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A router process with a control socket in a scratch directory.
+pub struct RouterProc {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    /// What the router printed while starting.
+    pub banner: String,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl RouterProc {
+    pub fn start(config: &str, extra: &[&str]) -> RouterProc {
+        RouterProc::start_in(scratch_dir(), config, extra)
+    }
+
+    pub fn start_in(dir: PathBuf, config: &str, extra: &[&str]) -> RouterProc {
+        let file = dir.join("r.click");
+        std::fs::write(&file, config).unwrap();
+        let socket = dir.join("ctl.sock");
+        let mut child = Command::new(BIN)
+            .arg("run")
+            .arg(&file)
+            .arg("--control")
+            .arg(&socket)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        // The router says when its socket is ready: wait for that event.
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("switchyard: control socket listening on unix:") {
+                break;
+            }
+        }
+        assert!(seen.contains("listening"), "router did not start:\n{seen}");
+        let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+        RouterProc {
+            child,
+            dir,
+            socket,
+            stderr,
+            banner: seen,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::unix(&self.socket).unwrap()
+    }
+
+    pub fn read(&self, h: &str) -> String {
+        self.client().read(h).unwrap()
+    }
+
+    pub fn num(&self, h: &str) -> u64 {
+        self.read(h)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{h} not a number"))
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// SIGTERM, then the exit status and what it printed.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let code = self.child.wait().unwrap().code();
+        let dummy = std::thread::spawn(String::new);
+        let err = std::mem::replace(&mut self.stderr, dummy).join().unwrap();
+        (code, err)
+    }
+}
+
+impl Drop for RouterProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            // What the router said is the best clue to a failed test.
+            let dummy = std::thread::spawn(String::new);
+            if let Ok(err) = std::mem::replace(&mut self.stderr, dummy).join() {
+                eprintln!("--- router stderr ---\n{}{err}\n---", self.banner);
+            }
+        }
+    }
+}
+
+/// The audit log, one JSON value per line.
+pub fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn rollback(new_path: &str) -> String {
+    ROLLBACK.replace("$NEW", new_path)
+}
+
+/// Reads a whole reply off a raw stream: the bytes exactly as sent. A
+/// successful read is followed by DATA.
+pub fn raw_reply(s: &mut BufReader<UnixStream>, read: bool) -> String {
+    let mut out = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(s.read_line(&mut line).unwrap() > 0, "connection closed after {out:?}");
+        out.push_str(&line);
+        if line.as_bytes().get(3) == Some(&b' ') {
+            if read && line.starts_with("200 ") {
+                let mut data = String::new();
+                s.read_line(&mut data).unwrap();
+                out.push_str(&data);
+                let n: usize = data.trim_end().strip_prefix("DATA ").unwrap().parse().unwrap();
+                let mut buf = vec![0; n];
+                s.read_exact(&mut buf).unwrap();
+                out.push_str(&String::from_utf8_lossy(&buf));
+            }
+            return out;
+        }
+    }
+}
+
+pub fn raw(r: &RouterProc) -> (BufReader<UnixStream>, UnixStream) {
+    let s = UnixStream::connect(&r.socket).unwrap();
+    let w = s.try_clone().unwrap();
+    let mut reader = BufReader::new(s);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).unwrap();
+    assert_eq!(greeting, "Click::ControlSocket/1.3\r\n");
+    (reader, w)
+}
+
+pub fn say(conn: &mut (BufReader<UnixStream>, UnixStream), bytes: &str) -> String {
+    conn.1.write_all(bytes.as_bytes()).unwrap();
+    let word = bytes.split_ascii_whitespace().next().unwrap_or("").to_ascii_uppercase();
+    raw_reply(
+        &mut conn.0,
+        matches!(word.as_str(), "READ" | "GET" | "READDATA" | "READUNTIL"),
+    )
+}
