@@ -14,7 +14,11 @@ documented! {
     /// latencies and reorder a little (up to REORDER numbers). A packet
     /// seen on one side only is counted as dropped by the other once that
     /// side has moved REORDER numbers past it, or once more than REORDER
-    /// packets wait for the other side (which may have stopped altogether).
+    /// packets from earlier batches still wait when this side delivers
+    /// again (the other may have stopped altogether). A hub hands each
+    /// branch a whole batch in turn, so one side is always a batch ahead:
+    /// the packets of the batch being delivered never count against
+    /// REORDER, whatever the batch size.
     ///
     /// # Ports
     /// Two inputs, two outputs (input N passes to output N); push.
@@ -286,13 +290,14 @@ impl ShadowCompare {
 
     /// Packets on `side` that the other side has moved well past: dropped
     /// by the other branch.
-    fn expire(&mut self, side: usize) {
+    /// Counts as dropped what waits on `side` past the other side's
+    /// horizon, and, with `cap`, what waits beyond `cap` packets (a
+    /// branch that drops everything never moves its horizon).
+    fn expire(&mut self, side: usize, cap: Option<u64>) {
         let other = 1 - side;
         let horizon = self.high[other].saturating_sub(self.reorder);
-        // Past the horizon, or more waiting than the branches may lag by
-        // (a branch that drops everything never moves its horizon).
-        while self.waiting[side].front().is_some_and(|&(s, _, _)| s < horizon)
-            || self.waiting[side].len() as u64 > self.reorder
+        let cap = cap.unwrap_or(u64::MAX);
+        while self.waiting[side].front().is_some_and(|&(s, _, _)| s < horizon) || self.waiting[side].len() as u64 > cap
         {
             self.waiting[side].pop_front();
             if side == 0 {
@@ -315,15 +320,20 @@ impl ShadowCompare {
         q.remove(i).map(|(_, at, len)| (at, len))
     }
 
-    fn wait(&mut self, side: usize, seq: u64, data: &[u8]) {
+    /// Queues a packet to wait for its pair; false if that number
+    /// already waits (a duplicate).
+    fn wait(&mut self, side: usize, seq: u64, data: &[u8]) -> bool {
         let at = self.arena[side].len();
-        self.arena[side].extend_from_slice(data);
         let q = &mut self.waiting[side];
         if q.back().is_none_or(|&(s, _, _)| s < seq) {
             q.push_back((seq, at, data.len()));
         } else if let Err(i) = q.binary_search_by_key(&seq, |&(s, _, _)| s) {
             q.insert(i, (seq, at, data.len()));
+        } else {
+            return false;
         }
+        self.arena[side].extend_from_slice(data);
+        true
     }
 
     /// Frees arena space no waiting packet uses.
@@ -356,6 +366,7 @@ impl Element for ShadowCompare {
     fn push(&mut self, port: usize, batch: Batch, cx: &mut Context<'_>) {
         let side = port.min(1);
         let other = 1 - side;
+        let mut queued = 0u64;
         for p in batch.iter() {
             let seq = p.anno.seq;
             if seq == 0 {
@@ -374,11 +385,12 @@ impl Element for ShadowCompare {
                     self.compare(seq, old, new);
                     self.arena[other] = arena;
                 }
-                None => self.wait(side, seq, p.data()),
+                None => queued += u64::from(self.wait(side, seq, p.data())),
             }
         }
-        self.expire(other);
-        self.expire(side);
+        self.expire(other, None);
+        // This batch's own packets have not met the other side's turn yet.
+        self.expire(side, Some(self.reorder.saturating_add(queued)));
         self.compact(0);
         self.compact(1);
         self.publish();
@@ -544,7 +556,40 @@ mod tests {
             old.push(frame(s, 64));
         }
         hs.push(0, old);
+        // One batch ahead is normal; the next batch shows the silence.
+        assert_eq!(read(&h, "dropped_by_new"), "0");
+        let mut more = Batch::new();
+        for s in 201..=400u64 {
+            more.push(frame(s, 64));
+        }
+        hs.push(0, more);
         assert_eq!(read(&h, "dropped_by_new"), "150");
         assert_eq!(read(&h, "divergence_rate"), "1.000000");
+    }
+
+    /// A hub hands each branch a whole batch in turn: with REORDER below
+    /// the batch size, identical branches must still pair every packet.
+    #[test]
+    fn identical_branches_fed_a_batch_at_a_time_pair_every_packet() {
+        for (reorder, burst) in [(4u64, 32u64), (1, 256), (100, 7)] {
+            let (mut hs, h) = harness(&format!("REORDER {reorder}"));
+            let batch = |first: u64, n: u64| {
+                let mut b = Batch::new();
+                for s in first..(first + n).min(1001) {
+                    b.push(frame(s, 64));
+                }
+                b
+            };
+            for first in (1..=1000u64).step_by(burst as usize) {
+                hs.push(0, batch(first, burst));
+                // The other side in two halves: it lags within a turn.
+                hs.push(1, batch(first, burst / 2));
+                hs.push(1, batch(first + burst / 2, burst - burst / 2));
+            }
+            assert_eq!(read(&h, "identical"), "1000", "REORDER {reorder}, batches of {burst}");
+            assert_eq!(read(&h, "dropped_by_old"), "0");
+            assert_eq!(read(&h, "dropped_by_new"), "0");
+            assert_eq!(read(&h, "pending"), "0");
+        }
     }
 }
