@@ -682,7 +682,37 @@ fn metrics_are_scraped_over_http_and_parse_as_prometheus_text() {
         s.read_to_string(&mut resp).unwrap();
         resp
     };
-    let resp = scrape("/metrics");
+    // Clients trickling a request byte by byte are connected first: the
+    // scrape is answered all the same (a one-at-a-time server waits on
+    // them, and this scrape's 3 s read timeout fails the test).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tricklers: Vec<_> = (0..3)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\n".iter() {
+                    if done.load(std::sync::atomic::Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+            })
+        })
+        .collect();
+    let resp = {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)
+            .expect("a scrape blocked behind slow clients");
+        resp
+    };
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for t in tricklers {
+        t.join().unwrap();
+    }
     assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     let body = resp.split("\r\n\r\n").nth(1).unwrap();
     let scrape_lines = body.lines().map(|l| Ok(l.to_string()));

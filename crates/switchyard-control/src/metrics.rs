@@ -14,11 +14,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -128,61 +125,3 @@ pub fn render(control: &Control, started: Instant) -> String {
     encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
 }
-
-/// A running metrics endpoint.
-pub struct MetricsServer {
-    pub local: SocketAddr,
-}
-
-/// Serves `GET /metrics` on `addr` (loopback unless `allow_remote`).
-pub fn serve(addr: SocketAddr, control: Arc<Control>, allow_remote: bool) -> io::Result<MetricsServer> {
-    if !addr.ip().is_loopback() && !allow_remote {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("refusing to serve metrics on {addr}: not a loopback address (allow it with --allow-remote)"),
-        ));
-    }
-    let listener = TcpListener::bind(addr)?;
-    let local = listener.local_addr()?;
-    let started = Instant::now();
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let _ = answer(conn, &control, started);
-        }
-    })?;
-    tracing::info!(addr = %local, "metrics endpoint listening");
-    Ok(MetricsServer { local })
-}
-
-fn answer(mut conn: TcpStream, control: &Control, started: Instant) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut request = String::new();
-    let mut reader = BufReader::new(conn.try_clone()?);
-    reader.by_ref().take(8192).read_line(&mut request)?;
-    // Skip the headers; nothing in them matters here.
-    let mut line = String::new();
-    while reader.by_ref().take(8192).read_line(&mut line)? > 2 {
-        line.clear();
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, body, kind) = if request.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-        (
-            "200 OK",
-            render(control, started),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )
-    } else {
-        (
-            "404 Not Found",
-            "try GET /metrics\n".to_string(),
-            "text/plain; charset=utf-8",
-        )
-    };
-    write!(
-        conn,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-use std::io::Read as _;

@@ -161,11 +161,18 @@ fn runtime(message: impl Into<String>) -> Failure {
 /// Opens the audit log and state file, restores persistent handlers, and
 /// starts the control servers asked for on the command line and by
 /// ControlSocket elements.
+/// The servers a router runs besides its threads; dropping them stops
+/// them (and removes the control socket files).
+struct Servers {
+    _control: Vec<Server>,
+    _metrics: Option<switchyard_http::MetricsServer>,
+}
+
 fn start_control(
     graph: &Graph,
     table: &Arc<HandlerTable>,
     opts: &ControlOpts,
-) -> Result<(Arc<Control>, Vec<Server>), Failure> {
+) -> Result<(Arc<Control>, Servers), Failure> {
     let audit = match &opts.audit {
         Some(p) => Some(
             switchyard_control::audit::AuditLog::open(p)
@@ -202,6 +209,7 @@ fn start_control(
         tracing::warn!("{note}");
         eprintln!("switchyard: warning: {note}");
     }
+    let mut metrics = None;
     if let Some(m) = &opts.metrics {
         let addr: std::net::SocketAddr = match m.parse::<u16>() {
             Ok(port) => (std::net::Ipv4Addr::LOCALHOST, port).into(),
@@ -209,9 +217,10 @@ fn start_control(
                 .parse()
                 .map_err(|_| usage(format!("--metrics '{m}': expected PORT or HOST:PORT")))?,
         };
-        let server = switchyard_control::metrics::serve(addr, control.clone(), opts.allow_remote)
+        let server = switchyard_http::serve_metrics(addr, control.clone(), opts.allow_remote)
             .map_err(|e| runtime(format!("--metrics: {e}")))?;
         eprintln!("switchyard: metrics on http://{}/metrics", server.local);
+        metrics = Some(server);
     }
     // --control last: its "listening" line means every socket is ready.
     let mut listens = Vec::new();
@@ -270,7 +279,13 @@ fn start_control(
         eprintln!("switchyard: control socket listening on {}", server.local());
         servers.push(server);
     }
-    Ok((control, servers))
+    Ok((
+        control,
+        Servers {
+            _control: servers,
+            _metrics: metrics,
+        },
+    ))
 }
 
 fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &ControlOpts) -> Result<(), Failure> {
