@@ -290,7 +290,7 @@ impl switchyard_core::Element for ThreadProbe {
 fn reload(router: &mut Router, registry: &switchyard_core::Registry, text: &str) -> switchyard_core::ReloadReport {
     let (graph, _) = load_text("reload.click", text, registry, &[]).unwrap_or_else(|e| panic!("{e}"));
     router
-        .reload(graph, |g| Arc::new(HandlerTable::new(g, registry, text)))
+        .reload(graph, |g| HandlerTable::new(g, registry, text), |_| {})
         .unwrap()
 }
 

@@ -163,13 +163,14 @@ const NONE: u32 = u32::MAX;
 
 /// The elements of one thread and the wiring between all elements.
 struct Runner {
+    /// This thread's elements only, by slot (see [`layout::Layout`]).
     slots: Vec<Option<Box<dyn Element>>>,
     /// Push output `p` of element `e` goes to `push_to[out_base[e] + p]`.
     out_base: Arc<Vec<u32>>,
-    push_to: Arc<Vec<(u32, u32)>>,
+    push_to: Arc<Vec<layout::Peer>>,
     /// Pull input `p` of element `e` comes from `pull_from[in_base[e] + p]`.
     in_base: Arc<Vec<u32>>,
-    pull_from: Arc<Vec<(u32, u32)>>,
+    pull_from: Arc<Vec<layout::Peer>>,
     noutputs: Arc<Vec<u32>>,
     shared: Arc<Shared>,
     /// Set when a reload wants this thread paused and its elements back.
@@ -177,28 +178,28 @@ struct Runner {
 }
 
 impl Runner {
-    fn push(&mut self, elem: usize, port: usize, batch: Batch) {
+    fn push(&mut self, elem: usize, slot: usize, port: usize, batch: Batch) {
         // A slot is empty while its element is on the call stack: a push
         // cycle. The batch is dropped rather than re-entering the element.
-        if let Some(mut e) = self.slots[elem].take() {
+        if let Some(mut e) = self.slots[slot].take() {
             e.push(port, batch, &mut Context { runner: self, elem });
-            self.slots[elem] = Some(e);
+            self.slots[slot] = Some(e);
         }
     }
 
-    fn pull(&mut self, elem: usize, port: usize) -> Option<Batch> {
-        let mut e = self.slots[elem].take()?;
+    fn pull(&mut self, elem: usize, slot: usize, port: usize) -> Option<Batch> {
+        let mut e = self.slots[slot].take()?;
         let b = e.pull(port, &mut Context { runner: self, elem });
-        self.slots[elem] = Some(e);
+        self.slots[slot] = Some(e);
         b
     }
 
-    fn run(&mut self, elem: usize) -> Work {
-        let Some(mut e) = self.slots[elem].take() else {
+    fn run(&mut self, elem: usize, slot: usize) -> Work {
+        let Some(mut e) = self.slots[slot].take() else {
             return Work::Done;
         };
         let w = e.run(&mut Context { runner: self, elem });
-        self.slots[elem] = Some(e);
+        self.slots[slot] = Some(e);
         w
     }
 
@@ -218,9 +219,9 @@ impl Context<'_> {
     #[inline]
     pub fn push(&mut self, port: usize, batch: Batch) {
         let r = &mut *self.runner;
-        let (dst, dport) = r.push_to[r.out_base[self.elem] as usize + port];
-        if dst != NONE {
-            r.push(dst as usize, dport as usize, batch);
+        let to = r.push_to[r.out_base[self.elem] as usize + port];
+        if to.elem != NONE {
+            r.push(to.elem as usize, to.slot as usize, to.port as usize, batch);
         }
     }
 
@@ -228,11 +229,11 @@ impl Context<'_> {
     #[inline]
     pub fn pull(&mut self, port: usize) -> Option<Batch> {
         let r = &mut *self.runner;
-        let (src, sport) = r.pull_from[r.in_base[self.elem] as usize + port];
-        if src == NONE {
+        let from = r.pull_from[r.in_base[self.elem] as usize + port];
+        if from.elem == NONE {
             return None;
         }
-        r.pull(src as usize, sport as usize)
+        r.pull(from.elem as usize, from.slot as usize, from.port as usize)
     }
 
     pub fn noutputs(&self) -> usize {
@@ -274,7 +275,7 @@ type Slots = Vec<Option<Box<dyn Element>>>;
 struct Worker {
     handle: JoinHandle<Slots>,
     thread: Thread,
-    assign: Sender<(Runner, Vec<usize>)>,
+    assign: Sender<(Runner, Vec<(usize, usize)>)>,
     /// Where the thread hands its elements back when a reload pauses it.
     handback: Receiver<Slots>,
 }
@@ -284,6 +285,8 @@ struct Running {
     worker: Worker,
     /// Names by index for the graph this group was started with.
     names: Arc<Vec<NodeName>>,
+    /// The graph index of the element in each slot of the thread.
+    slot_elems: Vec<usize>,
     /// The names of the group's own elements.
     members: Vec<String>,
     signature: Vec<String>,
@@ -324,6 +327,31 @@ pub const STACK_PER_CALL: usize = 4096;
 /// elements. It is reserved address space; only what is used is backed.
 pub fn stack_bytes(chain: usize) -> usize {
     STACK_BASE.saturating_add(chain.saturating_mul(STACK_PER_CALL))
+}
+
+/// A graph reduced to what running it needs, by element index: taken
+/// apart before a reload's pause, so the pause frees nothing of it.
+pub(super) struct Stripped {
+    pub(super) elements: Vec<Option<Box<dyn Element>>>,
+    pub(super) handlers: Vec<Vec<crate::handler::Handler>>,
+    pub(super) names: Vec<String>,
+}
+
+impl Stripped {
+    pub(super) fn new(graph: Graph) -> Stripped {
+        let n = graph.nodes.len();
+        let mut s = Stripped {
+            elements: Vec::with_capacity(n),
+            handlers: Vec::with_capacity(n),
+            names: Vec::with_capacity(n),
+        };
+        for node in graph.nodes {
+            s.names.push(node.name);
+            s.handlers.push(node.handlers);
+            s.elements.push(Some(node.element));
+        }
+        s
+    }
 }
 
 /// A cloneable way to stop a router from elsewhere (a signal handler
@@ -371,65 +399,60 @@ impl Router {
         let n = graph.nodes.len();
         let layout = layout(&graph);
         let keep = vec![false; layout.groups.len()];
-        router.launch(graph, layout, &keep);
+        let _ = router.launch(Stripped::new(graph), layout, &keep);
         tracing::info!(threads = router.workers.len(), elements = n, "router started");
         router
     }
 
     /// Starts threads for the groups of `layout` not marked in `keep`, and
     /// records the idle groups' elements and every element's handlers.
-    fn launch(&mut self, mut graph: Graph, layout: Layout, keep: &[bool]) -> usize {
-        let n = graph.nodes.len();
-        let mut elements: Vec<Option<Box<dyn Element>>> = Vec::with_capacity(n);
-        let mut pull_halves: Slots = (0..n).map(|_| None).collect();
-        for (g, group) in layout.groups.iter().enumerate() {
-            if !keep[g] {
-                for &(i, _) in &group.members {
-                    activate(&mut graph.nodes[i]);
-                }
-            }
-        }
-        for node in graph.nodes {
-            self.own_handlers.insert(node.name.clone(), node.handlers);
-            elements.push(Some(node.element));
-        }
-        // Elements a kept thread already runs: dropped after the new
-        // threads start, off this thread (closing what they opened can
-        // take milliseconds).
-        let mut unused: Vec<Box<dyn Element>> = Vec::new();
-        for g in &layout.groups {
-            for &(i, half) in &g.members {
-                if half == Half::Pull {
-                    pull_halves[i] = elements[i].as_mut().and_then(|e| e.split_off_pull_side());
-                }
-            }
-        }
-        self.current = layout.names.clone();
+    /// The threads start first; what only bookkeeping needs (idle groups,
+    /// handlers by name) comes after, so a reload's pause does not grow
+    /// with the part of the graph that did not change. Returns the threads
+    /// started and when they had all started.
+    fn launch(&mut self, graph: Stripped, layout: Layout, keep: &[bool]) -> (usize, Instant) {
+        let Stripped {
+            mut elements,
+            handlers,
+            names,
+        } = graph;
+
+        // The pulling sides of elements split between threads.
+        let mut pull_halves: std::collections::HashMap<usize, Box<dyn Element>> = layout
+            .split
+            .iter()
+            .filter_map(|&i| Some((i, elements[i].as_mut()?.split_off_pull_side()?)))
+            .collect();
+        // The names of the graph that ran: freed after the threads start.
+        let old_current = std::mem::replace(&mut self.current, layout.names.clone());
+        type Halves = std::collections::HashMap<usize, Box<dyn Element>>;
+        let take =
+            |g: &layout::GroupLayout, elements: &mut Vec<Option<Box<dyn Element>>>, pull: &mut Halves| -> Slots {
+                g.members
+                    .iter()
+                    .map(|&(i, half)| match half {
+                        Half::Pull => pull.remove(&i),
+                        _ => elements[i].take(),
+                    })
+                    .collect()
+            };
+        // Phase 1: the threads (and nothing that grows with the rest).
+        let mut groups = layout.groups;
+        let to_start: Vec<usize> = (0..groups.len())
+            .filter(|&k| !keep[k] && !groups[k].tasks.is_empty())
+            .collect();
         let mut started = 0;
-        for (k, g) in layout.groups.into_iter().enumerate() {
-            let mut slots: Slots = (0..n).map(|_| None).collect();
-            for &(i, half) in &g.members {
-                slots[i] = match half {
-                    Half::Pull => pull_halves[i].take(),
-                    _ => elements[i].take(),
-                };
-            }
-            if keep[k] {
-                // The running thread goes on with its own elements.
-                unused.extend(slots.into_iter().flatten());
-                continue;
-            }
-            if g.tasks.is_empty() {
-                // Nothing would ever run here; kept only for a reload to
-                // take its state. Queue sides are dropped, closing them.
-                for (i, slot) in slots.into_iter().enumerate() {
-                    if let Some(element) = slot.filter(|e| !e.is_thread_boundary()) {
-                        let name = layout.names[i].clone();
-                        self.idle.push(Part { name, element });
+        for &k in &to_start {
+            let g = &mut groups[k];
+            let mut slots = take(g, &mut elements, &mut pull_halves);
+            for (slot, &(i, _)) in slots.iter_mut().zip(&g.members) {
+                if let Some(e) = slot {
+                    if let Err(err) = e.activate() {
+                        tracing::error!(element = %names[i], error = %err, "element not activated");
                     }
                 }
-                continue;
             }
+            let slot_elems: Vec<usize> = g.members.iter().map(|&(i, _)| i).collect();
             let yield_req = Arc::new(AtomicBool::new(false));
             let runner = Runner {
                 slots,
@@ -442,13 +465,17 @@ impl Router {
                 yield_req: yield_req.clone(),
             };
             let worker = self.spare.pop().unwrap_or_else(|| self.spawn_worker(k));
-            let members = reload::members(&g, &layout.names);
-            worker.assign.send((runner, g.tasks)).expect("a spare thread waits");
+            let members = reload::members(g, &layout.names);
+            worker
+                .assign
+                .send((runner, std::mem::take(&mut g.tasks)))
+                .expect("a spare thread waits");
             self.workers.push(Running {
                 worker,
                 names: layout.names.clone(),
+                slot_elems,
                 members,
-                signature: g.signature,
+                signature: std::mem::take(&mut g.signature),
                 yield_req,
             });
             self.running += 1;
@@ -456,14 +483,44 @@ impl Router {
         }
         *self.shared.threads.lock().expect("threads lock") =
             self.workers.iter().map(|w| w.worker.thread.clone()).collect();
-        if !unused.is_empty() {
-            std::thread::spawn(move || drop(unused));
+        let running_at = Instant::now();
+        // Phase 2: bookkeeping.
+        // Elements a kept thread already runs: dropped off this thread
+        // (closing what they opened can take milliseconds).
+        let mut unused: Vec<Box<dyn Element>> = Vec::new();
+        let mut started_group = vec![false; groups.len()];
+        for &k in &to_start {
+            started_group[k] = true;
         }
-        started
+        for (k, g) in groups.iter().enumerate() {
+            if started_group[k] {
+                continue;
+            }
+            let slots = take(g, &mut elements, &mut pull_halves);
+            if keep[k] {
+                // The running thread goes on with its own elements.
+                unused.extend(slots.into_iter().flatten());
+                continue;
+            }
+            // Nothing would ever run here; kept only for a reload to take
+            // its state. Queue sides are dropped, closing them.
+            for (slot, &(i, _)) in slots.into_iter().zip(&g.members) {
+                if let Some(mut element) = slot.filter(|e| !e.is_thread_boundary()) {
+                    if let Err(err) = element.activate() {
+                        tracing::error!(element = %names[i], error = %err, "element not activated");
+                    }
+                    let name = layout.names[i].clone();
+                    self.idle.push(Part { name, element });
+                }
+            }
+        }
+        self.own_handlers = names.into_iter().zip(handlers).collect();
+        std::thread::spawn(move || drop((unused, old_current, groups)));
+        (started, running_at)
     }
 
     fn spawn_worker(&self, k: usize) -> Worker {
-        let (assign, jobs) = crossbeam_channel::bounded::<(Runner, Vec<usize>)>(1);
+        let (assign, jobs) = crossbeam_channel::bounded::<(Runner, Vec<(usize, usize)>)>(1);
         let (back, handback) = crossbeam_channel::bounded(1);
         let exited: Sender<()> = self.exited_tx.clone();
         let handle = std::thread::Builder::new()
@@ -547,15 +604,7 @@ impl Router {
     }
 }
 
-/// Activates an element about to run; the first start activated the
-/// graph already ([`crate::activate`]), so an error here is after a reload.
-fn activate(node: &mut crate::graph::Node) {
-    if let Err(e) = node.element.activate() {
-        tracing::error!(element = %node.name, class = node.class, error = %e, "element not activated");
-    }
-}
-
-fn run_thread(mut runner: Runner, tasks: Vec<usize>) -> (Slots, bool) {
+fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
     let waker = Waker::current();
     for e in runner.slots.iter_mut().flatten() {
         e.attach_thread(&waker);
@@ -569,11 +618,11 @@ fn run_thread(mut runner: Runner, tasks: Vec<usize>) -> (Slots, bool) {
         let stopping = runner.shared.stop.load(Ordering::SeqCst);
         let mut busy = false;
         let mut wake_at: Option<Instant> = None;
-        for (k, &t) in tasks.iter().enumerate() {
+        for (k, &(elem, slot)) in tasks.iter().enumerate() {
             if done[k] {
                 continue;
             }
-            match runner.run(t) {
+            match runner.run(elem, slot) {
                 Work::Busy => busy = true,
                 Work::Idle => {}
                 Work::SleepUntil(at) => wake_at = Some(wake_at.map_or(at, |w| w.min(at))),
@@ -659,14 +708,20 @@ impl Harness {
         for (i, b) in out_base.iter_mut().enumerate().skip(1) {
             *b = (outputs + i - 1) as u32;
         }
-        let mut push_to: Vec<(u32, u32)> = (0..outputs).map(|o| (o as u32 + 1, 0)).collect();
-        push_to.extend((0..n).map(|_| (NONE, NONE)));
+        let mut push_to: Vec<layout::Peer> = (0..outputs)
+            .map(|o| layout::Peer {
+                elem: o as u32 + 1,
+                slot: o as u32 + 1,
+                port: 0,
+            })
+            .collect();
+        push_to.extend((0..n).map(|_| layout::Peer::NONE));
         let runner = Runner {
             slots,
             out_base: Arc::new(out_base),
             push_to: Arc::new(push_to),
             in_base: Arc::new(vec![0; n]),
-            pull_from: Arc::new(vec![(NONE, NONE); inputs.max(1)]),
+            pull_from: Arc::new(vec![layout::Peer::NONE; inputs.max(1)]),
             noutputs: Arc::new((0..n).map(|i| if i == 0 { outputs as u32 } else { 0 }).collect()),
             shared,
             yield_req: Arc::default(),
@@ -676,7 +731,7 @@ impl Harness {
 
     /// Pushes `batch` into input `port` of the element.
     pub fn push(&mut self, port: usize, batch: Batch) {
-        self.runner.push(0, port, batch);
+        self.runner.push(0, 0, port, batch);
     }
 
     /// Takes what reached output `port` so far.

@@ -17,6 +17,9 @@ pub struct ElementEntry {
 pub struct HandlerTable {
     elements: Vec<ElementEntry>,
     globals: Vec<Handler>,
+    /// Element index by name: lookups stay constant-time however large
+    /// the configuration (status pages and metrics look up every element).
+    index: std::collections::HashMap<String, usize>,
 }
 
 fn fixed(name: &str, value: String) -> Handler {
@@ -33,6 +36,20 @@ impl HandlerTable {
     /// from (the global `config_name` handler).
     pub fn named(graph: &Graph, registry: &Registry, config_text: &str, source: &str) -> HandlerTable {
         let mut elements = Vec::with_capacity(graph.nodes.len());
+        // Each port's peers, from one pass over the connections (in
+        // connection order, as they were listed before).
+        let mut peers_out: std::collections::HashMap<(usize, u32), Vec<String>> = Default::default();
+        let mut peers_in: std::collections::HashMap<(usize, u32), Vec<String>> = Default::default();
+        for (f, t) in &graph.connections {
+            peers_out
+                .entry((f.element, f.port))
+                .or_default()
+                .push(format!("[{}]{}", t.port, graph.nodes[t.element].name));
+            peers_in
+                .entry((t.element, t.port))
+                .or_default()
+                .push(format!("{}[{}]", graph.nodes[f.element].name, f.port));
+        }
         for (i, node) in graph.nodes.iter().enumerate() {
             let mut ports = String::new();
             for (side, list, output) in [
@@ -47,20 +64,9 @@ impl HandlerTable {
                 ));
                 for (p, proc_) in list.iter().enumerate() {
                     let word = if *proc_ == Processing::Pull { "pull" } else { "push" };
-                    let peers: Vec<String> = graph
-                        .connections
-                        .iter()
-                        .filter_map(|(f, t)| {
-                            if output && f.element == i && f.port as usize == p {
-                                Some(format!("[{}]{}", t.port, graph.nodes[t.element].name))
-                            } else if !output && t.element == i && t.port as usize == p {
-                                Some(format!("{}[{}]", graph.nodes[f.element].name, f.port))
-                            } else {
-                                None
-                            }
-                        })
-                        .collect();
-                    ports.push_str(&format!("{word}\t-\t{}\n", peers.join(", ")));
+                    let peers = if output { &peers_out } else { &peers_in };
+                    let peers = peers.get(&(i, p as u32)).map_or(String::new(), |v| v.join(", "));
+                    ports.push_str(&format!("{word}\t-\t{peers}\n"));
                 }
             }
             let mut handlers = vec![
@@ -95,7 +101,28 @@ impl HandlerTable {
             fixed("config", config_text.to_string()),
             fixed("flatconfig", graph.flat_config()),
         ];
-        HandlerTable { elements, globals }
+        let index = elements.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        HandlerTable {
+            elements,
+            globals,
+            index,
+        }
+    }
+
+    /// Puts element `i`'s own handlers (after it took its predecessor's
+    /// state, which may have replaced what they point at) in place of the
+    /// ones the table was built with; the generic handlers stay.
+    pub fn refresh(&mut self, i: usize, own: &[Handler]) {
+        let Some(e) = self.elements.get_mut(i) else { return };
+        // Layout: name, class, config, ports, own handlers..., handlers.
+        let n = e.handlers.len();
+        if n < 5 {
+            return;
+        }
+        let listing = e.handlers.pop().expect("n >= 5");
+        e.handlers.truncate(4);
+        e.handlers.extend(own.iter().cloned());
+        e.handlers.push(listing);
     }
 
     pub fn elements(&self) -> &[ElementEntry] {
@@ -109,9 +136,9 @@ impl HandlerTable {
     /// Finds an element by name, or by its index in the configuration
     /// (`3.class`), as Click allows.
     pub fn element(&self, name: &str) -> Option<&ElementEntry> {
-        self.elements
-            .iter()
-            .find(|e| e.name == name)
+        self.index
+            .get(name)
+            .and_then(|&i| self.elements.get(i))
             .or_else(|| name.parse::<usize>().ok().and_then(|i| self.elements.get(i)))
     }
 

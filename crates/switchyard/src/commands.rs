@@ -425,11 +425,11 @@ fn reload(
     if before != after {
         tracing::warn!("ControlSocket elements changed: the open sockets stay as they are until a restart");
     }
-    let result = router.reload(graph, |g| {
-        let table = Arc::new(HandlerTable::named(g, registry, &req.text, name));
-        control.set_table(table.clone());
-        table
-    });
+    let result = router.reload(
+        graph,
+        |g| HandlerTable::named(g, registry, &req.text, name),
+        |table| control.set_table(table.clone()),
+    );
     match result {
         Ok(r) => {
             tracing::info!(

@@ -18,8 +18,11 @@ pub(super) enum Half {
 
 /// One thread's share of a graph.
 pub(super) struct GroupLayout {
+    /// Its elements (or halves); a member's position here is its slot in
+    /// the thread's runner.
     pub(super) members: Vec<(usize, Half)>,
-    pub(super) tasks: Vec<usize>,
+    /// Elements to run: (index in the graph, slot).
+    pub(super) tasks: Vec<(usize, usize)>,
     /// What the group runs, by names: its members (name, class, half,
     /// configuration, ports) and the connections inside it, sorted. Two
     /// groups with the same signature run the same code on the same
@@ -27,15 +30,37 @@ pub(super) struct GroupLayout {
     pub(super) signature: Vec<String>,
 }
 
-/// How a graph runs: wiring tables and the partition into threads.
+/// Where a push or pull call goes: the element (its index in the graph),
+/// its slot in the calling thread's runner, and the port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Peer {
+    pub(super) elem: u32,
+    pub(super) slot: u32,
+    pub(super) port: u32,
+}
+
+impl Peer {
+    pub(super) const NONE: Peer = Peer {
+        elem: NONE,
+        slot: NONE,
+        port: NONE,
+    };
+}
+
+/// How a graph runs: wiring tables and the partition into threads. A
+/// thread's runner holds only its own group's elements, in slots numbered
+/// by the group's member list; a push or pull never leaves its thread, so
+/// the wiring can name the callee's slot directly.
 pub(super) struct Layout {
     pub(super) out_base: Arc<Vec<u32>>,
-    pub(super) push_to: Arc<Vec<(u32, u32)>>,
+    pub(super) push_to: Arc<Vec<Peer>>,
     pub(super) in_base: Arc<Vec<u32>>,
-    pub(super) pull_from: Arc<Vec<(u32, u32)>>,
+    pub(super) pull_from: Arc<Vec<Peer>>,
     pub(super) noutputs: Arc<Vec<u32>>,
     pub(super) names: Arc<Vec<NodeName>>,
     pub(super) groups: Vec<GroupLayout>,
+    /// Elements held as two halves (a Queue between threads).
+    pub(super) split: Vec<usize>,
 }
 
 pub(super) fn layout(graph: &Graph) -> Layout {
@@ -49,16 +74,6 @@ pub(super) fn layout(graph: &Graph) -> Layout {
         in_base.push(nin);
         nout += node.ports.outputs.len() as u32;
         nin += node.ports.inputs.len() as u32;
-    }
-    let mut push_to = vec![(NONE, NONE); nout as usize];
-    let mut pull_from = vec![(NONE, NONE); nin as usize];
-    for (f, t) in &graph.connections {
-        let fe = f.element;
-        if graph.nodes[fe].ports.outputs[f.port as usize] == Processing::Push {
-            push_to[(out_base[fe] + f.port) as usize] = (t.element as u32, t.port);
-        } else {
-            pull_from[(in_base[t.element] + t.port) as usize] = (fe as u32, f.port);
-        }
     }
     let noutputs: Vec<u32> = graph.nodes.iter().map(|n| n.ports.outputs.len() as u32).collect();
 
@@ -84,20 +99,25 @@ pub(super) fn layout(graph: &Graph) -> Layout {
     for (f, t) in &graph.connections {
         union(&mut parent, n + f.element, t.element);
     }
-    let mut roots: Vec<usize> = Vec::new();
+    // Group of each union-find root, in order of first sight.
+    let mut group_of_root = vec![usize::MAX; 2 * n];
     let mut groups: Vec<GroupLayout> = Vec::new();
     let mut group_of = |root: usize, groups: &mut Vec<GroupLayout>| -> usize {
-        if let Some(g) = roots.iter().position(|&r| r == root) {
-            return g;
+        if group_of_root[root] == usize::MAX {
+            group_of_root[root] = groups.len();
+            groups.push(GroupLayout {
+                members: Vec::new(),
+                tasks: Vec::new(),
+                signature: Vec::new(),
+            });
         }
-        roots.push(root);
-        groups.push(GroupLayout {
-            members: Vec::new(),
-            tasks: Vec::new(),
-            signature: Vec::new(),
-        });
-        groups.len() - 1
+        group_of_root[root]
     };
+    // Each element's slot for calls into it (its input side: a push, or
+    // running it) and for calls out of it (its output side: a pull).
+    let mut slot_in = vec![NONE; n];
+    let mut slot_out = vec![NONE; n];
+    let mut split = Vec::new();
     for (i, node) in graph.nodes.iter().enumerate() {
         let (inside, outside) = (find(&mut parent, i), find(&mut parent, n + i));
         // A boundary whose two sides still meet (a loop through it) stays
@@ -105,13 +125,21 @@ pub(super) fn layout(graph: &Graph) -> Layout {
         let halves: &[(usize, Half)] = if inside == outside {
             &[(inside, Half::Whole)]
         } else {
+            split.push(i);
             &[(inside, Half::Push), (outside, Half::Pull)]
         };
         for &(root, half) in halves {
             let g = group_of(root, &mut groups);
+            let slot = groups[g].members.len();
             groups[g].members.push((i, half));
+            if half != Half::Pull {
+                slot_in[i] = slot as u32;
+            }
+            if half != Half::Push {
+                slot_out[i] = slot as u32;
+            }
             if node.is_task && half != Half::Pull {
-                groups[g].tasks.push(i);
+                groups[g].tasks.push((i, slot));
             }
             groups[g].signature.push(format!(
                 "{}\t{}\t{half:?}\t{}\t{:?}",
@@ -128,6 +156,24 @@ pub(super) fn layout(graph: &Graph) -> Layout {
     }
     for g in &mut groups {
         g.signature.sort_unstable();
+    }
+    let mut push_to = vec![Peer::NONE; nout as usize];
+    let mut pull_from = vec![Peer::NONE; nin as usize];
+    for (f, t) in &graph.connections {
+        let fe = f.element;
+        if graph.nodes[fe].ports.outputs[f.port as usize] == Processing::Push {
+            push_to[(out_base[fe] + f.port) as usize] = Peer {
+                elem: t.element as u32,
+                slot: slot_in[t.element],
+                port: t.port,
+            };
+        } else {
+            pull_from[(in_base[t.element] + t.port) as usize] = Peer {
+                elem: fe as u32,
+                slot: slot_out[fe],
+                port: f.port,
+            };
+        }
     }
     Layout {
         out_base: Arc::new(out_base),
@@ -147,6 +193,7 @@ pub(super) fn layout(graph: &Graph) -> Layout {
                 .collect(),
         ),
         groups,
+        split,
     }
 }
 

@@ -3,7 +3,7 @@
 //! predecessor's state.
 
 use super::layout::{layout, GroupLayout, NodeName};
-use super::{Router, Running};
+use super::{Router, Running, Stripped};
 use crate::element::Element;
 use crate::graph::Graph;
 use crate::table::HandlerTable;
@@ -32,28 +32,65 @@ pub(super) fn add_part(parts: &mut Parts, name: &NodeName, element: Box<dyn Elem
 /// same class and arguments, when it is also the only one of its kind in
 /// `new` (an unnamed `ToDevice(eth1)` keeps its open ring).
 fn predecessors(old: &[NodeName], new: &[NodeName]) -> Vec<Option<usize>> {
+    use std::collections::HashMap;
+    // Linear: a reload plans this while nothing is paused, but it must not
+    // grow with the square of the elements either way.
+    let mut by_name: HashMap<(&str, &'static str), usize> = HashMap::with_capacity(old.len());
+    for (o, n) in old.iter().enumerate() {
+        by_name.entry((n.name.as_str(), n.class)).or_insert(o);
+    }
     let mut pred: Vec<Option<usize>> = new
         .iter()
-        .map(|n| old.iter().position(|o| o.name == n.name && o.class == n.class))
+        .map(|n| by_name.get(&(n.name.as_str(), n.class)).copied())
         .collect();
-    fn kind(n: &NodeName) -> (&'static str, &str) {
-        (n.class, n.config.as_str())
+    let mut has_successor = vec![false; old.len()];
+    for o in pred.iter().flatten() {
+        has_successor[*o] = true;
     }
-    let left_old: Vec<usize> = (0..old.len())
-        .filter(|o| old[*o].name.contains('@') && !pred.contains(&Some(*o)))
-        .collect();
-    let left_new: Vec<usize> = (0..new.len())
-        .filter(|&i| pred[i].is_none() && new[i].name.contains('@'))
-        .collect();
-    for &i in &left_new {
-        let k = kind(&new[i]);
-        let olds: Vec<usize> = left_old.iter().copied().filter(|&o| kind(&old[o]) == k).collect();
-        let news = left_new.iter().filter(|&&j| kind(&new[j]) == k).count();
-        if let ([o], 1) = (olds.as_slice(), news) {
-            pred[i] = Some(*o);
+    // Unnamed leftovers by kind (class and arguments): the olds of that
+    // kind, and how many news.
+    let mut kinds: HashMap<(&'static str, &str), (Vec<usize>, usize)> = HashMap::new();
+    for (o, n) in old.iter().enumerate() {
+        if n.name.contains('@') && !has_successor[o] {
+            kinds.entry((n.class, n.config.as_str())).or_default().0.push(o);
+        }
+    }
+    for (i, n) in new.iter().enumerate() {
+        if pred[i].is_none() && n.name.contains('@') {
+            kinds.entry((n.class, n.config.as_str())).or_default().1 += 1;
+        }
+    }
+    for (i, n) in new.iter().enumerate() {
+        if pred[i].is_none() && n.name.contains('@') {
+            if let Some((olds, 1)) = kinds.get(&(n.class, n.config.as_str())) {
+                if let [o] = olds.as_slice() {
+                    pred[i] = Some(*o);
+                }
+            }
         }
     }
     pred
+}
+
+/// Pairs each group of `new` that has work with a running thread of the
+/// same signature, each thread at most once: `Some(thread)` per group.
+fn match_threads<'a>(running: impl Iterator<Item = &'a [String]>, groups: &[GroupLayout]) -> Vec<Option<usize>> {
+    let mut free: std::collections::HashMap<&[String], Vec<usize>> = Default::default();
+    for (k, sig) in running.enumerate() {
+        free.entry(sig).or_default().push(k);
+    }
+    for ks in free.values_mut() {
+        ks.reverse();
+    }
+    groups
+        .iter()
+        .map(|g| {
+            if g.tasks.is_empty() {
+                return None;
+            }
+            free.get_mut(g.signature.as_slice()).and_then(Vec::pop)
+        })
+        .collect()
 }
 
 /// What a hot reload did.
@@ -85,7 +122,8 @@ impl Router {
     pub fn reload(
         &mut self,
         mut graph: Graph,
-        table: impl FnOnce(&Graph) -> Arc<HandlerTable>,
+        table: impl FnOnce(&Graph) -> HandlerTable,
+        install: impl FnOnce(&Arc<HandlerTable>),
     ) -> Result<ReloadReport, String> {
         if self.shared.stop.load(Ordering::SeqCst) {
             return Err("the router is stopping".into());
@@ -100,27 +138,72 @@ impl Router {
         let layout = layout(&graph);
         let mut keep = vec![false; layout.groups.len()];
         let mut kept_workers = vec![false; self.workers.len()];
-        for (g, group) in layout.groups.iter().enumerate() {
-            if group.tasks.is_empty() {
-                continue;
-            }
-            if let Some(w) =
-                (0..self.workers.len()).find(|&w| !kept_workers[w] && self.workers[w].signature == group.signature)
-            {
+        let matched = match_threads(self.workers.iter().map(|w| w.signature.as_slice()), &layout.groups);
+        for (g, w) in matched.into_iter().enumerate() {
+            if let Some(w) = w {
                 keep[g] = true;
                 kept_workers[w] = true;
             }
         }
+        // Everything that does not need a paused thread's elements is done
+        // before the pause: the plan, the state of elements that were not
+        // running (idle groups), the handler table. The pause then grows
+        // with the part that changes, not with the graph.
+        let pred = predecessors(&self.current, &layout.names);
+        let mut on_paused: std::collections::HashSet<(&str, &'static str)> = Default::default();
+        for (w, running) in self.workers.iter().enumerate() {
+            if !kept_workers[w] {
+                for &i in &running.slot_elems {
+                    on_paused.insert((running.names[i].name.as_str(), running.names[i].class));
+                }
+            }
+        }
+        let key_of = |i: usize| pred[i].map(|o| (self.current[o].name.clone(), self.current[o].class));
+        let waits_for_pause: Vec<bool> = (0..graph.nodes.len())
+            .map(|i| {
+                pred[i].is_some_and(|o| on_paused.contains(&(self.current[o].name.as_str(), self.current[o].class)))
+            })
+            .collect();
+        drop(on_paused);
+        let after_pause: Vec<usize> = (0..waits_for_pause.len()).filter(|&i| waits_for_pause[i]).collect();
+        let mut parts = Parts::default();
+        for p in std::mem::take(&mut self.idle) {
+            add_part(&mut parts, &p.name, p.element);
+        }
+        // Which elements live on only in kept threads.
+        let mut whole_kept = vec![true; graph.nodes.len()];
+        for (g, group) in layout.groups.iter().enumerate() {
+            if !keep[g] {
+                for &(i, _) in &group.members {
+                    whole_kept[i] = false;
+                }
+            }
+        }
+        for (i, node) in graph.nodes.iter_mut().enumerate() {
+            if waits_for_pause[i] {
+                continue;
+            }
+            if let Some(old) = key_of(i).and_then(|k| parts.remove(&k)) {
+                for o in old {
+                    node.element.take_state(o);
+                }
+                node.handlers = node.element.handlers();
+                report.carried += 1;
+            } else if whole_kept[i] {
+                if let Some(h) = self.own_handlers.get(&node.name) {
+                    node.handlers = h.clone();
+                }
+            }
+        }
+        let mut new_table = table(&graph);
+        let mut graph = Stripped::new(graph);
+
         let paused = Instant::now();
         for (w, worker) in self.workers.iter().enumerate() {
             if !kept_workers[w] {
                 worker.yield_req.store(true, Ordering::SeqCst);
                 worker.worker.thread.unpark();
             }
-        }
-        let mut parts = Parts::default();
-        for p in std::mem::take(&mut self.idle) {
-            add_part(&mut parts, &p.name, p.element);
         }
         let workers = std::mem::take(&mut self.workers);
         for (running, kept) in workers.into_iter().zip(kept_workers) {
@@ -130,7 +213,12 @@ impl Router {
                 continue;
             }
             report.threads_replaced += 1;
-            let Running { worker, names, .. } = running;
+            let Running {
+                worker,
+                names,
+                slot_elems,
+                ..
+            } = running;
             let slots = match worker.handback.recv() {
                 Ok(slots) => {
                     self.running -= 1;
@@ -148,36 +236,35 @@ impl Router {
                     }
                 },
             };
-            for (i, slot) in slots.into_iter().enumerate() {
+            for (slot, &i) in slots.into_iter().zip(&slot_elems) {
                 if let Some(e) = slot {
                     add_part(&mut parts, &names[i], e);
                 }
             }
         }
-        // Which elements live on only in kept threads.
-        let mut whole_kept = vec![true; graph.nodes.len()];
-        for (g, group) in layout.groups.iter().enumerate() {
-            if !keep[g] {
-                for &(i, _) in &group.members {
-                    whole_kept[i] = false;
-                }
-            }
-        }
-        let pred = predecessors(&self.current, &layout.names);
-        for (i, node) in graph.nodes.iter_mut().enumerate() {
-            let key = pred[i].map(|o| (self.current[o].name.clone(), self.current[o].class));
-            if let Some(old) = key.and_then(|k| parts.remove(&k)) {
+        for &i in &after_pause {
+            let Some(element) = graph.elements[i].as_mut() else {
+                continue;
+            };
+            if let Some(old) = key_of(i).and_then(|k| parts.remove(&k)) {
                 for o in old {
-                    node.element.take_state(o);
+                    element.take_state(o);
                 }
-                node.handlers = node.element.handlers();
+                graph.handlers[i] = element.handlers();
+                new_table.refresh(i, &graph.handlers[i]);
                 report.carried += 1;
-            } else if whole_kept[i] {
-                if let Some(h) = self.own_handlers.get(&node.name) {
-                    node.handlers = h.clone();
-                }
             }
         }
+        let new_table = Arc::new(new_table);
+        install(&new_table);
+        let old_table = std::mem::replace(&mut self.handlers, new_table);
+        let (started, running_at) = self.launch(graph, layout, &keep);
+        report.threads_started = started;
+        if report.threads_replaced > 0 {
+            report.pause = running_at.duration_since(paused);
+        }
+        // Off the pause: what no new element took, and the old table.
+        std::thread::spawn(move || drop(old_table));
         let mut removed = Vec::new();
         for ((name, _), old) in parts {
             if old.iter().any(|e| e.holds_packets()) {
@@ -187,12 +274,6 @@ impl Router {
         }
         if !removed.is_empty() {
             std::thread::spawn(move || drop(removed));
-        }
-        self.own_handlers.clear();
-        self.handlers = table(&graph);
-        report.threads_started = self.launch(graph, layout, &keep);
-        if report.threads_replaced > 0 {
-            report.pause = paused.elapsed();
         }
         Ok(report)
     }
@@ -256,9 +337,13 @@ fn plan(old: &[NodeName], running: &[(Vec<String>, &[String])], new: &Graph) -> 
     let ln = layout(new);
     let mut matched = vec![false; running.len()];
     let mut plan = ReloadPlan::default();
-    let mut kept_names: Vec<String> = Vec::new();
-    for g in ln.groups.iter().filter(|g| !g.tasks.is_empty()) {
-        match (0..running.len()).find(|&k| !matched[k] && running[k].1 == g.signature.as_slice()) {
+    let mut kept_names: std::collections::HashSet<String> = Default::default();
+    let pairs = match_threads(running.iter().map(|r| r.1), &ln.groups);
+    for (g, k) in ln.groups.iter().zip(pairs) {
+        if g.tasks.is_empty() {
+            continue;
+        }
+        match k {
             Some(k) => {
                 matched[k] = true;
                 let m = members(g, &ln.names);
@@ -268,6 +353,7 @@ fn plan(old: &[NodeName], running: &[(Vec<String>, &[String])], new: &Graph) -> 
             None => plan.started.push(members(g, &ln.names)),
         }
     }
+    let started_names: std::collections::HashSet<String> = plan.started.iter().flatten().cloned().collect();
     for (k, (m, _)) in running.iter().enumerate() {
         if !matched[k] {
             plan.replaced.push(m.clone());
@@ -277,16 +363,19 @@ fn plan(old: &[NodeName], running: &[(Vec<String>, &[String])], new: &Graph) -> 
     for (i, n) in ln.names.iter().enumerate() {
         match pred[i] {
             Some(_) => {
-                let started = plan.started.iter().flatten().any(|s| *s == n.name);
-                if !kept_names.contains(&n.name) || started {
+                if !kept_names.contains(&n.name) || started_names.contains(&n.name) {
                     plan.carried.push(n.name.clone());
                 }
             }
             None => plan.added.push(n.name.clone()),
         }
     }
+    let mut has_successor = vec![false; old.len()];
+    for o in pred.iter().flatten() {
+        has_successor[*o] = true;
+    }
     for (o, n) in old.iter().enumerate() {
-        if !pred.contains(&Some(o)) {
+        if !has_successor[o] {
             plan.removed.push(n.name.clone());
         }
     }
