@@ -47,7 +47,7 @@ impl std::fmt::Display for PcapError {
 impl std::error::Error for PcapError {}
 
 pub struct Reader {
-    input: BufReader<File>,
+    input: BufReader<Box<dyn Read + Send>>,
     path: PathBuf,
     offset: u64,
     swapped: bool,
@@ -60,7 +60,13 @@ impl Reader {
     /// Opens a file and checks its header.
     pub fn open(path: &Path) -> Result<Reader, String> {
         let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut input = BufReader::with_capacity(1 << 16, file);
+        Reader::from_reader(path, Box::new(file))
+    }
+
+    /// Reads a capture from any byte stream (`path` names it in errors):
+    /// for tests and the fuzzer, without a file.
+    pub fn from_reader(path: &Path, input: Box<dyn Read + Send>) -> Result<Reader, String> {
+        let mut input = BufReader::with_capacity(1 << 16, input);
         let mut h = [0u8; 24];
         input
             .read_exact(&mut h)

@@ -96,6 +96,7 @@ pub fn flatten(stmts: &[Stmt], env: &Environment) -> (FlatConfig, Vec<Diagnostic
         too_big: false,
         elements: 0,
         arg_bytes: 0,
+        suggestions: 0,
         provided: Vec::new(),
     };
     let globals: HashMap<String, String> = env.defines.iter().cloned().collect();
@@ -162,9 +163,15 @@ struct Flattener<'e> {
     /// Elements made so far, and bytes of their substituted arguments.
     elements: usize,
     arg_bytes: usize,
+    /// "Did you mean" searches over the names in scope made so far.
+    suggestions: usize,
     /// Requirements the configuration provides itself (`provide(...)`).
     provided: Vec<String>,
 }
+
+/// Undeclared names that get a "did you mean" searched among the names
+/// in scope (each search is linear in them).
+const MAX_SUGGESTIONS: usize = 100;
 
 /// Synonyms (`elementclass A B;`) are followed at most this many hops.
 const MAX_SYNONYM_HOPS: usize = 64;
@@ -318,10 +325,16 @@ impl<'e> Flattener<'e> {
                             }
                             None => {
                                 let mut d = Diagnostic::error(id.span, format!("undeclared element '{}'", id.name));
-                                let candidates =
-                                    names.keys().map(String::as_str).chain(self.env.classes.iter().copied());
-                                if let Some(n) = nearest(&id.name, candidates) {
-                                    d = d.with_help(format!("did you mean '{n}'?"));
+                                // Each search scans every name in scope:
+                                // the first ones get a suggestion, so that
+                                // thousands of typos stay linear.
+                                if self.suggestions < MAX_SUGGESTIONS {
+                                    self.suggestions += 1;
+                                    let candidates =
+                                        names.keys().map(String::as_str).chain(self.env.classes.iter().copied());
+                                    if let Some(n) = nearest(&id.name, candidates) {
+                                        d = d.with_help(format!("did you mean '{n}'?"));
+                                    }
                                 }
                                 self.diags.push(d);
                                 // A placeholder, so that the name's other
