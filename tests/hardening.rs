@@ -465,3 +465,105 @@ fn ctl_output_into_a_closed_pipe_ends_quietly_and_a_silent_router_is_a_timeout()
     mute.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn no_single_config_sent_to_a_running_router_takes_it_down() {
+    let dir = scratch_dir();
+    let r = RouterProc::start_in(dir.clone(), SWITCH, &[]);
+    let chain = format!(
+        "Idle -> {} -> Discard;",
+        vec!["Counter"; switchyard_core::Limits::default().chain + 10].join(" -> ")
+    );
+    let cases = [
+        (
+            format!("Idle -> {}c{} -> Discard;", "(".repeat(5000), ")".repeat(5000)),
+            "limit nesting=64",
+        ),
+        (
+            format!("{}{}", "elementclass A { ".repeat(5000), "}".repeat(5000)),
+            "limit nesting=64",
+        ),
+        ("Watchdog(,\n//\néET);\n".to_string(), "Watchdog"),
+        ("Idle -> Tee(100000000) -> Discard;".to_string(), "limit ports=4096"),
+        (chain, "limit chain=10000"),
+        (
+            "elementclass D { $a | input -> D($a$a) -> output; } Idle -> D(xxxxxxxxxxxxxxxxxxxxxxxx) -> Discard;"
+                .to_string(),
+            "limit config_bytes",
+        ),
+        (
+            "require(library /dev/zero); Idle -> Discard;".to_string(),
+            "not a regular file",
+        ),
+    ];
+    for (k, (text, why)) in cases.iter().enumerate() {
+        let file = dir.join(format!("bad{k}.click"));
+        std::fs::write(&file, text).unwrap();
+        for check in [true, false] {
+            let mut args = vec!["reload"];
+            if check {
+                args.push("--check");
+            }
+            args.push(file.to_str().unwrap());
+            let (code, _, err) = r.ctl(&args);
+            assert_eq!(code, 1, "case {k} was accepted: {err}");
+            assert!(err.contains(why), "case {k}: {err}");
+        }
+    }
+    // Still running the configuration it had, and steerable.
+    let (code, _, err) = r.ctl(&["write", "sel.switch", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(r.read("sel.switch"), "1");
+    assert_eq!(r.read("config"), SWITCH, "nothing was reloaded");
+}
+
+#[test]
+fn a_refused_megabyte_is_a_short_audit_line_and_status_reads_only_the_logs_tail() {
+    let dir = scratch_dir();
+    let audit = dir.join("audit.jsonl");
+    // A log that has grown large: 64 MiB of earlier entries.
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&audit).unwrap());
+        let line = format!(
+            "{{\"handler\":\"old.entry\",\"new\":\"{}\",\"result\":\"ok\"}}\n",
+            "x".repeat(200)
+        );
+        for _ in 0..(64 << 20) / line.len() {
+            f.write_all(line.as_bytes()).unwrap();
+        }
+    }
+    let r = RouterProc::start_in(dir.clone(), SWITCH, &["--audit", audit.to_str().unwrap()]);
+    let mut c = r.client();
+    let value = "9".repeat(1_000_000);
+    assert!(c.write("sel.switch", &value).is_err(), "refused");
+    let last = std::fs::read_to_string(&audit).unwrap();
+    let last = last.lines().last().unwrap();
+    assert!(
+        last.len() < 4096,
+        "a refused 1 MB value became a {}-byte line",
+        last.len()
+    );
+    let entry: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(entry["result"], "error");
+    assert!(
+        entry["new"].as_str().unwrap().contains("(1000000 bytes, hash "),
+        "{entry}"
+    );
+    // ctl status shows the last entries, reading only the end of the log.
+    let io = || -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/io", r.child.id())).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = io();
+    let (code, out, err) = r.ctl(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("sel.switch"), "{out}");
+    let read = io() - before;
+    assert!(read < 4 << 20, "ctl status made the router read {read} bytes");
+}
