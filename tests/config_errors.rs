@@ -406,3 +406,15 @@ fn arguments_cannot_buy_huge_allocations() {
     let h = headlines("Idle -> SeqCheck(MAX 18446744073709551615) -> Discard;");
     assert!(h.iter().any(|l| l.contains("MAX must be at most 1073741824")), "{h:?}");
 }
+
+#[test]
+fn a_huge_packet_length_is_refused_before_a_template_is_built() {
+    // Found by fuzzing: the template was allocated before LENGTH was
+    // checked, and 6455555555555 bytes aborted the process.
+    let h = headlines("RatedSource(LENGTH 6455555555555) -> Discard;");
+    assert!(
+        h.iter()
+            .any(|l| l.contains("LENGTH 6455555555555 too large (at most 65535)")),
+        "{h:?}"
+    );
+}

@@ -195,6 +195,7 @@ fn a_switch_removed_and_readded_by_reloads_restarts_as_it_ran() {
     let args = ["--state", state.to_str().unwrap()];
     let mut r = RouterProc::start_in(dir.clone(), SWITCH, &args);
     r.client().write("sel.switch", "1").unwrap();
+    assert_eq!(r.read("sel.switch@gen"), "1");
     let without = "Idle -> c :: Counter -> Discard;";
     let (code, _, err) = r.ctl(&["reload", write_file(&dir, "b.click", without).to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
@@ -202,6 +203,14 @@ fn a_switch_removed_and_readded_by_reloads_restarts_as_it_ran() {
     assert_eq!(code, 0, "{err}");
     // Re-added: it runs at its configured 0, and the state says so.
     assert_eq!(r.read("sel.switch"), "0");
+    // A compare-and-set prepared before the removal cannot succeed, now or
+    // after the next write: generations never come round again.
+    assert_eq!(r.read("sel.switch@gen"), "0");
+    let (code, _, _) = r.ctl(&["write", "--if-generation", "1", "sel.switch", "1"]);
+    assert_eq!(code, 1);
+    let (code, _, err) = r.ctl(&["write", "--if-generation", "0", "sel.switch", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(r.read("sel.switch@gen"), "2");
     r.child.kill().unwrap();
     r.child.wait().unwrap();
     std::mem::forget(r);

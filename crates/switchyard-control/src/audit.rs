@@ -92,7 +92,12 @@ impl AuditLog {
     /// The last `n` lines, read from the end of the file (at most 256 KiB
     /// of it), however long the log has grown.
     pub fn tail(&self, n: usize) -> String {
-        let Ok(mut f) = File::open(&self.path) else {
+        // Never through a link planted where the log was.
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.path);
+        let Ok(mut f) = opened else {
             return String::new();
         };
         let len = f.metadata().map_or(0, |m| m.len());
@@ -164,8 +169,9 @@ impl AuditLog {
                     tracing::error!(error = %cut, "audit log: a partial line could not be cut back");
                     // Whatever is there, the next line starts on its own.
                     open.len = open.file.metadata().map_or(start, |m| m.len());
-                    let _ = open.file.write_all(b"\n");
-                    open.len += 1;
+                    if open.file.write_all(b"\n").is_ok() {
+                        open.len += 1;
+                    }
                 }
                 Err(e)
             }

@@ -3,7 +3,7 @@
 
 use crate::audit::{AuditLog, Entry};
 use crate::protocol::{code, help, split_generation, Reply, Request};
-use crate::state::{Saved, StateFile};
+use crate::state::{Saved, State, StateFile};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -47,7 +47,7 @@ pub struct Control {
     state: Option<StateFile>,
     /// Persistent handlers' values and generations, in write order: the
     /// lock also serialises writes, so audit and state agree.
-    saved: Mutex<BTreeMap<String, Saved>>,
+    saved: Mutex<State>,
     /// Writes so far by (actor, result), for metrics.
     writes: Mutex<BTreeMap<(String, String), u64>>,
     /// What the last accepted reload did (`last_reload`, metrics).
@@ -122,7 +122,7 @@ impl Control {
             config_generation: std::sync::atomic::AtomicU64::new(1),
             audit,
             state,
-            saved: Mutex::new(BTreeMap::new()),
+            saved: Mutex::new(State::default()),
             writes: Mutex::default(),
             last_reload: Mutex::default(),
             last_check: Mutex::default(),
@@ -210,11 +210,18 @@ impl Control {
     /// [`reload`](Self::reload), with the name diagnostics give the text.
     pub fn reload_named(&self, name: &str, text: &str, peer: &Peer) -> Result<(), String> {
         let old = self.table().read("config").unwrap_or_default();
-        let result = self.ask(name, text, false).map(|_| ());
+        let mut result = self.ask(name, text, false).map(|_| ());
         if result.is_ok() {
             *self.previous_config.lock().expect("previous") = Some(old.clone());
             self.config_generation
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // First the state, so that it matches what now runs whatever
+            // happens to the audit line.
+            if let Err(e) = self.sync_state() {
+                result = Err(format!(
+                    "reloaded, but the state file could not be brought in line with it: {e}"
+                ));
+            }
         }
         if let Some(audit) = &self.audit {
             let (old_hash, new_hash) = (config_hash(&old), config_hash(text));
@@ -233,13 +240,6 @@ impl Control {
                 }
             }
         }
-        if result.is_ok() {
-            if let Err(e) = self.sync_state() {
-                return Err(format!(
-                    "reloaded, but the state file could not be brought in line with it: {e}"
-                ));
-            }
-        }
         result
     }
 
@@ -249,14 +249,22 @@ impl Control {
     /// that brings it back does not find a stale value waiting for the
     /// next restart; generations carry on.
     pub fn sync_state(&self) -> Result<(), String> {
-        let table = self.table();
+        self.sync_state_as(false)
+    }
+
+    /// [`sync_state`](Self::sync_state); `compact`: write the state file
+    /// even if nothing changed (at start: a journal left by a crash is
+    /// folded in and emptied, a torn last line with it).
+    fn sync_state_as(&self, compact: bool) -> Result<(), String> {
         let mut saved = self.saved.lock().expect("saved lock");
+        // Read under the lock: a write cannot slip in with the old table.
+        let table = self.table();
         let mut now = BTreeMap::new();
         for e in table.elements() {
             for h in e.handlers.iter().filter(|h| h.persistent) {
                 let Some(read) = &h.read else { continue };
                 let name = format!("{}.{}", e.name, h.name);
-                let generation = saved.get(&name).map_or(0, |s| s.generation);
+                let generation = saved.handlers.get(&name).map_or(0, |s| s.generation);
                 now.insert(
                     name,
                     Saved {
@@ -266,8 +274,12 @@ impl Control {
                 );
             }
         }
+        let now = State {
+            handlers: now,
+            floor: saved.floor,
+        };
         if let Some(state) = &self.state {
-            if now != *saved || state.wants_compaction() {
+            if compact || now != *saved || state.wants_compaction() {
                 state
                     .save(&now)
                     .map_err(|e| format!("{}: {e}", state.path().display()))?;
@@ -331,13 +343,14 @@ impl Control {
         let loaded = state.load()?;
         let mut notes = Vec::new();
         let mut saved = self.saved.lock().expect("saved lock");
+        saved.floor = loaded.floor;
         let table = self.table();
-        for (name, s) in loaded {
+        for (name, s) in loaded.handlers {
             match table.find(&name) {
                 Ok(h) if h.persistent => match table.write(&name, &s.value) {
                     Ok(()) => {
                         tracing::info!(handler = %name, value = %s.value, generation = s.generation, "restored");
-                        saved.insert(name, s);
+                        saved.handlers.insert(name, s);
                     }
                     Err(e) => notes.push(format!("{name}: saved value '{}' not restored: {e}", s.value)),
                 },
@@ -346,7 +359,7 @@ impl Control {
             }
         }
         drop(saved);
-        self.sync_state()?;
+        self.sync_state_as(true)?;
         Ok(notes)
     }
 
@@ -371,6 +384,7 @@ impl Control {
         self.saved
             .lock()
             .expect("saved lock")
+            .handlers
             .get(handler)
             .map_or(0, |s| s.generation)
     }
@@ -435,13 +449,15 @@ impl Control {
                 }
             };
         }
-        let table = self.table();
         let (handler, expected) = split_generation(name);
         let mut saved = self.saved.lock().expect("saved lock");
+        // The table under the lock: a reload's state sync takes it too, so
+        // a write is never applied to a table that is being replaced.
+        let table = self.table();
         let found = table.find(handler);
         let old = found.as_ref().ok().and_then(|h| h.read.as_ref()).map(|r| r());
         let persistent = found.as_ref().is_ok_and(|h| h.persistent);
-        let current = saved.get(handler).map_or(0, |s| s.generation);
+        let current = saved.handlers.get(handler).map_or(0, |s| s.generation);
 
         let outcome: Result<Option<u64>, Reply> = (|| {
             if let Some(exp) = expected {
@@ -482,12 +498,22 @@ impl Control {
             if !persistent {
                 return Ok(None);
             }
-            let generation = match current.checked_add(1).filter(|g| *g <= crate::state::MAX_GENERATION) {
+            // One counter for every handler: each write's generation is
+            // above every earlier one (see the state module).
+            let floor = saved.floor;
+            let generation = match floor.checked_add(1).filter(|g| *g <= crate::state::MAX_GENERATION) {
                 Some(g) => g,
-                None => return Err(undo(format!("not applied: generation {current} has no successor"))),
+                None => return Err(undo(format!("not applied: generation {floor} has no successor"))),
             };
             let now = table.read(handler).unwrap_or_else(|_| value.trim().to_string());
             let entry = Saved { value: now, generation };
+            if let Some(state) = self.state.as_ref().filter(|s| s.wants_compaction()) {
+                // Long, or damaged by an earlier failure: a compaction of
+                // what was acknowledged repairs it before this write.
+                if let Err(e) = state.save(&saved) {
+                    tracing::warn!(path = %state.path().display(), error = %e, "state file not compacted");
+                }
+            }
             let mark = match &self.state {
                 Some(state) => match state.record(handler, &entry) {
                     Ok(m) => Some(m),
@@ -517,13 +543,8 @@ impl Control {
                     return Err(undo(format!("not applied: the audit log could not record it: {e}")));
                 }
             }
-            saved.insert(handler.to_string(), entry);
-            if let Some(state) = self.state.as_ref().filter(|s| s.wants_compaction()) {
-                if let Err(e) = state.save(&saved) {
-                    // The journal still has every write: nothing is lost.
-                    tracing::warn!(path = %state.path().display(), error = %e, "state file not compacted");
-                }
-            }
+            saved.handlers.insert(handler.to_string(), entry);
+            saved.floor = generation;
             Ok(Some(generation))
         })();
 

@@ -298,6 +298,10 @@ fn is_owner(peer: &Peer) -> bool {
 /// A stream a connection can use: both socket kinds.
 trait Conn: Read + Write + Send + 'static {
     fn set_idle(&self, d: Duration) -> io::Result<()>;
+    /// A reply not taken by the client within this is abandoned (the
+    /// connection closed), so a client that never reads cannot hold a
+    /// thread and a slot.
+    fn set_send_timeout(&self, d: Duration) -> io::Result<()>;
     fn split(&self) -> io::Result<Box<dyn Write + Send>>;
     /// Who is on the other end: uid and pid (SO_PEERCRED) or the address.
     fn peer(&self) -> Peer;
@@ -306,6 +310,9 @@ trait Conn: Read + Write + Send + 'static {
 impl Conn for UnixStream {
     fn set_idle(&self, d: Duration) -> io::Result<()> {
         self.set_read_timeout(Some(d))
+    }
+    fn set_send_timeout(&self, d: Duration) -> io::Result<()> {
+        self.set_write_timeout(Some(d))
     }
     fn peer(&self) -> Peer {
         getsockopt(self, PeerCredentials)
@@ -324,6 +331,9 @@ impl Conn for UnixStream {
 impl Conn for TcpStream {
     fn set_idle(&self, d: Duration) -> io::Result<()> {
         self.set_read_timeout(Some(d))
+    }
+    fn set_send_timeout(&self, d: Duration) -> io::Result<()> {
+        self.set_write_timeout(Some(d))
     }
     fn peer(&self) -> Peer {
         Peer {
@@ -507,13 +517,22 @@ fn connection<S: Conn>(
         per_command: limits.command_timeout,
         started: None,
     };
+    stream.set_send_timeout(limits.command_timeout)?;
     let mut out = stream.split()?;
     let mut input = BufReader::new(stream);
     out.write_all(format!("{GREETING}\r\n").as_bytes())?;
     let mut authenticated = token.is_none();
+    // Before AUTH, the deadline runs from the connection itself: an
+    // unauthenticated client holds its slot for one command time at most.
+    let mut auth_clock_from_accept = !authenticated;
     let timed_out = |e: &io::Error| matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
     loop {
-        clock.command_done();
+        if auth_clock_from_accept {
+            auth_clock_from_accept = false;
+            clock.started = Some(Instant::now());
+        } else {
+            clock.command_done();
+        }
         let line = match read_line(&mut input, &mut clock) {
             Ok(Line::Text(l)) => l,
             Ok(Line::TooLong) => {

@@ -10,9 +10,16 @@
 //! partial line never survives to corrupt the next one, and the caller
 //! undoes the write. Compaction writes the whole state to a new file
 //! (created exclusively under an unpredictable name, synced, renamed over
-//! `FILE`, directory synced) and then empties the journal; a crash between
-//! the two replays lines that are already in the file, which is harmless
-//! because each line carries the absolute value and generation.
+//! `FILE`, directory synced) and then empties the journal.
+//!
+//! Generations come from one counter for all handlers, so each write's is
+//! larger than any before it. The file records the counter as `floor`,
+//! and replaying applies only journal lines above it: after a crash
+//! between the compaction's rename and the journal's truncation, lines
+//! already in the file are skipped, never replayed over newer values. A
+//! handler that a reload removes and a later one adds back starts above
+//! every number it ever had, so a compare-and-set prepared before cannot
+//! succeed by coincidence.
 //!
 //! No path is followed through a symbolic link: a link planted at `FILE`,
 //! at the journal or at a temporary name makes the open fail instead of
@@ -158,9 +165,18 @@ fn saved_of(name: &str, v: &Value) -> Result<Saved, String> {
     })
 }
 
-/// Parses a state file's text: `{"version": 1, "handlers": {NAME: ENTRY}}`,
-/// nothing else. Pure, for tests and the fuzzer.
-pub fn parse_state(text: &str) -> Result<BTreeMap<String, Saved>, String> {
+/// Saved handlers, and the generation counter as of the last write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    pub handlers: BTreeMap<String, Saved>,
+    /// No generation given so far is above it; the next is above it.
+    pub floor: u64,
+}
+
+/// Parses a state file's text: `{"version": 1, "floor": N, "handlers":
+/// {NAME: ENTRY}}` (`floor` optional: files before it had none), nothing
+/// else. Pure, for tests and the fuzzer.
+pub fn parse_state(text: &str) -> Result<State, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not a state file: {e}"))?;
     let obj = v
         .as_object()
@@ -181,13 +197,33 @@ pub fn parse_state(text: &str) -> Result<BTreeMap<String, Saved>, String> {
             saved_of(name, h).map_err(|e| format!("bad state file entry {e}"))?,
         );
     }
-    Ok(out)
+    let floor = match obj.get("floor") {
+        None => 0,
+        Some(f) => f
+            .as_u64()
+            .filter(|f| *f <= MAX_GENERATION)
+            .ok_or_else(|| format!("not a state file: \"floor\" is not an integer up to {MAX_GENERATION}"))?,
+    };
+    let floor = out.values().map(|s| s.generation).fold(floor, u64::max);
+    Ok(State { handlers: out, floor })
 }
 
-/// Replays journal text over `state`. A last line without its newline is
-/// a write that never completed (never acknowledged): ignored. Any other
-/// bad line is an error. Returns the number of lines applied.
-pub fn replay_journal(text: &str, state: &mut BTreeMap<String, Saved>) -> Result<usize, String> {
+/// A state file's text.
+pub fn render_state(state: &State) -> String {
+    let map: serde_json::Map<String, Value> = state
+        .handlers
+        .iter()
+        .map(|(k, s)| (k.clone(), json!({"value": s.value, "generation": s.generation})))
+        .collect();
+    let v = json!({"version": 1, "floor": state.floor, "handlers": map});
+    serde_json::to_string_pretty(&v).expect("JSON values render") + "\n"
+}
+
+/// Replays journal text over `state`: the lines above its floor (older
+/// ones are in the file already), raising the floor. A last line without
+/// its newline is a write that never completed (never acknowledged):
+/// ignored. Any other bad line is an error. Returns the lines applied.
+pub fn replay_journal(text: &str, state: &mut State) -> Result<usize, String> {
     let complete = match text.rfind('\n') {
         Some(i) => &text[..=i],
         None => "",
@@ -200,7 +236,11 @@ pub fn replay_journal(text: &str, state: &mut BTreeMap<String, Saved>) -> Result
             .and_then(Value::as_str)
             .ok_or_else(|| format!("journal line {}: no \"handler\"", k + 1))?;
         let saved = saved_of(name, &v).map_err(|e| format!("journal line {}: {e}", k + 1))?;
-        state.insert(name.to_string(), saved);
+        if saved.generation <= state.floor {
+            continue;
+        }
+        state.floor = saved.generation;
+        state.handlers.insert(name.to_string(), saved);
         n += 1;
     }
     Ok(n)
@@ -235,11 +275,11 @@ impl StateFile {
     /// absent file is an empty state; a file of the wrong shape, a bad
     /// entry or a generation out of range is an error (starting over
     /// silently would undo a rollback).
-    pub fn load(&self) -> Result<BTreeMap<String, Saved>, String> {
+    pub fn load(&self) -> Result<State, String> {
         let where_ = |e: String| format!("{}: {e}", self.path.display());
         let mut state = match read_nofollow(&self.path, MAX_STATE_BYTES).map_err(|e| e.to_string())? {
             Some(text) => parse_state(&text).map_err(where_)?,
-            None => BTreeMap::new(),
+            None => State::default(),
         };
         let jpath = self.journal_path();
         if let Some(text) = read_nofollow(&jpath, MAX_STATE_BYTES).map_err(|e| e.to_string())? {
@@ -333,12 +373,8 @@ impl StateFile {
     }
 
     /// Writes the whole state as the new file and empties the journal.
-    pub fn save(&self, handlers: &BTreeMap<String, Saved>) -> io::Result<()> {
-        let map: serde_json::Map<String, Value> = handlers
-            .iter()
-            .map(|(k, s)| (k.clone(), json!({"value": s.value, "generation": s.generation})))
-            .collect();
-        let text = serde_json::to_string_pretty(&json!({"version": 1, "handlers": map}))? + "\n";
+    pub fn save(&self, state: &State) -> io::Result<()> {
+        let text = render_state(state);
         let dir = self.dir();
         let name = self
             .path
@@ -403,13 +439,13 @@ mod tests {
     fn round_trip_journal_and_compaction() {
         let dir = scratch("rt");
         let f = StateFile::new(&dir.join("state.json"));
-        assert!(f.load().unwrap().is_empty(), "absent file is empty state");
+        assert!(f.load().unwrap().handlers.is_empty(), "absent file is empty state");
         f.record("sel.switch", &one("1", 1)).unwrap();
         f.record("sel.switch", &one("0", 2)).unwrap();
-        f.record("c.weights", &one("1 9", 1)).unwrap();
+        f.record("c.weights", &one("1 9", 3)).unwrap();
         let loaded = f.load().unwrap();
-        assert_eq!(loaded["sel.switch"], one("0", 2));
-        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded.handlers["sel.switch"], one("0", 2));
+        assert_eq!((loaded.handlers.len(), loaded.floor), (2, 3));
         f.save(&loaded).unwrap();
         assert_eq!(std::fs::metadata(f.journal_path()).unwrap().len(), 0);
         assert_eq!(f.load().unwrap(), loaded);
@@ -420,20 +456,36 @@ mod tests {
             .count();
         assert_eq!(leftovers, 0, "temporary file renamed away");
         // An undone write leaves no line behind.
-        let mark = f.record("sel.switch", &one("1", 3)).unwrap();
+        let mark = f.record("sel.switch", &one("1", 4)).unwrap();
         f.undo(mark).unwrap();
-        assert_eq!(f.load().unwrap()["sel.switch"], one("0", 2));
+        assert_eq!(f.load().unwrap().handlers["sel.switch"], one("0", 2));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_torn_last_line_is_ignored_and_a_bad_middle_line_is_an_error() {
-        let mut s = BTreeMap::new();
+        let mut s = State::default();
         let text = "{\"handler\":\"a.switch\",\"value\":\"1\",\"generation\":1}\n{\"handler\":\"a.sw";
         assert_eq!(replay_journal(text, &mut s).unwrap(), 1);
-        assert_eq!(s["a.switch"], one("1", 1));
+        assert_eq!(s.handlers["a.switch"], one("1", 1));
         let text = "{\"handler\":\"a.sw\n{\"handler\":\"a.switch\",\"value\":\"1\",\"generation\":1}\n";
         assert!(replay_journal(text, &mut s).unwrap_err().contains("journal line 1"));
+    }
+
+    #[test]
+    fn lines_a_compaction_already_holds_are_not_replayed_over_it() {
+        // The file was compacted at floor 5 with the switch at 0 (a reload
+        // set it, generation unchanged); the journal still has older lines.
+        let mut s =
+            parse_state("{\"version\":1,\"floor\":5,\"handlers\":{\"a.switch\":{\"value\":\"0\",\"generation\":4}}}")
+                .unwrap();
+        let old = "{\"handler\":\"a.switch\",\"value\":\"1\",\"generation\":4}\n\
+                   {\"handler\":\"b.switch\",\"value\":\"1\",\"generation\":5}\n\
+                   {\"handler\":\"a.switch\",\"value\":\"-1\",\"generation\":6}\n";
+        assert_eq!(replay_journal(old, &mut s).unwrap(), 1);
+        assert_eq!(s.handlers["a.switch"], one("-1", 6));
+        assert!(!s.handlers.contains_key("b.switch"), "a removed handler stays removed");
+        assert_eq!(s.floor, 6);
     }
 
     #[test]
@@ -456,7 +508,10 @@ mod tests {
             let e = parse_state(text).unwrap_err();
             assert!(e.contains(why), "{text}: {e}");
         }
-        assert!(parse_state("{\"version\":1,\"handlers\":{}}").unwrap().is_empty());
+        assert!(parse_state("{\"version\":1,\"handlers\":{}}")
+            .unwrap()
+            .handlers
+            .is_empty());
     }
 
     #[test]

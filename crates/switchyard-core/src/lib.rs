@@ -94,7 +94,12 @@ fn read_library(path: &str, from: &str, max: u64) -> Result<(String, String), St
     let candidates: Vec<std::path::PathBuf> = beside.into_iter().chain([path.to_path_buf()]).collect();
     for c in &candidates {
         match read_config_file(c, max) {
-            Ok(text) => return Ok((c.display().to_string(), text)),
+            // Named by its real path: one file, one name, however the
+            // path to it was written (`x`, `./x`, `.//x`), so it is read once.
+            Ok(text) => {
+                let name = std::fs::canonicalize(c).unwrap_or_else(|_| c.clone());
+                return Ok((name.display().to_string(), text));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(format!("library '{}': {e}", c.display())),
         }

@@ -417,17 +417,23 @@ impl Router {
             names,
         } = graph;
 
-        // The pulling sides of elements split between threads.
-        let mut pull_halves: std::collections::HashMap<usize, Box<dyn Element>> = layout
-            .split
-            .iter()
-            .filter_map(|&i| Some((i, elements[i].as_mut()?.split_off_pull_side()?)))
-            .collect();
+        // The pulling sides of elements split between threads, split off
+        // when the first of their two groups is taken (so a reload's pause
+        // splits only what it starts).
+        type Halves = std::collections::HashMap<usize, Box<dyn Element>>;
+        let mut pull_halves: Halves = Halves::new();
+        let mut split_done: std::collections::HashSet<usize> = Default::default();
         // The names of the graph that ran: freed after the threads start.
         let old_current = std::mem::replace(&mut self.current, layout.names.clone());
-        type Halves = std::collections::HashMap<usize, Box<dyn Element>>;
-        let take =
+        let mut take =
             |g: &layout::GroupLayout, elements: &mut Vec<Option<Box<dyn Element>>>, pull: &mut Halves| -> Slots {
+                for &(i, half) in &g.members {
+                    if half != Half::Whole && split_done.insert(i) {
+                        if let Some(p) = elements[i].as_mut().and_then(|e| e.split_off_pull_side()) {
+                            pull.insert(i, p);
+                        }
+                    }
+                }
                 g.members
                     .iter()
                     .map(|&(i, half)| match half {

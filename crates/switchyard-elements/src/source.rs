@@ -66,20 +66,24 @@ impl SourceCore {
         let burst = args.read_p::<usize>("BURST");
         let active = args.read_p::<bool>("ACTIVE").unwrap_or(true);
         let stop = args.read::<bool>("STOP").unwrap_or(false);
-        let length = args.read::<usize>("LENGTH");
-        let flows = args.read::<u64>("FLOWS").unwrap_or(1).max(1);
-        let mut data = match data {
-            Some(Data(d)) => d,
-            None => default_frame(length.unwrap_or(64)),
-        };
-        if let Some(len) = length {
+        // Bounded before anything is built from it: LENGTH 6455555555555
+        // (found by fuzzing) asked for a 6 TB template.
+        let length = args.read::<usize>("LENGTH").map(|len| {
             if len > 65535 {
                 args.error(
                     Some(args.span_of("LENGTH")),
                     format!("LENGTH {len} too large (at most 65535)"),
                 );
             }
-            data.resize(len.min(65535), 0);
+            len.min(65535)
+        });
+        let flows = args.read::<u64>("FLOWS").unwrap_or(1).max(1);
+        let mut data = match data {
+            Some(Data(d)) => d,
+            None => default_frame(length.unwrap_or(64)),
+        };
+        if let Some(len) = length {
+            data.resize(len, 0);
         }
         let burst = burst.unwrap_or(128);
         if burst == 0 || burst > MAX_BATCH {

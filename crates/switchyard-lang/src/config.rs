@@ -79,10 +79,14 @@ fn skip_double_quoted(bytes: &[u8], open: usize) -> usize {
 
 fn trimmed(text: &str, start: usize, end: usize) -> RawArg<'_> {
     let end = end.min(text.len());
-    let raw = strip_comments_edges(&text[start..end]);
-    let lead = text[start..end].len() - text[start..end].trim_start().len();
-    let s = start + lead;
-    let t = raw.trim();
+    let t = strip_comments_edges(&text[start..end]).trim();
+    // `t` is a piece of `text`: its own offset, after any leading comment
+    // (the span points at the argument, not at the comment before it).
+    let s = if t.is_empty() {
+        start + (text[start..end].len() - text[start..end].trim_start().len())
+    } else {
+        t.as_ptr() as usize - text.as_ptr() as usize
+    };
     RawArg {
         text: t,
         start: s,
@@ -245,7 +249,18 @@ fn escape(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<usize, String> {
 /// quotes. Unknown variables stay as written, as Click leaves them; the
 /// caller reports them.
 pub fn substitute<'a>(text: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> (String, Vec<String>) {
-    let mut out = String::with_capacity(text.len());
+    substitute_within(text, lookup, usize::MAX).expect("no bound")
+}
+
+/// [`substitute`], giving up (`None`) as soon as the result would pass
+/// `max` bytes: `$a$a$a...` with a large `$a` is refused before it is
+/// built, not after.
+pub fn substitute_within<'a>(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<&'a str>,
+    max: usize,
+) -> Option<(String, Vec<String>)> {
+    let mut out = String::with_capacity(text.len().min(max));
     let mut unknown = Vec::new();
     let mut rest = text;
     let mut in_single = false;
@@ -267,6 +282,7 @@ pub fn substitute<'a>(text: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> (
             };
             if !name.is_empty() {
                 match lookup(name) {
+                    Some(v) if out.len().saturating_add(v.len()) > max => return None,
                     Some(v) => out.push_str(v),
                     None => {
                         out.push_str(&rest[..len]);
@@ -279,8 +295,11 @@ pub fn substitute<'a>(text: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> (
         }
         out.push(c);
         rest = &rest[c.len_utf8()..];
+        if out.len() > max {
+            return None;
+        }
     }
-    (out, unknown)
+    Some((out, unknown))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! any order. Errors are collected, not returned on first sight.
 
 use crate::ast::*;
-use crate::config::{split_args, substitute};
+use crate::config::{split_args, substitute_within};
 use crate::diag::Diagnostic;
 use crate::limits::{Exceeded, Limits};
 use crate::span::Span;
@@ -195,8 +195,15 @@ impl<'e> Flattener<'e> {
                 for d in defs {
                     let overridden = prefix.is_empty() && self.env.defines.iter().any(|(n, _)| *n == d.name.name);
                     if !overridden {
-                        let (v, _) = substitute(&d.value, |n| outer_vars.get(n).map(String::as_str));
-                        vars.insert(d.name.name.clone(), v);
+                        let budget = self.env.limits.config_bytes.saturating_sub(self.arg_bytes);
+                        let lookup = |n: &str| outer_vars.get(n).map(String::as_str);
+                        match substitute_within(&d.value, lookup, budget) {
+                            Some((v, _)) => {
+                                self.arg_bytes += v.len();
+                                vars.insert(d.name.name.clone(), v);
+                            }
+                            None => self.bytes_exceeded(d.name.span),
+                        }
                     }
                 }
             }
@@ -518,18 +525,7 @@ impl<'e> Flattener<'e> {
             self.diags.push(d);
         }
         let config_span = class.config.as_ref().map_or(class.class.span, |c| c.span);
-        self.elements += 1;
-        if self.elements > self.env.limits.elements && !self.too_big {
-            self.too_big = true;
-            let limit = self.env.limits.elements;
-            self.diags.push(Diagnostic::error(
-                span,
-                format!(
-                    "the configuration expands to more than {limit} elements {}",
-                    Exceeded("elements", limit as u64)
-                ),
-            ));
-        }
+        self.count_element(span);
         self.nodes.push(Node::Element(FlatElement {
             name: name.to_string(),
             class: class_name,
@@ -544,6 +540,44 @@ impl<'e> Flattener<'e> {
             as_dest: idx,
             span,
         }
+    }
+
+    /// Arguments and definitions passed `config_bytes`: one error, and
+    /// the expansion stops.
+    fn bytes_exceeded(&mut self, span: Span) {
+        if self.too_big {
+            return;
+        }
+        self.too_big = true;
+        let limit = self.env.limits.config_bytes;
+        self.diags.push(Diagnostic::error(
+            span,
+            format!(
+                "element arguments expand to more than {limit} bytes {}",
+                Exceeded("config_bytes", limit as u64)
+            ),
+        ));
+    }
+
+    /// Counts one more element (or compound instance) against the
+    /// `elements` limit; false, with one error, once it is passed.
+    fn count_element(&mut self, span: Span) -> bool {
+        self.elements += 1;
+        if self.elements <= self.env.limits.elements {
+            return true;
+        }
+        if !self.too_big {
+            self.too_big = true;
+            let limit = self.env.limits.elements;
+            self.diags.push(Diagnostic::error(
+                span,
+                format!(
+                    "the configuration expands to more than {limit} elements {}",
+                    Exceeded("elements", limit as u64)
+                ),
+            ));
+        }
+        false
     }
 
     fn args(&mut self, class: &ClassUse, vars: &HashMap<String, String>) -> Vec<FlatArg> {
@@ -563,23 +597,16 @@ impl<'e> Flattener<'e> {
                         span,
                     };
                 }
-                let (text, unknown) = substitute(a.text, |n| vars.get(n).map(String::as_str));
-                self.arg_bytes = self.arg_bytes.saturating_add(text.len());
-                let limit = self.env.limits.config_bytes;
-                if self.arg_bytes > limit {
-                    self.too_big = true;
-                    self.diags.push(Diagnostic::error(
-                        span,
-                        format!(
-                            "element arguments expand to more than {limit} bytes {}",
-                            Exceeded("config_bytes", limit as u64)
-                        ),
-                    ));
+                let budget = self.env.limits.config_bytes.saturating_sub(self.arg_bytes);
+                let Some((text, unknown)) = substitute_within(a.text, |n| vars.get(n).map(String::as_str), budget)
+                else {
+                    self.bytes_exceeded(span);
                     return FlatArg {
                         text: String::new(),
                         span,
                     };
-                }
+                };
+                self.arg_bytes += text.len();
                 for u in unknown {
                     let mut d = Diagnostic::error(span, format!("undefined variable '${u}'"));
                     if let Some(n) = nearest(&u, vars.keys().map(String::as_str)) {
@@ -610,6 +637,11 @@ impl<'e> Flattener<'e> {
     ) -> Handle {
         let (input, output) = self.tunnels(name, span);
         let limits = self.env.limits;
+        // A compound instance counts as an element: compounds that make
+        // no element of their own must not expand without bound either.
+        if !self.too_big && self.depth < limits.nesting {
+            self.count_element(span);
+        }
         if self.too_big || self.depth >= limits.nesting {
             if !self.too_big {
                 self.too_big = true;
@@ -1267,6 +1299,38 @@ mod tests {
         );
         let total: usize = flat.elements.iter().flat_map(|e| &e.args).map(|a| a.text.len()).sum();
         assert!(total <= 2 * Limits::default().config_bytes);
+    }
+
+    #[test]
+    fn compounds_that_make_no_element_still_stop_at_the_element_limit() {
+        let mut text = String::from("elementclass A0 { input -> output; }\n");
+        for k in 1..60 {
+            text.push_str(&format!(
+                "elementclass A{k} {{ input -> A{} -> A{} -> output; }}\n",
+                k - 1,
+                k - 1
+            ));
+        }
+        text.push_str("Idle -> A59 -> Idle;");
+        let (_, diags) = run(&text, &[]);
+        assert!(
+            diags.iter().any(|d| d.message.contains("limit elements=100000")),
+            "{diags:?}"
+        );
+    }
+
+    #[test]
+    fn one_substitution_cannot_build_a_huge_argument() {
+        let text = format!(
+            "define($a {}); elementclass D {{ $b | input -> Idle; Idle -> output; x :: Idle({}) }} Idle -> D(1) -> Idle;",
+            "y".repeat(1 << 20),
+            "$a".repeat(4000)
+        );
+        let (_, diags) = run(&text, &[]);
+        assert!(
+            diags.iter().any(|d| d.message.contains("limit config_bytes")),
+            "{diags:?}"
+        );
     }
 
     #[test]

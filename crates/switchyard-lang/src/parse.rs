@@ -178,15 +178,26 @@ pub fn parse_with_libraries(
     read: &mut ReadLibrary<'_>,
     limits: &Limits,
 ) -> (Vec<Stmt>, Vec<Diagnostic>) {
-    let mut seen = vec![map.name(file).to_string()];
+    let mut seen = Libraries {
+        names: [map.name(file).to_string()].into(),
+        bytes: 0,
+    };
     parse_file(map, file, read, &mut seen, 0, limits)
+}
+
+/// Libraries read so far: by the name `read` gives them (one file, one
+/// name, however its path was written), and their bytes together, which
+/// count against `config_bytes`.
+struct Libraries {
+    names: std::collections::HashSet<String>,
+    bytes: usize,
 }
 
 fn parse_file(
     map: &mut SourceMap,
     file: FileId,
     read: &mut ReadLibrary<'_>,
-    seen: &mut Vec<String>,
+    seen: &mut Libraries,
     depth: usize,
     limits: &Limits,
 ) -> (Vec<Stmt>, Vec<Diagnostic>) {
@@ -209,9 +220,21 @@ fn parse_file(
         }
         let from = map.name(file).to_string();
         match read(&lib.name, &from) {
-            Ok((name, _)) if seen.contains(&name) => {}
+            Ok((name, _)) if seen.names.contains(&name) => {}
+            Ok((_, text)) if seen.bytes.saturating_add(text.len()) > limits.config_bytes => {
+                diags.push(Diagnostic::error(
+                    lib.span,
+                    format!(
+                        "libraries together are larger than {} bytes {}",
+                        limits.config_bytes,
+                        Exceeded("config_bytes", limits.config_bytes as u64)
+                    ),
+                ));
+                break;
+            }
             Ok((name, text)) => {
-                seen.push(name.clone());
+                seen.bytes += text.len();
+                seen.names.insert(name.clone());
                 let id = map.add(name, text);
                 let (s, d) = parse_file(map, id, read, seen, depth + 1, limits);
                 all.extend(s);

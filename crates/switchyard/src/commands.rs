@@ -328,21 +328,24 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
                     router.stopper().stop();
                 }
                 Signal::Reload => {
-                    // SIGHUP: read the file given at start again.
-                    let text = match std::fs::read_to_string(job.name) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            eprintln!("switchyard: SIGHUP: {}: {e}", job.name);
-                            continue;
-                        }
-                    };
+                    // SIGHUP: read the file given at start again, off this
+                    // thread (the one that runs reloads and stops), as a
+                    // bounded regular file: a FIFO there must not block it.
                     let peer = switchyard_control::Peer {
                         addr: Some("SIGHUP".into()),
                         ..Default::default()
                     };
                     let c = control.clone();
                     let file = job.name.to_string();
+                    let max = job.limits.library_bytes.max(job.limits.config_bytes as u64);
                     std::thread::spawn(move || {
+                        let text = match switchyard_core::read_config_file(Path::new(&file), max) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                eprintln!("switchyard: SIGHUP: {file}: {e}");
+                                return;
+                            }
+                        };
                         if let Err(e) = c.reload_named(&file, &text, &peer) {
                             eprintln!("switchyard: SIGHUP reload refused:\n{e}");
                         }

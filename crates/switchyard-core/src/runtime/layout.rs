@@ -59,8 +59,6 @@ pub(super) struct Layout {
     pub(super) noutputs: Arc<Vec<u32>>,
     pub(super) names: Arc<Vec<NodeName>>,
     pub(super) groups: Vec<GroupLayout>,
-    /// Elements held as two halves (a Queue between threads).
-    pub(super) split: Vec<usize>,
 }
 
 pub(super) fn layout(graph: &Graph) -> Layout {
@@ -117,7 +115,6 @@ pub(super) fn layout(graph: &Graph) -> Layout {
     // running it) and for calls out of it (its output side: a pull).
     let mut slot_in = vec![NONE; n];
     let mut slot_out = vec![NONE; n];
-    let mut split = Vec::new();
     for (i, node) in graph.nodes.iter().enumerate() {
         let (inside, outside) = (find(&mut parent, i), find(&mut parent, n + i));
         // A boundary whose two sides still meet (a loop through it) stays
@@ -125,7 +122,6 @@ pub(super) fn layout(graph: &Graph) -> Layout {
         let halves: &[(usize, Half)] = if inside == outside {
             &[(inside, Half::Whole)]
         } else {
-            split.push(i);
             &[(inside, Half::Push), (outside, Half::Pull)]
         };
         for &(root, half) in halves {
@@ -193,7 +189,6 @@ pub(super) fn layout(graph: &Graph) -> Layout {
                 .collect(),
         ),
         groups,
-        split,
     }
 }
 
