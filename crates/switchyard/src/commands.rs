@@ -158,9 +158,6 @@ fn runtime(message: impl Into<String>) -> Failure {
     }
 }
 
-/// Opens the audit log and state file, restores persistent handlers, and
-/// starts the control servers asked for on the command line and by
-/// ControlSocket elements.
 /// The servers a router runs besides its threads; dropping them stops
 /// them (and removes the control socket files).
 struct Servers {
@@ -168,10 +165,14 @@ struct Servers {
     _metrics: Option<switchyard_http::MetricsServer>,
 }
 
+/// Opens the audit log and state file, restores persistent handlers, and
+/// starts the control servers asked for on the command line and by
+/// ControlSocket elements; reload requests go to `reloads`.
 fn start_control(
     graph: &Graph,
     table: &Arc<HandlerTable>,
     opts: &ControlOpts,
+    reloads: crossbeam_channel::Sender<switchyard_control::ReloadRequest>,
 ) -> Result<(Arc<Control>, Servers), Failure> {
     let audit = match &opts.audit {
         Some(p) => Some(
@@ -182,6 +183,7 @@ fn start_control(
     };
     let state = opts.state.as_deref().map(switchyard_control::state::StateFile::new);
     let control = Arc::new(Control::new(table.clone(), audit, state));
+    control.accept_reloads(reloads);
     let notes = match control.restore() {
         Ok(notes) => notes,
         Err(e) if opts.reset_state => {
@@ -301,9 +303,10 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
     }
     let table = Arc::new(table);
     // Restore switch positions before the first packet moves.
-    let (control, servers) = start_control(&graph, &table, control)?;
+    // Reloads are accepted before any socket listens: a client that
+    // connects as soon as it can must find `hotconfig` writable.
     let (reload_tx, reloads) = crossbeam_channel::unbounded();
-    control.accept_reloads(reload_tx);
+    let (control, servers) = start_control(&graph, &table, control, reload_tx)?;
     tracing::info!(config = job.name, elements = graph.nodes.len(), "configuration loaded");
     let mut router = Router::start_with(graph, table, control.clone());
     let signals = watch_signals()?;
