@@ -326,12 +326,16 @@ impl Drop for TestUser {
     }
 }
 
-/// A client, as `user`, that connects and then sends one byte a second.
+/// A client, as `user`, that connects, waits for the file argv[2] to
+/// exist (so that all of them hold a slot before any command clock runs),
+/// then sends one byte a second.
 const TRICKLE: &str = r#"
-import socket, sys, time
+import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 s.settimeout(60)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
 got = b""
 for b in b"WRITE sel.switch 0\r\n" * 2:
     try:
@@ -370,12 +374,14 @@ fn clients_trickling_bytes_cannot_lock_the_owner_out_of_the_rollback() {
             "10",
         ],
     );
+    let go = r.dir.join("go");
     let trickle = |n: usize| -> Vec<std::process::Child> {
         (0..n)
             .map(|_| {
                 Command::new("python3")
                     .args(["-c", TRICKLE])
                     .arg(&r.socket)
+                    .arg(&go)
                     .uid(user.uid)
                     .stdout(std::process::Stdio::piped())
                     .spawn()
@@ -394,13 +400,15 @@ fn clients_trickling_bytes_cannot_lock_the_owner_out_of_the_rollback() {
             .unwrap();
         String::from_utf8_lossy(&out.stderr).contains("Too many control connections")
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !refused_as_user() {
         assert!(
             std::time::Instant::now() < deadline,
             "the 32 slow clients never filled the slots"
         );
     }
+    // They all hold a slot: now they trickle.
+    std::fs::write(&go, "").unwrap();
     // The operator rolls forward and back while they hold every slot.
     let (code, _, err) = r.ctl(&["write", "sel.switch", "1"]);
     assert_eq!(code, 0, "the owner was locked out: {err}");
