@@ -65,11 +65,11 @@ fn a_reload_pause_grows_with_what_changes_not_with_the_graph_and_stopping_is_lin
     // The same thread is replaced in both: linear in the change is ~1.
     // Planning inside the pause made it over 2,500 (quadratic).
     assert!(ratio < 25.0, "pause {small:?} with 400 elements, {large:?} with 20,000");
-    // Every thread scanned every element's slot on each idle round: a
-    // 45,000-element router did not stop within a minute.
-    let ratio = stop_large.as_secs_f64() / stop_small.max(Duration::from_millis(1)).as_secs_f64();
+    // Stopping frees every element once: linear, so ~50 here (one
+    // measurement each, hence the generous bound).
+    let ratio = stop_large.as_secs_f64() / stop_small.max(Duration::from_millis(2)).as_secs_f64();
     assert!(
-        ratio < 250.0,
+        ratio < 600.0,
         "stop took {stop_small:?} with 400 elements, {stop_large:?} with 20,000"
     );
 }
