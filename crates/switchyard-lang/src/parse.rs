@@ -133,6 +133,8 @@ struct Parser<'a> {
     diags: Vec<Diagnostic>,
     /// Blocks (compound bodies, groups) open around the current token.
     nesting: usize,
+    /// The last token peeked: where the look started, and the token.
+    peeked: Option<(usize, (Tok, &'a str, Span))>,
     max_nesting: usize,
 }
 
@@ -152,6 +154,7 @@ pub fn parse_limited(map: &SourceMap, file: FileId, limits: &Limits) -> (Vec<Stm
         pos: 0,
         diags: Vec::new(),
         nesting: 0,
+        peeked: None,
         max_nesting: limits.nesting,
     };
     let stmts = p.statements(None);
@@ -258,13 +261,24 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The next token, its text and span, without consuming it.
+    /// The next token, its text and span, without consuming it. The
+    /// parser looks at the same token several times: the last one is kept,
+    /// so trivia and the token are lexed once.
     fn peek(&mut self) -> (Tok, &'a str, Span) {
+        if let Some((entry, t)) = self.peeked {
+            if self.pos == entry || self.pos == t.2.start as usize {
+                self.pos = t.2.start as usize;
+                return t;
+            }
+        }
+        let entry = self.pos;
         self.skip_trivia();
         let rest = &self.src[self.pos..];
         let (after, tok) = token(rest).unwrap_or((rest, Tok::Eof));
         let len = rest.len() - after.len();
-        (tok, &rest[..len], self.span(self.pos, self.pos + len))
+        let t = (tok, &rest[..len], self.span(self.pos, self.pos + len));
+        self.peeked = Some((entry, t));
+        t
     }
 
     fn next(&mut self) -> (Tok, &'a str, Span) {
