@@ -310,6 +310,8 @@ struct TestUser {
 impl TestUser {
     fn create(tag: &str) -> TestUser {
         let name = format!("sy{tag}{}", std::process::id() % 100_000);
+        // One left by a run that was killed before it could clean up.
+        let _ = Command::new("userdel").arg(&name).output();
         let made = Command::new("useradd")
             .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", &name])
             .status()
