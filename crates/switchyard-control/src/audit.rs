@@ -62,20 +62,7 @@ pub struct Entry<'a> {
 
 impl AuditLog {
     pub fn open(path: &Path) -> std::io::Result<AuditLog> {
-        crate::state::refuse_link(path)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    std::io::Error::new(e.kind(), "is a symbolic link; refusing to follow it")
-                } else {
-                    e
-                }
-            })?;
+        let file = crate::state::open_nofollow(OpenOptions::new().create(true).append(true).mode(0o600), path)?;
         if !file.metadata()?.is_file() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -93,11 +80,7 @@ impl AuditLog {
     /// of it), however long the log has grown.
     pub fn tail(&self, n: usize) -> String {
         // Never through a link planted where the log was.
-        let opened = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&self.path);
-        let Ok(mut f) = opened else {
+        let Ok(mut f) = crate::state::open_nofollow(OpenOptions::new().read(true), &self.path) else {
             return String::new();
         };
         let len = f.metadata().map_or(0, |m| m.len());

@@ -401,12 +401,14 @@ struct Clock {
 }
 
 impl Clock {
+    /// A command's first byte came: its deadline starts (once).
+    fn begin(&mut self) {
+        self.started.get_or_insert_with(Instant::now);
+    }
+
     /// Sets the stream's read timeout for the next read; an error once a
     /// command's deadline has passed.
-    fn arm<S: Conn>(&mut self, stream: &S, command_begun: bool) -> io::Result<()> {
-        if command_begun && self.started.is_none() {
-            self.started = Some(Instant::now());
-        }
+    fn arm<S: Conn>(&self, stream: &S) -> io::Result<()> {
         let wait = match self.started {
             None => self.idle,
             Some(t) => {
@@ -434,20 +436,27 @@ enum Line {
 
 /// Reads one line of at most `MAX_LINE` bytes; a longer one is consumed
 /// and reported, so the connection stays in step.
-fn read_line<S: Conn>(r: &mut BufReader<S>, clock: &mut Clock) -> io::Result<Line> {
-    let mut buf = Vec::new();
-    let mut too_long = false;
-    let mut begun = false;
+/// The buffered bytes, reading more if there are none, for no longer
+/// than `clock` allows; empty at the end of the stream.
+fn fill<'r, S: Conn>(r: &'r mut BufReader<S>, clock: &Clock) -> io::Result<&'r [u8]> {
     loop {
         if r.buffer().is_empty() {
-            clock.arm(r.get_ref(), begun)?;
+            clock.arm(r.get_ref())?;
         }
-        let chunk = match r.fill_buf() {
-            Ok(c) => c,
+        match r.fill_buf() {
+            Ok(_) => return Ok(r.buffer()),
             // A signal (SIGHUP for a reload) must not end the connection.
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
-        };
+        }
+    }
+}
+
+fn read_line<S: Conn>(r: &mut BufReader<S>, clock: &mut Clock) -> io::Result<Line> {
+    let mut buf = Vec::new();
+    let mut too_long = false;
+    loop {
+        let chunk = fill(r, clock)?;
         if chunk.is_empty() {
             return Ok(if buf.is_empty() && !too_long {
                 Line::Eof
@@ -457,10 +466,7 @@ fn read_line<S: Conn>(r: &mut BufReader<S>, clock: &mut Clock) -> io::Result<Lin
                 Line::Text(String::from_utf8_lossy(&buf).into_owned())
             });
         }
-        if !begun {
-            begun = true;
-            clock.started.get_or_insert_with(Instant::now);
-        }
+        clock.begin();
         let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
@@ -486,15 +492,9 @@ fn read_line<S: Conn>(r: &mut BufReader<S>, clock: &mut Clock) -> io::Result<Lin
 /// Reads exactly `n` payload bytes within the command's deadline.
 fn read_payload<S: Conn>(r: &mut BufReader<S>, n: usize, clock: &mut Clock) -> io::Result<Vec<u8>> {
     let mut data = Vec::with_capacity(n);
+    clock.begin();
     while data.len() < n {
-        if r.buffer().is_empty() {
-            clock.arm(r.get_ref(), true)?;
-        }
-        let chunk = match r.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let chunk = fill(r, clock)?;
         if chunk.is_empty() {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -524,13 +524,12 @@ fn connection<S: Conn>(
     let mut authenticated = token.is_none();
     // Before AUTH, the deadline runs from the connection itself: an
     // unauthenticated client holds its slot for one command time at most.
-    let mut auth_clock_from_accept = !authenticated;
+    if !authenticated {
+        clock.begin();
+    }
     let timed_out = |e: &io::Error| matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
     loop {
-        if auth_clock_from_accept {
-            auth_clock_from_accept = false;
-            clock.started = Some(Instant::now());
-        } else {
+        if authenticated {
             clock.command_done();
         }
         let line = match read_line(&mut input, &mut clock) {

@@ -70,7 +70,9 @@ struct Journal {
 #[derive(Clone, Copy, Debug)]
 pub struct Mark(u64);
 
-fn open_nofollow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+/// Opens `path` without following a symbolic link, with errors that say
+/// so and name the path.
+pub(crate) fn open_nofollow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
     refuse_link(path)?;
     options
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -89,7 +91,7 @@ fn open_nofollow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
 
 /// A clear error for a path that is a symbolic link (the open that
 /// follows uses O_NOFOLLOW too, so a link planted in between fails there).
-pub(crate) fn refuse_link(path: &Path) -> io::Result<()> {
+fn refuse_link(path: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(io::Error::new(
             io::ErrorKind::InvalidInput,

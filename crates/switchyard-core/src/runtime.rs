@@ -321,11 +321,11 @@ const STACK_BASE: usize = 2 << 20;
 /// Stack one element call may use (a push or pull frame with its batch,
 /// in a debug build with headroom; a release build uses a fraction).
 /// Large scratch space belongs in the element, not on the stack.
-pub const STACK_PER_CALL: usize = 4096;
+const STACK_PER_CALL: usize = 4096;
 
 /// The stack a router thread gets for call chains of up to `chain`
 /// elements. It is reserved address space; only what is used is backed.
-pub fn stack_bytes(chain: usize) -> usize {
+fn stack_bytes(chain: usize) -> usize {
     STACK_BASE.saturating_add(chain.saturating_mul(STACK_PER_CALL))
 }
 
