@@ -328,14 +328,18 @@ impl Drop for TestUser {
     }
 }
 
-/// A client, as `user`, that connects, waits for the file argv[2] to
-/// exist (so that all of them hold a slot before any command clock runs),
-/// then sends one byte a second.
+/// A client, as `user`, that connects; once greeted (it holds a slot) it
+/// says so with a file in the directory argv[3]; it waits for the file
+/// argv[2] to exist (so that all of them hold a slot before any command
+/// clock runs), then sends one byte a second.
 const TRICKLE: &str = r#"
 import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 s.settimeout(60)
+greeting = s.recv(64)
+if greeting.startswith(b"Click::ControlSocket/1.3"):
+    open(os.path.join(sys.argv[3], str(os.getpid())), "w").close()
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.05)
 got = b""
@@ -377,6 +381,9 @@ fn clients_trickling_bytes_cannot_lock_the_owner_out_of_the_rollback() {
         ],
     );
     let go = r.dir.join("go");
+    let ready = r.dir.join("ready");
+    std::fs::create_dir(&ready).unwrap();
+    std::fs::set_permissions(&ready, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let trickle = |n: usize| -> Vec<std::process::Child> {
         (0..n)
             .map(|_| {
@@ -384,6 +391,7 @@ fn clients_trickling_bytes_cannot_lock_the_owner_out_of_the_rollback() {
                     .args(["-c", TRICKLE])
                     .arg(&r.socket)
                     .arg(&go)
+                    .arg(&ready)
                     .uid(user.uid)
                     .stdout(std::process::Stdio::piped())
                     .spawn()
@@ -392,8 +400,16 @@ fn clients_trickling_bytes_cannot_lock_the_owner_out_of_the_rollback() {
             .collect()
     };
     let slow = trickle(32);
-    // Every general slot is taken once another user's connection is
-    // refused: wait for that event.
+    // Wait until all 32 were greeted: each holds a general slot.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(&ready).unwrap().count() < 32 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 32 slow clients never all got in"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Another user is refused now: every general slot is taken.
     let refused_as_user = || {
         let out = Command::new(BIN)
             .args(["ctl", "--socket", r.socket.to_str().unwrap(), "read", "sel.switch"])
@@ -402,13 +418,7 @@ fn clients_trickling_bytes_cannot_lock_the_owner_out_of_the_rollback() {
             .unwrap();
         String::from_utf8_lossy(&out.stderr).contains("Too many control connections")
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !refused_as_user() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the 32 slow clients never filled the slots"
-        );
-    }
+    assert!(refused_as_user(), "a 33rd client of another user got in");
     // They all hold a slot: now they trickle.
     std::fs::write(&go, "").unwrap();
     // The operator rolls forward and back while they hold every slot.
