@@ -41,7 +41,7 @@ impl Element for FlowHash {
     fn simple_action(&mut self, batch: &mut Batch) {
         for p in batch.packets_mut() {
             // Folded to 32 bits; 0 means "not stamped", so never 0.
-            let h = crate::canary_switch::flow_hash(p.data());
+            let h = crate::rollback::canary_switch::flow_hash(p.data());
             p.anno.flow_hash = ((h ^ (h >> 32)) as u32).max(1);
         }
     }

@@ -1,4 +1,4 @@
-use crate::source::SourceCore;
+use crate::standard::source::SourceCore;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

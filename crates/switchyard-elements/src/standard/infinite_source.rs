@@ -1,4 +1,4 @@
-use crate::source::SourceCore;
+use crate::standard::source::SourceCore;
 use switchyard_core::{
     documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
 };
