@@ -193,6 +193,21 @@ impl Client {
         Ok(String::from_utf8_lossy(&r.data.unwrap_or_default()).into_owned())
     }
 
+    /// Reads with a parameter, sent with READDATA so that any text goes as is.
+    pub fn read_param(&mut self, handler: &str, param: &str) -> Result<String, ClientError> {
+        if param.is_empty() {
+            return self.read(handler);
+        }
+        self.send_raw(format!("READDATA {handler} {}\r\n", param.len()).as_bytes())?;
+        self.send_raw(param.as_bytes())?;
+        let r = self.reply(true)?;
+        if r.is_ok() {
+            Ok(String::from_utf8_lossy(&r.data.unwrap_or_default()).into_owned())
+        } else {
+            Err(ClientError::Reply(r))
+        }
+    }
+
     /// Writes with WRITEDATA, so any value (newlines included) goes as is.
     pub fn write(&mut self, handler: &str, value: &str) -> Result<(), ClientError> {
         self.send_raw(format!("WRITEDATA {handler} {}\r\n", value.len()).as_bytes())?;

@@ -67,6 +67,10 @@ fn handler_error(e: HandlerError) -> Reply {
             code::HANDLER_ERROR,
             vec![format!("Write handler '{handler}' error:"), message],
         ),
+        HandlerError::ReadFailed { handler, message } => Reply::multi(
+            code::HANDLER_ERROR,
+            vec![format!("Read handler '{handler}' error:"), message],
+        ),
     }
 }
 
@@ -603,9 +607,7 @@ impl Control {
             Ok(h) if write && h.write.is_none() => {
                 Reply::new(code::NO_HANDLER, format!("Handler '{name}' not writable"))
             }
-            Ok(h) if !write && h.read.is_none() => {
-                Reply::new(code::NO_HANDLER, format!("Handler '{name}' not readable"))
-            }
+            Ok(h) if !write && !h.readable() => Reply::new(code::NO_HANDLER, format!("Handler '{name}' not readable")),
             Ok(_) => Reply::new(
                 code::OK,
                 format!("{} handler '{name}' OK", if write { "Write" } else { "Read" }),
@@ -621,13 +623,10 @@ impl Control {
             Request::Read { handler, .. } | Request::ReadData { handler, .. } | Request::ReadUntil { handler, .. } => {
                 let param = param_of(req).unwrap_or(payload);
                 if !param.trim().is_empty() {
-                    return Reply::multi(
-                        code::HANDLER_ERROR,
-                        vec![
-                            format!("Read handler '{handler}' error:"),
-                            "this handler takes no parameters".into(),
-                        ],
-                    );
+                    return match self.table().read_with(handler, param) {
+                        Ok(v) => Reply::new(code::OK, format!("Read handler '{handler}' OK")).with_data(v.into_bytes()),
+                        Err(e) => handler_error(e),
+                    };
                 }
                 self.read(handler)
             }

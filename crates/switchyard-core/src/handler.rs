@@ -10,12 +10,16 @@ use std::sync::Arc;
 
 pub type ReadFn = Arc<dyn Fn() -> String + Send + Sync>;
 pub type WriteFn = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// A read that takes a parameter (`READ rt.lookup 10.0.0.1`).
+pub type ParamReadFn = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Handler {
     pub name: String,
     pub read: Option<ReadFn>,
     pub write: Option<WriteFn>,
+    /// Read with a parameter (Click's read handlers with arguments).
+    pub read_param: Option<ParamReadFn>,
     /// Kept across restarts and reloads (switch positions, weights).
     pub persistent: bool,
 }
@@ -26,6 +30,7 @@ impl Handler {
             name: name.to_string(),
             read: Some(Arc::new(f)),
             write: None,
+            read_param: None,
             persistent: false,
         }
     }
@@ -35,6 +40,7 @@ impl Handler {
             name: name.to_string(),
             read: None,
             write: Some(Arc::new(f)),
+            read_param: None,
             persistent: false,
         }
     }
@@ -48,8 +54,33 @@ impl Handler {
             name: name.to_string(),
             read: Some(Arc::new(r)),
             write: Some(Arc::new(w)),
+            read_param: None,
             persistent: false,
         }
+    }
+
+    /// A handler read with a parameter, such as a route table's `lookup`:
+    /// an empty parameter reaches `f` too, which may refuse it.
+    pub fn read_with_param(name: &str, f: impl Fn(&str) -> Result<String, String> + Send + Sync + 'static) -> Handler {
+        Handler {
+            name: name.to_string(),
+            read: None,
+            write: None,
+            read_param: Some(Arc::new(f)),
+            persistent: false,
+        }
+    }
+
+    /// Adds a write side to a handler (for a parameterized read that is
+    /// also writable).
+    pub fn with_write(mut self, w: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) -> Handler {
+        self.write = Some(Arc::new(w));
+        self
+    }
+
+    /// True if the handler can be read, with or without a parameter.
+    pub fn readable(&self) -> bool {
+        self.read.is_some() || self.read_param.is_some()
     }
 
     pub fn persistent(mut self) -> Handler {
@@ -59,7 +90,7 @@ impl Handler {
 
     /// `r`, `w` or `rw`, as Click's `handlers` handler lists them.
     pub fn mode(&self) -> &'static str {
-        match (self.read.is_some(), self.write.is_some()) {
+        match (self.readable(), self.write.is_some()) {
             (true, true) => "rw",
             (true, false) => "r",
             (false, true) => "w",
@@ -90,6 +121,12 @@ pub enum HandlerError {
         handler: String,
         message: String,
     },
+    /// A read failed: a bad parameter, or a parameter given to a handler
+    /// that takes none (520).
+    ReadFailed {
+        handler: String,
+        message: String,
+    },
 }
 
 impl fmt::Display for HandlerError {
@@ -101,6 +138,9 @@ impl fmt::Display for HandlerError {
             HandlerError::NotWritable(h) => write!(f, "Handler '{h}' read-only"),
             HandlerError::Refused { handler, message } => {
                 write!(f, "Write handler '{handler}' error: {message}")
+            }
+            HandlerError::ReadFailed { handler, message } => {
+                write!(f, "Read handler '{handler}' error: {message}")
             }
         }
     }

@@ -31,6 +31,38 @@ pub struct Annotations {
     pub flow_hash: u32,
     /// Paint colour (Click's `Paint`/`PaintSwitch`).
     pub paint: u8,
+    /// How the frame arrived (Click's packet type annotation): one of
+    /// [`HOST`](Annotations::HOST), [`BROADCAST`](Annotations::BROADCAST),
+    /// [`MULTICAST`](Annotations::MULTICAST), [`OTHERHOST`](Annotations::OTHERHOST),
+    /// [`OUTGOING`](Annotations::OUTGOING); set by FromDevice and HostEtherFilter.
+    pub pkt_type: u8,
+    /// Flag bits: [`NET_HEADER`](Annotations::NET_HEADER),
+    /// [`FIX_IP_SRC`](Annotations::FIX_IP_SRC).
+    pub flags: u8,
+    /// Where the network header starts, as an offset into the buffer (not
+    /// the data), so that `Strip` and `EtherEncap` leave it valid; set by
+    /// CheckIPHeader/MarkIPHeader. Meaningful when `NET_HEADER` is set.
+    pub net_off: u16,
+    /// Length of the network header (the IP header with its options).
+    pub net_len: u16,
+    /// Destination IP address annotation (Click's `DST_IP_ANNO`), host
+    /// order: set by GetIPAddress/CheckIPHeader, replaced by a route's
+    /// gateway, read by ARPQuerier.
+    pub dst_ip: u32,
+}
+
+impl Annotations {
+    /// `net_off`/`net_len` hold a network header.
+    pub const NET_HEADER: u8 = 1;
+    /// Click's fix-IP-source annotation: FixIPSrc rewrites the source of
+    /// a packet that carries it (set by ICMPError).
+    pub const FIX_IP_SRC: u8 = 2;
+    /// Packet types, numbered as Linux's `PACKET_*` (and Click's).
+    pub const HOST: u8 = 0;
+    pub const BROADCAST: u8 = 1;
+    pub const MULTICAST: u8 = 2;
+    pub const OTHERHOST: u8 = 3;
+    pub const OUTGOING: u8 = 4;
 }
 
 /// A packet: data in a shared buffer and its annotations.
@@ -176,6 +208,47 @@ impl Packet {
         self.buf = Some(fresh);
     }
 
+    /// The buffer offset of the first data byte.
+    #[inline]
+    pub fn head(&self) -> usize {
+        self.head as usize
+    }
+
+    /// Marks the network header: it starts `offset` bytes into the data
+    /// and is `len` bytes long (Click's `set_network_header`).
+    #[inline]
+    pub fn set_network_header(&mut self, offset: usize, len: usize) {
+        self.anno.net_off = (self.head as usize + offset).min(u16::MAX as usize) as u16;
+        self.anno.net_len = len.min(u16::MAX as usize) as u16;
+        self.anno.flags |= Annotations::NET_HEADER;
+    }
+
+    /// Where the network header starts relative to the data, if one is
+    /// marked and still inside the data (a `Strip` past it unmarks it in
+    /// effect).
+    #[inline]
+    pub fn network_offset(&self) -> Option<usize> {
+        if self.anno.flags & Annotations::NET_HEADER == 0 {
+            return None;
+        }
+        let off = (self.anno.net_off as usize).checked_sub(self.head as usize)?;
+        (off <= self.len as usize).then_some(off)
+    }
+
+    /// The bytes from the network header to the end of the data.
+    #[inline]
+    pub fn network_header(&self) -> Option<&[u8]> {
+        let off = self.network_offset()?;
+        Some(&self.data()[off..])
+    }
+
+    /// Writable bytes from the network header on (copied first if shared).
+    #[inline]
+    pub fn network_header_mut(&mut self) -> Option<&mut [u8]> {
+        let off = self.network_offset()?;
+        Some(&mut self.data_mut()[off..])
+    }
+
     /// Removes `n` bytes from the front (clamped to the length).
     pub fn pull(&mut self, n: usize) {
         let n = n.min(self.len as usize) as u32;
@@ -195,6 +268,9 @@ impl Packet {
             let mut fresh = Packet::with_len(self.len as usize + n);
             fresh.data_mut()[n..].copy_from_slice(self.data());
             fresh.anno = self.anno;
+            // The network header moves with the data.
+            let moved = (fresh.head as usize + n) as isize - self.head as isize;
+            fresh.anno.net_off = (self.anno.net_off as isize + moved).clamp(0, u16::MAX as isize) as u16;
             *self = fresh;
             return;
         }
@@ -470,6 +546,22 @@ mod tests {
         assert_eq!(p.len(), 4 + HEADROOM + 10);
         p.pull(1000);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn network_header_survives_strip_and_encap() {
+        let mut p = Packet::from_data(&[0xee; 34]);
+        p.set_network_header(14, 20);
+        assert_eq!(p.network_offset(), Some(14));
+        p.pull(14);
+        assert_eq!(p.network_offset(), Some(0));
+        assert_eq!(p.network_header().unwrap().len(), 20);
+        p.push_front(14);
+        assert_eq!(p.network_offset(), Some(14));
+        p.push_front(HEADROOM + 1);
+        assert_eq!(p.network_offset(), Some(14 + HEADROOM + 1));
+        p.pull(HEADROOM + 16);
+        assert_eq!(p.network_offset(), None);
     }
 
     #[test]

@@ -164,12 +164,23 @@ impl HandlerTable {
     }
 
     pub fn read(&self, full: &str) -> Result<String, HandlerError> {
+        self.read_with(full, "")
+    }
+
+    /// Reads `full` with `param` (empty for none). A handler that takes
+    /// no parameter refuses one; one that needs a parameter gets it.
+    pub fn read_with(&self, full: &str, param: &str) -> Result<String, HandlerError> {
         let h = self.find(full)?;
-        let read = h
-            .read
-            .as_ref()
-            .ok_or_else(|| HandlerError::NotReadable(full.to_string()))?;
-        Ok(read())
+        let failed = |message: String| HandlerError::ReadFailed {
+            handler: full.to_string(),
+            message,
+        };
+        match (&h.read, &h.read_param) {
+            (Some(read), _) if param.trim().is_empty() => Ok(read()),
+            (_, Some(read)) => read(param.trim()).map_err(failed),
+            (Some(_), None) => Err(failed("this handler takes no parameters".into())),
+            (None, None) => Err(HandlerError::NotReadable(full.to_string())),
+        }
     }
 
     pub fn write(&self, full: &str, value: &str) -> Result<(), HandlerError> {

@@ -3,10 +3,39 @@
 //! `switchyard elements` prints the same text from [`CLASSES`].
 #![forbid(unsafe_code)]
 
+mod ethernet;
+mod icmp;
+mod ip;
 mod rollback;
 mod standard;
 pub mod util;
+pub mod wire;
 
+pub use ethernet::arp_querier::ARPQuerier;
+pub use ethernet::arp_responder::ARPResponder;
+pub use ethernet::ether_encap::EtherEncap;
+pub use ethernet::ether_rewrite::EtherRewrite;
+pub use ethernet::host_ether_filter::HostEtherFilter;
+pub use icmp::icmp_error::ICMPError;
+pub use icmp::icmp_ping_responder::ICMPPingResponder;
+pub use ip::check_ip_header::CheckIPHeader;
+pub use ip::dec_ip_ttl::DecIPTTL;
+pub use ip::direct_ip_lookup::DirectIPLookup;
+pub use ip::drop_broadcasts::DropBroadcasts;
+pub use ip::fix_ip_src::FixIPSrc;
+pub use ip::get_ip_address::GetIPAddress;
+pub use ip::ip_classifier::IPClassifier;
+pub use ip::ip_filter::IPFilter;
+pub use ip::ip_fragmenter::IPFragmenter;
+pub use ip::ip_gw_options::IPGWOptions;
+pub use ip::ip_print::IPPrint;
+pub use ip::linear_ip_lookup::LinearIPLookup;
+pub use ip::mark_ip_header::MarkIPHeader;
+pub use ip::radix_ip_lookup::RadixIPLookup;
+pub use ip::set_ip_address::SetIPAddress;
+pub use ip::set_ip_checksum::SetIPChecksum;
+pub use ip::set_ip_dscp::SetIPDSCP;
+pub use ip::static_ip_lookup::StaticIPLookup;
 pub use rollback::canary_switch::CanarySwitch;
 pub use rollback::seq_check::SeqCheck;
 pub use rollback::shadow_compare::ShadowCompare;
@@ -16,47 +45,86 @@ pub use standard::counter::Counter;
 pub use standard::delay_unqueue::DelayUnqueue;
 pub use standard::discard::Discard;
 pub use standard::flow_hash::FlowHash;
+pub use standard::hash_switch::HashSwitch;
 pub use standard::idle::Idle;
 pub use standard::infinite_source::InfiniteSource;
 pub use standard::input_switch::InputSwitch;
 pub use standard::paint::Paint;
 pub use standard::paint_switch::PaintSwitch;
+pub use standard::paint_tee::PaintTee;
 pub use standard::print::Print;
 pub use standard::queue::Queue;
+pub use standard::random_switch::RandomSwitch;
 pub use standard::rated_source::RatedSource;
+pub use standard::round_robin_switch::RoundRobinSwitch;
 pub use standard::source::default_frame;
 pub use standard::static_switch::StaticSwitch;
 pub use standard::store_data::StoreData;
+pub use standard::stride_switch::StrideSwitch;
+pub use standard::strip::Strip;
 pub use standard::switch::Switch;
 pub use standard::tee::Tee;
 pub use standard::unqueue::Unqueue;
+pub use standard::unstrip::Unstrip;
 
 use switchyard_core::{ElementClass, Registry};
 
 /// Every standard class, sorted by name. Adding an element is one file
 /// and one line here.
 pub const CLASSES: &[ElementClass] = &[
+    ARPQuerier::CLASS,
+    ARPResponder::CLASS,
     CanarySwitch::CLASS,
+    CheckIPHeader::CLASS,
     Classifier::CLASS,
     Counter::CLASS,
+    DecIPTTL::CLASS,
     DelayUnqueue::CLASS,
+    DirectIPLookup::CLASS,
     Discard::CLASS,
+    DropBroadcasts::CLASS,
+    EtherEncap::CLASS,
+    EtherRewrite::CLASS,
+    FixIPSrc::CLASS,
     FlowHash::CLASS,
+    GetIPAddress::CLASS,
+    HashSwitch::CLASS,
+    HostEtherFilter::CLASS,
+    ICMPError::CLASS,
+    ICMPPingResponder::CLASS,
+    IPClassifier::CLASS,
+    IPFilter::CLASS,
+    IPFragmenter::CLASS,
+    IPGWOptions::CLASS,
+    IPPrint::CLASS,
     Idle::CLASS,
     InfiniteSource::CLASS,
     InputSwitch::CLASS,
+    LinearIPLookup::CLASS,
+    MarkIPHeader::CLASS,
     Paint::CLASS,
     PaintSwitch::CLASS,
+    PaintTee::CLASS,
     Print::CLASS,
     Queue::CLASS,
+    RadixIPLookup::CLASS,
+    RandomSwitch::CLASS,
     RatedSource::CLASS,
+    RoundRobinSwitch::CLASS,
     SeqCheck::CLASS,
+    SetIPAddress::CLASS,
+    SetIPChecksum::CLASS,
+    SetIPDSCP::CLASS,
     ShadowCompare::CLASS,
+    StaticIPLookup::CLASS,
     StaticSwitch::CLASS,
     StoreData::CLASS,
+    StrideSwitch::CLASS,
+    Strip::CLASS,
     Switch::CLASS,
     Tee::CLASS,
     Unqueue::CLASS,
+    Unstrip::CLASS,
     Watchdog::CLASS,
 ];
 

@@ -145,8 +145,13 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum Ctl {
-    /// Print a handler's value (`sel.switch`, `out.count`, `list`...).
-    Read { handler: String },
+    /// Print a handler's value (`sel.switch`, `out.count`, `list`...), or
+    /// read it with a parameter (`rt.lookup 10.0.0.1`).
+    Read {
+        handler: String,
+        /// The read's parameter; several words are joined with spaces.
+        param: Vec<String>,
+    },
     /// Write a value to a handler (`sel.switch 1`).
     Write {
         handler: String,

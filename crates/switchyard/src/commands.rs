@@ -543,7 +543,7 @@ fn ctl(
             .map_err(|e| runtime(format!("switchyard ctl: {e}")))?;
     }
     match action {
-        Ctl::Read { handler } => println_value(&c.read(&handler).map_err(ctl_error)?),
+        Ctl::Read { handler, param } => println_value(&c.read_param(&handler, &param.join(" ")).map_err(ctl_error)?),
         Ctl::Write {
             handler,
             value,
