@@ -22,6 +22,10 @@ pub struct Handler {
     pub read_param: Option<ParamReadFn>,
     /// Kept across restarts and reloads (switch positions, weights).
     pub persistent: bool,
+    /// A write here changes the persistent value of this other handler of
+    /// the same element, which is what the state file keeps: a route
+    /// table's `add` and `remove` change `table`.
+    pub persists_as: Option<String>,
 }
 
 impl Handler {
@@ -32,6 +36,7 @@ impl Handler {
             write: None,
             read_param: None,
             persistent: false,
+            persists_as: None,
         }
     }
 
@@ -42,6 +47,7 @@ impl Handler {
             write: Some(Arc::new(f)),
             read_param: None,
             persistent: false,
+            persists_as: None,
         }
     }
 
@@ -56,6 +62,7 @@ impl Handler {
             write: Some(Arc::new(w)),
             read_param: None,
             persistent: false,
+            persists_as: None,
         }
     }
 
@@ -68,6 +75,7 @@ impl Handler {
             write: None,
             read_param: Some(Arc::new(f)),
             persistent: false,
+            persists_as: None,
         }
     }
 
@@ -81,6 +89,14 @@ impl Handler {
     /// True if the handler can be read, with or without a parameter.
     pub fn readable(&self) -> bool {
         self.read.is_some() || self.read_param.is_some()
+    }
+
+    /// Marks a write handler whose effect is kept by persisting `other`
+    /// (a persistent read-write handler of the same element) after each
+    /// accepted write.
+    pub fn persists_as(mut self, other: &str) -> Handler {
+        self.persists_as = Some(other.to_string());
+        self
     }
 
     pub fn persistent(mut self) -> Handler {

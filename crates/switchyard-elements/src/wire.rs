@@ -115,7 +115,7 @@ pub fn update32(check: u16, old: u32, new: u32) -> u16 {
 /// Why bytes are not a usable IPv4 header (Click's CheckIPHeader reasons).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpError {
-    /// Shorter than 20 bytes, or than its header length.
+    /// Shorter than 20 bytes.
     TooShort,
     /// Version is not 4.
     BadVersion,
@@ -156,9 +156,9 @@ impl<'a> Ipv4<'a> {
         if hl < ip::MIN_LEN {
             return Err(IpError::BadHeaderLen);
         }
-        if hl > b.len() {
-            return Err(IpError::TooShort);
-        }
+        // A header longer than the packet fails here too (Click's order
+        // and reasons): the total length cannot both cover the header and
+        // stay inside the packet.
         let total = usize::from(be16(b, ip::LEN));
         if total < hl || total > b.len() {
             return Err(IpError::BadLength);
@@ -224,6 +224,14 @@ impl<'a> Ipv4<'a> {
     pub fn checksum_ok(&self) -> bool {
         checksum(self.header()) == 0
     }
+}
+
+/// Where a packet's IP header starts in its data: at the network header
+/// annotation when one is marked, else at the data start (as Click's
+/// elements that expect an IP packet read it).
+#[inline]
+pub fn ip_offset(p: &switchyard_core::Packet) -> usize {
+    p.network_offset().unwrap_or(0)
 }
 
 /// Recomputes the header checksum of the IPv4 header at the start of
@@ -491,7 +499,7 @@ pub mod tests {
         assert_eq!(Ipv4::new_checked(&ihl).err(), Some(IpError::BadHeaderLen));
         let mut opts = good.clone();
         opts[0] = 0x4f; // 60-byte header in a 28-byte packet
-        assert_eq!(Ipv4::new_checked(&opts).err(), Some(IpError::TooShort));
+        assert_eq!(Ipv4::new_checked(&opts).err(), Some(IpError::BadLength));
         let mut long = good.clone();
         put16(&mut long, ip::LEN, 1000);
         assert_eq!(Ipv4::new_checked(&long).err(), Some(IpError::BadLength));
