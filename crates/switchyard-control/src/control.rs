@@ -459,9 +459,20 @@ impl Control {
         // a write is never applied to a table that is being replaced.
         let table = self.table();
         let found = table.find(handler);
-        let old = found.as_ref().ok().and_then(|h| h.read.as_ref()).map(|r| r());
-        let persistent = found.as_ref().is_ok_and(|h| h.persistent);
-        let current = saved.handlers.get(handler).map_or(0, |s| s.generation);
+        // A write whose effect another handler keeps (a route table's
+        // `add` changes `table`): that one is read for the undo, carries
+        // the generation, and is what the state file saves.
+        let kept = match found.as_ref().ok().and_then(|h| h.persists_as.as_deref()) {
+            Some(other) => match handler.rsplit_once('.') {
+                Some((element, _)) => format!("{element}.{other}"),
+                None => other.to_string(),
+            },
+            None => handler.to_string(),
+        };
+        let kept_handler = if kept == handler { found.clone().ok() } else { table.find(&kept).ok() };
+        let old = kept_handler.as_ref().and_then(|h| h.read.as_ref()).map(|r| r());
+        let persistent = kept_handler.as_ref().is_some_and(|h| h.persistent);
+        let current = saved.handlers.get(&kept).map_or(0, |s| s.generation);
 
         let outcome: Result<Option<u64>, Reply> = (|| {
             if let Some(exp) = expected {
@@ -490,7 +501,7 @@ impl Control {
                 // Put the old value back: what was not made durable must
                 // not stay in production.
                 if let Some(old) = &old {
-                    if let Err(e) = table.write(handler, old) {
+                    if let Err(e) = table.write(&kept, old) {
                         tracing::error!(handler, error = %e, "could not undo a write");
                     }
                 }
@@ -509,7 +520,7 @@ impl Control {
                 Some(g) => g,
                 None => return Err(undo(format!("not applied: generation {floor} has no successor"))),
             };
-            let now = table.read(handler).unwrap_or_else(|_| value.trim().to_string());
+            let now = table.read(&kept).unwrap_or_else(|_| value.trim().to_string());
             let entry = Saved { value: now, generation };
             if let Some(state) = self.state.as_ref().filter(|s| s.wants_compaction()) {
                 // Long, or damaged by an earlier failure: a compaction of
@@ -519,7 +530,7 @@ impl Control {
                 }
             }
             let mark = match &self.state {
-                Some(state) => match state.record(handler, &entry) {
+                Some(state) => match state.record(&kept, &entry) {
                     Ok(m) => Some(m),
                     Err(e) => {
                         tracing::error!(path = %state.path().display(), error = %e, "state journal not written");
@@ -547,7 +558,7 @@ impl Control {
                     return Err(undo(format!("not applied: the audit log could not record it: {e}")));
                 }
             }
-            saved.handlers.insert(handler.to_string(), entry);
+            saved.handlers.insert(kept.clone(), entry);
             saved.floor = generation;
             Ok(Some(generation))
         })();
