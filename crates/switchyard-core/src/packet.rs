@@ -39,6 +39,10 @@ pub struct Annotations {
     /// Flag bits: [`NET_HEADER`](Annotations::NET_HEADER),
     /// [`FIX_IP_SRC`](Annotations::FIX_IP_SRC).
     pub flags: u8,
+    /// Click's ICMP parameter-problem annotation: the offset, from the
+    /// start of the IP header, of the byte a parameter problem is about;
+    /// set by IPGWOptions, read by ICMPError (type 12, code 0).
+    pub param_off: u8,
     /// Where the network header starts, as an offset into the buffer (not
     /// the data), so that `Strip` and `EtherEncap` leave it valid; set by
     /// CheckIPHeader/MarkIPHeader. Meaningful when `NET_HEADER` is set.
