@@ -1,28 +1,155 @@
-use switchyard_core::{documented, Args, Element, ElementClass};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use switchyard_core::{documented, downcast, Annotations, Args, Batch, Context, Element, ElementClass, Handler};
 
 documented! {
-    /// Not implemented yet.
+    /// Drops packets that arrived as link-level broadcast or multicast
+    /// (Click's DropBroadcasts): a router must not forward them. It reads
+    /// the packet type annotation that FromDevice or HostEtherFilter set;
+    /// packets of type BROADCAST or MULTICAST go to output 1 if there is
+    /// one, else are dropped.
     ///
     /// # Ports
+    /// One input; one or two outputs. Input and output 0 agnostic, output
+    /// 1 push.
+    ///
     /// # Arguments
+    /// None.
+    ///
     /// # Handlers
+    /// - `drops` (read): packets dropped (or sent to output 1).
+    ///
     /// # Example
-    pub struct DropBroadcasts {}
+    /// ```text
+    /// rt[1] -> DropBroadcasts -> PaintTee(1) -> IPGWOptions(10.0.0.1) -> ...;
+    /// ```
+    pub struct DropBroadcasts {
+        drops: Arc<AtomicU64>,
+    }
 }
 
 impl DropBroadcasts {
     pub const CLASS: ElementClass = ElementClass {
         name: "DropBroadcasts",
-        ports: "1/1",
-        processing: "a/a",
+        ports: "1/1-2",
+        processing: "a/ah",
         doc: DropBroadcasts::DOC,
         factory: DropBroadcasts::make,
     };
 
-    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        args.error(None, "DropBroadcasts: not implemented yet");
-        None
+    fn make(_: &mut Args) -> Option<Box<dyn Element>> {
+        Some(Box::new(DropBroadcasts {
+            drops: Arc::new(AtomicU64::new(0)),
+        }))
+    }
+
+    /// Takes the broadcasts out of `batch`: returned when `keep` (for
+    /// output 1), dropped otherwise.
+    fn filter(&mut self, batch: &mut Batch, keep: bool) -> Option<Batch> {
+        let link_broadcast = |p: &switchyard_core::Packet| {
+            p.anno.pkt_type == Annotations::BROADCAST || p.anno.pkt_type == Annotations::MULTICAST
+        };
+        let n = batch.iter().filter(|p| link_broadcast(p)).count();
+        if n == 0 {
+            return None;
+        }
+        self.drops.fetch_add(n as u64, Relaxed);
+        if !keep {
+            batch.retain(|p| !link_broadcast(p));
+            return None;
+        }
+        let mut kept = Batch::new();
+        let mut out = Batch::new();
+        for p in batch.drain() {
+            if link_broadcast(&p) {
+                out.push(p);
+            } else {
+                kept.push(p);
+            }
+        }
+        std::mem::swap(batch, &mut kept);
+        Some(out)
     }
 }
 
-impl Element for DropBroadcasts {}
+impl Element for DropBroadcasts {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<DropBroadcasts>(old) {
+            self.drops = old.drops;
+        }
+    }
+
+    fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
+        if let Some(out) = self.filter(&mut batch, cx.noutputs() > 1) {
+            cx.push(1, out);
+        }
+        if !batch.is_empty() {
+            cx.push(0, batch);
+        }
+    }
+
+    fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
+        let mut batch = cx.pull(0)?;
+        if let Some(out) = self.filter(&mut batch, cx.noutputs() > 1) {
+            cx.push(1, out);
+        }
+        Some(batch)
+    }
+
+    fn handlers(&self) -> Vec<Handler> {
+        let drops = self.drops.clone();
+        vec![Handler::read_only("drops", move || drops.load(Relaxed).to_string())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::{Harness, Packet};
+
+    fn batch(types: &[u8]) -> Batch {
+        let mut b = Batch::new();
+        for (i, &t) in types.iter().enumerate() {
+            let mut p = Packet::from_data(&[i as u8]);
+            p.anno.pkt_type = t;
+            b.push(p);
+        }
+        b
+    }
+
+    fn ids(batches: Vec<Batch>) -> Vec<u8> {
+        batches.iter().flat_map(|b| b.iter().map(|p| p.data()[0])).collect()
+    }
+
+    const TYPES: [u8; 5] = [
+        Annotations::HOST,
+        Annotations::BROADCAST,
+        Annotations::OTHERHOST,
+        Annotations::MULTICAST,
+        Annotations::OUTGOING,
+    ];
+
+    #[test]
+    fn drops_link_broadcasts_and_counts_them() {
+        let e = DropBroadcasts::make(&mut Args::parse_str("d", "")).unwrap();
+        let drops = e.handlers().remove(0);
+        let mut h = Harness::new(e, 1, 1);
+        h.push(0, batch(&TYPES));
+        assert_eq!(ids(h.take(0)), vec![0, 2, 4]);
+        h.push(0, batch(&[Annotations::HOST; 3]));
+        assert_eq!(h.count(0), 3);
+        assert_eq!((drops.read.as_ref().unwrap())(), "2");
+    }
+
+    #[test]
+    fn second_output_gets_the_broadcasts() {
+        let e = DropBroadcasts::make(&mut Args::parse_str("d", "")).unwrap();
+        let mut h = Harness::new(e, 1, 2);
+        h.push(0, batch(&TYPES));
+        assert_eq!(ids(h.take(0)), vec![0, 2, 4]);
+        assert_eq!(ids(h.take(1)), vec![1, 3]);
+        h.push(0, batch(&[Annotations::BROADCAST]));
+        assert!(h.take(0).is_empty());
+        assert_eq!(h.count(1), 1);
+    }
+}

@@ -1,13 +1,49 @@
-use switchyard_core::{documented, Args, Element, ElementClass};
+use crate::wire::{be32, ip};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler};
 
 documented! {
-    /// Not implemented yet.
+    /// Sets the destination IP address annotation from packet bytes
+    /// (Click's GetIPAddress): the 4 bytes at OFFSET (16 for the
+    /// destination of an IP packet at the data start), or, with `IP src`
+    /// or `IP dst`, the source or destination of the marked network
+    /// header. Route lookups and ARPQuerier read the annotation.
+    ///
+    /// A packet too short for the 4 bytes, or with no marked network
+    /// header (or one shorter than 20 bytes) for `IP`, is dropped and
+    /// counted, where Click would read past it. Click's `ANNO` argument
+    /// (another annotation) is not supported: Switchyard has one
+    /// destination address annotation.
     ///
     /// # Ports
+    /// One input, one output; agnostic.
+    ///
     /// # Arguments
+    /// - `OFFSET` (positional): where the address starts in the packet.
+    /// - `IP`: `src` or `dst`, instead of OFFSET.
+    ///
+    /// Exactly one of OFFSET and IP must be given.
+    ///
     /// # Handlers
+    /// - `drops` (read): packets dropped as too short (Switchyard's).
+    ///
     /// # Example
-    pub struct GetIPAddress {}
+    /// ```text
+    /// Strip(14) -> GetIPAddress(16) -> rt :: StaticIPLookup(...);
+    /// CheckIPHeader -> GetIPAddress(IP dst) -> ...;
+    /// ```
+    pub struct GetIPAddress {
+        from: Source,
+        drops: Arc<AtomicU64>,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Source {
+    Offset(usize),
+    /// A field offset within the network header.
+    Header(usize),
 }
 
 impl GetIPAddress {
@@ -20,9 +56,150 @@ impl GetIPAddress {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        args.error(None, "GetIPAddress: not implemented yet");
-        None
+        let offset = args.read_p::<usize>("OFFSET");
+        let word = args.read::<String>("IP");
+        if args.has_errors() {
+            return None;
+        }
+        let from = match (offset, word.as_deref()) {
+            (Some(o), None) => Source::Offset(o),
+            (None, Some("src")) => Source::Header(ip::SRC),
+            (None, Some("dst")) => Source::Header(ip::DST),
+            (None, Some(other)) => {
+                args.error(
+                    Some(args.span_of("IP")),
+                    format!("IP: expected 'src' or 'dst', found '{other}'"),
+                );
+                return None;
+            }
+            _ => {
+                args.error(None, "set one of OFFSET, IP");
+                return None;
+            }
+        };
+        Some(Box::new(GetIPAddress {
+            from,
+            drops: Arc::new(AtomicU64::new(0)),
+        }))
     }
 }
 
-impl Element for GetIPAddress {}
+impl Element for GetIPAddress {
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<GetIPAddress>(old) {
+            self.drops = old.drops;
+        }
+    }
+
+    fn simple_action(&mut self, batch: &mut Batch) {
+        let from = self.from;
+        let before = batch.len();
+        batch.retain(|p| {
+            let bytes = match from {
+                Source::Offset(o) => o.checked_add(4).and_then(|end| p.data().get(o..end)),
+                Source::Header(field) => p
+                    .network_header()
+                    .filter(|h| h.len() >= ip::MIN_LEN)
+                    .map(|h| &h[field..field + 4]),
+            };
+            match bytes {
+                Some(b) => {
+                    p.anno.dst_ip = be32(b, 0);
+                    true
+                }
+                None => false,
+            }
+        });
+        let dropped = before - batch.len();
+        if dropped > 0 {
+            self.drops.fetch_add(dropped as u64, Relaxed);
+        }
+    }
+
+    fn handlers(&self) -> Vec<Handler> {
+        let drops = self.drops.clone();
+        vec![Handler::read_only("drops", move || drops.load(Relaxed).to_string())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tests::ipv4_packet;
+    use switchyard_core::{Harness, Packet};
+
+    fn run(config: &str, packets: Vec<Packet>) -> (Vec<Packet>, String) {
+        let mut args = Args::parse_str("g :: GetIPAddress", config);
+        let e = GetIPAddress::make(&mut args).unwrap();
+        args.complete().unwrap();
+        let drops = e.handlers().remove(0);
+        let mut h = Harness::new(e, 1, 1);
+        let mut b = Batch::new();
+        b.extend(packets);
+        h.push(0, b);
+        let out = h
+            .take(0)
+            .into_iter()
+            .flat_map(|mut b| b.drain().collect::<Vec<_>>())
+            .collect();
+        (out, (drops.read.as_ref().unwrap())())
+    }
+
+    fn ip() -> Vec<u8> {
+        ipv4_packet([10, 0, 0, 1], [192, 168, 7, 9], 17, 64, 8)
+    }
+
+    #[test]
+    fn copies_the_address_at_offset_in_host_order() {
+        let (out, drops) = run("16", vec![Packet::from_data(&ip())]);
+        assert_eq!(out[0].anno.dst_ip, 0xc0a8_0709);
+        assert_eq!(drops, "0");
+        let (out, _) = run("OFFSET 12", vec![Packet::from_data(&ip())]);
+        assert_eq!(out[0].anno.dst_ip, 0x0a00_0001);
+    }
+
+    #[test]
+    fn ip_src_and_dst_read_the_network_header() {
+        let mut frame = vec![0u8; 14];
+        frame.extend_from_slice(&ip());
+        let mut p = Packet::from_data(&frame);
+        p.set_network_header(14, 20);
+        let (out, _) = run("IP dst", vec![p]);
+        assert_eq!(out[0].anno.dst_ip, 0xc0a8_0709);
+        let mut p = Packet::from_data(&frame);
+        p.set_network_header(14, 20);
+        let (out, _) = run("IP src", vec![p]);
+        assert_eq!(out[0].anno.dst_ip, 0x0a00_0001);
+    }
+
+    #[test]
+    fn short_packets_and_missing_headers_are_dropped() {
+        let (out, drops) = run(
+            "16",
+            vec![
+                Packet::from_data(&ip()[..19]),
+                Packet::from_data(&[1, 2, 3]),
+                Packet::from_data(&[]),
+            ],
+        );
+        assert!(out.is_empty());
+        assert_eq!(drops, "3");
+        let (out, drops) = run("0", vec![Packet::from_data(&[1, 2, 3])]);
+        assert!(out.is_empty());
+        assert_eq!(drops, "1");
+        let mut marked_short = Packet::from_data(&ip()[..19]);
+        marked_short.set_network_header(0, 19);
+        let (out, drops) = run("IP dst", vec![Packet::from_data(&ip()), marked_short]);
+        assert!(out.is_empty());
+        assert_eq!(drops, "2");
+    }
+
+    #[test]
+    fn exactly_one_of_offset_and_ip() {
+        for config in ["", "16, IP dst", "IP both"] {
+            let mut args = Args::parse_str("g :: GetIPAddress", config);
+            assert!(GetIPAddress::make(&mut args).is_none(), "{config}");
+            assert!(args.complete().is_err());
+        }
+    }
+}

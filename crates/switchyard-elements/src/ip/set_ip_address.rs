@@ -1,13 +1,31 @@
-use switchyard_core::{documented, Args, Element, ElementClass};
+use crate::wire::{parse_ip, IpAddr};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+use switchyard_core::{documented, Args, Batch, Element, ElementClass, Handler};
 
 documented! {
-    /// Not implemented yet.
+    /// Sets every packet's destination IP address annotation to IPADDR
+    /// (Click's SetIPAddress): the next hop ARPQuerier resolves, for a
+    /// path with a single gateway. Click's `ANNO` argument (another
+    /// annotation) is not supported: Switchyard has one destination
+    /// address annotation.
     ///
     /// # Ports
+    /// One input, one output; agnostic.
+    ///
     /// # Arguments
+    /// - `IPADDR` (positional, mandatory): the address.
+    ///
     /// # Handlers
+    /// - `addr` (read/write): IPADDR; a write applies from the next batch.
+    ///
     /// # Example
-    pub struct SetIPAddress {}
+    /// ```text
+    /// ... -> SetIPAddress(10.0.0.1) -> [0]arpq;
+    /// ```
+    pub struct SetIPAddress {
+        addr: Arc<AtomicU32>,
+    }
 }
 
 impl SetIPAddress {
@@ -20,9 +38,67 @@ impl SetIPAddress {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        args.error(None, "SetIPAddress: not implemented yet");
-        None
+        let addr = args.read_mp::<IpAddr>("IPADDR")?;
+        Some(Box::new(SetIPAddress {
+            addr: Arc::new(AtomicU32::new(addr.0)),
+        }))
     }
 }
 
-impl Element for SetIPAddress {}
+impl Element for SetIPAddress {
+    fn simple_action(&mut self, batch: &mut Batch) {
+        let addr = self.addr.load(Relaxed);
+        for p in batch.packets_mut() {
+            p.anno.dst_ip = addr;
+        }
+    }
+
+    fn handlers(&self) -> Vec<Handler> {
+        let (r, w) = (self.addr.clone(), self.addr.clone());
+        vec![Handler::read_write(
+            "addr",
+            move || IpAddr(r.load(Relaxed)).to_string(),
+            move |v| {
+                let a = parse_ip(v.trim()).ok_or_else(|| format!("expected IP address, found '{}'", v.trim()))?;
+                w.store(a, Relaxed);
+                Ok(())
+            },
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::{Harness, Packet};
+
+    #[test]
+    fn sets_the_annotation_and_the_handler_changes_it() {
+        let mut args = Args::parse_str("s :: SetIPAddress", "10.0.0.1");
+        let e = SetIPAddress::make(&mut args).unwrap();
+        args.complete().unwrap();
+        let addr = e.handlers().remove(0);
+        let mut h = Harness::new(e, 1, 1);
+        let mut b = Batch::new();
+        b.push(Packet::from_data(&[]));
+        b.push(Packet::from_data(&[1, 2, 3]));
+        h.push(0, b);
+        assert!(h.take(0)[0].iter().all(|p| p.anno.dst_ip == 0x0a00_0001));
+        assert_eq!((addr.read.as_ref().unwrap())(), "10.0.0.1");
+        (addr.write.as_ref().unwrap())("192.168.1.254").unwrap();
+        assert!((addr.write.as_ref().unwrap())("192.168.1").is_err());
+        let mut b = Batch::new();
+        b.push(Packet::from_data(&[0; 20]));
+        h.push(0, b);
+        assert_eq!(h.take(0)[0].packets()[0].anno.dst_ip, 0xc0a8_01fe);
+    }
+
+    #[test]
+    fn address_is_mandatory_and_checked() {
+        for config in ["", "10.0.0.256", "IPADDR x"] {
+            let mut args = Args::parse_str("s :: SetIPAddress", config);
+            assert!(SetIPAddress::make(&mut args).is_none(), "{config}");
+            assert!(args.complete().is_err());
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub mod queue;
 pub mod random_switch;
 pub mod rated_source;
 pub mod round_robin_switch;
+pub mod scatter;
 pub mod source;
 pub mod static_switch;
 pub mod store_data;

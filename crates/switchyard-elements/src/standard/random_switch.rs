@@ -1,13 +1,65 @@
-use switchyard_core::{documented, Args, Element, ElementClass};
+use super::scatter::Scatter;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass};
 
 documented! {
-    /// Not implemented yet.
+    /// Sends each packet to an output chosen uniformly at random (Click's
+    /// RandomSwitch).
+    ///
+    /// The generator is a xorshift64* per element, seeded from the clock
+    /// and a per-process counter: fast and statistically fine for load
+    /// spreading, not for anything an adversary must not predict.
     ///
     /// # Ports
+    /// One input, one or more outputs; push.
+    ///
     /// # Arguments
+    /// None.
+    ///
     /// # Handlers
+    /// None.
+    ///
     /// # Example
-    pub struct RandomSwitch {}
+    /// ```text
+    /// rs :: RandomSwitch; rs[0] -> q0; rs[1] -> q1;
+    /// ```
+    pub struct RandomSwitch {
+        rng: XorShift,
+        scatter: Scatter,
+    }
+}
+
+/// xorshift64* (Vigna, "An experimental exploration of Marsaglia's
+/// xorshift generators, scrambled", 2016): the high 32 bits of its output
+/// pass BigCrush.
+struct XorShift(u64);
+
+impl XorShift {
+    fn seeded(seed: u64) -> XorShift {
+        // splitmix64 spreads a small or regular seed over all 64 bits; the
+        // state must not be zero.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        XorShift((z ^ (z >> 31)) | 1)
+    }
+
+    #[inline]
+    fn next_u32(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    /// A number below `n`, by multiply-shift (Lemire): the bias is below
+    /// n / 2^32, far under anything a switch could show.
+    #[inline]
+    fn below(&mut self, n: usize) -> usize {
+        ((u64::from(self.next_u32()) * n as u64) >> 32) as usize
+    }
 }
 
 impl RandomSwitch {
@@ -19,10 +71,79 @@ impl RandomSwitch {
         factory: RandomSwitch::make,
     };
 
-    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        args.error(None, "RandomSwitch: not implemented yet");
-        None
+    fn make(_: &mut Args) -> Option<Box<dyn Element>> {
+        static INSTANCE: AtomicU64 = AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = now ^ INSTANCE.fetch_add(1, Relaxed).rotate_left(32);
+        Some(Box::new(RandomSwitch::with_seed(seed)))
+    }
+
+    fn with_seed(seed: u64) -> RandomSwitch {
+        RandomSwitch {
+            rng: XorShift::seeded(seed),
+            scatter: Scatter::new(),
+        }
     }
 }
 
-impl Element for RandomSwitch {}
+impl Element for RandomSwitch {
+    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
+        let n = cx.noutputs();
+        let rng = &mut self.rng;
+        self.scatter.send(batch, cx, |_| rng.below(n));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::{Harness, Packet};
+
+    #[test]
+    fn outputs_are_uniform() {
+        let outputs = 5;
+        let mut h = Harness::new(Box::new(RandomSwitch::with_seed(42)), 1, outputs);
+        let total = 200_000;
+        for _ in 0..total / 250 {
+            let mut b = Batch::new();
+            for _ in 0..250 {
+                b.push(Packet::from_data(&[0; 1]));
+            }
+            h.push(0, b);
+        }
+        let counts: Vec<usize> = (0..outputs).map(|o| h.count(o)).collect();
+        assert_eq!(counts.iter().sum::<usize>(), total);
+        // Chi-square with 4 degrees of freedom: 18.5 is the 0.999 quantile.
+        let expected = (total / outputs) as f64;
+        let chi2: f64 = counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum();
+        assert!(chi2 < 18.5, "{counts:?} chi2 {chi2}");
+    }
+
+    #[test]
+    fn consecutive_choices_are_not_correlated() {
+        // Pairs of successive outputs among 4 are uniform over the 16 pairs.
+        let mut rng = XorShift::seeded(7);
+        let mut pairs = [0usize; 16];
+        let mut prev = rng.below(4);
+        for _ in 0..160_000 {
+            let next = rng.below(4);
+            pairs[prev * 4 + next] += 1;
+            prev = next;
+        }
+        let chi2: f64 = pairs.iter().map(|&c| (c as f64 - 10_000.0).powi(2) / 10_000.0).sum();
+        // 15 degrees of freedom: 37.7 is the 0.999 quantile.
+        assert!(chi2 < 37.7, "{pairs:?}");
+    }
+
+    #[test]
+    fn elements_get_different_seeds() {
+        let make =
+            || switchyard_core::downcast::<RandomSwitch>(RandomSwitch::make(&mut Args::parse_str("r", "")).unwrap());
+        let (mut a, mut b) = (make().unwrap(), make().unwrap());
+        let xa: Vec<u32> = (0..4).map(|_| a.rng.next_u32()).collect();
+        let xb: Vec<u32> = (0..4).map(|_| b.rng.next_u32()).collect();
+        assert_ne!(xa, xb);
+    }
+}

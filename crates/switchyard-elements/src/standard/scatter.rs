@@ -1,0 +1,62 @@
+//! Splitting a batch among a switch's outputs. The switches decide an
+//! output per packet; this module turns those decisions into at most one
+//! batch per output, with scratch space allocated once and reused, and
+//! passes a batch that goes one way entirely on as it is.
+
+use switchyard_core::packet::MAX_BATCH;
+use switchyard_core::{Batch, Context, Packet};
+
+/// An output number that drops the packet.
+pub const DROP: usize = usize::MAX;
+
+/// Reusable per-element scratch for splitting batches.
+pub struct Scatter {
+    choice: Vec<usize>,
+    out: Vec<Option<Batch>>,
+}
+
+impl Scatter {
+    pub fn new() -> Scatter {
+        Scatter {
+            choice: Vec::with_capacity(MAX_BATCH),
+            out: Vec::new(),
+        }
+    }
+
+    /// Sends each packet of `batch` to the output `choose` names for it;
+    /// [`DROP`] or a number past the last output drops it. `choose` is
+    /// called once per packet, in order, so it may keep state (a
+    /// round-robin position).
+    pub fn send(&mut self, mut batch: Batch, cx: &mut Context<'_>, mut choose: impl FnMut(&Packet) -> usize) {
+        let n = cx.noutputs();
+        self.choice.clear();
+        self.choice.extend(batch.iter().map(&mut choose));
+        let Some(&first) = self.choice.first() else {
+            return;
+        };
+        if self.choice.iter().all(|&c| c == first) {
+            if first < n {
+                cx.push(first, batch);
+            }
+            return;
+        }
+        self.out.resize_with(n, || None);
+        for (p, &c) in batch.drain().zip(&self.choice) {
+            if let Some(slot) = self.out.get_mut(c) {
+                slot.get_or_insert_with(Batch::new).push(p);
+            }
+        }
+        drop(batch);
+        for (port, slot) in self.out.iter_mut().enumerate() {
+            if let Some(b) = slot.take() {
+                cx.push(port, b);
+            }
+        }
+    }
+}
+
+impl Default for Scatter {
+    fn default() -> Scatter {
+        Scatter::new()
+    }
+}
