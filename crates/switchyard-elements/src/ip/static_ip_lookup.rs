@@ -1,13 +1,54 @@
-use switchyard_core::{documented, Args, Element, ElementClass};
+use super::route_table::{Linear, RouteCore};
+use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
 
 documented! {
-    /// Not implemented yet.
+    /// A static IPv4 route table: LinearIPLookup whose routes are fixed by
+    /// the configuration, as in Click. Looks up each packet's destination
+    /// IP annotation (set by GetIPAddress or CheckIPHeader), longest prefix
+    /// first, replaces the annotation with the route's gateway if it has
+    /// one, and sends the packet to the route's output. A packet without a
+    /// route is dropped (the first five with a warning).
+    ///
+    /// A lookup may look at every route, so this suits the small tables of
+    /// a router's own interfaces (make-ip-conf.pl's); a run of packets to
+    /// one address reuses the last answer. To change routes at run time,
+    /// use LinearIPLookup or RadixIPLookup, whose writes are persistent; to
+    /// change these, reload a configuration.
     ///
     /// # Ports
+    /// One input, any number of outputs; push. A route to an output the
+    /// element does not have is a configuration error.
+    ///
     /// # Arguments
+    /// - `ROUTE` (positional, any number): `ADDR/MASK [GATEWAY] OUTPUT`.
+    ///   The prefix is `ADDR/LEN`, `ADDR/MASK` (a contiguous mask), a short
+    ///   form such as `10/8`, or a bare address (a /32); address bits beyond
+    ///   the prefix are ignored. `GATEWAY` is an address, or `-`; absent or
+    ///   `0.0.0.0` means none. `0.0.0.0/0` is the default route.
+    ///
     /// # Handlers
+    /// - `table` (read): the routes, one per line as `ADDR/LEN GATEWAY
+    ///   OUTPUT` in tab-aligned columns (`-` for no gateway).
+    /// - `lookup` (read, with an address): `OUTPUT GATEWAY`, or `OUTPUT`
+    ///   for a route without a gateway, or `-1` if no route matches.
+    ///
+    /// Differences from Click: masks must be contiguous; a prefix given
+    /// twice with different gateways or outputs is an error (Click keeps
+    /// the first and warns that it was replaced), while an exact repeat is
+    /// accepted.
+    ///
     /// # Example
-    pub struct StaticIPLookup {}
+    /// ```text
+    /// rt :: StaticIPLookup(1.0.0.1/32 0, 1.0.0.255/32 0,
+    ///                      1.0.0.0/255.255.255.0 1,
+    ///                      2.0.0.0/255.255.255.0 2,
+    ///                      255.255.255.255/32 0.0.0.0 0,
+    ///                      0.0.0.0/0 2.0.0.254 2);
+    /// ... -> CheckIPHeader -> rt;
+    /// ```
+    pub struct StaticIPLookup {
+        core: RouteCore<Linear>,
+    }
 }
 
 impl StaticIPLookup {
@@ -20,9 +61,62 @@ impl StaticIPLookup {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        args.error(None, "StaticIPLookup: not implemented yet");
-        None
+        let core = RouteCore::configure("StaticIPLookup", args)?;
+        Some(Box::new(StaticIPLookup { core }))
     }
 }
 
-impl Element for StaticIPLookup {}
+impl Element for StaticIPLookup {
+    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
+        self.core.initialize(ports.outputs.len())?;
+        Ok(false)
+    }
+
+    fn activate(&mut self) -> Result<(), String> {
+        self.core.activate();
+        Ok(())
+    }
+
+    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
+        self.core.push(batch, cx);
+    }
+
+    fn handlers(&self) -> Vec<Handler> {
+        self.core.handlers(false, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::route_table::tests::{dst_batch, make, read};
+    use super::*;
+    use switchyard_core::Harness;
+
+    /// Routes as make-ip-conf.pl writes them for two interfaces.
+    const IP_CONF: &str = "1.0.0.1/32 0, 1.0.0.255/32 0, 1.0.0.0/32 0, 2.0.0.1/32 0, 2.0.0.255/32 0, \
+        2.0.0.0/32 0, 1.0.0.0/255.255.255.0 1, 2.0.0.0/255.255.255.0 2, 255.255.255.255/32 0.0.0.0 0, \
+        0.0.0.0/32 0";
+
+    #[test]
+    fn make_ip_conf_routes_configure_and_route() {
+        let (e, hs) = make(StaticIPLookup::CLASS, IP_CONF, 3);
+        assert_eq!(read(&hs, "lookup", "1.0.0.7").unwrap(), "1");
+        assert_eq!(read(&hs, "lookup", "2.0.0.255").unwrap(), "0");
+        assert_eq!(read(&hs, "lookup", "3.0.0.1").unwrap(), "-1");
+        let mut h = Harness::new(e, 1, 3);
+        h.push(0, dst_batch(&[[1, 0, 0, 7], [2, 0, 0, 9], [2, 0, 0, 1], [3, 0, 0, 1]]));
+        assert_eq!((h.count(0), h.count(1), h.count(2)), (1, 1, 1));
+    }
+
+    #[test]
+    fn only_table_and_lookup_and_table_is_read_only() {
+        let (_e, hs) = make(StaticIPLookup::CLASS, IP_CONF, 3);
+        let names: Vec<&str> = hs.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["table", "lookup"]);
+        assert!(hs[0].write.is_none() && !hs[0].persistent);
+        let table = read(&hs, "table", "").unwrap();
+        assert_eq!(table.lines().count(), 10);
+        assert_eq!(table.lines().nth(6), Some("1.0.0.0/24\t\t-\t\t1"));
+        assert_eq!(table.lines().nth(8), Some("255.255.255.255/32\t-\t\t0"));
+    }
+}
