@@ -3,7 +3,9 @@
 //! transmit ring that bypasses the qdisc: no system call per frame) and
 //! `pnet` (pnet's datalink channel: one system call per frame; portable).
 
+use crate::offload::RxStats;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::Batch;
 
@@ -82,11 +84,27 @@ pub fn retire(dev: Box<dyn Device>) {
 }
 
 pub fn open(name: &str, method: Method, dir: Direction) -> Result<Box<dyn Device>, String> {
+    open_any(name, method, dir, Arc::default())
+}
+
+/// Opens `name` for receiving; the ring backend counts the offloaded
+/// frames it segments, completes or drops in `stats`.
+pub fn open_receive(
+    name: &str,
+    method: Method,
+    promisc: bool,
+    fanout: Option<(u16, crate::ring::Fanout)>,
+    stats: Arc<RxStats>,
+) -> Result<Box<dyn Device>, String> {
+    open_any(name, method, Direction::Receive { promisc, fanout }, stats)
+}
+
+fn open_any(name: &str, method: Method, dir: Direction, stats: Arc<RxStats>) -> Result<Box<dyn Device>, String> {
     let index = ifindex(name)?;
     match method {
         Method::Ring => match dir {
             Direction::Receive { promisc, fanout } => Ok(Box::new(
-                crate::ring::RxRing::open(index, promisc, fanout).map_err(|e| format!("{name}: {e}"))?,
+                crate::ring::RxRing::open(name, index, promisc, fanout, stats).map_err(|e| format!("{name}: {e}"))?,
             )),
             Direction::Transmit => Ok(Box::new(
                 crate::ring::TxRing::open(index).map_err(|e| format!("{name}: {e}"))?,

@@ -1,4 +1,5 @@
-use crate::device::{check, open, retire, Device, Direction, Method};
+use crate::device::{check, open_receive, retire, Device, Method};
+use crate::offload::RxStats;
 use crate::ring::Fanout;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -22,6 +23,31 @@ documented! {
     /// forwarding off in the router's namespace, or drop them at ingress
     /// after the capture: `tc qdisc add dev IF clsact; tc filter add dev IF
     /// ingress matchall action drop`.
+    ///
+    /// Frames leave FromDevice as they would be on the wire, whatever the
+    /// interface's offload settings (a Switchyard addition: Click forwards
+    /// what the socket gives it). A Linux sender with TSO/GSO (veth's
+    /// default) hands the router TCP super-frames of up to 64 KB, and its
+    /// frames carry unfinished checksums (only the pseudo-header sum);
+    /// turning the router's own offloads off does not change that, the
+    /// sender's do. The `ring` method reads the kernel's description of
+    /// each frame (PACKET_VNET_HDR) and, in software, completes partial
+    /// checksums and splits super-frames (TCP over IPv4 and IPv6, and UDP
+    /// segmentation) into segments of the sender's segment size, with IP
+    /// lengths, IPv4 ids and header checksums, TCP sequence numbers and
+    /// flags, and transport checksums as Linux's own segmentation writes
+    /// them. Frames the ring held only part of, super-frames of another
+    /// GSO type and frames whose offload description does not fit them
+    /// are dropped and counted (a rate-limited warning says so). `pnet`
+    /// cannot see that description and passes such frames unchanged: with
+    /// it, turn off TSO, GSO and checksum offload on the senders (`ethtool
+    /// -K PEER tx off`, which implies TSO off) and GRO on the router's
+    /// interfaces.
+    ///
+    /// Frames the router (or its host) sends out of the interface are
+    /// never received back. The packet-type annotation is set from the
+    /// kernel's packet type (host, broadcast, multicast, other host), as
+    /// in Click; with `pnet` it stays 0 (host).
     ///
     /// The device is opened when the router starts; checking a
     /// configuration (`switchyard check`, a reload) only checks that it
@@ -47,8 +73,22 @@ documented! {
     ///   (round robin) or `cpu`.
     ///
     /// # Handlers
-    /// - `count` (read): frames received.
+    /// - `count` (read): frames received (a segmented super-frame counts
+    ///   as its segments).
     /// - `method` (read): the backend in use.
+    ///
+    /// Switchyard additions, `ring` only (the counts of the software
+    /// offloads above):
+    /// - `gso_segmented` (read): super-frames split into segments.
+    /// - `gso_segments` (read): the segments they became.
+    /// - `gso_dropped` (read): super-frames dropped: a GSO type not
+    ///   segmented here (UFO), or headers not matching it.
+    /// - `csum_completed` (read): frames whose partial checksum was
+    ///   completed.
+    /// - `csum_dropped` (read): partial-checksum frames dropped: checksum
+    ///   offsets outside the frame.
+    /// - `truncated` (read): frames dropped because the ring held only
+    ///   part of them.
     ///
     /// # Example
     /// ```text
@@ -62,6 +102,8 @@ documented! {
         burst: usize,
         dev: Option<Box<dyn Device>>,
         count: Arc<AtomicU64>,
+        /// Shared with the ring, which counts into it.
+        stats: Arc<RxStats>,
         failing: bool,
     }
 }
@@ -113,10 +155,14 @@ impl FromDevice {
             burst,
             dev: None,
             count: Arc::default(),
+            stats: Arc::default(),
             failing: false,
         }))
     }
 }
+
+/// One counter of [`RxStats`], for its handler.
+type StatField = fn(&RxStats) -> &AtomicU64;
 
 pub(crate) fn read_method(args: &mut Args) -> Option<Method> {
     match args.read::<String>("METHOD") {
@@ -148,6 +194,8 @@ impl Element for FromDevice {
                 retire(dev);
             }
             self.count = old.count.clone();
+            // A kept ring counts into the old element's stats: keep them.
+            self.stats = old.stats.clone();
         }
     }
 
@@ -158,13 +206,12 @@ impl Element for FromDevice {
 
     fn activate(&mut self) -> Result<(), String> {
         if self.dev.is_none() {
-            self.dev = Some(open(
+            self.dev = Some(open_receive(
                 &self.name,
                 self.method,
-                Direction::Receive {
-                    promisc: self.promisc,
-                    fanout: self.fanout,
-                },
+                self.promisc,
+                self.fanout,
+                self.stats.clone(),
             )?);
         }
         Ok(())
@@ -211,9 +258,22 @@ impl Element for FromDevice {
     fn handlers(&self) -> Vec<Handler> {
         let c = self.count.clone();
         let m = format!("{:?}", self.method).to_lowercase();
-        vec![
+        let mut v = vec![
             Handler::read_only("count", move || c.load(Relaxed).to_string()),
             Handler::read_only("method", move || m.clone()),
-        ]
+        ];
+        let counters: [(&str, StatField); 6] = [
+            ("gso_segmented", |s| &s.gso_segmented),
+            ("gso_segments", |s| &s.gso_segments),
+            ("gso_dropped", |s| &s.gso_dropped),
+            ("csum_completed", |s| &s.csum_completed),
+            ("csum_dropped", |s| &s.csum_dropped),
+            ("truncated", |s| &s.truncated),
+        ];
+        for (name, field) in counters {
+            let s = self.stats.clone();
+            v.push(Handler::read_only(name, move || field(&s).load(Relaxed).to_string()));
+        }
+        v
     }
 }

@@ -6,6 +6,7 @@
 pub mod device;
 mod from_device;
 mod from_dump;
+pub mod offload;
 pub mod pcap;
 mod pnet_dev;
 pub mod ring;

@@ -7,10 +7,19 @@
 //! mapped memory is shared with the kernel, so every access goes through
 //! volatile reads/writes at offsets checked against the mapping, ordered
 //! by fences as the kernel's packet_mmap documentation prescribes.
+//!
+//! The receive socket asks for PACKET_VNET_HDR, so that each frame comes
+//! with the `virtio_net_hdr` that says whether it is a GSO super-frame or
+//! carries a partial checksum; such frames are segmented or completed
+//! (offload.rs) before they enter the graph, the super-frame read
+//! straight from the ring.
 
+use crate::offload::{self, RateLimited, RxStats, Segmenter, VnetHdr, GSO_NONE, VNET_HDR_LEN};
 use std::io;
+use std::mem::{offset_of, size_of};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, Ordering, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::packet::now_ns;
 use switchyard_core::{Batch, Packet};
@@ -23,7 +32,6 @@ const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_AVAILABLE: u32 = 0;
 const TP_STATUS_SEND_REQUEST: u32 = 1;
 const TP_STATUS_WRONG_FORMAT: u32 = 4;
-const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_FANOUT: libc::c_int = 18;
 
 /// How PACKET_FANOUT spreads frames over the sockets of a group.
@@ -42,10 +50,15 @@ pub enum Fanout {
 const BD_STATUS: usize = 8;
 const BD_NUM_PKTS: usize = 12;
 const BD_FIRST: usize = 16;
-// Offsets in struct tpacket3_hdr.
-const H3_NEXT: usize = 0;
-const H3_SNAPLEN: usize = 12;
-const H3_MAC: usize = 24;
+// Offsets in struct tpacket3_hdr, then in the struct sockaddr_ll the
+// kernel puts after it, at TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
+// (TPACKET3_HDRLEN is that offset plus the sockaddr_ll).
+const H3_NEXT: usize = offset_of!(libc::tpacket3_hdr, tp_next_offset);
+const H3_SNAPLEN: usize = offset_of!(libc::tpacket3_hdr, tp_snaplen);
+const H3_LEN: usize = offset_of!(libc::tpacket3_hdr, tp_len);
+const H3_MAC: usize = offset_of!(libc::tpacket3_hdr, tp_mac);
+const H3_SLL: usize = libc::TPACKET3_HDRLEN - size_of::<libc::sockaddr_ll>();
+const H3_PKTTYPE: usize = H3_SLL + offset_of!(libc::sockaddr_ll, sll_pkttype);
 // struct tpacket2_hdr is 32 bytes (tp_status first, tp_len at 4); a
 // transmitted frame's data starts at TPACKET_ALIGN(32) = 32.
 const H2_LEN: usize = 4;
@@ -141,6 +154,26 @@ impl Mapping {
         Ok(Mapping { ptr: ptr.cast(), len })
     }
 
+    /// Private anonymous memory laid out by a test as the kernel lays out
+    /// a ring.
+    #[cfg(test)]
+    fn anonymous(len: usize) -> Mapping {
+        // SAFETY: a fresh private anonymous mapping, checked against
+        // MAP_FAILED; it aliases nothing. Used by the ring tests below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap: {}", io::Error::last_os_error());
+        Mapping { ptr: ptr.cast(), len }
+    }
+
     /// Volatile read of a u32 at `off` (bounds-checked).
     fn read_u32(&self, off: usize) -> u32 {
         assert!(
@@ -228,6 +261,15 @@ pub struct RxRing {
     block: usize,
     next_pkt: u32,
     offset: usize,
+    /// Frames come with a virtio_net_hdr (PACKET_VNET_HDR was accepted).
+    vnet: bool,
+    /// The next segment to emit of the super-frame at `offset`, when a
+    /// batch filled up in the middle of one: it stays in the ring (its
+    /// block is still ours) and the next call goes on from there.
+    seg_next: usize,
+    device: String,
+    stats: Arc<RxStats>,
+    warn: RateLimited,
 }
 
 const RX_BLOCK_SIZE: usize = 1 << 18;
@@ -235,8 +277,33 @@ const RX_BLOCK_NR: usize = 64;
 const FRAME_SIZE: usize = 2048;
 
 impl RxRing {
-    pub fn open(ifindex: u32, promisc: bool, fanout: Option<(u16, Fanout)>) -> io::Result<RxRing> {
+    /// Opens a receive ring on `device` (index `ifindex`), counting what
+    /// it does about offloaded frames in `stats`.
+    pub fn open(
+        device: &str,
+        ifindex: u32,
+        promisc: bool,
+        fanout: Option<(u16, Fanout)>,
+        stats: Arc<RxStats>,
+    ) -> io::Result<RxRing> {
         let fd = packet_socket(TPACKET_V3)?;
+        let one: libc::c_int = 1;
+        // Before the ring: the kernel refuses it once a ring exists. With
+        // it, GSO super-frames and partial checksums of the senders' stacks
+        // are made wire-correct here, whatever the interfaces' offloads.
+        let vnet = match setsockopt(&fd, libc::PACKET_VNET_HDR, &one, "PACKET_VNET_HDR") {
+            Ok(()) => {
+                tracing::info!(
+                    device,
+                    "GSO super-frames and partial checksums are segmented and completed in software"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(device, error = %e, "no PACKET_VNET_HDR: GSO super-frames and partial checksums pass unmodified; turn off TSO, GSO, GRO and checksum offload on the senders");
+                false
+            }
+        };
         let req = libc::tpacket_req3 {
             tp_block_size: RX_BLOCK_SIZE as u32,
             tp_block_nr: RX_BLOCK_NR as u32,
@@ -247,9 +314,11 @@ impl RxRing {
             tp_feature_req_word: 0,
         };
         setsockopt(&fd, libc::PACKET_RX_RING, &req, "PACKET_RX_RING")?;
-        // Frames this host sends out of the interface are not input.
-        let one: libc::c_int = 1;
-        let _ = setsockopt(&fd, PACKET_IGNORE_OUTGOING, &one, "PACKET_IGNORE_OUTGOING");
+        // Frames this host sends out of the interface are not input. Where
+        // the kernel cannot leave them out, `take` skips them by type.
+        if let Err(e) = setsockopt(&fd, libc::PACKET_IGNORE_OUTGOING, &one, "PACKET_IGNORE_OUTGOING") {
+            tracing::info!(device, error = %e, "outgoing frames are skipped by packet type instead");
+        }
         let map = Mapping::new(&fd, RX_BLOCK_SIZE * RX_BLOCK_NR)?;
         bind(&fd, ifindex)?;
         if let Some((group, mode)) = fanout {
@@ -274,11 +343,103 @@ impl RxRing {
             block: 0,
             next_pkt: 0,
             offset: 0,
+            vnet,
+            seg_next: 0,
+            device: device.to_string(),
+            stats,
+            warn: RateLimited::default(),
         })
     }
 
     fn block_base(&self) -> usize {
         self.block * self.block_size
+    }
+
+    /// Turns the frame at `h` (in the block at `base`) into at most `room`
+    /// packets appended to `batch`: as it is, with its checksum completed,
+    /// or as the segments of a super-frame. Returns how many, and whether
+    /// the frame is done with (false: the batch filled up first).
+    fn take(&mut self, h: usize, base: usize, batch: &mut Batch, room: usize, ts: u64) -> (usize, bool) {
+        let snaplen = self.map.read_u32(h + H3_SNAPLEN) as usize;
+        let len = self.map.read_u32(h + H3_LEN) as usize;
+        let mac = self.map.read_u16(h + H3_MAC) as usize;
+        let lead = libc::TPACKET3_HDRLEN + if self.vnet { VNET_HDR_LEN } else { 0 };
+        // A frame must lie inside its block, after its headers; anything
+        // else is a corrupt ring and is skipped, never read.
+        if mac < lead || h + mac + snaplen > base + self.block_size {
+            return (0, true);
+        }
+        let pkttype = self.map.bytes(h + H3_PKTTYPE, 1)[0];
+        if pkttype == libc::PACKET_OUTGOING {
+            return (0, true);
+        }
+        if snaplen < len {
+            self.stats.truncated.fetch_add(1, Relaxed);
+            warn(
+                &mut self.warn,
+                &self.device,
+                "frame longer than the ring holds: dropped",
+            );
+            return (0, true);
+        }
+        let hdr = if self.vnet {
+            VnetHdr::parse(self.map.bytes(h + mac - VNET_HDR_LEN, VNET_HDR_LEN)).unwrap_or_default()
+        } else {
+            VnetHdr::default()
+        };
+        let data = self.map.bytes(h + mac, snaplen);
+        if hdr.gso_type == GSO_NONE {
+            let mut p = Packet::from_data(data);
+            if hdr.needs_csum() {
+                let (start, off) = (usize::from(hdr.csum_start), usize::from(hdr.csum_offset));
+                if !offload::complete_checksum(p.data_mut(), start, off) {
+                    self.stats.csum_dropped.fetch_add(1, Relaxed);
+                    warn(
+                        &mut self.warn,
+                        &self.device,
+                        "partial checksum outside the frame: dropped",
+                    );
+                    return (0, true);
+                }
+                self.stats.csum_completed.fetch_add(1, Relaxed);
+            }
+            p.anno.timestamp_ns = ts;
+            p.anno.pkt_type = pkttype;
+            batch.push(p);
+            return (1, true);
+        }
+        let seg = match Segmenter::new(data, &hdr) {
+            Ok(seg) => seg,
+            Err(e) => {
+                self.stats.gso_dropped.fetch_add(1, Relaxed);
+                let what = format!("GSO super-frame not segmented ({e}): dropped");
+                warn(&mut self.warn, &self.device, &what);
+                return (0, true);
+            }
+        };
+        let mut n = 0;
+        while self.seg_next < seg.count() {
+            if n == room {
+                return (n, false);
+            }
+            let mut p = seg.packet(self.seg_next);
+            p.anno.timestamp_ns = ts;
+            p.anno.pkt_type = pkttype;
+            batch.push(p);
+            n += 1;
+            self.seg_next += 1;
+        }
+        self.seg_next = 0;
+        self.stats.gso_segmented.fetch_add(1, Relaxed);
+        self.stats.gso_segments.fetch_add(seg.count() as u64, Relaxed);
+        (n, true)
+    }
+}
+
+/// A rate-limited warning about received frames.
+fn warn(limit: &mut RateLimited, device: &str, what: &str) {
+    if let Some(held) = limit.ready() {
+        tracing::warn!(device, similar_since_last = held, "{what}");
     }
 }
 
@@ -301,16 +462,11 @@ impl crate::device::Device for RxRing {
             }
             while self.next_pkt < num && got < max {
                 let h = self.offset;
-                let snaplen = self.map.read_u32(h + H3_SNAPLEN) as usize;
-                let mac = self.map.read_u16(h + H3_MAC) as usize;
                 let next = self.map.read_u32(h + H3_NEXT) as usize;
-                // A frame must lie inside its block; anything else is a
-                // corrupt ring and is skipped, never read.
-                if h + mac + snaplen <= base + self.block_size {
-                    let mut p = Packet::from_data(self.map.bytes(h + mac, snaplen));
-                    p.anno.timestamp_ns = ts;
-                    batch.push(p);
-                    got += 1;
+                let (n, done) = self.take(h, base, batch, max - got, ts);
+                got += n;
+                if !done {
+                    break; // the batch is full; this frame goes on next time
                 }
                 self.next_pkt += 1;
                 if next == 0 || h + next >= base + self.block_size {
@@ -460,5 +616,149 @@ impl crate::device::Device for TxRing {
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         std::thread::sleep(timeout.min(Duration::from_millis(1)));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Device;
+    use crate::offload::tests::{ip_ok, l4_ok, payload, tcp4_super};
+    use crate::offload::{VnetHdr, GSO_UDP};
+    use switchyard_core::packet::Annotations;
+
+    #[test]
+    fn frame_header_offsets_are_the_kernels() {
+        // include/uapi/linux/if_packet.h: tpacket3_hdr is 48 bytes, the
+        // sockaddr_ll follows at TPACKET_ALIGN(48), sll_pkttype is its
+        // 11th byte.
+        assert_eq!((H3_NEXT, H3_SNAPLEN, H3_LEN, H3_MAC), (0, 12, 16, 24));
+        assert_eq!(size_of::<libc::tpacket3_hdr>(), 48);
+        assert_eq!((H3_SLL, H3_PKTTYPE), (48, 58));
+        assert_eq!(libc::PACKET_OUTGOING, Annotations::OUTGOING);
+        assert_eq!(libc::PACKET_BROADCAST, Annotations::BROADCAST);
+        assert_eq!(libc::PACKET_OTHERHOST, Annotations::OTHERHOST);
+    }
+
+    /// Where the kernel put the MAC header in the frames it wrote on this
+    /// machine's kernel (6.18) with PACKET_VNET_HDR: the virtio header
+    /// just before it.
+    const MAC: usize = 92;
+
+    /// A receive ring over anonymous memory, one block filled as the
+    /// kernel fills one: `(pkttype, tp_len, vnet header, frame)` each.
+    fn fake_ring(frames: &[(u8, usize, VnetHdr, Vec<u8>)]) -> (RxRing, Arc<RxStats>) {
+        let block = 1 << 17;
+        let mut map = Mapping::anonymous(2 * block);
+        let mut h = 48;
+        let n = frames.len();
+        for (i, (pkttype, len, vnet, data)) in frames.iter().enumerate() {
+            let next = (MAC + data.len()).next_multiple_of(16);
+            let b = map.bytes_mut(h, next);
+            let last = i + 1 == n;
+            b[0..4].copy_from_slice(&(if last { 0 } else { next as u32 }).to_ne_bytes());
+            b[12..16].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+            b[16..20].copy_from_slice(&(*len as u32).to_ne_bytes());
+            b[24..26].copy_from_slice(&(MAC as u16).to_ne_bytes());
+            b[58] = *pkttype;
+            b[MAC - VNET_HDR_LEN..MAC].copy_from_slice(&vnet.to_bytes());
+            b[MAC..MAC + data.len()].copy_from_slice(data);
+            h += next;
+        }
+        map.write_u32(BD_NUM_PKTS, n as u32);
+        map.write_u32(BD_FIRST, 48);
+        map.write_u32(BD_STATUS, TP_STATUS_USER);
+        let stats = Arc::new(RxStats::default());
+        let fd = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let ring = RxRing {
+            fd,
+            map,
+            block_size: block,
+            block_nr: 2,
+            block: 0,
+            next_pkt: 0,
+            offset: 0,
+            vnet: true,
+            seg_next: 0,
+            device: "test0".into(),
+            stats: stats.clone(),
+            warn: RateLimited::default(),
+        };
+        (ring, stats)
+    }
+
+    #[test]
+    fn ring_frames_come_out_wire_correct_across_small_batches() {
+        let data = payload(5000);
+        let (sup, gso) = tcp4_super(&data, 0x18);
+        let (small, partial) = tcp4_super(&payload(100), 0x18);
+        let partial = VnetHdr {
+            gso_type: 0,
+            gso_size: 0,
+            ..partial
+        };
+        let arp = vec![0xff; 42];
+        let plain = VnetHdr::default();
+        let bad_csum = VnetHdr {
+            csum_start: 200,
+            ..partial
+        };
+        let (ring_frames, stats) = {
+            let frames = vec![
+                (Annotations::BROADCAST, 42, plain, arp.clone()),
+                (Annotations::OUTGOING, small.len(), partial, small.clone()),
+                (Annotations::HOST, small.len() + 10, partial, small.clone()),
+                (Annotations::HOST, small.len(), partial, small.clone()),
+                (Annotations::OTHERHOST, sup.len(), gso, sup.clone()),
+                (
+                    Annotations::HOST,
+                    sup.len(),
+                    VnetHdr {
+                        gso_type: GSO_UDP,
+                        ..gso
+                    },
+                    sup.clone(),
+                ),
+                (Annotations::HOST, small.len(), bad_csum, small.clone()),
+                (Annotations::MULTICAST, 42, plain, arp.clone()),
+            ];
+            let (mut ring, stats) = fake_ring(&frames);
+            let mut out = Vec::new();
+            // Batches of 3: the super-frame's 4 segments span two calls.
+            loop {
+                let mut b = Batch::new();
+                let n = ring.recv(&mut b, 3).unwrap();
+                assert_eq!(n, b.len());
+                assert!(n <= 3);
+                if n == 0 {
+                    break;
+                }
+                out.extend(b.drain().map(|p| (p.anno.pkt_type, p.data().to_vec())));
+            }
+            assert_eq!(ring.map.read_u32(BD_STATUS), TP_STATUS_KERNEL, "block handed back");
+            assert_eq!(ring.block, 1);
+            (out, stats)
+        };
+        let types: Vec<u8> = ring_frames.iter().map(|f| f.0).collect();
+        assert_eq!(
+            types,
+            [1, 0, 3, 3, 3, 3, 2],
+            "outgoing, truncated and bad frames left out"
+        );
+        assert_eq!(ring_frames[0].1, arp);
+        assert!(l4_ok(&ring_frames[1].1[14..]), "partial checksum completed");
+        let mut joined = Vec::new();
+        for (_, s) in &ring_frames[2..6] {
+            assert!(s.len() <= 1514 && ip_ok(&s[14..]) && l4_ok(&s[14..]));
+            joined.extend_from_slice(&s[66..]);
+        }
+        assert_eq!(joined, data);
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+        assert_eq!(get(&stats.truncated), 1);
+        assert_eq!(get(&stats.csum_completed), 1);
+        assert_eq!(get(&stats.csum_dropped), 1);
+        assert_eq!(get(&stats.gso_segmented), 1);
+        assert_eq!(get(&stats.gso_segments), 4);
+        assert_eq!(get(&stats.gso_dropped), 1);
     }
 }
