@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use switchyard_control::client::Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/ip-router.click");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/ip-router.click");
 const MAC0: &str = "02:00:0a:01:00:01";
 const MAC1: &str = "02:00:0a:02:00:01";
 
@@ -75,11 +75,18 @@ impl Net {
             assert!(ip(&["netns", "add", n]));
         }
         for n in &ns {
-            net.sh(n, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1");
+            net.sh(
+                n,
+                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+            );
             assert!(ip(&["-n", n, "link", "set", "lo", "up"]));
         }
-        assert!(ip(&["link", "add", "e0", "netns", &ns[0], "type", "veth", "peer", "name", "r0", "netns", &ns[1]]));
-        assert!(ip(&["link", "add", "r1", "netns", &ns[1], "type", "veth", "peer", "name", "e0", "netns", &ns[2]]));
+        assert!(ip(&[
+            "link", "add", "e0", "netns", &ns[0], "type", "veth", "peer", "name", "r0", "netns", &ns[1]
+        ]));
+        assert!(ip(&[
+            "link", "add", "r1", "netns", &ns[1], "type", "veth", "peer", "name", "e0", "netns", &ns[2]
+        ]));
         assert!(ip(&["-n", &ns[1], "link", "set", "r0", "address", MAC0]));
         assert!(ip(&["-n", &ns[1], "link", "set", "r1", "address", MAC1]));
         for (n, dev) in [(0, "e0"), (1, "r0"), (1, "r1"), (2, "e0")] {
@@ -180,7 +187,10 @@ fn ping_ok(net: &Net, from: &str, dst: &str) {
     let t = text(&o);
     assert!(o.status.success(), "ping {dst} failed:\n{t}");
     assert!(t.contains("3 received"), "ping {dst}:\n{t}");
-    assert!(!t.contains("DUP!"), "duplicate replies (a frame looped back into the router):\n{t}");
+    assert!(
+        !t.contains("DUP!"),
+        "duplicate replies (a frame looped back into the router):\n{t}"
+    );
 }
 
 #[test]
@@ -217,7 +227,10 @@ fn ttl_one_gets_time_exceeded_and_traceroute_sees_the_facing_interface() {
     // hop 2 the destination (port unreachable from h2's kernel).
     let o = net.sh(net.h1(), "traceroute -n -q 1 -w 3 -m 4 10.2.0.2");
     let t = text(&o);
-    let hops: Vec<&str> = t.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).collect();
+    let hops: Vec<&str> = t
+        .lines()
+        .filter(|l| l.trim_start().starts_with(char::is_numeric))
+        .collect();
     assert!(hops.len() >= 2, "traceroute:\n{t}");
     assert!(hops[0].contains("10.1.0.1"), "hop 1 should be 10.1.0.1:\n{t}");
     assert!(hops[1].contains("10.2.0.2"), "hop 2 should be 10.2.0.2:\n{t}");
@@ -293,7 +306,10 @@ fn lowered_mtu_fragments_and_df_gets_fragmentation_needed() {
     // Without DF: the router fragments, h2's kernel reassembles, replies.
     let o = net.sh(net.h1(), "ping -n -c 2 -i 0.2 -W 3 -M dont -s 1200 10.2.0.2");
     let t = text(&o);
-    assert!(o.status.success() && t.contains("2 received"), "fragmented ping failed:\n{t}");
+    assert!(
+        o.status.success() && t.contains("2 received"),
+        "fragmented ping failed:\n{t}"
+    );
     assert!(num(&mut c, "fr1.fragments") >= 4, "router did not fragment");
     // With DF: fragmentation needed, with the MTU, from the router.
     let o = net.sh(net.h1(), "ping -n -c 1 -W 3 -M do -s 1200 10.2.0.2");

@@ -539,3 +539,25 @@ fn reload_reports_removed_elements_that_held_packets() {
     assert!(r.dropped_holding.is_empty(), "an empty queue held nothing: {r:?}");
     router.stop_and_wait();
 }
+
+#[test]
+fn push_cycles_deliver_every_packet_once_around() {
+    // Click's IP router sends ping replies and ICMP errors back into the
+    // route lookup that produced them: the packets must come round, not
+    // be lost because the lookup is still on the call stack.
+    let t = run("InfiniteSource(LIMIT 100000, STOP true) -> ps :: PaintSwitch;
+                 ps[0] -> again :: Counter -> Paint(1) -> ps;
+                 ps[1] -> out :: Counter -> Discard;");
+    assert_eq!(count(&t, "again.count"), 100_000);
+    assert_eq!(count(&t, "out.count"), 100_000);
+}
+
+#[test]
+fn a_cycle_that_never_lets_go_is_bounded_not_a_hang() {
+    // Every batch would circle forever: after the per-push bound the
+    // router drops what circles and goes on, and the source finishes.
+    let t = run("InfiniteSource(LIMIT 10, BURST 1, STOP true) -> c :: Counter; c -> c;");
+    let n = count(&t, "c.count");
+    assert!((10..=10 * 4097).contains(&n), "{n}");
+    assert!(n > 10, "the cycle went round at least once: {n}");
+}

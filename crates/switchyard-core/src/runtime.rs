@@ -175,15 +175,61 @@ struct Runner {
     shared: Arc<Shared>,
     /// Set when a reload wants this thread paused and its elements back.
     yield_req: Arc<AtomicBool>,
+    /// Batches pushed to an element that is on the call stack (a push
+    /// cycle), delivered when it returns; see [`Runner::push`].
+    cycle: CycleState,
 }
+
+/// Push cycles, Click's way without re-entrance: an IP router sends ping
+/// replies and ICMP errors back into the route lookup that produced them
+/// (`rt -> ICMPPingResponder -> rt`). An element cannot be re-entered
+/// (it is borrowed while it runs), so a batch pushed to it meanwhile waits
+/// here and is pushed once the element returns, in arrival order, on the
+/// same stack depth. A graph that cycles packets forever would then spin
+/// rather than overflow the stack as Click does: after
+/// [`CYCLE_LIMIT`] such deliveries within one outermost push, further
+/// ones are dropped and counted.
+#[derive(Default)]
+struct CycleState {
+    waiting: Vec<(usize, usize, Batch)>,
+    depth: u32,
+    delivered: u32,
+    dropped: u64,
+    warned: bool,
+}
+
+/// Deliveries through push cycles allowed per outermost push.
+const CYCLE_LIMIT: u32 = 4096;
 
 impl Runner {
     fn push(&mut self, elem: usize, slot: usize, port: usize, batch: Batch) {
-        // A slot is empty while its element is on the call stack: a push
-        // cycle. The batch is dropped rather than re-entering the element.
-        if let Some(mut e) = self.slots[slot].take() {
+        let Some(mut e) = self.slots[slot].take() else {
+            // The element is on the call stack: deliver after it returns.
+            self.cycle.waiting.push((slot, port, batch));
+            return;
+        };
+        self.cycle.depth += 1;
+        e.push(port, batch, &mut Context { runner: self, elem });
+        while !self.cycle.waiting.is_empty() {
+            let Some(i) = self.cycle.waiting.iter().position(|w| w.0 == slot) else {
+                break;
+            };
+            let (_, port, batch) = self.cycle.waiting.remove(i);
+            if self.cycle.delivered >= CYCLE_LIMIT {
+                self.cycle.dropped += batch.len() as u64;
+                if !self.cycle.warned {
+                    self.cycle.warned = true;
+                    tracing::warn!(limit = CYCLE_LIMIT, "packets circling a push cycle dropped");
+                }
+                continue;
+            }
+            self.cycle.delivered += 1;
             e.push(port, batch, &mut Context { runner: self, elem });
-            self.slots[slot] = Some(e);
+        }
+        self.slots[slot] = Some(e);
+        self.cycle.depth -= 1;
+        if self.cycle.depth == 0 {
+            self.cycle.delivered = 0;
         }
     }
 
@@ -469,6 +515,7 @@ impl Router {
                 noutputs: layout.noutputs.clone(),
                 shared: self.shared.clone(),
                 yield_req: yield_req.clone(),
+                cycle: CycleState::default(),
             };
             let worker = self.spare.pop().unwrap_or_else(|| self.spawn_worker(k));
             let members = reload::members(g, &layout.names);
@@ -731,6 +778,7 @@ impl Harness {
             noutputs: Arc::new((0..n).map(|i| if i == 0 { outputs as u32 } else { 0 }).collect()),
             shared,
             yield_req: Arc::default(),
+            cycle: CycleState::default(),
         };
         Harness { runner, sinks }
     }
