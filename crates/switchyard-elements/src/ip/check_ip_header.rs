@@ -150,7 +150,7 @@ impl CheckIPHeader {
     }
 
     /// Checks one packet; on success marks it and returns None.
-    #[inline]
+    #[inline(always)]
     fn check(&self, p: &mut Packet) -> Option<usize> {
         let data = p.data();
         let Some(b) = data.get(self.offset..) else {

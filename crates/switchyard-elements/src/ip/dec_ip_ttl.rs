@@ -79,7 +79,7 @@ impl DecIPTTL {
         }))
     }
 
-    #[inline]
+    #[inline(always)]
     fn process(&self, p: &mut Packet) -> Verdict {
         let off = wire::ip_offset(p);
         let Some(h) = p.data().get(off..off + ip::MIN_LEN) else {
