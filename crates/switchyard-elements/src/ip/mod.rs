@@ -8,6 +8,7 @@ pub mod drop_broadcasts;
 pub mod fix_ip_src;
 pub mod get_ip_address;
 pub mod ip_classifier;
+pub mod ip_pattern;
 pub mod ip_filter;
 pub mod ip_fragmenter;
 pub mod ip_gw_options;

@@ -1,6 +1,7 @@
 //! Click's standard elements: sources, sinks, queues, switches, tees,
 //! counters and the generic classifier (Click's `elements/standard`).
 
+pub mod classification;
 pub mod classifier;
 pub mod counter;
 pub mod delay_unqueue;
