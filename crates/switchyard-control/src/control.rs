@@ -469,7 +469,11 @@ impl Control {
             },
             None => handler.to_string(),
         };
-        let kept_handler = if kept == handler { found.clone().ok() } else { table.find(&kept).ok() };
+        let kept_handler = if kept == handler {
+            found.clone().ok()
+        } else {
+            table.find(&kept).ok()
+        };
         let old = kept_handler.as_ref().and_then(|h| h.read.as_ref()).map(|r| r());
         let persistent = kept_handler.as_ref().is_some_and(|h| h.persistent);
         let current = saved.handlers.get(&kept).map_or(0, |s| s.generation);
