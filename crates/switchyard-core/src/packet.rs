@@ -171,6 +171,7 @@ impl Packet {
         }
     }
 
+    #[inline]
     fn buf(&self) -> &Arc<[u8]> {
         self.buf.as_ref().expect("packet buffer present until drop")
     }
@@ -183,6 +184,7 @@ impl Packet {
         self.len == 0
     }
 
+    #[inline]
     pub fn data(&self) -> &[u8] {
         let h = self.head as usize;
         &self.buf()[h..h + self.len as usize]
@@ -194,6 +196,7 @@ impl Packet {
     }
 
     /// Writable data; copies the buffer first if it is shared.
+    #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         self.uniqueify();
         let (h, l) = (self.head as usize, self.len as usize);
@@ -281,8 +284,21 @@ impl Packet {
 
     /// Adds `n` bytes at the front, using headroom (copying if needed);
     /// the new bytes are unspecified.
+    #[inline]
     pub fn push_front(&mut self, n: usize) {
         if n > self.head as usize {
+            return self.push_front_copy(n);
+        }
+        self.uniqueify();
+        self.head -= n as u32;
+        self.len += n as u32;
+    }
+
+    /// [`push_front`](Self::push_front) beyond the headroom: a bigger
+    /// buffer.
+    #[cold]
+    fn push_front_copy(&mut self, n: usize) {
+        {
             let mut fresh = Packet::with_len(self.len as usize + n);
             fresh.data_mut()[n..].copy_from_slice(self.data());
             fresh.anno = self.anno;
@@ -290,28 +306,36 @@ impl Packet {
             let moved = (fresh.head as usize + n) as isize - self.head as isize;
             fresh.anno.net_off = (self.anno.net_off as isize + moved).clamp(0, u16::MAX as isize) as u16;
             *self = fresh;
-            return;
         }
-        self.uniqueify();
-        self.head -= n as u32;
-        self.len += n as u32;
     }
 }
 
-/// Copies `src` into `dst` (same length) in fixed 32-byte steps, which
-/// compile to a few vector moves instead of a call to memcpy: most frames
-/// a source makes are 64 bytes.
+/// Copies `src` into `dst` (same length). Frames up to 128 bytes, most
+/// of what sources make, are copied in at most four fixed 32-byte moves
+/// written out (a loop is turned back into a call to memmove, which the
+/// profile showed); longer ones go to memmove, which is good at them.
 #[inline]
 fn copy_small(dst: &mut [u8], src: &[u8]) {
-    let mut d = dst.chunks_exact_mut(32);
-    let mut s = src.chunks_exact(32);
-    for (a, b) in (&mut d).zip(&mut s) {
-        let b: &[u8; 32] = b.try_into().expect("32-byte chunk");
-        a.copy_from_slice(b);
+    if src.len() > 128 {
+        dst.copy_from_slice(src);
+        return;
     }
-    let rest = s.remainder();
-    if !rest.is_empty() {
-        d.into_remainder().copy_from_slice(rest);
+    let (mut d, mut s) = (dst, src);
+    macro_rules! step {
+        () => {
+            if let (Some(a), Some(b)) = (d.first_chunk_mut::<32>(), s.first_chunk::<32>()) {
+                *a = *b;
+                d = &mut d[32..];
+                s = &s[32..];
+            }
+        };
+    }
+    step!();
+    step!();
+    step!();
+    step!();
+    if !s.is_empty() {
+        d.copy_from_slice(s);
     }
 }
 
