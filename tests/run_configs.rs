@@ -561,3 +561,22 @@ fn a_cycle_that_never_lets_go_is_bounded_not_a_hang() {
     assert!((10..=10 * 4097).contains(&n), "{n}");
     assert!(n > 10, "the cycle went round at least once: {n}");
 }
+
+#[test]
+fn a_cycle_that_fans_out_is_bounded_too() {
+    // Each round multiplies the batches waiting for the element on the
+    // stack; the waiting list is bounded, so this ends, and promptly.
+    let t = run(
+        "InfiniteSource(LIMIT 3, BURST 1, STOP true) -> c :: Counter -> t :: Tee(64);
+                 t[0] -> c; t[1] -> c; t[2] -> c; t[3] -> c; t[4] -> c; t[5] -> c; t[6] -> c; t[7] -> c;
+                 t[8] -> c; t[9] -> c; t[10] -> c; t[11] -> c; t[12] -> c; t[13] -> c; t[14] -> c; t[15] -> c;
+                 t[16] -> c; t[17] -> c; t[18] -> c; t[19] -> c; t[20] -> c; t[21] -> c; t[22] -> c; t[23] -> c;
+                 t[24] -> c; t[25] -> c; t[26] -> c; t[27] -> c; t[28] -> c; t[29] -> c; t[30] -> c; t[31] -> c;
+                 t[32] -> c; t[33] -> c; t[34] -> c; t[35] -> c; t[36] -> c; t[37] -> c; t[38] -> c; t[39] -> c;
+                 t[40] -> c; t[41] -> c; t[42] -> c; t[43] -> c; t[44] -> c; t[45] -> c; t[46] -> c; t[47] -> c;
+                 t[48] -> c; t[49] -> c; t[50] -> c; t[51] -> c; t[52] -> c; t[53] -> c; t[54] -> c; t[55] -> c;
+                 t[56] -> c; t[57] -> c; t[58] -> c; t[59] -> c; t[60] -> c; t[61] -> c; t[62] -> c; t[63] -> c;",
+    );
+    let n = count(&t, "c.count");
+    assert!(n > 3 && n <= 3 * (4096 + 1), "{n}");
+}

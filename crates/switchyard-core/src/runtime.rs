@@ -200,12 +200,36 @@ struct CycleState {
 
 /// Deliveries through push cycles allowed per outermost push.
 const CYCLE_LIMIT: u32 = 4096;
+/// Batches that may wait for an element on the call stack at once.
+const CYCLE_WAITING: usize = 1024;
+
+impl CycleState {
+    fn drop(&mut self, batch: Batch) {
+        self.dropped += batch.len() as u64;
+        // Once per thread and then every 2^20 packets: never per packet.
+        if !self.warned || self.dropped.is_power_of_two() && self.dropped >= 1 << 20 {
+            self.warned = true;
+            tracing::warn!(
+                limit = CYCLE_LIMIT,
+                dropped = self.dropped,
+                "packets circling a push cycle dropped"
+            );
+        }
+    }
+}
 
 impl Runner {
     fn push(&mut self, elem: usize, slot: usize, port: usize, batch: Batch) {
         let Some(mut e) = self.slots[slot].take() else {
-            // The element is on the call stack: deliver after it returns.
-            self.cycle.waiting.push((slot, port, batch));
+            // The element is on the call stack: deliver after it returns,
+            // within bounds (a graph can fan a cycle out, `rt -> Tee(1000)
+            // -> rt`, faster than the limit on deliveries would notice).
+            if self.cycle.depth == 0 || self.cycle.delivered >= CYCLE_LIMIT || self.cycle.waiting.len() >= CYCLE_WAITING
+            {
+                self.cycle.drop(batch);
+            } else {
+                self.cycle.waiting.push((slot, port, batch));
+            }
             return;
         };
         self.cycle.depth += 1;
@@ -216,11 +240,7 @@ impl Runner {
             };
             let (_, port, batch) = self.cycle.waiting.remove(i);
             if self.cycle.delivered >= CYCLE_LIMIT {
-                self.cycle.dropped += batch.len() as u64;
-                if !self.cycle.warned {
-                    self.cycle.warned = true;
-                    tracing::warn!(limit = CYCLE_LIMIT, "packets circling a push cycle dropped");
-                }
+                self.cycle.drop(batch);
                 continue;
             }
             self.cycle.delivered += 1;

@@ -69,7 +69,7 @@ impl Default for RateMeter {
 impl SharedRate {
     /// The rate, or 0 when no packet passed for a second.
     pub fn read(&self) -> f64 {
-        let age = self.epoch.elapsed().as_nanos() as u64 - self.updated_ns.load(Relaxed);
+        let age = (self.epoch.elapsed().as_nanos() as u64).saturating_sub(self.updated_ns.load(Relaxed));
         if age > 1_000_000_000 {
             0.0
         } else {

@@ -244,8 +244,11 @@ impl<'a> Segmenter<'a> {
             other => return Err(OffloadError::Unsupported(other)),
         };
         let gso = usize::from(hdr.gso_size);
-        if gso == 0 {
-            return Err(Malformed("GSO size 0"));
+        const MIN_GSO_SIZE: usize = 48;
+        // A tiny segment size would turn one 64 KB frame into tens of
+        // thousands of packets; Linux's TCP never goes below 48 bytes.
+        if gso < MIN_GSO_SIZE {
+            return Err(Malformed("GSO segment size below 48"));
         }
         let mut l3 = ETH_HLEN;
         let mut ethertype = frame
@@ -699,6 +702,9 @@ pub(crate) mod tests {
             Some(OffloadError::Unsupported(9))
         );
         assert!(err(&frame, &VnetHdr { gso_size: 0, ..hdr }).is_some());
+        // One 64 KB frame must not become tens of thousands of packets.
+        assert!(err(&frame, &VnetHdr { gso_size: 47, ..hdr }).is_some());
+        assert!(err(&frame, &VnetHdr { gso_size: 1, ..hdr }).is_some());
         assert!(err(
             &frame,
             &VnetHdr {

@@ -378,7 +378,7 @@ impl RxRing {
             warn(
                 &mut self.warn,
                 &self.device,
-                "frame longer than the ring holds: dropped",
+                format_args!("frame longer than the ring holds: dropped"),
             );
             return (0, true);
         }
@@ -397,7 +397,7 @@ impl RxRing {
                     warn(
                         &mut self.warn,
                         &self.device,
-                        "partial checksum outside the frame: dropped",
+                        format_args!("partial checksum outside the frame: dropped"),
                     );
                     return (0, true);
                 }
@@ -412,8 +412,12 @@ impl RxRing {
             Ok(seg) => seg,
             Err(e) => {
                 self.stats.gso_dropped.fetch_add(1, Relaxed);
-                let what = format!("GSO super-frame not segmented ({e}): dropped");
-                warn(&mut self.warn, &self.device, &what);
+                // Formatted only when the rate limit lets it out.
+                warn(
+                    &mut self.warn,
+                    &self.device,
+                    format_args!("GSO super-frame not segmented ({e}): dropped"),
+                );
                 return (0, true);
             }
         };
@@ -437,7 +441,7 @@ impl RxRing {
 }
 
 /// A rate-limited warning about received frames.
-fn warn(limit: &mut RateLimited, device: &str, what: &str) {
+fn warn(limit: &mut RateLimited, device: &str, what: std::fmt::Arguments<'_>) {
     if let Some(held) = limit.ready() {
         tracing::warn!(device, similar_since_last = held, "{what}");
     }

@@ -12,7 +12,8 @@ documented! {
     /// One input, one output; agnostic.
     ///
     /// # Arguments
-    /// - `LENGTH` (positional, mandatory): bytes to put back.
+    /// - `LENGTH` (positional, mandatory): bytes to put back, at most 4096
+    ///   (Switchyard bound: more is a configuration error, not a header).
     ///
     /// # Handlers
     /// None.
@@ -37,9 +38,18 @@ impl Unstrip {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let length = args.read_mp::<usize>("LENGTH")?;
+        if length > MAX_LENGTH {
+            let span = args.span_of("LENGTH");
+            args.error(Some(span), format!("LENGTH {length} is more than {MAX_LENGTH}"));
+            return None;
+        }
         Some(Box::new(Unstrip { length }))
     }
 }
+
+/// Beyond the headroom every packet is copied into a bigger buffer; past
+/// a few kilobytes that is a configuration mistake, not a header.
+const MAX_LENGTH: usize = 4096;
 
 impl Element for Unstrip {
     fn simple_action(&mut self, batch: &mut Batch) {
@@ -100,5 +110,14 @@ mod tests {
         let p = one(&mut unstrip, Packet::from_data(&[7; 10]));
         assert_eq!(p.len(), HEADROOM + 30);
         assert_eq!(&p.data()[HEADROOM + 20..], &[7; 10]);
+    }
+
+    #[test]
+    fn absurd_lengths_are_config_errors() {
+        for bad in ["4097", "100000", "4294967296"] {
+            let mut args = Args::parse_str("u :: Unstrip", bad);
+            assert!(Unstrip::make(&mut args).is_none(), "{bad}");
+            assert!(args.has_errors());
+        }
     }
 }
