@@ -1,9 +1,11 @@
 use super::arp::{click_ether, is_special_ip, Arp, OP_REPLY};
 use crate::wire::{parse_ip, put16, EtherAddr, IpAddr, IpPrefix, ETHERTYPE_IP, ETHER_HEADER_LEN};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use switchyard_core::packet::MAX_BATCH;
 use switchyard_core::{
     documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, Packet, PortInfo, Seconds, Work,
 };
@@ -51,7 +53,9 @@ documented! {
     ///   of its inputs; while nothing waits, a run is one atomic load.
     /// - The table never grows without bound: `ENTRY_CAPACITY 0` and
     ///   `CAPACITY 0` (Click's "unlimited") mean 65536 entries and 16384
-    ///   packets, and larger values are refused.
+    ///   packets, and larger values are refused. A CAPACITY_SLIM_FACTOR
+    ///   over CAPACITY, which would make every packet over capacity slim
+    ///   the table again, is refused too.
     /// - A reply not addressed to IP (a gratuitous one, or one for another
     ///   interface that a Tee copied here, as in `configs/ip-router.click`)
     ///   only refreshes an existing entry, as Linux does; Click learns it.
@@ -85,7 +89,8 @@ documented! {
     /// - `ENTRY_PACKET_CAPACITY`: packets waiting for one address; default 0
     ///   (only CAPACITY limits).
     /// - `CAPACITY_SLIM_FACTOR`: over CAPACITY, drop down to CAPACITY -
-    ///   CAPACITY/factor; default 2.
+    ///   CAPACITY/factor; default 2 (1 when CAPACITY is 1); at most
+    ///   CAPACITY.
     /// - `TIMEOUT`: entry lifetime; default 300s; 0 never expires.
     /// - `POLL_TIMEOUT`: entry age from which packets also poll; default
     ///   60s; 0 never polls.
@@ -209,6 +214,10 @@ struct Table {
     /// a pair whose stamp is no longer its entry's is stale and skipped,
     /// so confirming an entry is a push, not a search.
     age: VecDeque<(u64, u32)>,
+    /// The entries with waiting packets, by stamp (so in age order): what
+    /// slimming and the timer visit, without walking past the many
+    /// entries that hold nothing.
+    waiters: BTreeMap<u64, u32>,
     stamp: u64,
     packets: usize,
     next_sweep: Option<Instant>,
@@ -233,6 +242,7 @@ impl Table {
             limits,
             entries: HashMap::new(),
             age: VecDeque::new(),
+            waiters: BTreeMap::new(),
             stamp: 0,
             packets: 0,
             next_sweep: None,
@@ -247,14 +257,16 @@ impl Table {
         self.entries.get(&ip).is_some_and(|e| e.stamp == stamp)
     }
 
-    /// Removes an entry, dropping its waiting packets.
-    fn remove(&mut self, ip: u32) -> bool {
-        let Some(e) = self.entries.remove(&ip) else {
-            return false;
-        };
+    /// Removes an entry, counting its waiting packets as dropped; returns
+    /// it, so that a handler can free the packets after the lock.
+    fn remove(&mut self, ip: u32) -> Option<Entry> {
+        let e = self.entries.remove(&ip)?;
+        if !e.waiting.is_empty() {
+            self.waiters.remove(&e.stamp);
+        }
         self.packets -= e.waiting.len();
         self.drops += e.waiting.len() as u64;
-        true
+        Some(e)
     }
 
     fn evict_oldest(&mut self) {
@@ -282,18 +294,20 @@ impl Table {
         }
         self.stamp += 1;
         let stamp = self.stamp;
-        self.entries
-            .entry(ip)
-            .or_insert_with(|| Entry {
-                eth: EtherAddr::BROADCAST,
-                known: false,
-                live_at: now,
-                polled_at: None,
-                polls: 0,
-                stamp,
-                waiting: VecDeque::new(),
-            })
-            .stamp = stamp;
+        let e = self.entries.entry(ip).or_insert_with(|| Entry {
+            eth: EtherAddr::BROADCAST,
+            known: false,
+            live_at: now,
+            polled_at: None,
+            polls: 0,
+            stamp,
+            waiting: VecDeque::new(),
+        });
+        if !e.waiting.is_empty() {
+            self.waiters.remove(&e.stamp);
+            self.waiters.insert(stamp, ip);
+        }
+        e.stamp = stamp;
         self.age.push_back((stamp, ip));
         // After the insertion, so that the new pair is not taken for stale.
         self.compact();
@@ -309,8 +323,28 @@ impl Table {
         e.polled_at = None;
         e.polls = 0;
         let waiting = std::mem::take(&mut e.waiting);
+        if !waiting.is_empty() {
+            let stamp = e.stamp;
+            self.waiters.remove(&stamp);
+        }
         self.packets -= waiting.len();
         waiting
+    }
+
+    /// Puts packets back in `ip`'s entry (an `insert` resolved them, and
+    /// only the data path's thread may send them).
+    fn put_back(&mut self, ip: u32, mut packets: VecDeque<Packet>) {
+        let Some(e) = self.entries.get_mut(&ip) else {
+            return;
+        };
+        if packets.is_empty() {
+            return;
+        }
+        if e.waiting.is_empty() {
+            self.waiters.insert(e.stamp, ip);
+        }
+        self.packets += packets.len();
+        e.waiting.append(&mut packets);
     }
 
     /// Queues `p` for unresolved `ip`. Returns None if it was dropped, or
@@ -332,8 +366,11 @@ impl Table {
         }
         self.packets += 1;
         if self.packets > self.limits.capacity {
+            // At least one below capacity, so that the next slimming is
+            // at least one packet away, and a whole factor's worth away
+            // in general: slimming is amortised over the packets queued.
             let c = self.limits.capacity;
-            self.slim((c - c / self.limits.slim_factor).max(1));
+            self.slim(c - (c / self.limits.slim_factor).max(1));
         }
         let Some(e) = self.entries.get_mut(&ip) else {
             // Not reachable: the entry was made above and slimming drops
@@ -342,6 +379,9 @@ impl Table {
             self.drops += 1;
             return None;
         };
+        if e.waiting.is_empty() {
+            self.waiters.insert(e.stamp, ip);
+        }
         e.waiting.push_back(p);
         let query = e.allow_poll(now);
         if query {
@@ -353,18 +393,24 @@ impl Table {
 
     /// Drops waiting packets, oldest entries first, down to `target` (the
     /// packet being queued, counted but not yet in an entry, is spared).
+    /// Visits only entries with packets, each emptied one leaving the
+    /// index: the cost is the packets dropped.
     fn slim(&mut self, target: usize) {
-        let mut i = 0;
-        while self.packets > target && i < self.age.len() {
-            let (stamp, ip) = self.age[i];
-            i += 1;
-            let Some(e) = self.entries.get_mut(&ip).filter(|e| e.stamp == stamp) else {
-                continue;
+        while self.packets > target {
+            let Some(w) = self.waiters.first_entry() else {
+                break;
             };
-            while self.packets > target && e.waiting.pop_front().is_some() {
-                self.packets -= 1;
-                self.drops += 1;
+            let ip = *w.get();
+            if let Some(e) = self.entries.get_mut(&ip) {
+                while self.packets > target && e.waiting.pop_front().is_some() {
+                    self.packets -= 1;
+                    self.drops += 1;
+                }
+                if !e.waiting.is_empty() {
+                    continue;
+                }
             }
+            w.remove();
         }
     }
 
@@ -405,14 +451,18 @@ impl Table {
         self.slim(self.limits.capacity);
     }
 
-    fn clear(&mut self) {
-        self.entries.clear();
+    /// Empties the table; returns the entries, so that a handler can free
+    /// their packets after the lock.
+    fn clear(&mut self) -> HashMap<u32, Entry> {
+        let entries = std::mem::take(&mut self.entries);
         self.age.clear();
+        self.waiters.clear();
         self.packets = 0;
         self.next_retry = None;
         self.queries = 0;
         self.responses = 0;
         self.drops = 0;
+        entries
     }
 }
 
@@ -430,10 +480,16 @@ impl Shared {
 }
 
 /// What one batch or timer run sends: frames on output 0, queries on the
-/// last output.
+/// last output. It fills under the table's lock and is sent after it.
+/// One reply may release thousands of waiting packets and one timer run
+/// send thousands of queries, so batches are cut at [`MAX_BATCH`], as
+/// everywhere in the graph: a larger one would keep its vector's size in
+/// the batch pool.
 struct Out {
     frames: Batch,
     queries: Option<Batch>,
+    /// Full batches, with their output, in the order they filled.
+    full: Vec<(usize, Batch)>,
 }
 
 impl Out {
@@ -441,22 +497,38 @@ impl Out {
         Out {
             frames: Batch::new(),
             queries: two_outputs.then(Batch::new),
+            full: Vec::new(),
+        }
+    }
+
+    fn frame(&mut self, p: Packet) {
+        self.frames.push(p);
+        if self.frames.len() >= MAX_BATCH {
+            self.full.push((0, std::mem::take(&mut self.frames)));
         }
     }
 
     fn query(&mut self, q: Packet) {
         match &mut self.queries {
-            Some(b) => b.push(q),
-            None => self.frames.push(q),
+            Some(b) => {
+                b.push(q);
+                if b.len() >= MAX_BATCH {
+                    self.full.push((1, std::mem::take(b)));
+                }
+            }
+            None => self.frame(q),
         }
     }
 
+    /// The batches to send, each output's in order.
+    fn into_batches(self) -> impl Iterator<Item = (usize, Batch)> {
+        let rest = std::iter::once((0, self.frames)).chain(self.queries.map(|q| (1, q)));
+        self.full.into_iter().chain(rest).filter(|(_, b)| !b.is_empty())
+    }
+
     fn send(self, cx: &mut Context<'_>) {
-        if !self.frames.is_empty() {
-            cx.push(0, self.frames);
-        }
-        if let Some(q) = self.queries.filter(|q| !q.is_empty()) {
-            cx.push(1, q);
+        for (port, b) in self.into_batches() {
+            cx.push(port, b);
         }
     }
 }
@@ -489,18 +561,17 @@ impl Me {
         let dst = p.anno.dst_ip;
         if let Some((ip, eth)) = *last {
             if ip == dst {
-                out.frames.push(self.encap(p, eth));
+                out.frame(self.encap(p, eth));
                 return;
             }
         }
         if dst == u32::MAX || dst == self.bcast {
-            out.frames.push(self.encap(p, EtherAddr::BROADCAST));
+            out.frame(self.encap(p, EtherAddr::BROADCAST));
             return;
         }
         if dst >> 28 == 0xe {
             let [_, b, c, d] = dst.to_be_bytes();
-            out.frames
-                .push(self.encap(p, EtherAddr([0x01, 0x00, 0x5e, b & 0x7f, c, d])));
+            out.frame(self.encap(p, EtherAddr([0x01, 0x00, 0x5e, b & 0x7f, c, d])));
             return;
         }
         let timeout = t.limits.timeout;
@@ -508,9 +579,10 @@ impl Me {
             let eth = e.eth;
             // Packets an `insert` resolved go first, in order.
             if !e.waiting.is_empty() {
+                t.waiters.remove(&e.stamp);
                 t.packets -= e.waiting.len();
                 for w in e.waiting.drain(..) {
-                    out.frames.push(self.encap(w, eth));
+                    out.frame(self.encap(w, eth));
                 }
             }
             let poll = self
@@ -524,7 +596,7 @@ impl Me {
             } else {
                 *last = Some((dst, eth));
             }
-            out.frames.push(self.encap(p, eth));
+            out.frame(self.encap(p, eth));
             return;
         }
         let ts = p.anno.timestamp_ns;
@@ -549,7 +621,7 @@ impl Me {
         }
         t.responses += 1;
         for p in t.learn(a.spa, a.sha, now) {
-            out.frames.push(self.encap(p, a.sha));
+            out.frame(self.encap(p, a.sha));
         }
     }
 
@@ -568,13 +640,18 @@ impl Me {
         let timeout = t.limits.timeout;
         let mut next = None;
         let mut sent = 0;
-        for (&ip, e) in t.entries.iter_mut().filter(|(_, e)| !e.waiting.is_empty()) {
+        let (entries, packets) = (&mut t.entries, &mut t.packets);
+        // Oldest first; an entry whose packets leave leaves the index.
+        t.waiters.retain(|_, &mut ip| {
+            let Some(e) = entries.get_mut(&ip) else {
+                return false;
+            };
             if e.usable(now, timeout) {
-                t.packets -= e.waiting.len();
+                *packets -= e.waiting.len();
                 for p in e.waiting.drain(..) {
-                    out.frames.push(self.encap(p, e.eth));
+                    out.frame(self.encap(p, e.eth));
                 }
-                continue;
+                return false;
             }
             let gap = RETRY.max(e.poll_gap());
             if e.polled_at.is_none_or(|at| now.saturating_duration_since(at) >= gap) {
@@ -586,7 +663,8 @@ impl Me {
             let retry = e.polled_at.and_then(|at| at.checked_add(RETRY.max(e.poll_gap())));
             let expiry = timeout.and_then(|d| e.live_at.checked_add(d + SWEEP));
             next = min_instant(next, min_instant(retry, expiry));
-        }
+            true
+        });
         t.queries += sent;
         t.next_retry = next;
         next
@@ -629,7 +707,7 @@ impl ARPQuerier {
         let packets = capacity(args, "CAPACITY", 2048, MAX_PACKETS);
         let entries = capacity(args, "ENTRY_CAPACITY", 0, MAX_ENTRIES);
         let per_entry = args.read::<usize>("ENTRY_PACKET_CAPACITY").unwrap_or(0);
-        let slim_factor = args.read::<usize>("CAPACITY_SLIM_FACTOR").unwrap_or(2);
+        let slim_factor = args.read::<usize>("CAPACITY_SLIM_FACTOR");
         let timeout = args.read::<Seconds>("TIMEOUT").unwrap_or(Seconds(300.0));
         let poll_timeout = args.read::<Seconds>("POLL_TIMEOUT").unwrap_or(Seconds(60.0));
         let bcast = args.read::<IpAddr>("BROADCAST");
@@ -640,12 +718,27 @@ impl ARPQuerier {
                 "TABLE: shared ARPTable elements are not supported; each ARPQuerier keeps its own table",
             );
         }
-        if slim_factor == 0 {
-            args.error(
-                Some(args.span_of("CAPACITY_SLIM_FACTOR")),
-                "CAPACITY_SLIM_FACTOR cannot be zero",
-            );
-        }
+        // Over CAPACITY, slimming drops CAPACITY/factor packets: a factor
+        // over CAPACITY would drop none, and CAPACITY 1 with the default
+        // factor means dropping the one.
+        let slim_factor = match slim_factor {
+            None => 2.min(packets),
+            Some(0) => {
+                args.error(
+                    Some(args.span_of("CAPACITY_SLIM_FACTOR")),
+                    "CAPACITY_SLIM_FACTOR cannot be zero",
+                );
+                1
+            }
+            Some(f) if f > packets => {
+                args.error(
+                    Some(args.span_of("CAPACITY_SLIM_FACTOR")),
+                    format!("CAPACITY_SLIM_FACTOR {f}: at most CAPACITY ({packets})"),
+                );
+                1
+            }
+            Some(f) => f,
+        };
         let (ip, eth) = (ip?, eth?);
         if args.has_errors() {
             return None;
@@ -772,19 +865,33 @@ impl Element for ARPQuerier {
         let (s1, s2, s3, s4, s5) = (s.clone(), s.clone(), s.clone(), s.clone(), s.clone());
         vec![
             Handler::read_only("table", move || {
-                let t = s1.lock();
+                // Copied out under the lock, which the data path takes
+                // every batch; written out after it.
                 let now = Instant::now();
-                let mut text = String::new();
-                for &(stamp, ip) in &t.age {
-                    let Some(e) = t.entries.get(&ip).filter(|e| e.stamp == stamp) else {
-                        continue;
-                    };
-                    let age = now.saturating_duration_since(e.live_at);
-                    text += &format!(
-                        "{} {} {} {}.{:06}\n",
+                let rows: Vec<(u32, bool, EtherAddr, Duration)> = {
+                    let t = s1.lock();
+                    let timeout = t.limits.timeout;
+                    t.age
+                        .iter()
+                        .filter_map(|&(stamp, ip)| {
+                            let e = t.entries.get(&ip).filter(|e| e.stamp == stamp)?;
+                            Some((
+                                ip,
+                                e.usable(now, timeout),
+                                e.eth,
+                                now.saturating_duration_since(e.live_at),
+                            ))
+                        })
+                        .collect()
+                };
+                let mut text = String::with_capacity(rows.len() * 48);
+                for (ip, usable, eth, age) in rows {
+                    let _ = writeln!(
+                        text,
+                        "{} {} {} {}.{:06}",
                         IpAddr(ip),
-                        u8::from(e.usable(now, t.limits.timeout)),
-                        click_ether(&e.eth),
+                        u8::from(usable),
+                        click_ether(&eth),
                         age.as_secs(),
                         age.subsec_micros()
                     );
@@ -806,15 +913,11 @@ impl Element for ARPQuerier {
                 let (ip, eth) = parse_insert(v)?;
                 let now = Instant::now();
                 let mut t = s3.lock();
-                let mut waiting = t.learn(ip, eth, now);
-                let n = waiting.len();
-                if n > 0 {
+                let waiting = t.learn(ip, eth, now);
+                if !waiting.is_empty() {
                     // Only the data path's thread may send them: put them
                     // back, now releasable, and let the timer run.
-                    if let Some(e) = t.entries.get_mut(&ip) {
-                        e.waiting.append(&mut waiting);
-                    }
-                    t.packets += n;
+                    t.put_back(ip, waiting);
                     t.next_retry = Some(now);
                 }
                 s3.waiting.store(t.packets, Relaxed);
@@ -823,16 +926,20 @@ impl Element for ARPQuerier {
             Handler::write_only("delete", move |v| {
                 let ip = parse_ip(v.trim()).ok_or_else(|| format!("'{}': expected IP address", v.trim()))?;
                 let mut t = s4.lock();
-                if !t.remove(ip) {
+                let Some(gone) = t.remove(ip) else {
                     return Err(format!("{} is not in the table", IpAddr(ip)));
-                }
+                };
                 s4.waiting.store(t.packets, Relaxed);
+                drop(t);
+                drop(gone);
                 Ok(())
             }),
             Handler::write_only("clear", move |_| {
                 let mut t = s5.lock();
-                t.clear();
+                let gone = t.clear();
                 s5.waiting.store(0, Relaxed);
+                drop(t);
+                drop(gone);
                 Ok(())
             }),
         ]
@@ -914,8 +1021,16 @@ mod tests {
 
     type Sent = (Vec<Vec<u8>>, Vec<Vec<u8>>);
 
-    fn bytes(b: Batch) -> Vec<Vec<u8>> {
-        b.iter().map(|p| p.data().to_vec()).collect()
+    /// What `out` sends on each output, checking that no batch is over
+    /// MAX_BATCH.
+    fn sent(out: Out) -> Sent {
+        let mut sent: Sent = (Vec::new(), Vec::new());
+        for (port, b) in out.into_batches() {
+            assert!(b.len() <= MAX_BATCH, "a batch of {}", b.len());
+            let to = if port == 0 { &mut sent.0 } else { &mut sent.1 };
+            to.extend(b.iter().map(|p| p.data().to_vec()));
+        }
+        sent
     }
 
     impl Rig {
@@ -935,7 +1050,7 @@ mod tests {
             b.extend(packets);
             let mut out = Out::new(true);
             self.q.push_at(port, b, self.at(ms), &mut out);
-            (bytes(out.frames), bytes(out.queries.unwrap()))
+            sent(out)
         }
 
         fn ip(&mut self, next_hop: u32, ids: &[u8], ms: u64) -> Sent {
@@ -950,7 +1065,8 @@ mod tests {
             let mut out = Out::new(true);
             let next = self.q.tick_at(self.at(ms), &mut out);
             let next = next.map(|n| n.duration_since(self.t0));
-            (bytes(out.frames), bytes(out.queries.unwrap()), next)
+            let (frames, queries) = sent(out);
+            (frames, queries, next)
         }
 
         fn handler(&self, name: &str) -> Handler {
@@ -1306,6 +1422,130 @@ mod tests {
         }
     }
 
+    /// The index of entries with packets is exactly those entries.
+    fn check_waiters(t: &Table) {
+        let want: BTreeMap<u64, u32> = t
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.waiting.is_empty())
+            .map(|(&ip, e)| (e.stamp, ip))
+            .collect();
+        assert_eq!(t.waiters, want);
+    }
+
+    #[test]
+    fn slimming_frees_at_least_one_place_and_the_factor_is_checked() {
+        // CAPACITY 1 (default factor 1): each packet over replaces the one
+        // waiting, whoever it waited for.
+        let mut r = Rig::new("10.0.0.1, 00:11:22:33:44:55, CAPACITY 1");
+        assert_eq!(r.q.limits.slim_factor, 1);
+        r.ip(NEIGHBOUR, &[1], 0);
+        r.ip(NEIGHBOUR, &[2], 1);
+        r.ip(0x0a000003, &[3], 2);
+        assert_eq!((r.read("length"), r.read("drops")), ("1".into(), "2".into()));
+        check_waiters(&r.q.shared.lock());
+        let (frames, _) = r.arp(&[reply_from([10, 0, 0, 2], HOST), reply_from([10, 0, 0, 3], OTHER)], 3);
+        assert_eq!(frames, [encapsulated(OTHER, 3)]);
+
+        // CAPACITY 4, factor 4: down to 3 with the new packet, oldest entry
+        // first, which leaves room for one before the next slimming.
+        let mut r = Rig::new("10.0.0.1, 00:11:22:33:44:55, CAPACITY 4, CAPACITY_SLIM_FACTOR 4");
+        r.ip(NEIGHBOUR, &[1, 2], 0);
+        r.ip(0x0a000003, &[3, 4, 5], 1);
+        assert_eq!((r.read("length"), r.read("drops")), ("3".into(), "2".into()));
+        r.ip(0x0a000003, &[6], 2);
+        assert_eq!((r.read("length"), r.read("drops")), ("4".into(), "2".into()));
+        let (frames, _) = r.arp(&[reply_from([10, 0, 0, 3], OTHER), reply_from([10, 0, 0, 2], HOST)], 3);
+        assert_eq!(
+            frames,
+            [
+                encapsulated(OTHER, 3),
+                encapsulated(OTHER, 4),
+                encapsulated(OTHER, 5),
+                encapsulated(OTHER, 6)
+            ]
+        );
+
+        for (config, ok) in [
+            ("CAPACITY 4, CAPACITY_SLIM_FACTOR 5", false),
+            ("CAPACITY 4, CAPACITY_SLIM_FACTOR 4", true),
+            ("CAPACITY 0, CAPACITY_SLIM_FACTOR 16384", true),
+            ("CAPACITY 0, CAPACITY_SLIM_FACTOR 16385", false),
+            ("CAPACITY_SLIM_FACTOR 4096", false),
+        ] {
+            let mut args = Args::parse_str("q :: ARPQuerier", &format!("10.0.0.1, 00:11:22:33:44:55, {config}"));
+            let q = ARPQuerier::configure(&mut args);
+            let errs = args.complete().err();
+            assert_eq!(q.is_some() && errs.is_none(), ok, "{config}");
+            if !ok {
+                assert!(errs.unwrap()[0].message.contains("CAPACITY_SLIM_FACTOR"), "{config}");
+            }
+        }
+    }
+
+    /// Slimming visits the entries that hold packets, not the thousands
+    /// of resolved ones older than them.
+    #[test]
+    fn slimming_past_many_resolved_entries() {
+        let mut r = Rig::new("10.0.0.1, 00:11:22:33:44:55, CAPACITY 8, CAPACITY_SLIM_FACTOR 8");
+        let learned: Vec<Vec<u8>> = (0..20_000u32)
+            .map(|i| reply_from((0x0b00_0000 + i).to_be_bytes(), OTHER))
+            .collect();
+        r.arp(&learned, 0);
+        assert_eq!(r.read("count"), "20000");
+        for i in 0..5_000u32 {
+            r.ip(0x0a00_0002 + i % 3, &[i as u8], 1);
+        }
+        assert_eq!((r.read("length"), r.read("drops")), ("8".into(), "4992".into()));
+        let t = r.q.shared.lock();
+        check_waiters(&t);
+        assert_eq!(t.waiters.len(), 3);
+    }
+
+    #[test]
+    fn a_reply_releases_thousands_in_batches_of_at_most_max_batch() {
+        let q = querier("10.0.0.1, 00:11:22:33:44:55");
+        let mut h = Harness::new(Box::new(q), 2, 2);
+        for chunk in 0..4u32 {
+            let mut b = Batch::new();
+            for i in 0..250u32 {
+                b.push(ip_via(NEIGHBOUR, ((chunk * 250 + i) % 256) as u8));
+            }
+            h.push(0, b);
+        }
+        assert_eq!(h.count(1), 1, "one query");
+        let mut b = Batch::new();
+        b.push(Packet::from_data(&reply_from([10, 0, 0, 2], HOST)));
+        h.push(1, b);
+        let out = h.take(0);
+        assert!(
+            out.iter().all(|b| b.len() <= MAX_BATCH),
+            "{:?}",
+            out.iter().map(Batch::len).collect::<Vec<_>>()
+        );
+        let ids: Vec<u8> = out.iter().flat_map(|b| b.iter().map(|p| p.data()[14 + 27])).collect();
+        let want: Vec<u8> = (0..1000u32).map(|i| (i % 256) as u8).collect();
+        assert_eq!(ids, want, "all of them, in order");
+    }
+
+    #[test]
+    fn the_timer_sends_thousands_of_queries_in_batches_of_at_most_max_batch() {
+        for outputs in [2, 1] {
+            let q = querier("10.0.0.1, 00:11:22:33:44:55");
+            let mut r = Rig { q, t0: Instant::now() };
+            let hops: Vec<u32> = (0..1000).map(|i| 0x0a01_0000 + i).collect();
+            for chunk in hops.chunks(200) {
+                let (_, queries) = r.push(0, chunk.iter().map(|&h| ip_via(h, 0)).collect(), 0);
+                assert_eq!(queries.len(), 200);
+            }
+            let mut out = Out::new(outputs > 1);
+            r.q.tick_at(r.at(1_000), &mut out);
+            let batches: Vec<(usize, Batch)> = out.into_batches().collect();
+            assert!(batches.iter().all(|(port, b)| *port < outputs && b.len() <= MAX_BATCH));
+            assert_eq!(batches.iter().map(|(_, b)| b.len()).sum::<usize>(), 1000);
+        }
+    }
+
     /// In a running router the element is a task: with one packet
     /// waiting and nothing else arriving, it re-sends the query by itself;
     /// an `insert` then releases the packet.
@@ -1373,6 +1613,7 @@ mod tests {
                     out += 1;
                 }
                 let t = r.q.shared.lock();
+                check_waiters(&t);
                 let waiting: usize = t.entries.values().map(|e| e.waiting.len()).sum();
                 proptest::prop_assert_eq!(waiting, t.packets);
                 proptest::prop_assert!(t.entries.len() <= 4 && t.packets <= 8);

@@ -1,7 +1,8 @@
 use super::arp::{click_ether, Arp, OP_REPLY, OP_REQUEST};
 use crate::wire::{EtherAddr, IpPrefix};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use switchyard_core::{
     documented, downcast, Annotations, Args, Batch, Context, Element, ElementClass, Handler, Packet,
 };
@@ -22,8 +23,8 @@ documented! {
     /// and 4 is never answered (Click reads the fields at the fixed offsets
     /// anyway); the reply is built in the request's buffer and keeps no
     /// annotation of it (Switchyard has no device annotation to copy);
-    /// AddressInfo names are not supported, write the addresses. `drops`
-    /// is a Switchyard addition.
+    /// AddressInfo names are not supported, write the addresses; the table
+    /// holds at most 4096 entries. `drops` is a Switchyard addition.
     ///
     /// # Ports
     /// One input (Ethernet frames carrying ARP requests). Output 0: the
@@ -34,14 +35,18 @@ documented! {
     /// Each argument is one or more addresses or prefixes followed by (or
     /// preceded by) one Ethernet address: `IP/PREFIX [IP/PREFIX...] ETH`.
     /// A bare address is a /32; masks may be written `10.0.0.0/255.0.0.0`.
-    /// A prefix given twice keeps the later Ethernet address.
+    /// A prefix given twice keeps the later Ethernet address. At most 4096
+    /// entries, from the configuration and `add` together: a request is
+    /// compared with the entries one by one, and the bound keeps that
+    /// short.
     ///
     /// # Handlers
     /// - `table` (read): the entries, one `ADDR/LEN ETH` per line, most
     ///   specific first.
     /// - `lookup` (read with parameter `IP`): the Ethernet address that
     ///   answers for `IP`, or nothing.
-    /// - `add` (write): adds entries, `IP/PREFIX [IP/PREFIX...] ETH`.
+    /// - `add` (write): adds entries, `IP/PREFIX [IP/PREFIX...] ETH`; an
+    ///   error, changing nothing, if the table would hold more than 4096.
     /// - `remove` (write): removes the entry for exactly `IP/PREFIX`; an
     ///   error if there is none.
     /// - `drops` (read): frames dropped unanswered (only without output 1).
@@ -55,9 +60,8 @@ documented! {
     /// ```
     pub struct ARPResponder {
         shared: Arc<Shared>,
-        /// The data path's copy of the table, refreshed when `version`
-        /// moves: a handler write never blocks a batch.
-        local: Vec<Entry>,
+        /// The data path's table, taken again when `version` moves.
+        local: Arc<Vec<Entry>>,
         seen: u64,
     }
 }
@@ -70,11 +74,44 @@ struct Entry {
     eth: EtherAddr,
 }
 
+/// The most entries a table holds.
+const MAX_ENTRIES: usize = 4096;
+
+/// What the data path and the handlers share. A table, once published,
+/// is never changed: a write builds the next one from it without holding
+/// `table`, and only swaps the `Arc` under it, so the data path never
+/// waits for a write's work (nor frees a table while holding the lock).
 #[derive(Default)]
 struct Shared {
-    table: Mutex<Vec<Entry>>,
+    /// The current table.
+    table: Mutex<Arc<Vec<Entry>>>,
+    /// Held by a write from reading the table to publishing the next, so
+    /// that two writes do not build from the same table and lose one.
+    writing: Mutex<()>,
     version: AtomicU64,
     drops: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Whoever panicked holding it left a whole table or nothing.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn current(&self) -> Arc<Vec<Entry>> {
+        lock(&self.table).clone()
+    }
+
+    /// Builds the next table from the current one with `change`, and
+    /// publishes it if `change` accepts.
+    fn write(&self, change: impl FnOnce(&[Entry]) -> Result<Vec<Entry>, String>) -> Result<(), String> {
+        let _writing = lock(&self.writing);
+        let next = Arc::new(change(&self.current())?);
+        let old = std::mem::replace(&mut *lock(&self.table), next);
+        self.version.fetch_add(1, Relaxed);
+        drop(old);
+        Ok(())
+    }
 }
 
 /// Parses one argument (or an `add` write): `IP/PREFIX [IP/PREFIX...] ETH`.
@@ -106,17 +143,27 @@ fn parse_entries(text: &str) -> Result<Vec<Entry>, String> {
         .collect())
 }
 
-/// Adds `new` to `table`: a prefix already there takes the new address,
-/// and the table stays ordered most specific first, so that the first
-/// match is the longest.
-fn merge(table: &mut Vec<Entry>, new: Vec<Entry>) {
+/// `table` with `new` added: a prefix already there takes the new
+/// address, and the table stays ordered most specific first (in the
+/// order added within a length), so that the first match is the longest.
+/// An error if it would hold more than [`MAX_ENTRIES`].
+fn merged(table: &[Entry], new: &[Entry]) -> Result<Vec<Entry>, String> {
+    let mut next = table.to_vec();
+    let mut index: HashMap<(u32, u32), usize> = next.iter().enumerate().map(|(i, e)| ((e.addr, e.mask), i)).collect();
     for e in new {
-        match table.iter_mut().find(|x| x.addr == e.addr && x.mask == e.mask) {
-            Some(x) => x.eth = e.eth,
-            None => table.push(e),
+        match index.get(&(e.addr, e.mask)) {
+            Some(&i) => next[i].eth = e.eth,
+            None if next.len() == MAX_ENTRIES => {
+                return Err(format!("too many entries: at most {MAX_ENTRIES}"));
+            }
+            None => {
+                index.insert((e.addr, e.mask), next.len());
+                next.push(*e);
+            }
         }
     }
-    table.sort_by_key(|e| std::cmp::Reverse(e.mask.leading_ones()));
+    next.sort_by_key(|e| std::cmp::Reverse(e.mask.leading_ones()));
+    Ok(next)
 }
 
 fn lookup(table: &[Entry], ip: u32) -> Option<EtherAddr> {
@@ -133,32 +180,39 @@ impl ARPResponder {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let mut table = Vec::new();
+        let mut entries = Vec::new();
         for (text, span) in args.rest_positional() {
             match parse_entries(&text) {
-                Ok(v) => merge(&mut table, v),
+                Ok(v) => entries.extend(v),
                 Err(e) => args.error(Some(span), e),
             }
         }
         if args.has_errors() {
             return None;
         }
-        let local = table.clone();
+        let table = match merged(&[], &entries) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                args.error(None, e);
+                return None;
+            }
+        };
         Some(Box::new(ARPResponder {
             shared: Arc::new(Shared {
-                table: Mutex::new(table),
+                table: Mutex::new(table.clone()),
                 ..Shared::default()
             }),
-            local,
+            local: table,
             seen: 0,
         }))
     }
 
+    /// Takes the published table if a write moved it: one `Arc` clone
+    /// under the lock, whatever the table's size.
     fn refresh(&mut self) {
         let v = self.shared.version.load(Relaxed);
         if v != self.seen {
-            let t = self.shared.table.lock().unwrap_or_else(|e| e.into_inner());
-            self.local.clone_from(&t);
+            self.local = self.shared.current();
             self.seen = v;
         }
     }
@@ -254,10 +308,9 @@ impl Element for ARPResponder {
             self.shared.clone(),
             self.shared.clone(),
         );
-        let table = |s: &Shared| s.table.lock().unwrap_or_else(|e| e.into_inner()).clone();
         vec![
             Handler::read_only("table", move || {
-                table(&s1)
+                s1.current()
                     .iter()
                     .map(|e| {
                         let p = IpPrefix {
@@ -271,26 +324,24 @@ impl Element for ARPResponder {
             Handler::read_with_param("lookup", move |arg| {
                 let ip = crate::wire::parse_ip(arg.trim())
                     .ok_or_else(|| format!("'{}': expected IP address", arg.trim()))?;
-                Ok(lookup(&table(&s2), ip).map(|e| click_ether(&e)).unwrap_or_default())
+                Ok(lookup(&s2.current(), ip).map(|e| click_ether(&e)).unwrap_or_default())
             }),
             Handler::write_only("add", move |v| {
                 let new = parse_entries(v)?;
-                let mut t = s3.table.lock().unwrap_or_else(|e| e.into_inner());
-                merge(&mut t, new);
-                s3.version.fetch_add(1, Relaxed);
-                Ok(())
+                s3.write(|t| merged(t, &new))
             }),
             Handler::write_only("remove", move |v| {
                 let p = IpPrefix::parse(v.trim()).ok_or_else(|| format!("'{}': expected IP/PREFIX", v.trim()))?;
                 let (addr, mask) = (p.addr & p.mask, p.mask);
-                let mut t = s4.table.lock().unwrap_or_else(|e| e.into_inner());
-                let at = t
-                    .iter()
-                    .position(|e| e.addr == addr && e.mask == mask)
-                    .ok_or_else(|| format!("{} not found", IpPrefix { addr, mask }))?;
-                t.remove(at);
-                s4.version.fetch_add(1, Relaxed);
-                Ok(())
+                s4.write(|t| {
+                    let at = t
+                        .iter()
+                        .position(|e| e.addr == addr && e.mask == mask)
+                        .ok_or_else(|| format!("{} not found", IpPrefix { addr, mask }))?;
+                    let mut next = t.to_vec();
+                    next.remove(at);
+                    Ok(next)
+                })
             }),
             Handler::read_only("drops", move || s5.drops.load(Relaxed).to_string()),
         ]
@@ -451,6 +502,66 @@ mod tests {
             handler(e.as_ref(), "table").read.unwrap()(),
             "10.0.0.1/32 00-11-22-33-44-66\n"
         );
+    }
+
+    /// `n` /32 entries in 10.0.0.0/8 at one address, as one argument.
+    fn hosts(n: u32) -> String {
+        let mut s: String = (0..n)
+            .map(|i| format!("{} ", crate::wire::IpAddr(0x0a00_0000 + i)))
+            .collect();
+        s.push_str("00:11:22:33:44:55");
+        s
+    }
+
+    #[test]
+    fn the_table_holds_at_most_4096_entries() {
+        let mut args = Args::parse_str("ar :: ARPResponder", &hosts(4097));
+        assert!(ARPResponder::make(&mut args).is_none());
+        assert_eq!(
+            args.complete().unwrap_err()[0].message,
+            "'ar :: ARPResponder': too many entries: at most 4096"
+        );
+        let e = element(&hosts(4095));
+        let table = handler(e.as_ref(), "table").read.unwrap();
+        let add = handler(e.as_ref(), "add").write.unwrap();
+        let remove = handler(e.as_ref(), "remove").write.unwrap();
+        add("11.0.0.1 00:11:22:33:44:66").unwrap();
+        assert_eq!(
+            add("11.0.0.2 11.0.0.3 00:11:22:33:44:66").unwrap_err(),
+            "too many entries: at most 4096"
+        );
+        assert_eq!(table().lines().count(), 4096, "a refused write changes nothing");
+        // A full table still takes new addresses for its prefixes.
+        add("10.0.0.7 00:11:22:33:44:77").unwrap();
+        assert_eq!(table().lines().count(), 4096);
+        remove("11.0.0.1").unwrap();
+        add("11.0.0.2 00:11:22:33:44:66").unwrap();
+        assert_eq!(
+            handler(e.as_ref(), "lookup").read_param.unwrap()("10.0.0.7").unwrap(),
+            "00-11-22-33-44-77"
+        );
+    }
+
+    #[test]
+    fn a_write_being_built_does_not_hold_up_the_data_path() {
+        let e = downcast::<ARPResponder>(element("10.0.0.1 00:11:22:33:44:55")).unwrap();
+        let shared = e.shared.clone();
+        let add = handler(e.as_ref(), "add").write.unwrap();
+        add("10.0.0.9 00:11:22:33:44:66").unwrap();
+        let mut h = Harness::new(e, 1, 2);
+        // A writer is between reading the table and publishing the next:
+        // the data path answers from the published table meanwhile (with
+        // a lock held across the build, this would never return).
+        let writing = lock(&shared.writing);
+        let ask = frame(OP_REQUEST, HOST, [10, 0, 0, 2], [0; 6], [10, 0, 0, 9], [0xff; 6]);
+        let mut b = Batch::new();
+        b.push(Packet::from_data(&ask));
+        h.push(0, b);
+        assert_eq!(h.count(0), 1);
+        drop(writing);
+        // A published table is shared, not copied, with the data path.
+        let published = shared.current();
+        assert!(Arc::strong_count(&published) >= 3, "published, data path, here");
     }
 
     proptest::proptest! {

@@ -17,7 +17,8 @@ documented! {
     /// operating system on first touch, so only the parts routes cover
     /// take memory (a default route covers all of it). As in Click, at most
     /// 32767 distinct gateway and output pairs and 32768 /24s with longer
-    /// routes; a write beyond that is refused. A handler write rebuilds the
+    /// routes, and at most 1,000,000 routes; a write beyond that is
+    /// refused. A handler write rebuilds the
     /// table on the control thread (milliseconds) and the data path
     /// switches to it at its next batch; lookups take no lock. RadixIPLookup
     /// is as fast on tables of thousands of routes, in far less memory.

@@ -9,8 +9,10 @@ documented! {
     /// route's output. A packet without a route is dropped (the first five
     /// with a warning).
     ///
-    /// A lookup may look at every route, so this suits small tables;
-    /// RadixIPLookup is the element for large ones. As in Click, a run of
+    /// A lookup may look at every route, so this suits small tables: at
+    /// most 4096 routes, from the configuration and from every write (a
+    /// write over is refused, changing nothing); RadixIPLookup is the
+    /// element for large ones. As in Click, a run of
     /// packets to one address reuses the last answer. A handler write
     /// builds a new table on the control thread and the data path
     /// switches to it at its next batch; lookups take no lock.

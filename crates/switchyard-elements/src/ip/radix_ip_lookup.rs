@@ -15,7 +15,10 @@ documented! {
     /// thousand routes stays in the CPU caches. A handler write rebuilds
     /// the trie on the control thread (well under a millisecond for a
     /// thousand routes) and the data path switches to it at its next batch;
-    /// lookups take no lock.
+    /// lookups take no lock. At most 1,000,000 routes, and at most 65536
+    /// /24 networks holding routes longer than /24 (the third level, 64 MiB;
+    /// the second is 64 MiB at most too); a configuration or write beyond
+    /// either is refused, changing nothing.
     ///
     /// # Ports
     /// One input, any number of outputs; push. A route to an output the

@@ -165,12 +165,35 @@ pub fn parse_route(text: &str, noutputs: usize) -> Result<Route, String> {
     })
 }
 
+/// The refusal of a set of `n` routes over `max`.
+fn check_count(n: usize, max: usize) -> Result<(), String> {
+    if n > max {
+        return Err(format!("too many routes: {n}, at most {max}"));
+    }
+    Ok(())
+}
+
 /// The routes of one element, in the order they were added: the order
 /// `table` prints them in. At most one route per prefix.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// An index by prefix makes each edit O(1), so that a `ctrl` write of
+/// many lines costs what it says; a removal leaves a hole in the order,
+/// closed once holes are half the slots (amortised O(1) as well).
+#[derive(Clone, Debug, Default)]
 pub struct RouteSet {
-    routes: Vec<Route>,
+    /// The routes in the order added; None where one was removed.
+    slots: Vec<Option<Route>>,
+    /// Where each prefix's route is in `slots`.
+    index: HashMap<(u32, u8), usize>,
 }
+
+impl PartialEq for RouteSet {
+    fn eq(&self, other: &RouteSet) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for RouteSet {}
 
 impl RouteSet {
     /// A set from routes given as a whole (configuration, `table` write):
@@ -178,45 +201,74 @@ impl RouteSet {
     /// is harmless (make-ip-conf.pl repeats a /32 for a /32 interface).
     /// `names` says how errors name route `i` (argument or line number).
     pub fn from_routes(routes: &[Route], names: impl Fn(usize) -> String) -> Result<RouteSet, String> {
-        let mut seen: HashMap<(u32, u8), usize> = HashMap::with_capacity(routes.len());
-        let mut set = RouteSet {
-            routes: Vec::with_capacity(routes.len()),
-        };
+        let mut set = RouteSet::default();
+        // The input position of each slot (a repeat takes none).
+        let mut origin = Vec::with_capacity(routes.len());
         for (i, r) in routes.iter().enumerate() {
-            match seen.get(&(r.addr, r.len)) {
-                Some(&j) if routes[j] == *r => {}
-                Some(&j) => {
+            match set.insert_new(*r) {
+                Ok(true) => origin.push(i),
+                Ok(false) => {}
+                Err(slot) => {
+                    let j = origin[slot];
                     return Err(format!(
                         "{}: route '{r}' conflicts with {} ('{}')",
                         names(i),
                         names(j),
                         routes[j]
-                    ))
-                }
-                None => {
-                    seen.insert((r.addr, r.len), i);
-                    set.routes.push(*r);
+                    ));
                 }
             }
         }
         Ok(set)
     }
 
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
+    /// Adds `route` to a set being built whole: Ok(true) if added,
+    /// Ok(false) if the same route is there, or the slot of the route it
+    /// conflicts with.
+    fn insert_new(&mut self, route: Route) -> Result<bool, usize> {
+        match self.index.get(&(route.addr, route.len)) {
+            Some(&i) if self.slots[i] == Some(route) => Ok(false),
+            Some(&i) => Err(i),
+            None => {
+                self.push(route);
+                Ok(true)
+            }
+        }
     }
 
-    fn find(&self, addr: u32, len: u8) -> Option<usize> {
-        self.routes.iter().position(|r| r.addr == addr && r.len == len)
+    fn push(&mut self, route: Route) {
+        self.index.insert((route.addr, route.len), self.slots.len());
+        self.slots.push(Some(route));
+    }
+
+    /// The number of routes.
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The routes, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = &Route> + '_ {
+        self.slots.iter().flatten()
+    }
+
+    /// The routes, in the order they were added, as the lookup
+    /// structures take them.
+    pub fn to_vec(&self) -> Vec<Route> {
+        self.iter().copied().collect()
+    }
+
+    fn find(&self, addr: u32, len: u8) -> Option<(usize, Route)> {
+        let &i = self.index.get(&(addr, len))?;
+        self.slots[i].map(|r| (i, r))
     }
 
     /// Adds a route; with `replace`, a route for the same prefix is
     /// replaced where it stands, otherwise it is an error.
     pub fn add(&mut self, route: Route, replace: bool) -> Result<(), String> {
         match self.find(route.addr, route.len) {
-            Some(i) if replace => self.routes[i] = route,
-            Some(i) => return Err(format!("conflict with existing route '{}'", self.routes[i])),
-            None => self.routes.push(route),
+            Some((i, _)) if replace => self.slots[i] = Some(route),
+            Some((_, old)) => return Err(format!("conflict with existing route '{old}'")),
+            None => self.push(route),
         }
         Ok(())
     }
@@ -224,32 +276,43 @@ impl RouteSet {
     /// Removes the route for `addr/len`; with `exact`, only if its gateway
     /// and output are those.
     pub fn remove(&mut self, addr: u32, len: u8, exact: Option<(u32, u32)>) -> Result<Route, String> {
-        let found = self.find(addr, len).filter(|&i| match exact {
-            Some((gw, port)) => self.routes[i].gw == gw && self.routes[i].port == port,
+        let found = self.find(addr, len).filter(|(_, r)| match exact {
+            Some((gw, port)) => r.gw == gw && r.port == port,
             None => true,
         });
-        match found {
-            Some(i) => Ok(self.routes.remove(i)),
-            None => {
-                let what = match exact {
-                    Some((gw, port)) => Route { addr, len, gw, port }.to_string(),
-                    None => format!("{}/{}", IpAddr(addr), len),
-                };
-                Err(format!("route '{what}' not found"))
-            }
+        let Some((i, r)) = found else {
+            let what = match exact {
+                Some((gw, port)) => Route { addr, len, gw, port }.to_string(),
+                None => format!("{}/{}", IpAddr(addr), len),
+            };
+            return Err(format!("route '{what}' not found"));
+        };
+        self.slots[i] = None;
+        self.index.remove(&(addr, len));
+        if self.slots.len() > 2 * self.index.len() + 16 {
+            self.compact();
+        }
+        Ok(r)
+    }
+
+    /// Closes the holes removals left, keeping the order.
+    fn compact(&mut self) {
+        self.slots.retain(Option::is_some);
+        for (i, r) in self.slots.iter().flatten().enumerate() {
+            self.index.insert((r.addr, r.len), i);
         }
     }
 
     /// Longest-prefix match by looking at every route: the reference the
     /// compiled structures are tested against.
     pub fn lookup(&self, a: u32) -> Option<&Route> {
-        self.routes.iter().filter(|r| r.contains(a)).max_by_key(|r| r.len)
+        self.iter().filter(|r| r.contains(a)).max_by_key(|r| r.len)
     }
 
     /// The `table` handler's text: one [`Route::table_line`] per route.
     pub fn dump(&self) -> String {
         let mut s = String::new();
-        for r in &self.routes {
+        for r in self.iter() {
             s.push_str(&r.table_line());
             s.push('\n');
         }
@@ -287,16 +350,28 @@ fn items(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 /// Parses a whole table (a `table` write): the routes one per line, as
-/// `table` prints them, or separated by commas.
-pub fn parse_table(text: &str, noutputs: usize) -> Result<RouteSet, String> {
-    let mut routes = Vec::new();
+/// `table` prints them, or separated by commas. More than `max` distinct
+/// routes is an error at the first one over, before the rest is read.
+pub fn parse_table(text: &str, noutputs: usize, max: usize) -> Result<RouteSet, String> {
+    let mut set = RouteSet::default();
+    // The line of each slot.
     let mut lines = Vec::new();
     for (line, item) in items(text) {
         let r = parse_route(item, noutputs).map_err(|e| format!("line {line}: {e}"))?;
-        routes.push(r);
-        lines.push(line);
+        match set.insert_new(r) {
+            Ok(true) if set.len() > max => return Err(format!("line {line}: too many routes, at most {max}")),
+            Ok(true) => lines.push(line),
+            Ok(false) => {}
+            Err(slot) => {
+                let old = set.slots[slot].map_or_else(String::new, |o| o.to_string());
+                return Err(format!(
+                    "line {line}: route '{r}' conflicts with line {} ('{old}')",
+                    lines[slot]
+                ));
+            }
+        }
     }
-    RouteSet::from_routes(&routes, |i| format!("line {}", lines[i]))
+    Ok(set)
 }
 
 /// A route's result: the output, and the gateway (0 for none).
@@ -308,8 +383,14 @@ pub struct NextHop {
 
 /// A lookup structure compiled from a route set; immutable once built.
 pub trait Lookup: Send + Sync + Sized + 'static {
+    /// The most routes the element takes, from its configuration and from
+    /// every write: a bound on a lookup's cost (for a linear scan) and on
+    /// the time and memory a write spends building the structure.
+    const MAX_ROUTES: usize;
+
     /// Refuses route sets the structure cannot hold, without building it
-    /// (cheap: run on every write and at configuration).
+    /// (cheap: run on every write and at configuration), beyond
+    /// [`MAX_ROUTES`](Lookup::MAX_ROUTES), which [`admit`] checks first.
     fn check(routes: &[Route]) -> Result<(), String> {
         let _ = routes;
         Ok(())
@@ -326,6 +407,13 @@ pub trait Lookup: Send + Sync + Sized + 'static {
     const CACHE_LAST: bool = false;
 }
 
+/// Whether structure `T` takes `routes`: the route count, then the
+/// structure's own limits.
+fn admit<T: Lookup>(routes: &[Route]) -> Result<(), String> {
+    check_count(routes.len(), T::MAX_ROUTES)?;
+    T::check(routes)
+}
+
 /// A linear scan, most specific routes first (LinearIPLookup's). Cost
 /// grows with the table; for small tables only.
 pub struct Linear {
@@ -333,6 +421,11 @@ pub struct Linear {
 }
 
 impl Lookup for Linear {
+    /// A packet may be compared with every route: 4096 bounds that to a
+    /// few microseconds, which is generous for the interface routes of
+    /// make-ip-conf.pl; larger tables belong in RadixIPLookup.
+    const MAX_ROUTES: usize = 4096;
+
     fn build(routes: &[Route]) -> Linear {
         let mut routes = routes.to_vec();
         routes.sort_by_key(|r| std::cmp::Reverse(r.len));
@@ -460,11 +553,22 @@ pub struct Stride16x8x8 {
     hops: Vec<NextHop>,
 }
 
-/// Chunks the 16-8-8 trie allows under /24s (1 GiB): a bound on memory
-/// for tables of host routes spread over many /24s.
-const MAX_L2_CHUNKS: usize = 1 << 20;
+/// Chunks the 16-8-8 trie allows under /24s: 65536 chunks of 256 4-byte
+/// slots, 64 MiB, a bound on memory and build time for tables of host
+/// routes spread over many /24s. (The middle level needs no such bound:
+/// there are only 65536 /16s, so it too stays within 64 MiB.) A write
+/// builds the new trie while the data path may still hold the old one,
+/// so the peak is twice that.
+const MAX_L2_CHUNKS: usize = 1 << 16;
+
+/// The most routes RadixIPLookup and DirectIPLookup take: a full
+/// Internet table is about a million routes, and a write builds from the
+/// whole set (tens of MiB for the set, on the writer's thread).
+const MAX_BIG_TABLE_ROUTES: usize = 1_000_000;
 
 impl Lookup for Stride16x8x8 {
+    const MAX_ROUTES: usize = MAX_BIG_TABLE_ROUTES;
+
     fn check(routes: &[Route]) -> Result<(), String> {
         let n = chunks_below(routes, 24);
         if n > MAX_L2_CHUNKS {
@@ -513,6 +617,8 @@ pub struct Dir24x8 {
 }
 
 impl Lookup for Dir24x8 {
+    const MAX_ROUTES: usize = MAX_BIG_TABLE_ROUTES;
+
     fn check(routes: &[Route]) -> Result<(), String> {
         let (hops, _) = next_hop_index(routes);
         let max = <u16 as Slot>::PTR as usize;
@@ -600,7 +706,7 @@ impl<T: Lookup> Shared<T> {
         }
         let edit = lock(&self.edit);
         let mut live = lock(&self.live);
-        live.get_or_insert_with(|| Arc::new(T::build(edit.routes.routes())))
+        live.get_or_insert_with(|| Arc::new(T::build(&edit.routes.to_vec())))
             .clone()
     }
 
@@ -610,11 +716,16 @@ impl<T: Lookup> Shared<T> {
         let mut edit = lock(&self.edit);
         let mut next = edit.routes.clone();
         change(&mut next, edit.noutputs)?;
-        T::check(next.routes())?;
+        let list = next.to_vec();
+        admit::<T>(&list)?;
+        // Tables the data path has let go of go before the new one is
+        // built, not after: the peak is the live table and the new one.
+        edit.retired.retain(|t| Arc::strong_count(t) > 1);
         // Built before the switch, outside the data path's lock; not at
         // all before the first need.
         let active = lock(&self.live).is_some();
-        let built = active.then(|| Arc::new(T::build(next.routes())));
+        let built = active.then(|| Arc::new(T::build(&list)));
+        drop(list);
         edit.routes = next;
         let old = std::mem::replace(&mut *lock(&self.live), built);
         edit.retired.extend(old);
@@ -694,7 +805,7 @@ impl<T: Lookup> RouteCore<T> {
         }
         let routes: Vec<Route> = configured.iter().map(|&(_, r)| r).collect();
         let set = RouteSet::from_routes(&routes, |i| format!("argument {}", configured[i].0))
-            .and_then(|set| T::check(set.routes()).map(|()| set));
+            .and_then(|set| admit::<T>(&set.to_vec()).map(|()| set));
         match set {
             Ok(set) => Some(RouteCore {
                 class,
@@ -740,12 +851,7 @@ impl<T: Lookup> RouteCore<T> {
             .map(|c| c.1)
             .eq(old.configured.iter().map(|c| c.1));
         let noutputs = lock(&self.shared.edit).noutputs;
-        let fits = old
-            .shared
-            .routes()
-            .routes()
-            .iter()
-            .all(|r| (r.port as usize) < noutputs);
+        let fits = old.shared.routes().iter().all(|r| (r.port as usize) < noutputs);
         if same && fits {
             self.shared.adopt(&old.shared);
         }
@@ -857,7 +963,7 @@ impl<T: Lookup> RouteCore<T> {
         let s = self.shared.clone();
         let table = Handler::read_write("table", dump, move |text| {
             s.edit(|routes, n| {
-                *routes = parse_table(text, n)?;
+                *routes = parse_table(text, n, T::MAX_ROUTES)?;
                 Ok(())
             })
         })
@@ -874,8 +980,11 @@ impl<T: Lookup> RouteCore<T> {
             s.edit(|routes, n| {
                 for (line, item) in items(text) {
                     let (verb, rest) = item.split_once(char::is_whitespace).unwrap_or((item, ""));
+                    // Counted as it goes: a write far over the limit
+                    // stops at the first route over.
                     routes
                         .command(verb, rest.trim(), n)
+                        .and_then(|()| check_count(routes.len(), T::MAX_ROUTES))
                         .map_err(|e| format!("line {line}: {e}"))?;
                 }
                 Ok(())
@@ -971,7 +1080,7 @@ pub mod tests {
     }
 
     fn routes(text: &str) -> RouteSet {
-        parse_table(text, 16).unwrap()
+        parse_table(text, 16, 4096).unwrap()
     }
 
     const RADIX: ElementClass = crate::ip::radix_ip_lookup::RadixIPLookup::CLASS;
@@ -1032,20 +1141,23 @@ pub mod tests {
              255.255.255.255/32\t-\t\t0\n\
              10.0.0.1/32\t\t10.0.0.254\t12\n"
         );
-        assert_eq!(parse_table(&dump, 16).unwrap(), set);
-        assert_eq!(parse_table("", 4).unwrap(), RouteSet::default());
+        assert_eq!(parse_table(&dump, 16, 4096).unwrap(), set);
+        assert_eq!(parse_table("", 4, 4096).unwrap(), RouteSet::default());
     }
 
     #[test]
     fn table_text_takes_commas_comments_and_refuses_conflicts() {
         let set = routes("10/8 1, 11/8 2 // two nets\n\n// nothing\n0/0 0");
-        assert_eq!(set.routes().len(), 3);
+        assert_eq!(set.len(), 3);
         assert_eq!(
-            parse_table("10/8 1\n11/8 2\n10.0.0.0/8 2", 4).unwrap_err(),
+            parse_table("10/8 1\n11/8 2\n10.0.0.0/8 2", 4, 4096).unwrap_err(),
             "line 3: route '10.0.0.0/8 - 2' conflicts with line 1 ('10.0.0.0/8 - 1')"
         );
-        assert_eq!(parse_table("10/8 1\n10.0.0.0/8 1", 4).unwrap().routes().len(), 1);
-        assert_eq!(parse_table("10/8 1\nfoo", 4).unwrap_err(), "line 2: bad address 'foo'");
+        assert_eq!(parse_table("10/8 1\n10.0.0.0/8 1", 4, 4096).unwrap().len(), 1);
+        assert_eq!(
+            parse_table("10/8 1\nfoo", 4, 4096).unwrap_err(),
+            "line 2: bad address 'foo'"
+        );
     }
 
     #[test]
@@ -1057,7 +1169,7 @@ pub mod tests {
             "conflict with existing route '10.0.0.0/8 - 1'"
         );
         s.add(r, true).unwrap();
-        assert_eq!(s.routes()[0], r, "set replaces where the route stands");
+        assert_eq!(s.to_vec()[0], r, "set replaces where the route stands");
         assert_eq!(
             s.remove(0x0b00_0000, 8, Some((0, 1))).unwrap_err(),
             "route '11.0.0.0/8 - 1' not found"
@@ -1067,7 +1179,7 @@ pub mod tests {
             s.remove(0x0b00_0000, 8, None).unwrap_err(),
             "route '11.0.0.0/8' not found"
         );
-        assert_eq!(s.routes(), &[r]);
+        assert_eq!(s.to_vec(), [r]);
     }
 
     #[test]
@@ -1076,9 +1188,9 @@ pub mod tests {
         let all = |a: u32| {
             let reference = s.lookup(a).map(|r| NextHop { port: r.port, gw: r.gw });
             let answers = [
-                Linear::build(s.routes()).lookup(a),
-                Stride16x8x8::build(s.routes()).lookup(a),
-                Dir24x8::build(s.routes()).lookup(a),
+                Linear::build(&s.to_vec()).lookup(a),
+                Stride16x8x8::build(&s.to_vec()).lookup(a),
+                Dir24x8::build(&s.to_vec()).lookup(a),
             ];
             assert!(
                 answers.iter().all(|x| *x == reference),
@@ -1112,8 +1224,8 @@ pub mod tests {
             })
         );
         let empty = RouteSet::default();
-        assert_eq!(Stride16x8x8::build(empty.routes()).lookup(1), None);
-        assert_eq!(Linear::build(empty.routes()).lookup(1), None);
+        assert_eq!(Stride16x8x8::build(&empty.to_vec()).lookup(1), None);
+        assert_eq!(Linear::build(&empty.to_vec()).lookup(1), None);
     }
 
     /// Routes that nest and overlap: prefixes of a few base addresses.
@@ -1160,8 +1272,8 @@ pub mod tests {
         #[test]
         fn linear_and_16_8_8_match_the_naive_lookup(rs in arb_routes(), extra in prop::collection::vec(any::<u32>(), 32)) {
             let set = RouteSet::from_routes(&rs, |i| i.to_string()).unwrap();
-            let linear = Linear::build(set.routes());
-            let trie = Stride16x8x8::build(set.routes());
+            let linear = Linear::build(&set.to_vec());
+            let trie = Stride16x8x8::build(&set.to_vec());
             for a in probes(&rs, &extra) {
                 let want = reference(&set, a);
                 prop_assert_eq!(linear.lookup(a), want, "linear {:08x}", a);
@@ -1176,12 +1288,175 @@ pub mod tests {
         #[test]
         fn dir_24_8_matches_the_naive_lookup(rs in arb_routes(), extra in prop::collection::vec(any::<u32>(), 32)) {
             let set = RouteSet::from_routes(&rs, |i| i.to_string()).unwrap();
-            prop_assert!(Dir24x8::check(set.routes()).is_ok());
-            let dir = Dir24x8::build(set.routes());
+            prop_assert!(Dir24x8::check(&set.to_vec()).is_ok());
+            let dir = Dir24x8::build(&set.to_vec());
             for a in probes(&rs, &extra) {
                 prop_assert_eq!(dir.lookup(a), reference(&set, a), "DIR-24-8 {:08x}", a);
             }
         }
+    }
+
+    proptest! {
+        /// The index by prefix agrees with the order kept: whatever the
+        /// edits, the set is what a plain list edited by searching says,
+        /// holes and their closing included.
+        #[test]
+        fn route_set_edits_match_a_plain_list(ops in prop::collection::vec((0u8..3, 0u32..24, 0u32..3), 0..300)) {
+            let mut set = RouteSet::default();
+            let mut model: Vec<Route> = Vec::new();
+            for (verb, which, port) in ops {
+                let route = Route { addr: (which % 8) << 24, len: 8 + (which / 8) as u8, gw: 0, port };
+                let at = model.iter().position(|r| (r.addr, r.len) == (route.addr, route.len));
+                match verb {
+                    0 | 1 => {
+                        let replace = verb == 1;
+                        prop_assert_eq!(set.add(route, replace).is_ok(), at.is_none() || replace);
+                        match at {
+                            Some(i) if replace => model[i] = route,
+                            Some(_) => {}
+                            None => model.push(route),
+                        }
+                    }
+                    _ => {
+                        let removed = set.remove(route.addr, route.len, None);
+                        prop_assert_eq!(removed.ok(), at.map(|i| model.remove(i)));
+                    }
+                }
+                prop_assert_eq!(set.to_vec(), model.clone());
+                prop_assert_eq!(set.len(), model.len());
+                for r in &model {
+                    prop_assert_eq!(set.find(r.addr, r.len).map(|(_, x)| x), Some(*r));
+                }
+                prop_assert!(set.slots.len() <= 2 * set.len() + 17, "holes are closed");
+            }
+        }
+    }
+
+    #[test]
+    fn a_ctrl_of_many_lines_keeps_order_and_applies_each_once() {
+        let (_e, hs) = make(RADIX, "", 2);
+        let host = |i: u32| format!("{}", IpAddr(0x0a00_0000 + i));
+        let adds: String = (0..20_000).map(|i| format!("add {} {}\n", host(i), i % 2)).collect();
+        write(&hs, "ctrl", &adds).unwrap();
+        // Removing from the front of the order, where a shifting list
+        // moves everything behind.
+        let removes: String = (0..15_000).map(|i| format!("remove {}\n", host(i))).collect();
+        write(&hs, "ctrl", &removes).unwrap();
+        write(&hs, "set", &format!("{} 0", host(19_999))).unwrap();
+        let table = read(&hs, "table", "").unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5_000);
+        assert_eq!(lines[0], "10.0.58.152/32\t\t-\t\t0");
+        assert_eq!(lines[4_999], "10.0.78.31/32\t\t-\t\t0", "set keeps the place");
+        assert_eq!(read(&hs, "lookup", "10.0.78.30").unwrap(), "0");
+        assert_eq!(read(&hs, "lookup", "10.0.78.29").unwrap(), "1");
+        assert_eq!(read(&hs, "lookup", "10.0.0.1").unwrap(), "-1");
+    }
+
+    /// Linear with a limit of three routes, to try every way in.
+    struct Tiny(Linear);
+
+    impl Lookup for Tiny {
+        const MAX_ROUTES: usize = 3;
+
+        fn build(routes: &[Route]) -> Tiny {
+            Tiny(Linear::build(routes))
+        }
+
+        fn lookup(&self, addr: u32) -> Option<NextHop> {
+            self.0.lookup(addr)
+        }
+    }
+
+    fn tiny(config: &str) -> Result<Vec<Handler>, String> {
+        let mut args = Args::parse_str("rt :: Tiny", config);
+        let core = RouteCore::<Tiny>::configure("Tiny", &mut args);
+        if let Err(errs) = args.complete() {
+            return Err(errs[0].message.clone());
+        }
+        let mut core = core.expect("configured");
+        core.initialize(2)?;
+        Ok(core.handlers(true, true))
+    }
+
+    #[test]
+    fn the_route_limit_holds_on_every_way_in() {
+        assert_eq!(
+            tiny("1/8 0, 2/8 0, 3/8 0, 4/8 0").unwrap_err(),
+            "'rt :: Tiny': too many routes: 4, at most 3"
+        );
+        // A repeat is one route.
+        let hs = tiny("1/8 0, 2/8 0, 3/8 0, 3/8 0").unwrap();
+        assert_eq!(write(&hs, "add", "4/8 1").unwrap_err(), "too many routes: 4, at most 3");
+        write(&hs, "set", "3/8 1").unwrap();
+        assert_eq!(
+            write(&hs, "table", "1/8 0\n2/8 0\n1/8 0\n3/8 0\n4/8 0\n5/8 0\n6/8 bad").unwrap_err(),
+            "line 5: too many routes, at most 3",
+            "stops at the first over, before reading on"
+        );
+        assert_eq!(
+            write(&hs, "ctrl", "remove 1/8\nadd 5/8 0\nadd 6/8 0\nadd 7/8 0").unwrap_err(),
+            "line 3: too many routes: 4, at most 3"
+        );
+        assert_eq!(read(&hs, "table", "").unwrap().lines().count(), 3, "nothing changed");
+        write(&hs, "ctrl", "remove 1/8\nadd 5/8 0").unwrap();
+        write(&hs, "table", "1/8 0, 2/8 0, 3/8 0").unwrap();
+        write(&hs, "flush", "").unwrap();
+        write(&hs, "ctrl", "add 1/8 0, add 2/8 0, add 3/8 0").unwrap();
+    }
+
+    #[test]
+    fn linear_lookups_take_at_most_4096_routes() {
+        assert_eq!(Linear::MAX_ROUTES, 4096);
+        let hosts = |n: u32| -> Vec<String> { (0..n).map(|i| format!("{} 0", IpAddr(0x0a00_0000 + i))).collect() };
+        let (_e, hs) = make(LINEAR, "", 1);
+        assert_eq!(
+            write(&hs, "table", &hosts(4097).join("\n")).unwrap_err(),
+            "line 4097: too many routes, at most 4096"
+        );
+        write(&hs, "table", &hosts(4096).join("\n")).unwrap();
+        assert_eq!(
+            write(&hs, "add", "11/8 0").unwrap_err(),
+            "too many routes: 4097, at most 4096"
+        );
+        const STATIC: ElementClass = crate::ip::static_ip_lookup::StaticIPLookup::CLASS;
+        assert_eq!(
+            config_error(STATIC, &hosts(4097).join(", "), 1),
+            "'rt :: StaticIPLookup': too many routes: 4097, at most 4096"
+        );
+    }
+
+    #[test]
+    fn host_routes_in_too_many_slash24s_are_refused_before_a_build() {
+        assert_eq!(Stride16x8x8::MAX_ROUTES, 1_000_000);
+        assert_eq!(Dir24x8::MAX_ROUTES, 1_000_000);
+        // One /32 in each of 65537 /24s: a third-level chunk each.
+        let spread: Vec<Route> = (0..=MAX_L2_CHUNKS as u32)
+            .map(|i| Route {
+                addr: (i << 8) | 1,
+                len: 32,
+                gw: 0,
+                port: 0,
+            })
+            .collect();
+        assert_eq!(
+            admit::<Stride16x8x8>(&spread).unwrap_err(),
+            "too many /24 networks hold longer routes: 65537, at most 65536"
+        );
+        assert!(admit::<Stride16x8x8>(&spread[..MAX_L2_CHUNKS]).is_ok());
+        assert_eq!(
+            admit::<Dir24x8>(&spread).unwrap_err(),
+            "too many /24 networks hold longer routes: 65537, at most 32768"
+        );
+        // Through a handler, on a running table: refused, the old one stays.
+        let (mut e, hs) = make(RADIX, "10/8 1", 2);
+        e.activate().unwrap();
+        let text: String = spread.iter().map(|r| format!("{}/32 0\n", IpAddr(r.addr))).collect();
+        assert_eq!(
+            write(&hs, "table", &text).unwrap_err(),
+            "too many /24 networks hold longer routes: 65537, at most 65536"
+        );
+        assert_eq!(read(&hs, "lookup", "10.0.0.1").unwrap(), "1");
     }
 
     #[test]

@@ -10,8 +10,8 @@ documented! {
     /// route is dropped (the first five with a warning).
     ///
     /// A lookup may look at every route, so this suits the small tables of
-    /// a router's own interfaces (make-ip-conf.pl's); a run of packets to
-    /// one address reuses the last answer. To change routes at run time,
+    /// a router's own interfaces (make-ip-conf.pl's), and takes at most
+    /// 4096 routes; a run of packets to one address reuses the last answer. To change routes at run time,
     /// use LinearIPLookup or RadixIPLookup, whose writes are persistent; to
     /// change these, reload a configuration.
     ///
