@@ -1,7 +1,7 @@
-use super::ip_pattern::{self, packet_windows, Pattern};
+use super::ip_pattern::{self, packet_windows};
 use crate::standard::classification::{Dispatch, Expr, Listing, Program};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, Packet, PortCount};
 
 documented! {
@@ -46,7 +46,9 @@ documented! {
     ///   everything.
     ///
     /// Primitives combine with `and`, `or`, `not` (`&&`, `||`, `!`;
-    /// juxtaposition is `and`), parentheses and `C ? A : B`. Values take
+    /// juxtaposition is `and`), parentheses and `C ? A : B` (which tests
+    /// C both ways: a pattern whose nested conditions would expand past
+    /// 10000 copied tests is refused as too complex). Values take
     /// an operator `==` (implied), `!=`, `<`, `>`, `<=`, `>=`, and a mask
     /// before it: `src tcp port & 0xff00 == 0x1200`. A test without
     /// qualifiers borrows those of the test before it: `src port 80 or
@@ -84,7 +86,8 @@ documented! {
     ///   and `alignment offset`.
     /// - `pattern0`, `pattern1`... (read/write): one pattern each; a write
     ///   replaces it and recompiles the program, which the next batch
-    ///   uses. A bad pattern is refused.
+    ///   uses (packets go on through the old program while the new one
+    ///   compiles). A bad pattern is refused.
     ///
     /// # Example
     /// ```text
@@ -101,24 +104,33 @@ documented! {
 
 /// What the pattern handlers change, and the program the data path takes
 /// from here (checked once per batch) when the generation moves.
+///
+/// Two locks, so that a compile never holds up packets: a write holds
+/// `patterns` for its whole compile (writes apply in order, and the
+/// program always matches the texts), while `program` is held only to
+/// clone or replace an `Arc`. The data path takes only `program`, and
+/// only with `try_lock`.
 struct Shared {
     generation: AtomicU64,
-    state: Mutex<State>,
+    patterns: Mutex<Patterns>,
+    program: Mutex<Arc<Program>>,
 }
 
-struct State {
+struct Patterns {
     texts: Vec<String>,
-    patterns: Vec<Pattern>,
-    program: Arc<Program>,
+    /// Pattern `i` lowered, with its output `i`.
+    rules: Vec<(Expr, Option<u32>)>,
 }
 
-fn compile(patterns: &[Pattern]) -> Program {
-    let rules: Vec<(Expr, Option<u32>)> = patterns
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.lower(), Some(i as u32)))
-        .collect();
-    Program::compile(&rules, Listing::Ip)
+/// The program slot. An `Arc` replaced whole is never half-written, so a
+/// poisoned lock is still good to use.
+fn slot(shared: &Shared) -> MutexGuard<'_, Arc<Program>> {
+    shared.program.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A pattern's text, parsed and lowered to engine tests.
+fn rule(text: &str) -> Result<Expr, String> {
+    ip_pattern::parse_pattern(text)?.lower()
 }
 
 impl IPClassifier {
@@ -136,10 +148,10 @@ impl IPClassifier {
             args.error(None, "at least one pattern is required");
             return None;
         }
-        let mut patterns = Vec::new();
+        let mut rules = Vec::new();
         for (i, (text, span)) in raw.iter().enumerate() {
-            match ip_pattern::parse_pattern(text) {
-                Ok(p) => patterns.push(p),
+            match rule(text) {
+                Ok(e) => rules.push(e),
                 Err(e) => args.error(Some(*span), format!("pattern {i} '{}': {e}", text.trim())),
             }
         }
@@ -147,20 +159,18 @@ impl IPClassifier {
             return None;
         }
         let texts = raw.into_iter().map(|(t, _)| t.trim().to_string()).collect();
-        Some(Box::new(IPClassifier::from_parsed(texts, patterns)))
+        Some(Box::new(IPClassifier::from_rules(texts, rules)))
     }
 
-    fn from_parsed(texts: Vec<String>, patterns: Vec<Pattern>) -> IPClassifier {
-        let program = Arc::new(compile(&patterns));
-        let outputs = patterns.len();
+    fn from_rules(texts: Vec<String>, rules: Vec<Expr>) -> IPClassifier {
+        let rules: Vec<(Expr, Option<u32>)> = rules.into_iter().zip(0..).map(|(e, i)| (e, Some(i))).collect();
+        let program = Arc::new(Program::compile(&rules, Listing::Ip));
+        let outputs = rules.len();
         IPClassifier {
             shared: Arc::new(Shared {
                 generation: AtomicU64::new(0),
-                state: Mutex::new(State {
-                    texts,
-                    patterns,
-                    program: program.clone(),
-                }),
+                patterns: Mutex::new(Patterns { texts, rules }),
+                program: Mutex::new(program.clone()),
             }),
             program,
             seen: 0,
@@ -172,14 +182,14 @@ impl IPClassifier {
     /// An IPClassifier from pattern texts (for benchmarks and fuzzing);
     /// the error names the first bad pattern.
     pub fn from_patterns(patterns: &[&str]) -> Result<IPClassifier, String> {
-        let parsed = patterns
+        let rules = patterns
             .iter()
             .enumerate()
-            .map(|(i, p)| ip_pattern::parse_pattern(p).map_err(|e| format!("pattern {i} '{p}': {e}")))
+            .map(|(i, p)| rule(p).map_err(|e| format!("pattern {i} '{p}': {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(IPClassifier::from_parsed(
+        Ok(IPClassifier::from_rules(
             patterns.iter().map(|s| s.to_string()).collect(),
-            parsed,
+            rules,
         ))
     }
 
@@ -194,14 +204,21 @@ impl IPClassifier {
         self.program.unparse()
     }
 
-    /// Takes the program a pattern handler wrote, if any.
+    /// Takes the program a pattern handler wrote, if any. Never waits: if
+    /// a handler holds the slot this moment, the old program serves this
+    /// batch and the next batch looks again.
     #[inline]
     fn refresh(&mut self) {
         let g = self.shared.generation.load(Ordering::Acquire);
         if g != self.seen {
-            if let Ok(st) = self.shared.state.lock() {
-                self.program = st.program.clone();
-            }
+            let program = match self.shared.program.try_lock() {
+                Ok(p) => p.clone(),
+                Err(TryLockError::Poisoned(p)) => p.into_inner().clone(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            // At least as new as generation `g`: the writer swaps, then
+            // counts.
+            self.program = program;
             self.seen = g;
         }
     }
@@ -229,19 +246,21 @@ impl Element for IPClassifier {
     fn handlers(&self) -> Vec<Handler> {
         let shared = self.shared.clone();
         let mut v = vec![Handler::read_only("program", move || {
-            shared.state.lock().map(|s| s.program.unparse()).unwrap_or_default()
+            let program = slot(&shared).clone();
+            program.unparse()
         })];
         for i in 0..self.outputs {
             let (r, w) = (self.shared.clone(), self.shared.clone());
             v.push(Handler::read_write(
                 &format!("pattern{i}"),
-                move || r.state.lock().map(|s| s.texts[i].clone()).unwrap_or_default(),
+                move || r.patterns.lock().map(|s| s.texts[i].clone()).unwrap_or_default(),
                 move |text| {
-                    let p = ip_pattern::parse_pattern(text)?;
-                    let mut st = w.state.lock().map_err(|_| "pattern state poisoned".to_string())?;
-                    st.patterns[i] = p;
-                    st.texts[i] = text.trim().to_string();
-                    st.program = Arc::new(compile(&st.patterns));
+                    let e = rule(text)?;
+                    let mut pats = w.patterns.lock().map_err(|_| "pattern state poisoned".to_string())?;
+                    pats.rules[i].0 = e;
+                    pats.texts[i] = text.trim().to_string();
+                    let program = Arc::new(Program::compile(&pats.rules, Listing::Ip));
+                    *slot(&w) = program;
                     w.generation.fetch_add(1, Ordering::Release);
                     Ok(())
                 },
@@ -365,5 +384,53 @@ mod tests {
         let e = make("tcp port").err().unwrap();
         assert_eq!(e, "'c :: IPClassifier': pattern 0 'tcp port': value missing");
         assert!(make("").is_err());
+    }
+
+    #[test]
+    fn packets_do_not_wait_for_a_compile() {
+        // A write in progress holds the patterns for its whole compile:
+        // stand in for one, with a new program announced, and the data
+        // path must go on without waiting.
+        let mut c = IPClassifier::from_patterns(&["tcp", "-"]).unwrap();
+        let shared = c.shared.clone();
+        let compiling = shared.patterns.lock().unwrap();
+        shared.generation.fetch_add(1, Ordering::Release);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            c.refresh();
+            let _ = tx.send(c.program());
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_millis(300));
+        drop(compiling);
+        t.join().unwrap();
+        assert!(got.is_ok(), "the data path waited for a compile");
+        // While the slot itself is taken (a swap, an instant), the batch
+        // keeps the old program and the next one picks the new up.
+        let mut c = IPClassifier::from_patterns(&["tcp", "-"]).unwrap();
+        let hs = c.handlers();
+        let pkt = Packet::from_data(&ip(17, A, B, &udp(1, 53)));
+        (hs[1].write.as_ref().unwrap())("udp").unwrap();
+        let shared = c.shared.clone();
+        let held = shared.program.lock().unwrap();
+        c.refresh();
+        assert_eq!(c.classify(&pkt), Some(1), "old program while the slot is held");
+        drop(held);
+        c.refresh();
+        assert_eq!(c.classify(&pkt), Some(0));
+    }
+
+    #[test]
+    fn too_complex_patterns_are_refused_in_config_and_writes() {
+        let deep = ip_pattern::tests::nested_conditions(40, "true");
+        let e = make(&format!("{deep}, -")).err().unwrap();
+        assert!(
+            e.starts_with("'c :: IPClassifier': pattern 0 '") && e.contains("pattern too complex"),
+            "{e}"
+        );
+        let elem = make("tcp, -").unwrap();
+        let hs = elem.handlers();
+        let e = (hs[1].write.as_ref().unwrap())(&deep).unwrap_err();
+        assert!(e.contains("pattern too complex"), "{e}");
+        assert_eq!((hs[1].read.as_ref().unwrap())(), "tcp");
     }
 }

@@ -69,8 +69,8 @@ impl IPFilter {
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let mut rules = Vec::new();
         for (i, (text, span)) in args.rest_positional().into_iter().enumerate() {
-            match ip_pattern::parse_rule(&text) {
-                Ok((action, pattern)) => rules.push((pattern.lower(), action)),
+            match ip_pattern::parse_rule(&text).and_then(|(action, pattern)| Ok((pattern.lower()?, action))) {
+                Ok(rule) => rules.push(rule),
                 Err(e) => args.error(Some(span), format!("pattern {i} '{}': {e}", text.trim())),
             }
         }
@@ -95,8 +95,9 @@ impl IPFilter {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let (action, pattern) = ip_pattern::parse_rule(r).map_err(|e| format!("pattern {i} '{r}': {e}"))?;
-                Ok((pattern.lower(), action))
+                ip_pattern::parse_rule(r)
+                    .and_then(|(action, pattern)| Ok((pattern.lower()?, action)))
+                    .map_err(|e| format!("pattern {i} '{r}': {e}"))
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(IPFilter::from_compiled(&compiled))
@@ -356,6 +357,20 @@ mod tests {
         assert!(e.contains("unknown action 'permit'"), "{e}");
         let e = make("allow tcp port 80 or").err().unwrap();
         assert!(e.contains("missing expression after 'or'"), "{e}");
+    }
+
+    #[test]
+    fn too_complex_rules_are_config_errors() {
+        let deep = super::super::ip_pattern::tests::nested_conditions(40, "tcp");
+        let e = make(&format!("allow udp, deny {deep}")).err().unwrap();
+        assert!(
+            e.starts_with("'f :: IPFilter': pattern 1 'deny (") && e.contains("pattern too complex"),
+            "{e}"
+        );
+        let e = IPFilter::from_rules(&["allow udp", &format!("deny {deep}")])
+            .err()
+            .unwrap();
+        assert!(e.starts_with("pattern 1 ") && e.contains("pattern too complex"), "{e}");
     }
 
     #[test]

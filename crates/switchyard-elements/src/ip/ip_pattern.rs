@@ -285,25 +285,79 @@ pub enum Pattern {
     Cond(Box<[Pattern; 3]>),
 }
 
+/// How many nodes the copies of `?:` conditions may add to one lowered
+/// pattern (see [`Pattern::lower`]).
+pub const MAX_COPIED: usize = 10_000;
+
 impl Pattern {
-    /// The pattern as engine tests.
-    pub fn lower(&self) -> Expr {
-        match self {
-            Pattern::True => Expr::True,
-            Pattern::False => Expr::False,
-            Pattern::Prim(p) => p.lower(),
-            Pattern::Not(p) => p.lower().negate(),
-            Pattern::And(v) => Expr::And(v.iter().map(Pattern::lower).collect()),
-            Pattern::Or(v) => Expr::Or(v.iter().map(Pattern::lower).collect()),
+    /// The pattern as engine tests, or an error if it is too complex.
+    ///
+    /// `c ? a : b` becomes `(c and a) or (not c and b)`: a formula needs
+    /// `c` twice, so a condition nested in a condition doubles at each
+    /// level (forty levels would be a trillion nodes). The copies are
+    /// counted before they are made, and a pattern whose copies would add
+    /// more than [`MAX_COPIED`] nodes is refused, so lowering takes time
+    /// and memory linear in the pattern plus that bound. Everything but
+    /// the copies is linear in the pattern, and not counted.
+    pub fn lower(&self) -> Result<Expr, String> {
+        let mut left = MAX_COPIED;
+        match self.lower_within(&mut left) {
+            Some((e, _)) => Ok(e),
+            None => Err(format!(
+                "pattern too complex: its '?:' conditions expand to more than {MAX_COPIED} copied tests"
+            )),
+        }
+    }
+
+    /// The lowered pattern and its size in nodes; `None` when the copies
+    /// would take more than the `left` nodes still allowed.
+    fn lower_within(&self, left: &mut usize) -> Option<(Expr, usize)> {
+        Some(match self {
+            Pattern::True => (Expr::True, 1),
+            Pattern::False => (Expr::False, 1),
+            Pattern::Prim(p) => {
+                let e = p.lower();
+                let n = nodes(&e);
+                (e, n)
+            }
+            Pattern::Not(p) => {
+                let (e, n) = p.lower_within(left)?;
+                (e.negate(), n + 1)
+            }
+            Pattern::And(v) | Pattern::Or(v) => {
+                let mut kids = Vec::with_capacity(v.len());
+                let mut n = 1;
+                for p in v {
+                    let (e, k) = p.lower_within(left)?;
+                    kids.push(e);
+                    n += k;
+                }
+                let e = if matches!(self, Pattern::And(_)) {
+                    Expr::And(kids)
+                } else {
+                    Expr::Or(kids)
+                };
+                (e, n)
+            }
             Pattern::Cond(b) => {
                 let [c, a, e] = &**b;
-                let c = c.lower();
-                Expr::Or(vec![
-                    Expr::And(vec![c.clone(), a.lower()]),
-                    Expr::And(vec![c.negate(), e.lower()]),
-                ])
+                let (c, cn) = c.lower_within(left)?;
+                *left = left.checked_sub(cn)?;
+                let (a, an) = a.lower_within(left)?;
+                let (e, en) = e.lower_within(left)?;
+                let lowered = Expr::Or(vec![Expr::And(vec![c.clone(), a]), Expr::And(vec![c.negate(), e])]);
+                (lowered, 2 * cn + an + en + 4)
             }
-        }
+        })
+    }
+}
+
+/// The number of nodes of `e`.
+fn nodes(e: &Expr) -> usize {
+    match e {
+        Expr::True | Expr::False | Expr::Test(_) => 1,
+        Expr::Not(x) => 1 + nodes(x),
+        Expr::And(v) | Expr::Or(v) => 1 + v.iter().map(nodes).sum::<usize>(),
     }
 }
 
@@ -1299,10 +1353,10 @@ pub(crate) mod tests {
 
     fn matches(pattern: &str, pkt: &[u8]) -> bool {
         let p = parse_pattern(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
-        let prog = Program::compile(&[(p.lower(), Some(0))], Listing::Ip);
+        let prog = Program::compile(&[(p.lower().unwrap(), Some(0))], Listing::Ip);
         let w = windows(pkt, 0);
         let got = prog.run(pkt, &w) == Some(0);
-        assert_eq!(got, p.lower().eval(pkt, &w), "{pattern}");
+        assert_eq!(got, p.lower().unwrap().eval(pkt, &w), "{pattern}");
         assert_eq!(got, reference::pattern(&p, pkt), "{pattern} against the reference");
         got
     }
@@ -1469,7 +1523,10 @@ pub(crate) mod tests {
         frame[12..14].copy_from_slice(&[8, 0]);
         frame.extend(syn());
         let mut p = Packet::from_data(&frame);
-        let prog = Program::compile(&[(parse_pattern("dst port 80").unwrap().lower(), Some(0))], Listing::Ip);
+        let prog = Program::compile(
+            &[(parse_pattern("dst port 80").unwrap().lower().unwrap(), Some(0))],
+            Listing::Ip,
+        );
         assert_eq!(
             prog.run(p.data(), &packet_windows(&p)),
             None,
@@ -1477,6 +1534,41 @@ pub(crate) mod tests {
         );
         p.set_network_header(14, 20);
         assert_eq!(prog.run(p.data(), &packet_windows(&p)), Some(0));
+    }
+
+    /// `(...((C ? true : true) ? true : true)... ? true : true)`, the
+    /// condition nested `depth` deep.
+    pub(crate) fn nested_conditions(depth: usize, inner: &str) -> String {
+        let mut s = format!("{inner} ? true : true");
+        for _ in 1..depth {
+            s = format!("({s}) ? true : true");
+        }
+        s
+    }
+
+    #[test]
+    fn nested_conditions_are_refused_before_they_blow_up() {
+        // Each level copies its condition: forty levels would be 2^40
+        // nodes, and are refused at once, the copies stopping at
+        // MAX_COPIED.
+        let deep = parse_pattern(&nested_conditions(40, "true")).unwrap();
+        let e = deep.lower().unwrap_err();
+        assert!(e.contains("pattern too complex"), "{e}");
+        let deep = parse_pattern(&nested_conditions(40, "tcp port 80")).unwrap();
+        assert!(deep.lower().unwrap_err().contains("pattern too complex"));
+        // A few levels are fine, and mean what they say.
+        for pkt in [syn(), dns(), ping()] {
+            assert!(matches(&nested_conditions(6, "tcp port 80"), &pkt));
+            let p = "(((tcp ? syn : udp) ? (port 80 ? 1 : 0) : icmp) ? ip ttl 64 : false) ? true : false";
+            assert_eq!(matches(p, &pkt), reference::pattern(&parse_pattern(p).unwrap(), &pkt));
+        }
+        // Only the copies count: a long pattern without conditions lowers
+        // whatever its size.
+        let hosts: Vec<String> = (0..12_000)
+            .map(|i| format!("src host 10.0.{}.{}", i / 256, i % 256))
+            .collect();
+        let long = parse_pattern(&hosts.join(" or ")).unwrap();
+        assert!(nodes(&long.lower().unwrap()) > MAX_COPIED);
     }
 
     #[test]
@@ -1724,7 +1816,7 @@ pub(crate) mod tests {
             // borrowing ICMP from the test before it): leave those out.
             let patterns: Vec<Pattern> = texts.iter().filter_map(|t| parse_pattern(t).ok()).collect();
             let rules: Vec<(Expr, Option<u32>)> =
-                patterns.iter().enumerate().map(|(i, p)| (p.lower(), Some(i as u32))).collect();
+                patterns.iter().enumerate().map(|(i, p)| (p.lower().unwrap(), Some(i as u32))).collect();
             let prog = Program::compile(&rules, Listing::Ip);
             for (data, net) in &packets {
                 let want = patterns.iter().position(|p| reference::pattern(p, &data[*net..]));

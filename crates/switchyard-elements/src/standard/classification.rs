@@ -17,9 +17,11 @@
 //! when larger. Rules that share a test therefore share the step, and a
 //! hundred rules on distinct source networks cost one lookup, not a hundred
 //! comparisons. Identical sub-programs are shared (hash-consing), so the
-//! result is a DAG. The expansion has a budget; a rule set that would blow
-//! up is compiled in chunks of rules, and past that rule by rule, which is
-//! Click's linear program.
+//! result is a DAG. The expansion has a budget, charged with all the work
+//! it does (every rule a step looks at, those it skips at a glance too), so
+//! that compile time is bounded whatever the rules; a rule set that would
+//! blow up is compiled in chunks of rules, and past that rule by rule,
+//! which is Click's linear program.
 //!
 //! Bytes beyond the packet: a test whose bytes are absent takes its
 //! "short" outcome (false for a plain test) instead of reading them, as
@@ -205,6 +207,9 @@ fn leaf(action: Option<u32>) -> u32 {
 const LINEAR_MAX: usize = 8;
 /// Longest run of occupied hash slots accepted (bounds a miss's probes).
 const MAX_CLUSTER: usize = 6;
+/// How many times a hash table may double past half full to break up its
+/// runs; values that still cluster get a sorted table instead.
+const MAX_GROWTH: u32 = 3;
 const HASH_MUL: u32 = 0x9E37_79B1;
 
 /// The kind of program. `Data` (Classifier) reads the packet data and
@@ -234,7 +239,8 @@ impl Listing {
 #[derive(Clone, Copy, Debug)]
 struct Step {
     space: u8,
-    /// 0: one value; 1: a table scanned in order; 2: a hash table.
+    /// 0: one value; 1: a table scanned in order; 2: a hash table; 3: a
+    /// sorted table, searched by halves.
     kind: u8,
     /// Hash tables: 32 minus the index bits.
     shift: u8,
@@ -319,7 +325,7 @@ impl Program {
                 let slots = &self.table[s.start as usize..(s.start + s.len) as usize];
                 slots.iter().find(|e| e.0 == w).map_or(s.no, |e| e.1)
             }
-            _ => {
+            2 => {
                 let slots = &self.table[s.start as usize..(s.start + s.len) as usize];
                 let wrap = slots.len() - 1;
                 let mut i = (w.wrapping_mul(HASH_MUL) >> s.shift) as usize & wrap;
@@ -333,6 +339,10 @@ impl Program {
                     }
                     i = (i + 1) & wrap;
                 }
+            }
+            _ => {
+                let slots = &self.table[s.start as usize..(s.start + s.len) as usize];
+                slots.binary_search_by_key(&w, |e| e.0).map_or(s.no, |i| slots[i].1)
             }
         }
     }
@@ -563,6 +573,13 @@ struct Compiler {
     /// False for the plain translation, which must always succeed.
     bounded: bool,
     floors: [u32; 4],
+    /// The budgets: [`CHUNK_WORK`] and [`TOTAL_WORK`] (tests shrink them).
+    chunk_work: u64,
+    total_limit: u64,
+    /// The work done, counted where it is done and apart from the budget,
+    /// so that tests can check the budget sees all of it.
+    #[cfg(test)]
+    ops: u64,
 }
 
 impl Compiler {
@@ -584,7 +601,21 @@ impl Compiler {
             steps_at_start: 0,
             bounded: true,
             floors: [0; 4],
+            chunk_work: CHUNK_WORK,
+            total_limit: TOTAL_WORK,
+            #[cfg(test)]
+            ops: 0,
         }
+    }
+
+    /// Counts `n` units of work for tests (see `ops`).
+    #[inline(always)]
+    fn did(&mut self, n: usize) {
+        #[cfg(test)]
+        {
+            self.ops += n as u64;
+        }
+        let _ = n;
     }
 
     fn intern(&mut self, n: Node) -> NodeId {
@@ -696,9 +727,12 @@ impl Compiler {
         }
     }
 
-    fn tick(&mut self) -> Result<(), Over> {
-        self.work += 1;
-        if self.work > CHUNK_WORK {
+    /// Charges `n` units of work to the chunk's budget. Every loop of the
+    /// expansion charges each of its rounds, those that find nothing to do
+    /// included, so that the work done is the work charged.
+    fn charge(&mut self, n: usize) -> Result<(), Over> {
+        self.work += n as u64;
+        if self.work > self.chunk_work {
             Err(Over)
         } else {
             Ok(())
@@ -723,7 +757,7 @@ impl Compiler {
         let mut size = roots.len();
         while end > 0 {
             let start = end - size.min(end);
-            if self.total_work > TOTAL_WORK {
+            if self.total_work > self.total_limit {
                 next = self.translate_rules(&roots[..end], next);
                 break;
             }
@@ -757,13 +791,18 @@ impl Compiler {
         if first == TRUE {
             return Ok(action);
         }
+        // Hashing the state (to look it up, and to store it) is a pass
+        // over all of it.
+        self.did(state.len());
+        self.charge(state.len())?;
         if let Some(&j) = self.memo.get(&state) {
             return Ok(j);
         }
         if depth > MAX_DEPTH {
             return Err(Over);
         }
-        let key = self.tests[self.first_test(first) as usize].key();
+        let first = self.first_test(first)?;
+        let key = self.tests[first as usize].key();
         let values = self.gather(&state, key)?;
         // A rule that requires the word to hold one value (a positive
         // conjunct on it) fails on every branch but that value's: only the
@@ -771,6 +810,9 @@ impl Compiler {
         let mut bound: HashMap<u32, Vec<usize>> = HashMap::new();
         let mut free = Vec::new();
         for (i, r) in state.iter().enumerate() {
+            let width = self.width(r.0);
+            self.did(width);
+            self.charge(width)?;
             match self.required(r.0, key) {
                 Some(v) => bound.entry(v).or_default().push(i),
                 None => free.push(i),
@@ -778,15 +820,13 @@ impl Compiler {
         }
         let mut entries = Vec::with_capacity(values.len());
         for &v in &values {
-            let mut pick = bound.remove(&v).unwrap_or_default();
-            pick.extend_from_slice(&free);
-            pick.sort_unstable();
-            let st = self.subst_all(&state, &pick, key, Learned::Eq(v))?;
+            let own = bound.remove(&v).unwrap_or_default();
+            let st = self.subst_all(&state, &own, &free, key, Learned::Eq(v))?;
             entries.push((v, self.expand(st, depth + 1)?));
         }
-        let st = self.subst_all(&state, &free, key, Learned::NotIn(&values))?;
+        let st = self.subst_all(&state, &free, &[], key, Learned::NotIn(&values))?;
         let default = self.expand(st, depth + 1)?;
-        let st = self.subst_all(&state, &free, key, Learned::Short)?;
+        let st = self.subst_all(&state, &free, &[], key, Learned::Short)?;
         let short = self.expand(st, depth + 1)?;
         let j = self.make_step(key, entries, default, short)?;
         self.memo.insert(state, j);
@@ -794,13 +834,15 @@ impl Compiler {
     }
 
     /// The test a rule evaluates first (its leftmost literal).
-    fn first_test(&self, mut n: NodeId) -> u32 {
+    fn first_test(&mut self, mut n: NodeId) -> Result<u32, Over> {
         loop {
+            self.did(1);
+            self.charge(1)?;
             match &self.nodes[n as usize] {
-                Node::Lit(t, _) => return *t,
+                Node::Lit(t, _) => return Ok(*t),
                 Node::And(ks) | Node::Or(ks) => n = ks[0],
                 // Normalized rules and their parts are never constant.
-                Node::True | Node::False => return 0,
+                Node::True | Node::False => return Ok(0),
             }
         }
     }
@@ -815,11 +857,12 @@ impl Compiler {
         let mut values = Vec::new();
         let mut stack: Vec<NodeId> = state.iter().map(|r| r.0).collect();
         while let Some(n) = stack.pop() {
+            self.did(1);
+            self.charge(1)?;
             if self.seen[n as usize] == self.epoch || self.info[n as usize].words & bit == 0 {
                 continue;
             }
             self.seen[n as usize] = self.epoch;
-            self.tick()?;
             match &self.nodes[n as usize] {
                 Node::Lit(t, _) => {
                     let t = &self.tests[*t as usize];
@@ -834,6 +877,14 @@ impl Compiler {
         values.sort_unstable();
         values.dedup();
         Ok(values)
+    }
+
+    /// How many parts of rule `n` [`required`](Self::required) looks at.
+    fn width(&self, n: NodeId) -> usize {
+        match &self.nodes[n as usize] {
+            Node::And(ks) => ks.len(),
+            _ => 1,
+        }
     }
 
     /// The value rule `n` requires of word `key`, if one of its
@@ -852,24 +903,37 @@ impl Compiler {
         }
     }
 
-    /// The rules `state[pick]` (in order) given what a branch learned; the
-    /// rules left out are known to fail there.
+    /// The rules `state[i]` for `i` in `a` or `b` (both ascending), in
+    /// order, given what a branch learned; the rules left out are known to
+    /// fail there. The two lists are merged as they are read, so that
+    /// rules after one that now always matches cost nothing: a value's
+    /// own rule that decides its branch does not make it a pass over all
+    /// the others.
     fn subst_all(
         &mut self,
         state: &[(NodeId, u32)],
-        pick: &[usize],
+        a: &[usize],
+        b: &[usize],
         key: Key,
         learned: Learned,
     ) -> Result<Vec<(NodeId, u32)>, Over> {
         self.epoch = self.epoch.wrapping_add(1);
-        let mut out = Vec::with_capacity(pick.len());
-        for &i in pick {
-            let (n, a) = state[i];
+        let mut out = Vec::new();
+        let (mut x, mut y) = (0, 0);
+        while x < a.len() || y < b.len() {
+            let i = if y == b.len() || (x < a.len() && a[x] < b[y]) {
+                x += 1;
+                a[x - 1]
+            } else {
+                y += 1;
+                b[y - 1]
+            };
+            let (n, action) = state[i];
             let r = self.subst(n, key, learned)?;
             if r == FALSE {
                 continue;
             }
-            out.push((r, a));
+            out.push((r, action));
             if r == TRUE {
                 break;
             }
@@ -878,6 +942,10 @@ impl Compiler {
     }
 
     fn subst(&mut self, n: NodeId, key: Key, learned: Learned) -> Result<NodeId, Over> {
+        // Charged before the quick relevance test: rules it skips cost a
+        // call each all the same.
+        self.did(1);
+        self.charge(1)?;
         let info = self.info[n as usize];
         let bit = 1u8 << key.space as u8;
         let relevant = match learned {
@@ -892,7 +960,6 @@ impl Compiler {
                 return Ok(r);
             }
         }
-        self.tick()?;
         let r = match self.nodes[n as usize].clone() {
             Node::Lit(t, positive) => {
                 let t = self.tests[t as usize];
@@ -924,6 +991,9 @@ impl Compiler {
                     out.push(r);
                 }
                 if changed {
+                    let spliced = self.spliced(and, &out);
+                    self.did(spliced);
+                    self.charge(spliced)?;
                     self.combine(and, out)
                 } else {
                     n
@@ -936,6 +1006,18 @@ impl Compiler {
         }
         self.subst_memo[n as usize] = (self.epoch, r);
         Ok(r)
+    }
+
+    /// How many parts [`combine`](Self::combine) splices in from those of
+    /// `kids` that are of its own kind.
+    fn spliced(&self, and: bool, kids: &[NodeId]) -> usize {
+        kids.iter()
+            .map(|&k| match &self.nodes[k as usize] {
+                Node::And(ks) if and => ks.len(),
+                Node::Or(ks) if !and => ks.len(),
+                _ => 0,
+            })
+            .sum()
     }
 
     fn make_step(&mut self, key: Key, mut entries: Vec<(u32, u32)>, default: u32, short: u32) -> Result<u32, Over> {
@@ -1073,12 +1155,16 @@ impl Compiler {
                     st.kind = 1;
                     st.len = entries.len() as u32;
                     table.extend(entries);
-                } else {
-                    let (slots, bits) = hash_table(&entries);
+                } else if let Some((slots, bits)) = hash_table(&entries) {
                     st.kind = 2;
                     st.shift = 32 - bits as u8;
                     st.len = slots.len() as u32;
                     table.extend(slots);
+                } else {
+                    // Sorted by value, as a RawStep's entries are.
+                    st.kind = 3;
+                    st.len = entries.len() as u32;
+                    table.extend(entries);
                 }
             }
             steps.push(st);
@@ -1094,15 +1180,22 @@ impl Compiler {
 
 /// An open-addressing table (linear probing, at most half full) whose
 /// longest run of occupied slots is short, so that a miss costs a few
-/// probes at worst.
-fn hash_table(entries: &[(u32, u32)]) -> (Vec<(u32, u32)>, u32) {
-    let mut bits = ((entries.len() * 2).next_power_of_two().trailing_zeros()).max(4);
-    loop {
+/// probes at worst; `None` if the values cluster whatever the size (as
+/// values picked against the hash do). The size stays within a small
+/// multiple of the entries, and each try stops at the first long run.
+fn hash_table(entries: &[(u32, u32)]) -> Option<(Vec<(u32, u32)>, u32)> {
+    let base = ((entries.len() * 2).next_power_of_two().trailing_zeros()).max(4);
+    'size: for bits in base..=base + MAX_GROWTH {
         let size = 1usize << bits;
         let mut slots = vec![(0u32, EMPTY); size];
         for &(v, t) in entries {
             let mut i = (v.wrapping_mul(HASH_MUL) >> (32 - bits)) as usize;
+            let mut probes = 0;
             while slots[i].1 != EMPTY {
+                probes += 1;
+                if probes >= MAX_CLUSTER {
+                    continue 'size;
+                }
                 i = (i + 1) & (size - 1);
             }
             slots[i] = (v, t);
@@ -1118,11 +1211,11 @@ fn hash_table(entries: &[(u32, u32)]) -> (Vec<(u32, u32)>, u32) {
                 longest = longest.max(run);
             }
         }
-        if longest <= MAX_CLUSTER || bits >= 20 {
-            return (slots, bits);
+        if longest <= MAX_CLUSTER {
+            return Some((slots, bits));
         }
-        bits += 1;
     }
+    None
 }
 
 enum Outcome {
@@ -1319,6 +1412,166 @@ mod tests {
                 p.unparse()
             );
         }
+    }
+
+    /// Compiles with the given budgets; also returns the work done (as
+    /// counted apart from the budget) and the work charged.
+    fn compile_counted(rules: &[(Expr, Option<u32>)], chunk_work: u64, total_limit: u64) -> (Program, u64, u64) {
+        let mut c = Compiler::new();
+        c.chunk_work = chunk_work;
+        c.total_limit = total_limit;
+        let roots: Vec<_> = rules.iter().map(|(e, a)| (c.intern_expr(e, false), leaf(*a))).collect();
+        let root = c.compile_rules(&roots);
+        let (ops, charged) = (c.ops, c.total_work);
+        (c.finish(root, Listing::Data), ops, charged)
+    }
+
+    fn agrees(p: &Program, rules: &[(Expr, Option<u32>)], packets: &[Vec<u8>]) {
+        for pkt in packets {
+            let w = Windows::data(pkt.len());
+            assert_eq!(p.run(pkt, &w), first_match(rules, pkt, &w).map(|o| o as usize));
+        }
+    }
+
+    #[test]
+    fn the_budget_sees_all_the_work() {
+        // A chain of rules on distinct words, then rules in another space
+        // that no step on those words concerns (the quick relevance test
+        // skips them): every step still hashes, scans and substitutes
+        // over all of them, which must be charged, or the work is the
+        // budget times the number of rules.
+        let mut rules: Vec<(Expr, Option<u32>)> =
+            (0..300u32).map(|i| (t(4 * i, 0xff, i & 0xff), Some(i % 4))).collect();
+        for i in 0..1500u32 {
+            let test = Test::new(Space::Net, 4 * i, 0xffff, i, 4 * i + 4);
+            rules.push((Expr::Test(test), Some(i % 3)));
+        }
+        let (chunk, total) = (1 << 14, 1 << 17);
+        let (p, ops, charged) = compile_counted(&rules, chunk, total);
+        assert!(charged <= total + chunk + rules.len() as u64, "charged {charged}");
+        assert!(ops <= charged, "work {ops} beyond the {charged} charged");
+        let mut pkt = vec![0u8; 1200];
+        for (i, w) in pkt.chunks_mut(4).enumerate() {
+            w[3] = i as u8;
+        }
+        let mut other = pkt.clone();
+        other[3 + 4 * 77] ^= 1;
+        agrees(&p, &rules, &[pkt.clone(), other, pkt[..500].to_vec(), Vec::new()]);
+    }
+
+    #[test]
+    fn values_picked_against_the_hash_get_a_small_table() {
+        // Values whose hashes all fall in the first slot, at every table
+        // size: no table breaks up their run, and growing one to find out
+        // must stop at a small multiple of the values (it went to a
+        // million slots, 8 MB a step). They are searched by halves.
+        let mut inv: u32 = 1;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u32.wrapping_sub(HASH_MUL.wrapping_mul(inv)));
+        }
+        assert_eq!(inv.wrapping_mul(HASH_MUL), 1);
+        for n in [9u32, 100, 2000] {
+            let values: Vec<u32> = (0..n).map(|i| i.wrapping_mul(inv)).collect();
+            let rules: Vec<(Expr, Option<u32>)> = values
+                .iter()
+                .zip(0..)
+                .map(|(&v, i)| (Expr::Test(Test::new(Space::Data, 0, u32::MAX, v, 4)), Some(i)))
+                .collect();
+            let p = Program::compile(&rules, Listing::Data);
+            assert_eq!(p.len(), 1);
+            assert!(p.table.len() <= 16 * n as usize, "{n} values, {} slots", p.table.len());
+            for (i, &v) in values.iter().enumerate() {
+                assert_eq!(p.run(&v.to_be_bytes(), &Windows::data(4)), Some(i));
+            }
+            for miss in [n.wrapping_mul(inv), 0xffff_ffff, 12345] {
+                if !values.contains(&miss) {
+                    assert_eq!(p.run(&miss.to_be_bytes(), &Windows::data(4)), None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_wide_dispatch_does_not_copy_the_other_rules_per_value() {
+        // A thousand rules on one word's values, then a thousand on a word
+        // in another space: each value's branch is decided by its own
+        // rule at once, and must not cost a pass over the thousand others.
+        let mut rules: Vec<(Expr, Option<u32>)> = (0..1000u32).map(|i| (t(0, u32::MAX, i), Some(i % 4))).collect();
+        for i in 0..1000u32 {
+            rules.push((Expr::Test(Test::new(Space::Net, 0, u32::MAX, i, 4)), Some(i % 3)));
+        }
+        let (p, ops, charged) = compile_counted(&rules, CHUNK_WORK, TOTAL_WORK);
+        assert!(ops <= charged, "work {ops} beyond the {charged} charged");
+        assert!(charged < 20_000, "charged {charged} for a linear rule set");
+        assert_eq!(p.len(), 2, "a dispatch on each word");
+        agrees(
+            &p,
+            &rules,
+            &[999u32.to_be_bytes().to_vec(), 1000u32.to_be_bytes().to_vec()],
+        );
+    }
+
+    #[test]
+    fn parts_spliced_into_a_rule_are_charged() {
+        // On every value's branch but one, the first rule's `or` falls to
+        // its long `and`, whose parts join the rule's own: a pass over
+        // 600 parts per value, to be charged as such.
+        let net = |v| Expr::Test(Test::new(Space::Net, 8, u32::MAX, v, 12));
+        let long = Expr::And((2..602).map(net).collect());
+        let mut rules = vec![(
+            Expr::And(vec![Expr::Or(vec![t(0, u32::MAX, 5000), long]), net(1)]),
+            Some(0),
+        )];
+        rules.extend((0..600u32).map(|i| (t(0, u32::MAX, i), Some(1 + i % 4))));
+        let (p, ops, charged) = compile_counted(&rules, CHUNK_WORK, TOTAL_WORK);
+        assert!(ops <= charged, "work {ops} beyond the {charged} charged");
+        agrees(
+            &p,
+            &rules,
+            &[7u32.to_be_bytes().to_vec(), 5000u32.to_be_bytes().to_vec()],
+        );
+    }
+
+    #[test]
+    fn messy_large_rule_sets_compile_in_bounded_work() {
+        // Thousands of rules mixing and, or and not over hundreds of
+        // words, masks and values: whatever the compiler does with them,
+        // its work stays within the budgets. An eighth of the default
+        // budgets keeps the test quick in debug builds (where a unit of
+        // work is about 0.4 us, the default budgets' worst 3.5 s).
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: u32| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % u64::from(n)) as u32
+        };
+        let masks = [0xffff_ffff, 0xff00_0000, 0x00ff_0000, 0x0000_ffff, 0x0000_0001];
+        let test = |rand: &mut dyn FnMut(u32) -> u32| {
+            let (off, mask) = (4 * rand(300), masks[rand(5) as usize]);
+            t(off, mask, rand(4).wrapping_mul(0x0101_0101) & mask)
+        };
+        let mut rules = Vec::new();
+        for _ in 0..3000 {
+            let mut parts: Vec<Expr> = (0..1 + rand(4)).map(|_| test(&mut rand)).collect();
+            if rand(3) == 0 {
+                parts[0] = parts[0].clone().negate();
+            }
+            let e = match rand(3) {
+                0 => Expr::And(parts),
+                1 => Expr::Or(parts),
+                _ => Expr::And(vec![test(&mut rand), Expr::Or(parts)]),
+            };
+            rules.push((e, Some(rand(8))));
+        }
+        let (chunk, total) = (CHUNK_WORK / 8, TOTAL_WORK / 8);
+        let (p, ops, charged) = compile_counted(&rules, chunk, total);
+        assert!(charged <= total + chunk + rules.len() as u64, "charged {charged}");
+        assert!(ops <= charged, "work {ops} beyond the {charged} charged");
+        let packets: Vec<Vec<u8>> = (0..20)
+            .map(|k| (0..1 + 60 * k).map(|_| [0u8, 1, 2, 3][rand(4) as usize]).collect())
+            .collect();
+        agrees(&p, &rules, &packets);
     }
 
     fn arb_test() -> impl Strategy<Value = Test> {

@@ -59,7 +59,7 @@ impl Term {
     #[cfg(test)]
     fn matches(&self, data: &[u8]) -> bool {
         let hit = data
-            .get(self.offset..self.offset + self.value.len())
+            .get(self.offset..self.offset.saturating_add(self.value.len()))
             .is_some_and(|bytes| {
                 bytes
                     .iter()
@@ -143,7 +143,8 @@ fn parse_term(text: &str) -> Result<Term, String> {
             vmask[i] &= u8::from_str_radix(s, 16).map_err(|_| format!("bad hex in mask '{m}'"))?;
         }
     }
-    if offset + value.len() > MAX_OFFSET {
+    // Checked: an offset near usize::MAX must be an error, not a wrap.
+    if !matches!(offset.checked_add(value.len()), Some(end) if end <= MAX_OFFSET) {
         return Err(format!("offset {offset} is past the largest packet"));
     }
     for (v, m) in value.iter_mut().zip(&vmask) {
@@ -335,6 +336,28 @@ mod tests {
         assert!(args.complete().unwrap_err()[0]
             .message
             .contains("pattern 1: offset 99999"));
+    }
+
+    #[test]
+    fn huge_offsets_are_config_errors_not_overflows() {
+        for (text, off) in [
+            ("18446744073709551615/00", "18446744073709551615"),
+            ("18446744073709551614/0000", "18446744073709551614"),
+            ("!18446744073709551615/00%ff", "18446744073709551615"),
+            ("65535/00", "65535"),
+        ] {
+            let e = parse_term(text).unwrap_err();
+            assert!(e.contains(&format!("offset {off}")), "{text}: {e}");
+        }
+        let mut args = Args::parse_str("c :: Classifier", "-, 18446744073709551615/00");
+        assert!(Classifier::make(&mut args).is_none());
+        assert!(args.complete().unwrap_err()[0]
+            .message
+            .contains("pattern 1: offset 18446744073709551615"));
+        // The last byte a packet can have is still accepted.
+        let t = parse_term("65534/ab").unwrap();
+        assert!(t.matches(&vec![0xab; 65535]));
+        assert!(!t.matches(&[0xab; 4]));
     }
 
     #[test]
