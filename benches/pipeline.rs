@@ -57,16 +57,20 @@ fn lcg(x: &mut u64) -> u32 {
     (*x >> 33) as u32
 }
 
-/// 1000 random prefixes (/8 to /24, none covering 10.0.0.0/8) to output 1,
+/// 1000 distinct random prefixes (/8 to /24, none covering 10.0.0.0/8) to output 1,
 /// 10.0.0.0/24 via a gateway to output 0, and a default route: 1002.
 fn routes() -> String {
     let mut x = 7;
     let mut r = String::new();
-    for _ in 0..1000 {
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 1000 {
         let len = 8 + lcg(&mut x) % 17;
         let mut a = lcg(&mut x) & (u32::MAX << (32 - len));
         if a >> 24 == 10 || a == 0 {
             a ^= 0x4000_0000;
+        }
+        if !seen.insert((a, len)) {
+            continue;
         }
         let [b0, b1, b2, b3] = a.to_be_bytes();
         r.push_str(&format!("{b0}.{b1}.{b2}.{b3}/{len} 1, "));
