@@ -209,6 +209,14 @@ fn hosts_ping_each_other_and_the_router_with_real_arp() {
     // And the router learned the hosts'.
     let table = c.read("arpq1.table").unwrap();
     assert!(table.contains("10.2.0.2"), "arpq1 did not learn h2:\n{table}");
+    // A route release on the live router is a control write: take h2's
+    // network out, and put the old table back.
+    let before = c.read("rt.table").unwrap();
+    c.write("rt.remove", "10.2.0.0/24").unwrap();
+    let o = net.sh(net.h1(), "ping -n -c 1 -W 1 10.2.0.2");
+    assert!(!o.status.success(), "no route, no reply:\n{}", text(&o));
+    c.write("rt.table", &before).unwrap();
+    ping_ok(&net, net.h1(), "10.2.0.2");
 }
 
 #[test]

@@ -1,9 +1,9 @@
 use super::route_table::{Linear, RouteCore};
-use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
 
 documented! {
-    /// A static IPv4 route table: LinearIPLookup whose routes are fixed by
-    /// the configuration, as in Click. Looks up each packet's destination
+    /// An IPv4 route table for the small tables of a router's own
+    /// interfaces (make-ip-conf.pl's), built like LinearIPLookup. Looks up each packet's destination
     /// IP annotation (set by GetIPAddress or CheckIPHeader), longest prefix
     /// first, replaces the annotation with the route's gateway if it has
     /// one, and sends the packet to the route's output. A packet without a
@@ -11,9 +11,13 @@ documented! {
     ///
     /// A lookup may look at every route, so this suits the small tables of
     /// a router's own interfaces (make-ip-conf.pl's), and takes at most
-    /// 4096 routes; a run of packets to one address reuses the last answer. To change routes at run time,
-    /// use LinearIPLookup or RadixIPLookup, whose writes are persistent; to
-    /// change these, reload a configuration.
+    /// 4096 routes; a run of packets to one address reuses the last answer.
+    /// For large tables, use RadixIPLookup.
+    ///
+    /// Switchyard addition: Click's StaticIPLookup cannot change at run
+    /// time; here its routes are handlers like LinearIPLookup's, so that a
+    /// route release on the canonical IP router config is a control write
+    /// (validated, audited, persistent, reversible) rather than a reload.
     ///
     /// # Ports
     /// One input, any number of outputs; push. A route to an output the
@@ -27,10 +31,13 @@ documented! {
     ///   `0.0.0.0` means none. `0.0.0.0/0` is the default route.
     ///
     /// # Handlers
-    /// - `table` (read): the routes, one per line as `ADDR/LEN GATEWAY
-    ///   OUTPUT` in tab-aligned columns (`-` for no gateway).
+    /// - `table` (read/write, persistent): the routes, one per line as
+    ///   `ADDR/LEN GATEWAY OUTPUT` in tab-aligned columns (`-` for no
+    ///   gateway); a write replaces them all, validated first.
     /// - `lookup` (read, with an address): `OUTPUT GATEWAY`, or `OUTPUT`
     ///   for a route without a gateway, or `-1` if no route matches.
+    /// - `add`, `set`, `remove`, `ctrl` (write): as LinearIPLookup's; each
+    ///   is kept in the state file through `table`.
     ///
     /// Differences from Click: masks must be contiguous; a prefix given
     /// twice with different gateways or outputs is an error (Click keeps
@@ -77,18 +84,24 @@ impl Element for StaticIPLookup {
         Ok(())
     }
 
+    fn take_state(&mut self, old: Box<dyn Element>) {
+        if let Some(old) = downcast::<StaticIPLookup>(old) {
+            self.core.take_state(&old.core);
+        }
+    }
+
     fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
         self.core.push(batch, cx);
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        self.core.handlers(false, false)
+        self.core.handlers(true, false)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::route_table::tests::{dst_batch, make, read};
+    use super::super::route_table::tests::{dst_batch, make, read, write};
     use super::*;
     use switchyard_core::Harness;
 
@@ -109,11 +122,23 @@ mod tests {
     }
 
     #[test]
-    fn only_table_and_lookup_and_table_is_read_only() {
+    fn routes_are_handlers_and_table_is_persistent() {
         let (_e, hs) = make(StaticIPLookup::CLASS, IP_CONF, 3);
         let names: Vec<&str> = hs.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["table", "lookup"]);
-        assert!(hs[0].write.is_none() && !hs[0].persistent);
+        for n in ["table", "lookup", "add", "set", "remove", "ctrl"] {
+            assert!(names.contains(&n), "{n} missing: {names:?}");
+        }
+        assert!(
+            !names.contains(&"flush"),
+            "flush is RadixIPLookup's and DirectIPLookup's"
+        );
+        let t = hs.iter().find(|h| h.name == "table").unwrap();
+        assert!(t.write.is_some() && t.persistent);
+        write(&hs, "set", "3.0.0.0/8 2").unwrap();
+        assert_eq!(read(&hs, "lookup", "3.0.0.1").unwrap(), "2");
+        write(&hs, "remove", "3.0.0.0/8").unwrap();
+        assert_eq!(read(&hs, "lookup", "3.0.0.1").unwrap(), "-1");
+        assert!(write(&hs, "add", "4.0.0.0/8 9").is_err(), "output out of range");
         let table = read(&hs, "table", "").unwrap();
         assert_eq!(table.lines().count(), 10);
         assert_eq!(table.lines().nth(6), Some("1.0.0.0/24\t\t-\t\t1"));
