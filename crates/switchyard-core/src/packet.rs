@@ -294,6 +294,16 @@ impl Packet {
         self.len += n as u32;
     }
 
+    /// [`push_front`](Self::push_front), then the `n` new bytes, writable
+    /// (an encapsulation's header): one uniqueness check for both.
+    #[inline]
+    pub fn push_front_mut(&mut self, n: usize) -> &mut [u8] {
+        self.push_front(n);
+        let h = self.head as usize;
+        let buf = Arc::get_mut(self.buf.as_mut().expect("buffer")).expect("unique after push_front");
+        &mut buf[h..h + n]
+    }
+
     /// [`push_front`](Self::push_front) beyond the headroom: a bigger
     /// buffer.
     #[cold]
@@ -591,6 +601,19 @@ mod tests {
         assert_eq!(p.len(), 4 + HEADROOM + 10);
         p.pull(1000);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn push_front_mut_gives_the_new_bytes_of_an_own_copy() {
+        let p = Packet::from_data(&[1, 2, 3]);
+        let mut q = p.clone();
+        q.push_front_mut(2).copy_from_slice(&[8, 9]);
+        assert_eq!(q.data(), &[8, 9, 1, 2, 3]);
+        assert_eq!(p.data(), &[1, 2, 3]);
+        let mut r = Packet::from_data(&[5]);
+        r.push_front_mut(HEADROOM + 3).fill(7);
+        assert_eq!(r.len(), HEADROOM + 4);
+        assert_eq!(r.data()[HEADROOM + 3], 5);
     }
 
     #[test]

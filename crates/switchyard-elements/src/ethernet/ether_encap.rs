@@ -73,8 +73,7 @@ impl Element for EtherEncap {
     fn simple_action(&mut self, batch: &mut Batch) {
         let header = self.header();
         for p in batch.packets_mut() {
-            p.push_front(ETHER_HEADER_LEN);
-            p.data_mut()[..ETHER_HEADER_LEN].copy_from_slice(&header);
+            p.push_front_mut(ETHER_HEADER_LEN).copy_from_slice(&header);
         }
     }
 

@@ -84,6 +84,26 @@ impl GetIPAddress {
     }
 }
 
+/// Sets the destination annotation from the packet; false if the bytes
+/// are not there.
+#[inline(always)]
+fn annotate(from: Source, p: &mut switchyard_core::Packet) -> bool {
+    let bytes = match from {
+        Source::Offset(o) => o.checked_add(4).and_then(|end| p.data().get(o..end)),
+        Source::Header(field) => p
+            .network_header()
+            .filter(|h| h.len() >= ip::MIN_LEN)
+            .map(|h| &h[field..field + 4]),
+    };
+    match bytes {
+        Some(b) => {
+            p.anno.dst_ip = be32(b, 0);
+            true
+        }
+        None => false,
+    }
+}
+
 impl Element for GetIPAddress {
     fn take_state(&mut self, old: Box<dyn Element>) {
         if let Some(old) = downcast::<GetIPAddress>(old) {
@@ -94,22 +114,13 @@ impl Element for GetIPAddress {
     fn simple_action(&mut self, batch: &mut Batch) {
         let from = self.from;
         let before = batch.len();
-        batch.retain(|p| {
-            let bytes = match from {
-                Source::Offset(o) => o.checked_add(4).and_then(|end| p.data().get(o..end)),
-                Source::Header(field) => p
-                    .network_header()
-                    .filter(|h| h.len() >= ip::MIN_LEN)
-                    .map(|h| &h[field..field + 4]),
-            };
-            match bytes {
-                Some(b) => {
-                    p.anno.dst_ip = be32(b, 0);
-                    true
-                }
-                None => false,
-            }
-        });
+        // Packets too short are rare: annotate in one pass, and only if
+        // one is found fall back to the pass that drops.
+        let all = batch.packets_mut().iter_mut().all(|p| annotate(from, p));
+        if all {
+            return;
+        }
+        batch.retain(|p| annotate(from, p));
         let dropped = before - batch.len();
         if dropped > 0 {
             self.drops.fetch_add(dropped as u64, Relaxed);
