@@ -789,9 +789,10 @@ fn elements(registry: &Registry, class: Option<&str>) -> Result<(), Failure> {
     };
     match class {
         None => {
+            let width = registry.classes().iter().map(|c| c.name.len()).max().unwrap_or(0);
             for c in registry.classes() {
                 let summary = summary(c.doc);
-                println!("{:<16} {:<6} {:<5} {summary}", c.name, c.ports, c.processing);
+                println!("{:<width$} {:<6} {:<5} {summary}", c.name, c.ports, c.processing);
             }
             Ok(())
         }

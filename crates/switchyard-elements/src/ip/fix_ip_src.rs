@@ -4,8 +4,8 @@ use std::sync::Arc;
 use switchyard_core::{documented, Annotations, Args, Batch, Element, ElementClass, Handler, Packet};
 
 documented! {
-    /// Rewrites the IP source address of packets that carry the fix-IP-
-    /// source annotation, then clears the annotation.
+    /// Rewrites the IP source address of packets that carry the
+    /// fix-IP-source annotation, then clears the annotation.
     ///
     /// ICMPError sets the annotation on the errors it makes: RFC 1812 wants
     /// an error's source to be the address of the interface it leaves by,
