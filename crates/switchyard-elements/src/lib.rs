@@ -6,6 +6,7 @@
 mod ethernet;
 mod icmp;
 mod ip;
+mod nat;
 mod rollback;
 mod standard;
 pub mod util;
@@ -36,6 +37,10 @@ pub use ip::set_ip_address::SetIPAddress;
 pub use ip::set_ip_checksum::SetIPChecksum;
 pub use ip::set_ip_dscp::SetIPDSCP;
 pub use ip::static_ip_lookup::StaticIPLookup;
+pub use nat::ip_rewriter::IPRewriter;
+pub use nat::ip_rewriter_patterns::IPRewriterPatterns;
+pub use nat::tcp_rewriter::TCPRewriter;
+pub use nat::udp_rewriter::UDPRewriter;
 pub use rollback::canary_switch::CanarySwitch;
 pub use rollback::seq_check::SeqCheck;
 pub use rollback::shadow_compare::ShadowCompare;
@@ -97,6 +102,8 @@ pub const CLASSES: &[ElementClass] = &[
     IPFragmenter::CLASS,
     IPGWOptions::CLASS,
     IPPrint::CLASS,
+    IPRewriter::CLASS,
+    IPRewriterPatterns::CLASS,
     Idle::CLASS,
     InfiniteSource::CLASS,
     InputSwitch::CLASS,
@@ -122,7 +129,9 @@ pub const CLASSES: &[ElementClass] = &[
     StrideSwitch::CLASS,
     Strip::CLASS,
     Switch::CLASS,
+    TCPRewriter::CLASS,
     Tee::CLASS,
+    UDPRewriter::CLASS,
     Unqueue::CLASS,
     Unstrip::CLASS,
     Watchdog::CLASS,
