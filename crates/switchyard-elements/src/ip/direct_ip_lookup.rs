@@ -1,5 +1,5 @@
-use super::route_table::{Dir24x8, RouteCore};
-use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use super::route_table::{route_element, Dir24x8, RouteCore};
+use switchyard_core::documented;
 
 documented! {
     /// IPv4 route lookup in direct-indexed tables (DIR-24-8-BASIC, Gupta,
@@ -77,51 +77,13 @@ documented! {
     }
 }
 
-impl DirectIPLookup {
-    pub const CLASS: ElementClass = ElementClass {
-        name: "DirectIPLookup",
-        ports: "1/-",
-        processing: "h/h",
-        doc: DirectIPLookup::DOC,
-        factory: DirectIPLookup::make,
-    };
-
-    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let core = RouteCore::configure("DirectIPLookup", args)?;
-        Some(Box::new(DirectIPLookup { core }))
-    }
-}
-
-impl Element for DirectIPLookup {
-    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
-        self.core.initialize(ports.outputs.len())?;
-        Ok(false)
-    }
-
-    fn activate(&mut self) -> Result<(), String> {
-        self.core.activate();
-        Ok(())
-    }
-
-    fn take_state(&mut self, old: Box<dyn Element>) {
-        if let Some(old) = downcast::<DirectIPLookup>(old) {
-            self.core.take_state(&old.core);
-        }
-    }
-
-    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
-        self.core.push(batch, cx);
-    }
-
-    fn handlers(&self) -> Vec<Handler> {
-        self.core.handlers(true, true)
-    }
-}
+route_element!(DirectIPLookup, flush: true);
 
 #[cfg(test)]
 mod tests {
     use super::super::route_table::tests::{dst_batch, make, read, write};
     use super::*;
+    use switchyard_core::Args;
     use switchyard_core::Harness;
 
     #[test]

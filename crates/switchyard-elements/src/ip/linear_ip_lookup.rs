@@ -1,5 +1,5 @@
-use super::route_table::{Linear, RouteCore};
-use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use super::route_table::{route_element, Linear, RouteCore};
+use switchyard_core::documented;
 
 documented! {
     /// Simple IPv4 route lookup by a linear scan of its routes. Looks up
@@ -75,46 +75,7 @@ documented! {
     }
 }
 
-impl LinearIPLookup {
-    pub const CLASS: ElementClass = ElementClass {
-        name: "LinearIPLookup",
-        ports: "1/-",
-        processing: "h/h",
-        doc: LinearIPLookup::DOC,
-        factory: LinearIPLookup::make,
-    };
-
-    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let core = RouteCore::configure("LinearIPLookup", args)?;
-        Some(Box::new(LinearIPLookup { core }))
-    }
-}
-
-impl Element for LinearIPLookup {
-    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
-        self.core.initialize(ports.outputs.len())?;
-        Ok(false)
-    }
-
-    fn activate(&mut self) -> Result<(), String> {
-        self.core.activate();
-        Ok(())
-    }
-
-    fn take_state(&mut self, old: Box<dyn Element>) {
-        if let Some(old) = downcast::<LinearIPLookup>(old) {
-            self.core.take_state(&old.core);
-        }
-    }
-
-    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
-        self.core.push(batch, cx);
-    }
-
-    fn handlers(&self) -> Vec<Handler> {
-        self.core.handlers(true, false)
-    }
-}
+route_element!(LinearIPLookup, flush: false);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
-use super::route_table::{RouteCore, Stride16x8x8};
-use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use super::route_table::{route_element, RouteCore, Stride16x8x8};
+use switchyard_core::documented;
 
 documented! {
     /// IPv4 route lookup for large tables. Looks up each packet's
@@ -78,46 +78,7 @@ documented! {
     }
 }
 
-impl RadixIPLookup {
-    pub const CLASS: ElementClass = ElementClass {
-        name: "RadixIPLookup",
-        ports: "1/-",
-        processing: "h/h",
-        doc: RadixIPLookup::DOC,
-        factory: RadixIPLookup::make,
-    };
-
-    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let core = RouteCore::configure("RadixIPLookup", args)?;
-        Some(Box::new(RadixIPLookup { core }))
-    }
-}
-
-impl Element for RadixIPLookup {
-    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
-        self.core.initialize(ports.outputs.len())?;
-        Ok(false)
-    }
-
-    fn activate(&mut self) -> Result<(), String> {
-        self.core.activate();
-        Ok(())
-    }
-
-    fn take_state(&mut self, old: Box<dyn Element>) {
-        if let Some(old) = downcast::<RadixIPLookup>(old) {
-            self.core.take_state(&old.core);
-        }
-    }
-
-    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
-        self.core.push(batch, cx);
-    }
-
-    fn handlers(&self) -> Vec<Handler> {
-        self.core.handlers(true, true)
-    }
-}
+route_element!(RadixIPLookup, flush: true);
 
 #[cfg(test)]
 mod tests {

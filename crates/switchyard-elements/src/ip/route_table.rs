@@ -1008,6 +1008,56 @@ impl<T: Lookup> RouteCore<T> {
     }
 }
 
+/// The class, factory and [`Element`](switchyard_core::Element) impl of a
+/// route lookup element: a struct `{ core: RouteCore<_> }` whose four
+/// classes differ only in their lookup structure, their doc, and whether
+/// they have Click's `flush`.
+macro_rules! route_element {
+    ($ty:ident, flush: $flush:expr) => {
+        impl $ty {
+            pub const CLASS: switchyard_core::ElementClass = switchyard_core::ElementClass {
+                name: stringify!($ty),
+                ports: "1/-",
+                processing: "h/h",
+                doc: $ty::DOC,
+                factory: $ty::make,
+            };
+
+            fn make(args: &mut switchyard_core::Args) -> Option<Box<dyn switchyard_core::Element>> {
+                let core = $crate::ip::route_table::RouteCore::configure(stringify!($ty), args)?;
+                Some(Box::new($ty { core }))
+            }
+        }
+
+        impl switchyard_core::Element for $ty {
+            fn initialize(&mut self, ports: &switchyard_core::PortInfo) -> Result<bool, String> {
+                self.core.initialize(ports.outputs.len())?;
+                Ok(false)
+            }
+
+            fn activate(&mut self) -> Result<(), String> {
+                self.core.activate();
+                Ok(())
+            }
+
+            fn take_state(&mut self, old: Box<dyn switchyard_core::Element>) {
+                if let Some(old) = switchyard_core::downcast::<$ty>(old) {
+                    self.core.take_state(&old.core);
+                }
+            }
+
+            fn push(&mut self, _port: usize, batch: switchyard_core::Batch, cx: &mut switchyard_core::Context<'_>) {
+                self.core.push(batch, cx);
+            }
+
+            fn handlers(&self) -> Vec<switchyard_core::Handler> {
+                self.core.handlers(true, $flush)
+            }
+        }
+    };
+}
+pub(crate) use route_element;
+
 #[cfg(test)]
 pub mod tests {
     use super::*;

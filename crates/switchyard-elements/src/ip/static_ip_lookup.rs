@@ -1,5 +1,5 @@
-use super::route_table::{Linear, RouteCore};
-use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use super::route_table::{route_element, Linear, RouteCore};
+use switchyard_core::documented;
 
 documented! {
     /// An IPv4 route table for the small tables of a router's own
@@ -58,46 +58,7 @@ documented! {
     }
 }
 
-impl StaticIPLookup {
-    pub const CLASS: ElementClass = ElementClass {
-        name: "StaticIPLookup",
-        ports: "1/-",
-        processing: "h/h",
-        doc: StaticIPLookup::DOC,
-        factory: StaticIPLookup::make,
-    };
-
-    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let core = RouteCore::configure("StaticIPLookup", args)?;
-        Some(Box::new(StaticIPLookup { core }))
-    }
-}
-
-impl Element for StaticIPLookup {
-    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
-        self.core.initialize(ports.outputs.len())?;
-        Ok(false)
-    }
-
-    fn activate(&mut self) -> Result<(), String> {
-        self.core.activate();
-        Ok(())
-    }
-
-    fn take_state(&mut self, old: Box<dyn Element>) {
-        if let Some(old) = downcast::<StaticIPLookup>(old) {
-            self.core.take_state(&old.core);
-        }
-    }
-
-    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
-        self.core.push(batch, cx);
-    }
-
-    fn handlers(&self) -> Vec<Handler> {
-        self.core.handlers(true, false)
-    }
-}
+route_element!(StaticIPLookup, flush: false);
 
 #[cfg(test)]
 mod tests {
