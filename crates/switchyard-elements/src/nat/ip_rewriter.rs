@@ -1,7 +1,5 @@
-use super::rewriter::{RewriterCore, Variant, MAP_TCP, MAP_UDP};
-use switchyard_core::{
-    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortCount, PortInfo,
-};
+use super::rewriter::{rewriter_element, RewriterCore, Variant, MAP_TCP, MAP_UDP};
+use switchyard_core::documented;
 
 documented! {
     /// Rewrites the addresses and ports of TCP and UDP packets, and their
@@ -160,62 +158,17 @@ documented! {
     }
 }
 
+rewriter_element!(IPRewriter, Variant::Ip, tables: &[
+        ("table", None),
+        ("tcp_table", Some(MAP_TCP)),
+        ("udp_table", Some(MAP_UDP)),
+        ("tcp_mappings", Some(MAP_TCP)),
+        ("udp_mappings", Some(MAP_UDP)),
+    ], lookups: &[("tcp_lookup", MAP_TCP)]);
+
+#[cfg(test)]
 impl IPRewriter {
-    pub const CLASS: ElementClass = ElementClass {
-        name: "IPRewriter",
-        ports: "1-/1-",
-        processing: "h/h",
-        doc: IPRewriter::DOC,
-        factory: IPRewriter::make,
-    };
-
-    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let core = RewriterCore::configure(Variant::Ip, args)?;
-        Some(Box::new(IPRewriter { core }))
-    }
-
-    /// The shared core (tests drive its clock).
-    #[cfg(test)]
-    pub(crate) fn core(&self) -> &RewriterCore {
-        &self.core
-    }
-
-    #[cfg(test)]
     pub(crate) fn core_mut(&mut self) -> &mut RewriterCore {
         &mut self.core
-    }
-}
-
-impl Element for IPRewriter {
-    fn port_count(&self) -> Option<PortCount> {
-        Some(self.core.port_count())
-    }
-
-    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
-        self.core.initialize(ports)?;
-        Ok(false)
-    }
-
-    fn push(&mut self, port: usize, batch: Batch, cx: &mut Context<'_>) {
-        self.core.push(port, batch, cx);
-    }
-
-    fn take_state(&mut self, old: Box<dyn Element>) {
-        if let Some(old) = downcast::<IPRewriter>(old) {
-            self.core.take_state(&old.core);
-        }
-    }
-
-    fn handlers(&self) -> Vec<Handler> {
-        self.core.handlers(
-            &[
-                ("table", None),
-                ("tcp_table", Some(MAP_TCP)),
-                ("udp_table", Some(MAP_UDP)),
-                ("tcp_mappings", Some(MAP_TCP)),
-                ("udp_mappings", Some(MAP_UDP)),
-            ],
-            &[("tcp_lookup", MAP_TCP)],
-        )
     }
 }

@@ -830,6 +830,61 @@ fn parse_flow(arg: &str) -> Result<FlowId, String> {
     Ok(FlowId::new(addr(sa)?, port(sp)?, addr(da)?, port(dp)?))
 }
 
+/// The class, factory and [`Element`](switchyard_core::Element) impl of a
+/// rewriter: a struct `{ core: RewriterCore }`. The three classes differ
+/// in their variant (which protocols, how many tables) and in the names
+/// of their table and lookup handlers.
+macro_rules! rewriter_element {
+    ($ty:ident, $variant:expr, tables: $tables:expr, lookups: $lookups:expr) => {
+        impl $ty {
+            pub const CLASS: switchyard_core::ElementClass = switchyard_core::ElementClass {
+                name: stringify!($ty),
+                ports: "1-/1-",
+                processing: "h/h",
+                doc: $ty::DOC,
+                factory: $ty::make,
+            };
+
+            fn make(args: &mut switchyard_core::Args) -> Option<Box<dyn switchyard_core::Element>> {
+                let core = $crate::nat::rewriter::RewriterCore::configure($variant, args)?;
+                Some(Box::new($ty { core }))
+            }
+
+            /// The shared core (tests drive its clock).
+            #[cfg(test)]
+            pub(crate) fn core(&self) -> &$crate::nat::rewriter::RewriterCore {
+                &self.core
+            }
+        }
+
+        impl switchyard_core::Element for $ty {
+            fn port_count(&self) -> Option<switchyard_core::PortCount> {
+                Some(self.core.port_count())
+            }
+
+            fn initialize(&mut self, ports: &switchyard_core::PortInfo) -> Result<bool, String> {
+                self.core.initialize(ports)?;
+                Ok(false)
+            }
+
+            fn push(&mut self, port: usize, batch: switchyard_core::Batch, cx: &mut switchyard_core::Context<'_>) {
+                self.core.push(port, batch, cx);
+            }
+
+            fn take_state(&mut self, old: Box<dyn switchyard_core::Element>) {
+                if let Some(old) = switchyard_core::downcast::<$ty>(old) {
+                    self.core.take_state(&old.core);
+                }
+            }
+
+            fn handlers(&self) -> Vec<switchyard_core::Handler> {
+                self.core.handlers($tables, $lookups)
+            }
+        }
+    };
+}
+pub(crate) use rewriter_element;
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -1,7 +1,5 @@
-use super::rewriter::{RewriterCore, Variant, MAP_TCP};
-use switchyard_core::{
-    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortCount, PortInfo,
-};
+use super::rewriter::{rewriter_element, RewriterCore, Variant, MAP_TCP};
+use switchyard_core::documented;
 
 documented! {
     /// Rewrites the addresses and ports of TCP packets, and their
@@ -51,49 +49,4 @@ documented! {
     }
 }
 
-impl TCPRewriter {
-    pub const CLASS: ElementClass = ElementClass {
-        name: "TCPRewriter",
-        ports: "1-/1-",
-        processing: "h/h",
-        doc: TCPRewriter::DOC,
-        factory: TCPRewriter::make,
-    };
-
-    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let core = RewriterCore::configure(Variant::Tcp, args)?;
-        Some(Box::new(TCPRewriter { core }))
-    }
-
-    /// The shared core (tests drive its clock).
-    #[cfg(test)]
-    pub(crate) fn core(&self) -> &RewriterCore {
-        &self.core
-    }
-}
-
-impl Element for TCPRewriter {
-    fn port_count(&self) -> Option<PortCount> {
-        Some(self.core.port_count())
-    }
-
-    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
-        self.core.initialize(ports)?;
-        Ok(false)
-    }
-
-    fn push(&mut self, port: usize, batch: Batch, cx: &mut Context<'_>) {
-        self.core.push(port, batch, cx);
-    }
-
-    fn take_state(&mut self, old: Box<dyn Element>) {
-        if let Some(old) = downcast::<TCPRewriter>(old) {
-            self.core.take_state(&old.core);
-        }
-    }
-
-    fn handlers(&self) -> Vec<Handler> {
-        self.core
-            .handlers(&[("table", None), ("mappings", None)], &[("lookup", MAP_TCP)])
-    }
-}
+rewriter_element!(TCPRewriter, Variant::Tcp, tables: &[("table", None), ("mappings", None)], lookups: &[("lookup", MAP_TCP)]);

@@ -1,7 +1,5 @@
-use super::rewriter::{RewriterCore, Variant};
-use switchyard_core::{
-    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortCount, PortInfo,
-};
+use super::rewriter::{rewriter_element, RewriterCore, Variant};
+use switchyard_core::documented;
 
 documented! {
     /// Rewrites the addresses and ports of UDP (and TCP) packets, and
@@ -40,48 +38,4 @@ documented! {
     }
 }
 
-impl UDPRewriter {
-    pub const CLASS: ElementClass = ElementClass {
-        name: "UDPRewriter",
-        ports: "1-/1-",
-        processing: "h/h",
-        doc: UDPRewriter::DOC,
-        factory: UDPRewriter::make,
-    };
-
-    fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let core = RewriterCore::configure(Variant::Udp, args)?;
-        Some(Box::new(UDPRewriter { core }))
-    }
-
-    /// The shared core (tests drive its clock).
-    #[cfg(test)]
-    pub(crate) fn core(&self) -> &RewriterCore {
-        &self.core
-    }
-}
-
-impl Element for UDPRewriter {
-    fn port_count(&self) -> Option<PortCount> {
-        Some(self.core.port_count())
-    }
-
-    fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
-        self.core.initialize(ports)?;
-        Ok(false)
-    }
-
-    fn push(&mut self, port: usize, batch: Batch, cx: &mut Context<'_>) {
-        self.core.push(port, batch, cx);
-    }
-
-    fn take_state(&mut self, old: Box<dyn Element>) {
-        if let Some(old) = downcast::<UDPRewriter>(old) {
-            self.core.take_state(&old.core);
-        }
-    }
-
-    fn handlers(&self) -> Vec<Handler> {
-        self.core.handlers(&[("table", None), ("mappings", None)], &[])
-    }
-}
+rewriter_element!(UDPRewriter, Variant::Udp, tables: &[("table", None), ("mappings", None)], lookups: &[]);
