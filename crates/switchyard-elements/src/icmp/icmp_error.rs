@@ -140,47 +140,6 @@ pub const ICMP_HEADER_LEN: usize = 8;
 const ERROR_TTL: u8 = 200;
 const MIN_MTU: u32 = 68;
 
-/// ICMP type names, as Click's name database spells them.
-const ICMP_TYPES: &[(&str, u8)] = &[
-    ("echo", 8),
-    ("echo-reply", 0),
-    ("inforeq", 15),
-    ("inforeq-reply", 16),
-    ("maskreq", 17),
-    ("maskreq-reply", 18),
-    ("parameterproblem", 12),
-    ("redirect", 5),
-    ("routeradvert", 9),
-    ("routersolicit", 10),
-    ("sourcequench", 4),
-    ("timeexceeded", 11),
-    ("timestamp", 13),
-    ("timestamp-reply", 14),
-    ("unreachable", 3),
-];
-
-const UNREACH_CODES: &[(&str, u8)] = &[
-    ("net", 0),
-    ("host", 1),
-    ("protocol", 2),
-    ("port", 3),
-    ("needfrag", 4),
-    ("srcroutefail", 5),
-    ("netunknown", 6),
-    ("hostunknown", 7),
-    ("isolated", 8),
-    ("netprohibited", 9),
-    ("hostprohibited", 10),
-    ("tosnet", 11),
-    ("toshost", 12),
-    ("filterprohibited", 13),
-    ("hostprecedence", 14),
-    ("precedencecutoff", 15),
-];
-const REDIRECT_CODES: &[(&str, u8)] = &[("net", 0), ("host", 1), ("tosnet", 2), ("toshost", 3)];
-const TIME_EXCEEDED_CODES: &[(&str, u8)] = &[("transit", 0), ("reassembly", 1)];
-const PARAM_PROBLEM_CODES: &[(&str, u8)] = &[("erroratptr", 0), ("missingopt", 1), ("length", 2)];
-
 /// Looks `word` up in `table`, ignoring hyphens and case (`time-exceeded`
 /// is `timeexceeded`), or reads it as a number.
 fn lookup_name(table: &[(&str, u8)], word: &str) -> Option<u8> {
@@ -194,19 +153,12 @@ fn lookup_name(table: &[(&str, u8)], word: &str) -> Option<u8> {
 
 /// An ICMP type from its number or name.
 pub fn icmp_type(word: &str) -> Option<u8> {
-    lookup_name(ICMP_TYPES, word)
+    lookup_name(super::names::TYPES, word)
 }
 
 /// An ICMP code for type `ty` from its number or name.
 pub fn icmp_code(ty: u8, word: &str) -> Option<u8> {
-    let table = match ty {
-        ICMP_UNREACH => UNREACH_CODES,
-        ICMP_REDIRECT => REDIRECT_CODES,
-        ICMP_TIME_EXCEEDED => TIME_EXCEEDED_CODES,
-        ICMP_PARAM_PROBLEM => PARAM_PROBLEM_CODES,
-        _ => &[],
-    };
-    lookup_name(table, word)
+    lookup_name(super::names::codes(ty), word)
 }
 
 /// True for the ICMP types that report errors, which never get an error

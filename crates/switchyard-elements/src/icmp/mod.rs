@@ -3,3 +3,4 @@
 
 pub mod icmp_error;
 pub mod icmp_ping_responder;
+pub mod names;

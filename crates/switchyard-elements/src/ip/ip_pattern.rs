@@ -126,24 +126,6 @@ const TCP_OPTS: &[(&str, u32)] = &[
     ("urg", 0x20),
 ];
 
-const ICMP_TYPES: &[(&str, u32)] = &[
-    ("echo", 8),
-    ("echo-reply", 0),
-    ("inforeq", 15),
-    ("inforeq-reply", 16),
-    ("maskreq", 17),
-    ("maskreq-reply", 18),
-    ("parameterproblem", 12),
-    ("redirect", 5),
-    ("routeradvert", 9),
-    ("routersolicit", 10),
-    ("sourcequench", 4),
-    ("timeexceeded", 11),
-    ("timestamp", 13),
-    ("timestamp-reply", 14),
-    ("unreachable", 3),
-];
-
 fn name(table: &[(&str, u32)], word: &str) -> Option<u32> {
     table.iter().find(|e| e.0 == word).map(|e| e.1)
 }
@@ -1021,7 +1003,8 @@ fn set_dir(q: &mut Quals, d: Dir) -> Result<(), String> {
 /// names something else.
 fn qualifier_proto(w: &str) -> Option<u32> {
     let p = name(PROTOS, w)?;
-    (name(PORTS, w).is_none() && name(TCP_OPTS, w).is_none() && name(ICMP_TYPES, w).is_none()).then_some(p)
+    (name(PORTS, w).is_none() && name(TCP_OPTS, w).is_none() && crate::icmp::names::TYPES.iter().all(|e| e.0 != w))
+        .then_some(p)
 }
 
 /// A named value that fits the test's type and protocol, as Click's
@@ -1034,7 +1017,10 @@ fn lookup_name(w: &str, ty: Option<Ty>, proto: Option<u32>) -> Result<Option<Dat
         name(PROTOS, w).map(|v| (Data::Proto(v), format!("proto {w}"))),
         name(PORTS, w).map(|v| (Data::Port(v), format!("port {w}"))),
         name(TCP_OPTS, w).map(|v| (Data::Opt(v), format!("tcp opt {w}"))),
-        name(ICMP_TYPES, w).map(|v| (Data::IcmpType(v), format!("icmp type {w}"))),
+        crate::icmp::names::TYPES
+            .iter()
+            .find(|e| e.0 == w)
+            .map(|e| (Data::IcmpType(u32::from(e.1)), format!("icmp type {w}"))),
     ];
     if known.iter().all(Option::is_none) {
         return Ok(None);

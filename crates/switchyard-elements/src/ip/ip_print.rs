@@ -382,13 +382,13 @@ impl Options {
             }
             _ => {
                 out.push_str("icmp ");
-                match icmp_type_name(ty) {
+                match crate::icmp::names::type_name(ty) {
                     Some(n) => out.push_str(n),
                     None => {
                         let _ = write!(out, "type {ty}");
                     }
                 }
-                if let Some(n) = icmp_code_name(ty, code) {
+                if let Some(n) = crate::icmp::names::code_name(ty, code) {
                     out.push(' ');
                     out.push_str(n);
                 } else if code != 0 {
@@ -531,67 +531,12 @@ fn push_proto(out: &mut String, proto: u8, unnamed_prefix: &str) {
 }
 
 fn push_code(out: &mut String, ty: u8, code: u8, unnamed_prefix: &str) {
-    match icmp_code_name(ty, code) {
+    match crate::icmp::names::code_name(ty, code) {
         Some(n) => out.push_str(n),
         None => {
             let _ = write!(out, "{unnamed_prefix}{code}");
         }
     }
-}
-
-/// Click's names for ICMP types.
-fn icmp_type_name(ty: u8) -> Option<&'static str> {
-    Some(match ty {
-        0 => "echo-reply",
-        3 => "unreachable",
-        4 => "sourcequench",
-        5 => "redirect",
-        8 => "echo",
-        9 => "routeradvert",
-        10 => "routersolicit",
-        11 => "timeexceeded",
-        12 => "parameterproblem",
-        13 => "timestamp",
-        14 => "timestamp-reply",
-        15 => "inforeq",
-        16 => "inforeq-reply",
-        17 => "maskreq",
-        18 => "maskreq-reply",
-        _ => return None,
-    })
-}
-
-/// Click's names for the codes of the ICMP types that have them.
-fn icmp_code_name(ty: u8, code: u8) -> Option<&'static str> {
-    const UNREACH: [&str; 16] = [
-        "net",
-        "host",
-        "protocol",
-        "port",
-        "needfrag",
-        "srcroutefail",
-        "netunknown",
-        "hostunknown",
-        "isolated",
-        "netprohibited",
-        "hostprohibited",
-        "tosnet",
-        "toshost",
-        "filterprohibited",
-        "hostprecedence",
-        "precedencecutoff",
-    ];
-    const REDIRECT: [&str; 4] = ["net", "host", "tosnet", "toshost"];
-    const TIMXCEED: [&str; 2] = ["transit", "reassembly"];
-    const PARAMPROB: [&str; 3] = ["erroratptr", "missingopt", "length"];
-    let names: &[&str] = match ty {
-        3 => &UNREACH,
-        5 => &REDIRECT,
-        11 => &TIMXCEED,
-        12 => &PARAMPROB,
-        _ => return None,
-    };
-    names.get(usize::from(code)).copied()
 }
 
 #[cfg(test)]

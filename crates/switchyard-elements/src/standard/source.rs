@@ -23,24 +23,12 @@ pub fn default_frame(len: usize) -> Vec<u8> {
     ip[9] = 17;
     ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
     ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
-    let sum = ip_checksum(ip);
+    let sum = crate::wire::checksum(ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     f[34..36].copy_from_slice(&1234u16.to_be_bytes());
     f[36..38].copy_from_slice(&5678u16.to_be_bytes());
     f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
     f
-}
-
-/// The Internet checksum of a header whose checksum field is zero.
-pub fn ip_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 pub struct SourceCore {
@@ -192,7 +180,7 @@ mod tests {
     fn default_frame_has_valid_ip_checksum() {
         let f = default_frame(64);
         assert_eq!(f.len(), 64);
-        assert_eq!(ip_checksum(&f[14..34]), 0);
+        assert_eq!(crate::wire::checksum(&f[14..34]), 0);
         assert_eq!(default_frame(10).len(), 42);
     }
 }
