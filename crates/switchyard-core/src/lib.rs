@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod checksum;
 pub mod element;
 pub mod graph;
 pub mod handler;

@@ -7,8 +7,11 @@ mod ethernet;
 mod icmp;
 mod ip;
 mod nat;
+mod rng;
 mod rollback;
 mod standard;
+#[cfg(test)]
+mod testutil;
 pub mod util;
 pub mod wire;
 
