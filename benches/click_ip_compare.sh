@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Switchyard beside Click on issue #11's two IP chains, in one run, on
 # 64-byte UDP frames in memory: the route-lookup chain (1002 routes in a
-# RadixIPLookup) and a 100-rule IPFilter (and its 1-rule twin). The same
-# frame, routes and rules are generated for both (click_ip_configs.py
-# mirrors benches/pipeline.rs). Needs a Click userlevel binary:
+# RadixIPLookup) and a 100-rule IPFilter (and its 1-rule twin). Click runs
+# the very configurations the benchmark runs, printed by
+# `bench --print-config` (same frame, routes and rules; the source's frame
+# as DATA, which Click needs). Needs a Click userlevel binary:
 #
 #   CLICK=/path/to/click/userlevel/click bash benches/click_ip_compare.sh
 #
@@ -16,9 +17,6 @@ N=${N:-20000000}
 REPEAT=${REPEAT:-3}
 cargo build --release -q -p switchyard --bin bench
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-python3 benches/click_ip_configs.py route "$N" > "$T/route.click"
-python3 benches/click_ip_configs.py filter100 "$N" > "$T/f100.click"
-python3 benches/click_ip_configs.py filter1 "$N" > "$T/f1.click"
 click_mpps() { # best of REPEAT runs, packets/s from wall time
   local best=0
   for _ in $(seq "$REPEAT"); do
@@ -30,6 +28,7 @@ click_mpps() { # best of REPEAT runs, packets/s from wall time
 sy_mpps() { target/release/bench "$N" --repeat "$REPEAT" --only "$1" | awk -v n="$1" 'index($0, n) == 1 && /best/ {print $(NF-1)}'; }
 for case in "IP route, 1002 routes:route" "IPFilter, 100 rules:f100" "IPFilter, 1 rule:f1"; do
   name=${case%%:*} file=${case##*:}
+  target/release/bench "$N" --print-config "$name" > "$T/$file.click"
   c=$(click_mpps "$T/$file.click"); s=$(sy_mpps "$name")
   printf '%-24s Click %6s Mpps   Switchyard %6s Mpps   %5.1fx\n' "$name" "$c" "$s" "$(python3 -c "print($s / $c)")"
 done

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 WRITES=${WRITES:-2000}
 cargo build --release -q -p switchyard
 B=$PWD/target/release/switchyard
+. examples/await-listening.sh
 T=$(mktemp -d "$PWD/target/durable.XXXXXX")
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"' EXIT
 
@@ -28,7 +29,7 @@ measure() { # label, router options...
   rm -f "$T/ctl.sock"
   "$B" run "$T/r.click" --control "$T/ctl.sock" -q "$@" 2>"$T/log" &
   local pid=$!
-  until grep -q "listening" "$T/log" 2>/dev/null; do sleep 0.05; done
+  await_listening "$T/log" "$pid"
   python3 - "$T/ctl.sock" "$WRITES" "$label" <<'PY'
 import socket, sys, time
 path, n, label = sys.argv[1], int(sys.argv[2]), sys.argv[3]

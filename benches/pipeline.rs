@@ -1,7 +1,13 @@
 //! Whole-pipeline benchmark: runs real configurations on the real runtime
 //! and prints packets per second, plus peak memory.
 //!
-//!     cargo run --release -p switchyard --bin bench -- [PACKETS] [--repeat N]
+//!     cargo run --release -p switchyard --bin bench -- [PACKETS] [--repeat N] [--only NAME]
+//!     cargo run --release -p switchyard --bin bench -- [PACKETS] --print-config NAME
+//!
+//! `--print-config` prints a case's configuration as Click runs it (the
+//! source's frame as DATA, BURST 32; both routers run that text), so that
+//! benches/click_ip_compare.sh measures Click on the same frame, routes and
+//! rules.
 //!
 //! Each packet is really created (copied from the template), counted,
 //! shared by Tee, selected by InputSwitch and freed back to the pool.
@@ -102,13 +108,90 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn run(name: &str, template: &str, n: u64, check: &str) -> f64 {
+/// One benchmark: a configuration, the counter that must have counted,
+/// and the size of its generated firewall.
+struct Case {
+    name: &'static str,
+    template: &'static str,
+    check: &'static str,
+    rules: usize,
+}
+
+const fn case(name: &'static str, template: &'static str, check: &'static str) -> Case {
+    Case {
+        name,
+        template,
+        check,
+        rules: 0,
+    }
+}
+
+const CASES: [Case; 10] = [
+    case("hub/switch", HUB_SWITCH, "out.count"),
+    case("hub/switch + shadow", SHADOW, "out.count"),
+    case("10k flows -> discard", FLOWS_DISCARD, "out.count"),
+    case("canary (10k flows)", CANARY, "out.count"),
+    case("source -> discard", SOURCE_DISCARD, "d.count"),
+    case("classifier", CLASSIFY, "out.count"),
+    case("queue (2 threads)", QUEUE, "out.count"),
+    case("IP route, 1002 routes", ROUTE, "out.count"),
+    Case {
+        rules: 100,
+        ..case("IPFilter, 100 rules", FILTER, "out.count")
+    },
+    Case {
+        rules: 1,
+        ..case("IPFilter, 1 rule", FILTER, "out.count")
+    },
+];
+
+/// The configuration of `case` for `n` packets; tables are generated only
+/// for the cases that have them.
+fn config(case: &Case, n: u64) -> String {
+    let mut text = case.template.replace("$N", &n.to_string());
+    if text.contains("$ROUTES") {
+        text = text.replace("$ROUTES", &routes());
+    }
+    if text.contains("$RULES") {
+        text = text.replace("$RULES", &rules(case.rules));
+    }
+    text
+}
+
+/// `config` as Click runs it: Click's InfiniteSource has no default frame,
+/// so the frame this router's source makes goes in as DATA (read back from
+/// a capture of one packet), with Click's batching of 32.
+fn click_config(case: &Case, n: u64) -> String {
+    let pcap = std::env::temp_dir().join(format!("sy-bench-frame-{}.pcap", std::process::id()));
+    let mut registry = switchyard_elements::standard();
+    for c in switchyard_io::CLASSES {
+        registry.add(*c);
+    }
+    let capture = format!(
+        "InfiniteSource(LENGTH 64, LIMIT 1, STOP true) -> ToDump({});",
+        pcap.display()
+    );
+    run_text(&capture, &registry).expect("frame capture");
+    let mut reader = switchyard_io::pcap::Reader::open(&pcap).expect("frame capture");
+    let frame = reader.next_record().ok().flatten().expect("one frame").data;
+    let _ = std::fs::remove_file(&pcap);
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let text = config(case, n);
+    assert!(
+        text.contains("InfiniteSource(LENGTH 64, "),
+        "{}: not a 64-byte source",
+        case.name
+    );
+    text.replace(
+        "InfiniteSource(LENGTH 64, ",
+        &format!("InfiniteSource(DATA \\<{hex}>, BURST 32, "),
+    )
+}
+
+fn run(case: &Case, n: u64) -> f64 {
+    let (name, check) = (case.name, case.check);
     let registry = switchyard_elements::standard();
-    let rules_n = if name.contains("100 rules") { 100 } else { 1 };
-    let text = template
-        .replace("$N", &n.to_string())
-        .replace("$ROUTES", &routes())
-        .replace("$RULES", &rules(rules_n));
+    let text = config(case, n);
     let start = Instant::now();
     let handlers = run_text(&text, &registry).expect("benchmark config is valid");
     let secs = start.elapsed().as_secs_f64();
@@ -127,27 +210,25 @@ fn main() {
         .position(|a| a == "--repeat")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(3);
-    let only: Option<&String> = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let only = value("--only");
+    if let Some(name) = value("--print-config") {
+        let Some(case) = CASES.iter().find(|c| c.name == name.as_str()) else {
+            let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+            eprintln!("bench: no case named '{name}'; cases: {names:?}");
+            std::process::exit(2);
+        };
+        println!("{}", click_config(case, n));
+        return;
+    }
     println!("whole-pipeline benchmark, single router thread per pipeline, best of {repeat}");
-    let cases = [
-        ("hub/switch", HUB_SWITCH, "out.count"),
-        ("hub/switch + shadow", SHADOW, "out.count"),
-        ("10k flows -> discard", FLOWS_DISCARD, "out.count"),
-        ("canary (10k flows)", CANARY, "out.count"),
-        ("source -> discard", SOURCE_DISCARD, "d.count"),
-        ("classifier", CLASSIFY, "out.count"),
-        ("queue (2 threads)", QUEUE, "out.count"),
-        ("IP route, 1002 routes", ROUTE, "out.count"),
-        ("IPFilter, 100 rules", FILTER, "out.count"),
-        ("IPFilter, 1 rule", FILTER, "out.count"),
-    ];
     let mut best = Vec::new();
-    for (name, cfg, check) in cases {
-        if only.is_some_and(|o| !name.starts_with(o.as_str())) {
+    for case in &CASES {
+        if only.is_some_and(|o| !case.name.starts_with(o.as_str())) {
             continue;
         }
-        let b = (0..repeat).map(|_| run(name, cfg, n, check)).fold(0.0, f64::max);
-        best.push((name, b));
+        let b = (0..repeat).map(|_| run(case, n)).fold(0.0, f64::max);
+        best.push((case.name, b));
     }
     println!("--");
     for (name, b) in &best {

@@ -15,6 +15,7 @@ RATE=${RATE:-2000000}
 RELOADS=${RELOADS:-100}
 cargo build --release -q -p switchyard
 B=$PWD/target/release/switchyard
+. examples/await-listening.sh
 T=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"' EXIT
 ctl() { "$B" ctl -s "$T/ctl.sock" "$@"; }
@@ -28,7 +29,7 @@ measure() { # label, config
   echo "$2" > "$T/a.click"
   sed 's/new :: Counter -> \[1\]sel/new :: Counter -> extra :: Counter -> [1]sel/' "$T/a.click" > "$T/b.click"
   RUST_LOG=info "$B" run "$T/a.click" --control "$T/ctl.sock" -q 2>"$T/log" &
-  until grep -q "listening" "$T/log" 2>/dev/null; do sleep 0.05; done
+  await_listening "$T/log" $!
   sleep 1
   local start end
   start=$(date +%s.%N)

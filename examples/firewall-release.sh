@@ -18,35 +18,26 @@
 #   sudo bash examples/firewall-release.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p switchyard
-B=$PWD/target/release/switchyard
-T=$(mktemp -d)
-H1=fwh1$$ R=fwrt$$ H2=fwh2$$
-cleanup() {
-  jobs -p | xargs -r kill 2>/dev/null || true
-  wait 2>/dev/null || true
-  for n in $H1 $R $H2; do ip netns del "$n" 2>/dev/null || true; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
+NAMES="h1 rt h2" LINKS="e0 r0 r1 e0"
+. examples/netns-topology.sh fw
+H1=$G H2=$S
 fail() { echo "FAILED: $*" >&2; echo "router log:" >&2; tail -20 "$T/rtr.log" >&2; exit 1; }
+await_file() { # file, pid of the process that makes it, what it is
+  for _ in $(seq 400); do
+    [ -e "$1" ] && return 0
+    kill -0 "$2" 2>/dev/null || fail "the $3 exited before it was ready"
+    sleep 0.05
+  done
+  fail "the $3 was not ready after 20 s"
+}
 
-for n in $H1 $R $H2; do
-  ip netns add "$n"
-  ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  ip -n "$n" link set lo up
-done
-ip link add e0 netns "$H1" type veth peer name r0 netns "$R"
-ip link add r1 netns "$R" type veth peer name e0 netns "$H2"
 ip -n "$R" link set r0 address 02:00:0a:01:00:01
 ip -n "$R" link set r1 address 02:00:0a:02:00:01
-for x in "$H1 e0" "$R r0" "$R r1" "$H2 e0"; do set -- $x; ip -n "$1" link set "$2" up; done
 ip -n "$H1" addr add 10.1.0.2/24 dev e0; ip -n "$H1" route add default via 10.1.0.1
 ip -n "$H2" addr add 10.2.0.2/24 dev e0; ip -n "$H2" route add default via 10.2.0.1
 
-ip netns exec "$R" "$B" run configs/firewall-release.click --control "$T/rtr.sock" --audit "$T/rtr.audit" 2>"$T/rtr.log" &
-until grep -q "listening" "$T/rtr.log" 2>/dev/null; do sleep 0.05; done
-ctl() { "$B" ctl -s "$T/rtr.sock" "$@"; }
+start_file "$R" rtr configs/firewall-release.click --audit "$T/rtr.audit"
+ctl() { "$B" ctl -s "$T/rtr.sock" "$@"; } # the one router: no name needed
 
 # Pings (request and reply both cross the router) and refused telnet
 # attempts (one SYN each: h2's kernel answers RST from port 23, which the
@@ -79,7 +70,7 @@ with open(sys.argv[1], "wb") as f:
         f.write(d)
 PY
 RX=$!
-until [ -e "$T/ready" ]; do sleep 0.05; done
+await_file "$T/ready" $RX "TCP receiver"
 ip netns exec "$H1" python3 - "$T/send.bin" "$T/started" <<'PY' &
 import socket, sys, time
 data = open(sys.argv[1], "rb").read()
@@ -90,7 +81,7 @@ for i in range(0, len(data), 1 << 16):      # about 4 MB/s: lasts ~9 s
 s.shutdown(socket.SHUT_WR); s.recv(1)
 PY
 TX=$!
-until [ -e "$T/started" ]; do sleep 0.05; done
+await_file "$T/started" $TX "TCP sender"
 
 show() {
   printf '%-34s sel.switch=%s  old=%-7s new=%-7s dropped_by_new=%s\n' "$1" "$(ctl read sel.switch)" \

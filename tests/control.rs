@@ -288,16 +288,14 @@ fn switch_position_survives_kill_9() {
     let dir = scratch_dir();
     let state = dir.join("state.json");
     let config = rollback("");
-    let mut r = RouterProc::start_in(dir.clone(), &config, &["--state", state.to_str().unwrap()]);
+    let r = RouterProc::start_in(dir.clone(), &config, &["--state", state.to_str().unwrap()]);
     r.client().write("sel.switch", "1").unwrap();
-    r.child.kill().unwrap(); // SIGKILL: no chance to save anything on the way out
-    r.child.wait().unwrap();
+    // SIGKILL: no chance to save anything on the way out. The directory
+    // (the state file) is kept for the restart.
+    let dir = r.kill9();
     let saved = std::fs::read_to_string(&state).unwrap();
     assert!(saved.contains("\"sel.switch\""), "{saved}");
-    // Keep the directory (the state file) for the restart.
-    let dir2 = dir.clone();
-    std::mem::forget(r);
-    let r = RouterProc::start_in(dir2, &config, &["--state", state.to_str().unwrap()]);
+    let r = RouterProc::start_in(dir, &config, &["--state", state.to_str().unwrap()]);
     assert_eq!(r.read("sel.switch"), "1", "restored from the state file");
     assert_eq!(r.read("sel.switch@gen"), "1");
     // Production really is on the new branch: out follows `new`.
@@ -523,7 +521,7 @@ fn canary_weights_are_validated_audited_and_survive_a_restart() {
     let config = "src :: InfiniteSource -> canary :: CanarySwitch(WEIGHTS 99 1);
                   canary[0] -> old :: Counter -> Discard; canary[1] -> new :: Counter -> Discard;";
     let flags = ["--audit", audit.to_str().unwrap(), "--state", state.to_str().unwrap()];
-    let mut r = RouterProc::start_in(dir.clone(), config, &flags);
+    let r = RouterProc::start_in(dir.clone(), config, &flags);
     let mut c = r.client();
     c.write("canary.weights", "90 10").unwrap();
     let err = c.write("canary.weights", "90 10 0").unwrap_err().to_string();
@@ -531,10 +529,7 @@ fn canary_weights_are_validated_audited_and_survive_a_restart() {
     assert_eq!(r.read("canary.weights"), "90 10");
     let log = audit_lines(&audit);
     assert_eq!(log.len(), 2, "accepted and refused writes audited: {log:?}");
-    r.child.kill().unwrap();
-    r.child.wait().unwrap();
-    std::mem::forget(r);
-    let r = RouterProc::start_in(dir, config, &flags);
+    let r = RouterProc::start_in(r.kill9(), config, &flags);
     assert_eq!(r.read("canary.weights"), "90 10", "restored from the state file");
 }
 
@@ -905,7 +900,7 @@ fn route_changes_are_validated_audited_persistent_and_reversible() {
         -> rt :: RadixIPLookup(10.0.0.0/8 0, 0.0.0.0/0 1);
         rt[0] -> a :: Counter -> Discard; rt[1] -> b :: Counter -> Discard;";
     let flags = ["--state", state.to_str().unwrap(), "--audit", audit.to_str().unwrap()];
-    let mut r = RouterProc::start_in(dir.clone(), config, &flags);
+    let r = RouterProc::start_in(dir.clone(), config, &flags);
     // `lookup` takes a parameter, over the socket and through ctl.
     assert_eq!(r.client().read_param("rt.lookup", "10.0.0.2").unwrap().trim(), "0");
     let (code, out, _) = r.ctl(&["read", "rt.lookup", "192.0.2.1"]);
@@ -918,14 +913,7 @@ fn route_changes_are_validated_audited_persistent_and_reversible() {
     r.client().write("rt.set", "10.0.0.0/24 1").unwrap();
     assert_eq!(r.client().read_param("rt.lookup", "10.0.0.2").unwrap().trim(), "1");
     let b0 = r.num("b.count");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while r.num("b.count") < b0 + 100 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "traffic did not follow the new route"
-        );
-        std::thread::yield_now();
-    }
+    await_until("traffic to follow the new route", || r.num("b.count") >= b0 + 100);
     // A bad route is refused and changes nothing.
     let err = r.client().write("rt.add", "10.9.0.0/16 7").unwrap_err().to_string();
     assert!(err.contains("520"), "{err}");
@@ -939,10 +927,7 @@ fn route_changes_are_validated_audited_persistent_and_reversible() {
     );
 
     // kill -9 and restart: the route change is still there.
-    r.child.kill().unwrap();
-    r.child.wait().unwrap();
-    std::mem::forget(r);
-    let r = RouterProc::start_in(dir, config, &flags);
+    let r = RouterProc::start_in(r.kill9(), config, &flags);
     assert_eq!(r.client().read_param("rt.lookup", "10.0.0.2").unwrap().trim(), "1");
     // Rolling back is writing the old table.
     r.client().write("rt.table", &before).unwrap();

@@ -137,7 +137,7 @@ fn a_full_disk_refuses_the_write_and_what_survives_a_crash_is_what_was_acknowled
     let state = disk.dir.join("state.json");
     let dir = scratch_dir();
     let args = ["--state", state.to_str().unwrap()];
-    let mut r = RouterProc::start_in(dir.clone(), SWITCH, &args);
+    let r = RouterProc::start_in(dir.clone(), SWITCH, &args);
     assert!(write_reply(&r, "sel.switch", "1").ends_with("[200]"));
     disk.fill();
     // Appends go on while the journal's last page has room.
@@ -175,9 +175,7 @@ fn a_full_disk_refuses_the_write_and_what_survives_a_crash_is_what_was_acknowled
         }
     }
     assert!(refused);
-    r.child.kill().unwrap();
-    r.child.wait().unwrap();
-    std::mem::forget(r);
+    let dir = r.kill9();
     disk.free();
     let r = RouterProc::start_in(dir, SWITCH, &args);
     assert_eq!(r.read("sel.switch"), "-1", "the last acknowledged value");
@@ -193,7 +191,7 @@ fn a_switch_removed_and_readded_by_reloads_restarts_as_it_ran() {
     let dir = scratch_dir();
     let state = dir.join("state.json");
     let args = ["--state", state.to_str().unwrap()];
-    let mut r = RouterProc::start_in(dir.clone(), SWITCH, &args);
+    let r = RouterProc::start_in(dir.clone(), SWITCH, &args);
     r.client().write("sel.switch", "1").unwrap();
     assert_eq!(r.read("sel.switch@gen"), "1");
     let without = "Idle -> c :: Counter -> Discard;";
@@ -211,10 +209,7 @@ fn a_switch_removed_and_readded_by_reloads_restarts_as_it_ran() {
     let (code, _, err) = r.ctl(&["write", "--if-generation", "0", "sel.switch", "0"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(r.read("sel.switch@gen"), "2");
-    r.child.kill().unwrap();
-    r.child.wait().unwrap();
-    std::mem::forget(r);
-    let r = RouterProc::start_in(dir, SWITCH, &args);
+    let r = RouterProc::start_in(r.kill9(), SWITCH, &args);
     assert_eq!(r.read("sel.switch"), "0", "a restart must not flip production");
 }
 

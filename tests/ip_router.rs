@@ -9,161 +9,69 @@
 //! them the tests say so loudly and skip, except under CI=true, where they
 //! fail. Everything created is removed, also when a test fails.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::netns::{require_root_or_skip, Namespaces};
+use common::{await_until, RouterProc};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output};
 use switchyard_control::client::Client;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/ip-router.click");
 const MAC0: &str = "02:00:0a:01:00:01";
 const MAC1: &str = "02:00:0a:02:00:01";
+/// The namespaces, by index.
+const H1: usize = 0;
+const RTR: usize = 1;
+const H2: usize = 2;
 
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Two hosts and a router namespace, named uniquely per test.
+/// Two hosts and a router namespace.
 pub struct Net {
-    ns: [String; 3],
-    dir: PathBuf,
-    router: Option<Child>,
+    /// Declared first: stopped before its namespace goes.
+    router: Option<RouterProc>,
+    ns: Namespaces,
 }
 
 impl Net {
     /// None (after saying why) when this machine cannot run the test.
     pub fn new() -> Option<Net> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!("{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::SeqCst));
-        let ns = [format!("syh1{tag}"), format!("syrt{tag}"), format!("syh2{tag}")];
-        let root = nix::unistd::getuid().is_root();
-        let tools = ["ping", "traceroute", "python3"].into_iter().all(have);
-        if !root || !tools || !ip(&["netns", "add", &ns[0]]) {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true: the IP router tests must run (root, iproute2, ping, traceroute, python3 needed)"
-            );
-            eprintln!(
-                "SKIPPED: the IP router tests need root, `ip netns`, ping, traceroute and python3 (root: {root}, tools: {tools})"
-            );
+        if !require_root_or_skip("the IP router tests", &["ping", "traceroute", "python3", "timeout"]) {
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("sy-iprouter-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let net = Net {
-            ns: ns.clone(),
-            dir,
-            router: None,
-        };
-        for n in &ns[1..] {
-            assert!(ip(&["netns", "add", n]));
+        let ns = Namespaces::new(&["syh1", "syrt", "syh2"]);
+        ns.veth((H1, "e0"), (RTR, "r0"));
+        ns.veth((RTR, "r1"), (H2, "e0"));
+        assert!(ns.ip(RTR, &["link", "set", "r0", "address", MAC0]));
+        assert!(ns.ip(RTR, &["link", "set", "r1", "address", MAC1]));
+        for (n, dev) in [(H1, "e0"), (RTR, "r0"), (RTR, "r1"), (H2, "e0")] {
+            assert!(ns.ip(n, &["link", "set", dev, "up"]));
         }
-        for n in &ns {
-            net.sh(
-                n,
-                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
-            );
-            assert!(ip(&["-n", n, "link", "set", "lo", "up"]));
-        }
-        assert!(ip(&[
-            "link", "add", "e0", "netns", &ns[0], "type", "veth", "peer", "name", "r0", "netns", &ns[1]
-        ]));
-        assert!(ip(&[
-            "link", "add", "r1", "netns", &ns[1], "type", "veth", "peer", "name", "e0", "netns", &ns[2]
-        ]));
-        assert!(ip(&["-n", &ns[1], "link", "set", "r0", "address", MAC0]));
-        assert!(ip(&["-n", &ns[1], "link", "set", "r1", "address", MAC1]));
-        for (n, dev) in [(0, "e0"), (1, "r0"), (1, "r1"), (2, "e0")] {
-            assert!(ip(&["-n", &ns[n], "link", "set", dev, "up"]));
-        }
-        for (n, addr, gw) in [(0, "10.1.0.2/24", "10.1.0.1"), (2, "10.2.0.2/24", "10.2.0.1")] {
-            assert!(ip(&["-n", &ns[n], "addr", "add", addr, "dev", "e0"]));
-            assert!(ip(&["-n", &ns[n], "route", "add", "default", "via", gw]));
+        for (n, addr, gw) in [(H1, "10.1.0.2/24", "10.1.0.1"), (H2, "10.2.0.2/24", "10.2.0.1")] {
+            assert!(ns.ip(n, &["addr", "add", addr, "dev", "e0"]));
+            assert!(ns.ip(n, &["route", "add", "default", "via", gw]));
         }
         // The router namespace must not forward: Switchyard does.
-        net.sh(&ns[1], "sysctl -qw net.ipv4.ip_forward=0");
-        Some(net)
-    }
-
-    fn h1(&self) -> &str {
-        &self.ns[0]
-    }
-
-    fn h2(&self) -> &str {
-        &self.ns[2]
+        ns.sh(RTR, "sysctl -qw net.ipv4.ip_forward=0");
+        Some(Net { router: None, ns })
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        self.ns.path(name)
     }
 
     /// Runs a shell command in namespace `n`, bounded by a timeout.
-    fn sh(&self, n: &str, cmd: &str) -> Output {
-        Command::new("timeout")
-            .args(["60", "ip", "netns", "exec", n, "sh", "-c", cmd])
-            .output()
-            .unwrap()
+    fn sh(&self, n: usize, cmd: &str) -> Output {
+        self.ns.sh(n, cmd)
     }
 
     /// Starts the router with `defines`; returns once its control socket
     /// is ready.
     pub fn start_router(&mut self, defines: &[&str]) -> Client {
-        let sock = self.path("rtr.sock");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[1], BIN, "run", CONFIG])
-            .args(defines)
-            .arg("--control")
-            .arg(&sock)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        for line in lines.by_ref().map_while(Result::ok) {
-            seen += &line;
-            seen.push('\n');
-            if line.contains("control socket listening") {
-                break;
-            }
-        }
-        assert!(seen.contains("listening"), "router did not start:\n{seen}");
-        let log = self.path("rtr.log");
-        std::thread::spawn(move || {
-            let rest: Vec<String> = lines.map_while(Result::ok).collect();
-            let _ = std::fs::write(log, rest.join("\n"));
-        });
-        self.router = Some(child);
-        Client::unix(&sock).unwrap()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        if let Some(mut p) = self.router.take() {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        for n in &self.ns {
-            ip(&["netns", "del", n]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let config = std::fs::read_to_string(CONFIG).unwrap();
+        let r = self.ns.start_router(RTR, "rtr", &config, defines);
+        let c = r.client();
+        self.router = Some(r);
+        c
     }
 }
 
@@ -182,7 +90,7 @@ fn num(c: &mut Client, h: &str) -> u64 {
 }
 
 /// Pings `dst` from namespace `from`: every reply must arrive, once.
-fn ping_ok(net: &Net, from: &str, dst: &str) {
+fn ping_ok(net: &Net, from: usize, dst: &str) {
     let o = net.sh(from, &format!("ping -n -c 3 -i 0.2 -W 3 {dst}"));
     let t = text(&o);
     assert!(o.status.success(), "ping {dst} failed:\n{t}");
@@ -197,14 +105,14 @@ fn ping_ok(net: &Net, from: &str, dst: &str) {
 fn hosts_ping_each_other_and_the_router_with_real_arp() {
     let Some(mut net) = Net::new() else { return };
     let mut c = net.start_router(&[]);
-    ping_ok(&net, net.h1(), "10.2.0.2");
-    ping_ok(&net, net.h2(), "10.1.0.2");
+    ping_ok(&net, H1, "10.2.0.2");
+    ping_ok(&net, H2, "10.1.0.2");
     // The router's own addresses, near and far side.
-    ping_ok(&net, net.h1(), "10.1.0.1");
-    ping_ok(&net, net.h1(), "10.2.0.1");
-    ping_ok(&net, net.h2(), "10.2.0.1");
+    ping_ok(&net, H1, "10.1.0.1");
+    ping_ok(&net, H1, "10.2.0.1");
+    ping_ok(&net, H2, "10.2.0.1");
     // The hosts learned the router's Ethernet address by ARP.
-    let neigh = text(&net.sh(net.h1(), "ip neigh show 10.1.0.1"));
+    let neigh = text(&net.sh(H1, "ip neigh show 10.1.0.1"));
     assert!(neigh.contains(MAC0), "h1 has no ARP entry for the router:\n{neigh}");
     // And the router learned the hosts'.
     let table = c.read("arpq1.table").unwrap();
@@ -213,17 +121,19 @@ fn hosts_ping_each_other_and_the_router_with_real_arp() {
     // network out, and put the old table back.
     let before = c.read("rt.table").unwrap();
     c.write("rt.remove", "10.2.0.0/24").unwrap();
-    let o = net.sh(net.h1(), "ping -n -c 1 -W 1 10.2.0.2");
+    // The ping below fails for any reason; the table says it is this one.
+    assert_eq!(c.read_param("rt.lookup", "10.2.0.2").unwrap().trim(), "-1");
+    let o = net.sh(H1, "ping -n -c 1 -W 1 10.2.0.2");
     assert!(!o.status.success(), "no route, no reply:\n{}", text(&o));
     c.write("rt.table", &before).unwrap();
-    ping_ok(&net, net.h1(), "10.2.0.2");
+    ping_ok(&net, H1, "10.2.0.2");
 }
 
 #[test]
 fn ttl_one_gets_time_exceeded_and_traceroute_sees_the_facing_interface() {
     let Some(mut net) = Net::new() else { return };
     let mut c = net.start_router(&[]);
-    let o = net.sh(net.h1(), "ping -n -c 1 -t 1 -W 3 10.2.0.2");
+    let o = net.sh(H1, "ping -n -c 1 -t 1 -W 3 10.2.0.2");
     let t = text(&o);
     assert!(!o.status.success(), "a TTL-1 ping must not arrive:\n{t}");
     assert!(
@@ -233,7 +143,7 @@ fn ttl_one_gets_time_exceeded_and_traceroute_sees_the_facing_interface() {
     assert!(num(&mut c, "dt1.drops") >= 1);
     // traceroute: hop 1 is the router's address on h1's side (FixIPSrc),
     // hop 2 the destination (port unreachable from h2's kernel).
-    let o = net.sh(net.h1(), "traceroute -n -q 1 -w 3 -m 4 10.2.0.2");
+    let o = net.sh(H1, "traceroute -n -q 1 -w 3 -m 4 10.2.0.2");
     let t = text(&o);
     let hops: Vec<&str> = t
         .lines()
@@ -262,17 +172,9 @@ fn start_receiver(net: &Net, out: &Path, ready: &Path) -> Child {
         out = out.display()
     );
     Command::new("timeout")
-        .args(["90", "ip", "netns", "exec", net.h2(), "python3", "-c", &script])
+        .args(["90", "ip", "netns", "exec", net.ns.name(H2), "python3", "-c", &script])
         .spawn()
         .unwrap()
-}
-
-fn await_file(p: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !p.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", p.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -292,13 +194,13 @@ fn tcp_transfer_of_10_mb_arrives_byte_identical() {
     std::fs::write(&src, &data).unwrap();
     let (out, ready) = (net.path("recv.bin"), net.path("ready"));
     let mut rx = start_receiver(&net, &out, &ready);
-    await_file(&ready);
+    await_until("the receiver to listen", || ready.exists());
     let send = format!(
         "python3 -c \"import socket; s = socket.create_connection(('10.2.0.2', 5001), timeout=60); \
          s.sendall(open('{}', 'rb').read()); s.shutdown(socket.SHUT_WR); s.recv(1)\"",
         src.display()
     );
-    let o = net.sh(net.h1(), &send);
+    let o = net.sh(H1, &send);
     assert!(o.status.success(), "sender failed:\n{}", text(&o));
     assert!(rx.wait().unwrap().success(), "receiver failed");
     let got = std::fs::read(&out).unwrap();
@@ -312,7 +214,7 @@ fn lowered_mtu_fragments_and_df_gets_fragmentation_needed() {
     let Some(mut net) = Net::new() else { return };
     let mut c = net.start_router(&["MTU1=1000"]);
     // Without DF: the router fragments, h2's kernel reassembles, replies.
-    let o = net.sh(net.h1(), "ping -n -c 2 -i 0.2 -W 3 -M dont -s 1200 10.2.0.2");
+    let o = net.sh(H1, "ping -n -c 2 -i 0.2 -W 3 -M dont -s 1200 10.2.0.2");
     let t = text(&o);
     assert!(
         o.status.success() && t.contains("2 received"),
@@ -320,7 +222,7 @@ fn lowered_mtu_fragments_and_df_gets_fragmentation_needed() {
     );
     assert!(num(&mut c, "fr1.fragments") >= 4, "router did not fragment");
     // With DF: fragmentation needed, with the MTU, from the router.
-    let o = net.sh(net.h1(), "ping -n -c 1 -W 3 -M do -s 1200 10.2.0.2");
+    let o = net.sh(H1, "ping -n -c 1 -W 3 -M do -s 1200 10.2.0.2");
     let t = text(&o);
     assert!(!o.status.success(), "a DF ping over the MTU must not arrive:\n{t}");
     assert!(

@@ -4,126 +4,50 @@
 //! under CI=true, where they fail. Everything created is removed, also
 //! when a test fails (Drop).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::netns::{require_root_or_skip, Namespaces};
+use common::{await_until, RouterProc, BIN};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use switchyard_control::client::Client;
 use switchyard_io::pcap::{Reader, Writer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Three namespaces and two veth pairs, named uniquely per test.
+/// Namespaces `gen`, `rtr` and `sink`, joined by two veth pairs.
 struct Topology {
-    ns: [String; 3],
-    dir: PathBuf,
-    procs: Vec<Child>,
+    ns: Namespaces,
 }
 
 impl Topology {
     /// None (after saying why) when this machine cannot run the test.
     fn new() -> Option<Topology> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!("{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::SeqCst));
-        let ns = [format!("sygen{tag}"), format!("syrtr{tag}"), format!("sysink{tag}")];
-        let root = nix::unistd::getuid().is_root();
-        if !root || !ip(&["netns", "add", &ns[0]]) {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true: netns tests must run (root and iproute2 needed)"
-            );
-            eprintln!("SKIPPED: needs root and `ip netns` (network namespaces); run as root to test real interfaces");
+        if !require_root_or_skip("the netns tests", &[]) {
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("sy-netns-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let t = Topology {
-            ns: ns.clone(),
-            dir,
-            procs: Vec::new(),
-        };
-        for n in &ns[1..] {
-            assert!(ip(&["netns", "add", n]));
-        }
-        for n in &ns {
-            // No IPv6 chatter (router solicitations) on the test links.
-            let _ = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    n,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.all.disable_ipv6=1",
-                    "net.ipv6.conf.default.disable_ipv6=1",
-                ])
-                .status();
-        }
-        assert!(ip(&[
-            "link", "add", "gen0", "netns", &ns[0], "type", "veth", "peer", "name", "rtr0", "netns", &ns[1]
-        ]));
-        assert!(ip(&[
-            "link", "add", "rtr1", "netns", &ns[1], "type", "veth", "peer", "name", "sink0", "netns", &ns[2]
-        ]));
+        let ns = Namespaces::new(&["sygen", "syrtr", "sysink"]);
+        ns.veth((0, "gen0"), (1, "rtr0"));
+        ns.veth((1, "rtr1"), (2, "sink0"));
         for (n, dev) in [(0, "gen0"), (1, "rtr0"), (1, "rtr1"), (2, "sink0")] {
-            assert!(ip(&["-n", &ns[n], "link", "set", dev, "up"]));
+            assert!(ns.ip(n, &["link", "set", dev, "up"]));
         }
-        Some(t)
+        Some(Topology { ns })
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        self.ns.path(name)
     }
 
     /// Starts `switchyard run` with a control socket in namespace `n`;
     /// returns once the socket is ready.
-    fn start(&mut self, n: usize, name: &str, config: &str) -> PathBuf {
-        let cfg = self.path(&format!("{name}.click"));
-        std::fs::write(&cfg, config).unwrap();
-        let sock = self.path(&format!("{name}.sock"));
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[n], BIN, "run"])
-            .arg(&cfg)
-            .arg("--control")
-            .arg(&sock)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        for line in lines.by_ref().map_while(Result::ok) {
-            seen += &line;
-            seen.push('\n');
-            if line.contains("control socket listening") {
-                break;
-            }
-        }
-        assert!(seen.contains("listening"), "{name} did not start:\n{seen}");
-        let log = self.path(&format!("{name}.log"));
-        std::thread::spawn(move || {
-            let rest: Vec<String> = lines.map_while(Result::ok).collect();
-            let _ = std::fs::write(log, rest.join("\n"));
-        });
-        self.procs.push(child);
-        sock
+    fn start(&self, n: usize, name: &str, config: &str) -> RouterProc {
+        self.ns.start_router(n, name, config, &[])
     }
 
     /// Runs a generator to completion in namespace `n`.
     fn run(&self, n: usize, config: &str) {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns[n], BIN, "run", "-q", "-e", config])
+            .args(["netns", "exec", self.ns.name(n), BIN, "run", "-q", "-e", config])
             .output()
             .unwrap();
         assert!(
@@ -134,35 +58,11 @@ impl Topology {
     }
 }
 
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        for n in &self.ns {
-            ip(&["netns", "del", n]); // takes its veth ends with it
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn num(sock: &Path, h: &str) -> u64 {
-    Client::unix(sock).unwrap().read(h).unwrap().trim().parse().unwrap()
-}
-
-/// Waits for a counter to reach `n` (the frames are the event).
-fn await_count(sock: &Path, h: &str, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = num(sock, h);
-        if v >= n {
-            assert_eq!(v, n, "{h}: more frames than sent");
-            return;
-        }
-        assert!(Instant::now() < deadline, "{h} stuck at {v} of {n}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Waits for a counter to reach `n` (the frames are the event), and
+/// checks it goes no further.
+fn await_count(r: &RouterProc, h: &str, n: u64) {
+    await_until(&format!("{h} to reach {n}"), || r.num(h) >= n);
+    assert_eq!(r.num(h), n, "{h}: more frames than sent");
 }
 
 /// Test frames: an experimental EtherType (0x88b5) so nothing else on the
@@ -219,7 +119,7 @@ fn rollback_router(method: &str) -> String {
 }
 
 fn frames_arrive_byte_identical(method: &str) {
-    let Some(mut t) = Topology::new() else { return };
+    let Some(t) = Topology::new() else { return };
     // pnet's receiver makes a system call per frame into a socket buffer
     // of ~100 frames: a full-speed generator (or a descheduled router on a
     // loaded 2-core machine) overruns it. Replay slowly for it; the ring
@@ -240,7 +140,7 @@ fn frames_arrive_byte_identical(method: &str) {
         ),
     );
     await_count(&sink, "got.count", sent.len() as u64);
-    assert_eq!(num(&rtr, "old.count"), sent.len() as u64);
+    assert_eq!(rtr.num("old.count"), sent.len() as u64);
     assert_eq!(read_pcap(&out), sent, "frames arrive byte for byte, in order");
 }
 
@@ -256,7 +156,7 @@ fn frames_arrive_byte_identical_through_the_pnet_backend() {
 
 #[test]
 fn flipping_the_switch_changes_what_reaches_the_sink() {
-    let Some(mut t) = Topology::new() else { return };
+    let Some(t) = Topology::new() else { return };
     let out = t.path("out.pcap");
     let sink = t.start(2, "sink", &SINK.replace("$OUT", out.to_str().unwrap()));
     let rtr = t.start(1, "rtr", &rollback_router("ring"));
@@ -267,13 +167,8 @@ fn flipping_the_switch_changes_what_reaches_the_sink() {
     t.run(0, &gen);
     await_count(&sink, "got.count", 500);
     // Go live with the new branch, from another process, as a user would.
-    let st = Command::new(BIN)
-        .args(["ctl", "--socket"])
-        .arg(&rtr)
-        .args(["write", "sel.switch", "1"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let (code, _, err) = rtr.ctl(&["write", "sel.switch", "1"]);
+    assert_eq!(code, 0, "{err}");
     t.run(0, &gen);
     await_count(&sink, "got.count", 1000);
     let got = read_pcap(&out);
@@ -291,25 +186,25 @@ fn flipping_the_switch_changes_what_reaches_the_sink() {
 
 #[test]
 fn interface_down_is_survived_and_traffic_resumes() {
-    let Some(mut t) = Topology::new() else { return };
+    let Some(t) = Topology::new() else { return };
     let out = t.path("out.pcap");
     let sink = t.start(2, "sink", &SINK.replace("$OUT", out.to_str().unwrap()));
     let rtr = t.start(1, "rtr", "FromDevice(rtr0) -> c :: Counter -> td :: ToDevice(rtr1);");
     let input = t.path("in.pcap");
     write_pcap(&input, &frames(200, &[60]));
     let gen = format!("FromDump({}, STOP true) -> ToDevice(gen0);", input.display());
-    assert!(ip(&["-n", &t.ns[1], "link", "set", "rtr1", "down"]));
+    assert!(t.ns.ip(1, &["link", "set", "rtr1", "down"]));
     t.run(0, &gen);
     await_count(&rtr, "c.count", 200);
-    assert_eq!(num(&sink, "got.count"), 0, "nothing crosses a down link");
-    assert!(ip(&["-n", &t.ns[1], "link", "set", "rtr1", "up"]));
+    assert_eq!(sink.num("got.count"), 0, "nothing crosses a down link");
+    assert!(t.ns.ip(1, &["link", "set", "rtr1", "up"]));
     // The link needs a moment to carry frames again; resend until they do.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while num(&sink, "got.count") == 0 {
+    while sink.num("got.count") == 0 {
         assert!(Instant::now() < deadline, "traffic did not resume");
         t.run(0, &gen);
     }
-    assert!(num(&rtr, "td.count") > 0);
+    assert!(rtr.num("td.count") > 0);
 }
 
 #[test]
@@ -334,7 +229,7 @@ fn a_missing_interface_is_an_error_at_start_naming_it() {
 
 #[test]
 fn fanout_shares_one_interface_between_pipeline_copies() {
-    let Some(mut t) = Topology::new() else { return };
+    let Some(t) = Topology::new() else { return };
     // Two copies of the pipeline, not connected: two threads, one group.
     let rtr = t.start(
         1,
@@ -348,12 +243,8 @@ fn fanout_shares_one_interface_between_pipeline_copies() {
         0,
         &format!("FromDump({}, STOP true) -> ToDevice(gen0);", input.display()),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while num(&rtr, "a.count") + num(&rtr, "b.count") < 2000 {
-        assert!(Instant::now() < deadline, "frames missing");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let (a, b) = (num(&rtr, "a.count"), num(&rtr, "b.count"));
+    await_until("all frames", || rtr.num("a.count") + rtr.num("b.count") >= 2000);
+    let (a, b) = (rtr.num("a.count"), rtr.num("b.count"));
     assert_eq!(a + b, 2000, "each frame reaches exactly one copy");
     assert!(a > 0 && b > 0, "both copies get a share: {a} + {b}");
 }
@@ -364,7 +255,7 @@ fn fanout_shares_one_interface_between_pipeline_copies() {
 /// frame reaches the sink, once, in order, byte for byte.
 #[test]
 fn hot_reload_loses_no_frame_on_a_queue_buffered_device_path() {
-    let Some(mut t) = Topology::new() else { return };
+    let Some(t) = Topology::new() else { return };
     let a = "FromDevice(rtr0) -> q :: Queue(65536) -> Unqueue -> hub :: Tee(2);
              hub[0] -> old :: Counter -> [0]sel :: InputSwitch(1);
              hub[1] -> new :: Counter -> [1]sel;
@@ -385,7 +276,7 @@ fn hot_reload_loses_no_frame_on_a_queue_buffered_device_path() {
         input.display()
     );
     let done = std::sync::atomic::AtomicBool::new(false);
-    let mut c = Client::unix(&rtr).unwrap();
+    let mut c = rtr.client();
     let mut during = 0;
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -393,11 +284,7 @@ fn hot_reload_loses_no_frame_on_a_queue_buffered_device_path() {
             done.store(true, Ordering::SeqCst);
         });
         // Wait for traffic, then reload for as long as it flows.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while num(&rtr, "old.count") == 0 {
-            assert!(Instant::now() < deadline, "no traffic reached the router");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        await_until("traffic to reach the router", || rtr.num("old.count") > 0);
         while !done.load(Ordering::SeqCst) {
             c.write("hotconfig", if during % 2 == 0 { &b } else { a }).unwrap();
             let last = c.read("last_reload").unwrap();
@@ -408,6 +295,6 @@ fn hot_reload_loses_no_frame_on_a_queue_buffered_device_path() {
     assert!(during >= 10, "only {during} reloads while traffic flowed");
     await_count(&sink, "got.count", sent.len() as u64);
     assert_eq!(read_pcap(&out), sent, "every frame, once, in order, byte for byte");
-    assert_eq!(num(&rtr, "q.drops"), 0);
+    assert_eq!(rtr.num("q.drops"), 0);
     eprintln!("{during} reloads under 100k frames/s: 0 frames lost");
 }

@@ -2,6 +2,9 @@
 //! created, counted, duplicated, queued across threads and selected; the
 //! tests assert the counters.
 
+mod common;
+
+use common::await_until;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::{load_text, run_text, HandlerTable, Router};
@@ -12,15 +15,6 @@ fn run(text: &str) -> Arc<HandlerTable> {
 
 fn count(t: &HandlerTable, h: &str) -> u64 {
     t.read(h).unwrap_or_else(|e| panic!("{h}: {e}")).trim().parse().unwrap()
-}
-
-/// Waits until `cond` holds; the router's counters are the event.
-fn await_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::yield_now();
-    }
 }
 
 #[test]
@@ -550,6 +544,7 @@ fn push_cycles_deliver_every_packet_once_around() {
                  ps[1] -> out :: Counter -> Discard;");
     assert_eq!(count(&t, "again.count"), 100_000);
     assert_eq!(count(&t, "out.count"), 100_000);
+    assert_eq!(count(&t, "cycle_drops"), 0, "nothing circled past the bound");
 }
 
 #[test]
@@ -560,6 +555,9 @@ fn a_cycle_that_never_lets_go_is_bounded_not_a_hang() {
     let n = count(&t, "c.count");
     assert!((10..=10 * 4097).contains(&n), "{n}");
     assert!(n > 10, "the cycle went round at least once: {n}");
+    // Nothing leaves the cycle: each packet circles until it is dropped,
+    // once.
+    assert_eq!(count(&t, "cycle_drops"), 10);
 }
 
 #[test]
@@ -579,4 +577,7 @@ fn a_cycle_that_fans_out_is_bounded_too() {
     );
     let n = count(&t, "c.count");
     assert!(n > 3 && n <= 3 * (4096 + 1), "{n}");
+    // Each of the n arrivals at c sends 64 copies back; all but the n - 3
+    // that arrived again (the 3 came from the source) were dropped.
+    assert_eq!(count(&t, "cycle_drops"), 64 * n - (n - 3));
 }

@@ -1,12 +1,16 @@
-//! What the control-socket tests share: a router process with a control
-//! socket in a scratch directory, raw protocol conversations, audit lines.
+//! What the integration tests share: a router process with a control
+//! socket in a scratch directory (also in a network namespace), raw
+//! protocol conversations, audit lines, waiting for a condition.
 #![allow(dead_code)]
+
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use switchyard_control::client::Client;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -46,10 +50,24 @@ impl RouterProc {
     }
 
     pub fn start_in(dir: PathBuf, config: &str, extra: &[&str]) -> RouterProc {
+        RouterProc::start_prefixed(&[], dir, config, extra)
+    }
+
+    /// Like [`start_in`](Self::start_in), the command run through
+    /// `prefix` (`ip netns exec NAME`).
+    pub fn start_prefixed(prefix: &[&str], dir: PathBuf, config: &str, extra: &[&str]) -> RouterProc {
         let file = dir.join("r.click");
         std::fs::write(&file, config).unwrap();
         let socket = dir.join("ctl.sock");
-        let mut child = Command::new(BIN)
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .arg("run")
             .arg(&file)
             .arg("--control")
@@ -70,6 +88,7 @@ impl RouterProc {
                 break;
             }
         }
+        // The loop also ends when the router exits: no hang either way.
         assert!(seen.contains("listening"), "router did not start:\n{seen}");
         let stderr = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
         RouterProc {
@@ -111,6 +130,14 @@ impl RouterProc {
         )
     }
 
+    /// SIGKILL (no chance to save anything on the way out), and the
+    /// directory, kept (its state file, audit log) for a restart.
+    pub fn kill9(mut self) -> PathBuf {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::take(&mut self.dir)
+    }
+
     /// SIGTERM, then the exit status and what it printed.
     pub fn stop(mut self) -> (Option<i32>, String) {
         let _ = Command::new("kill")
@@ -127,7 +154,9 @@ impl Drop for RouterProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
         if std::thread::panicking() {
             // What the router said is the best clue to a failed test.
             let dummy = std::thread::spawn(String::new);
@@ -135,6 +164,27 @@ impl Drop for RouterProc {
                 eprintln!("--- router stderr ---\n{}{err}\n---", self.banner);
             }
         }
+    }
+}
+
+impl netns::Namespaces {
+    /// Starts `switchyard run` with a control socket in namespace `i`, in
+    /// a directory `name` of the scratch directory; returns once the
+    /// socket is ready.
+    pub fn start_router(&self, i: usize, name: &str, config: &str, extra: &[&str]) -> RouterProc {
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        RouterProc::start_prefixed(&self.exec(i), dir, config, extra)
+    }
+}
+
+/// Waits until `cond` holds, for up to 20 s; the router's counters (or
+/// files, or frames) are the event, never a fixed sleep.
+pub fn await_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -179,8 +179,8 @@ impl Client {
         self.reply(matches!(word.as_str(), "READ" | "GET" | "READDATA" | "READUNTIL"))
     }
 
-    fn ok(&mut self, line: &str) -> Result<Reply, ClientError> {
-        let r = self.command(line)?;
+    /// An error reply as an error.
+    fn checked(r: Reply) -> Result<Reply, ClientError> {
         if r.is_ok() {
             Ok(r)
         } else {
@@ -188,9 +188,14 @@ impl Client {
         }
     }
 
+    /// A read reply's data as text.
+    fn text(r: Reply) -> String {
+        String::from_utf8_lossy(&r.data.unwrap_or_default()).into_owned()
+    }
+
     pub fn read(&mut self, handler: &str) -> Result<String, ClientError> {
-        let r = self.ok(&format!("READ {handler}"))?;
-        Ok(String::from_utf8_lossy(&r.data.unwrap_or_default()).into_owned())
+        let r = self.command(&format!("READ {handler}"))?;
+        Ok(Self::text(Self::checked(r)?))
     }
 
     /// Reads with a parameter, sent with READDATA so that any text goes as is.
@@ -201,22 +206,14 @@ impl Client {
         self.send_raw(format!("READDATA {handler} {}\r\n", param.len()).as_bytes())?;
         self.send_raw(param.as_bytes())?;
         let r = self.reply(true)?;
-        if r.is_ok() {
-            Ok(String::from_utf8_lossy(&r.data.unwrap_or_default()).into_owned())
-        } else {
-            Err(ClientError::Reply(r))
-        }
+        Ok(Self::text(Self::checked(r)?))
     }
 
     /// Writes with WRITEDATA, so any value (newlines included) goes as is.
     pub fn write(&mut self, handler: &str, value: &str) -> Result<(), ClientError> {
         self.send_raw(format!("WRITEDATA {handler} {}\r\n", value.len()).as_bytes())?;
         self.send_raw(value.as_bytes())?;
-        let r = self.reply(false)?;
-        if r.is_ok() {
-            Ok(())
-        } else {
-            Err(ClientError::Reply(r))
-        }
+        Self::checked(self.reply(false)?)?;
+        Ok(())
     }
 }

@@ -393,39 +393,49 @@ impl Control {
             .map_or(0, |s| s.generation)
     }
 
-    pub fn read(&self, name: &str) -> Reply {
-        if name == "last_check" {
-            let text = self.last_check.lock().expect("last check").clone();
-            return Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(text.into_bytes());
+    /// Reads `name` with `param` (empty for none): a handler, a
+    /// persistent handler's generation (`element.handler@gen`), or one of
+    /// the control plane's own (`last_check`, `last_reload`, `audit_tail`).
+    pub fn read(&self, name: &str, param: &str) -> Reply {
+        match self.read_value(name, param.trim()) {
+            Ok(v) => Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(v.into_bytes()),
+            Err(reply) => reply,
         }
-        if name == "last_reload" {
-            let text = self.last_reload_line();
-            return Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(text.into_bytes());
-        }
-        if name == "audit_tail" {
-            // The last audit entries (for `ctl status`); empty without --audit.
-            let text = self.audit.as_ref().map(|a| a.tail(5)).unwrap_or_default();
-            return Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(text.into_bytes());
-        }
+    }
+
+    fn read_value(&self, name: &str, param: &str) -> Result<String, Reply> {
         let (handler, generation) = split_generation(name);
+        let own = matches!(name, "last_check" | "last_reload" | "audit_tail");
+        if (own || generation.is_some()) && !param.is_empty() {
+            return Err(handler_error(HandlerError::ReadFailed {
+                handler: name.to_string(),
+                message: "this handler takes no parameters".into(),
+            }));
+        }
+        match name {
+            "last_check" => return Ok(self.last_check.lock().expect("last check").clone()),
+            "last_reload" => return Ok(self.last_reload_line()),
+            // The last audit entries (for `ctl status`); empty without --audit.
+            "audit_tail" => return Ok(self.audit.as_ref().map(|a| a.tail(5)).unwrap_or_default()),
+            _ => {}
+        }
         if let Some(g) = generation {
             if g != "gen" {
-                return Reply::new(code::SYNTAX, format!("Bad handler name '{name}' (use {handler}@gen)"));
+                return Err(Reply::new(
+                    code::SYNTAX,
+                    format!("Bad handler name '{name}' (use {handler}@gen)"),
+                ));
             }
             return match self.table().find(handler) {
-                Ok(h) if h.persistent => Reply::new(code::OK, format!("Read handler '{name}' OK"))
-                    .with_data(self.generation(handler).to_string().into_bytes()),
-                Ok(_) => Reply::new(
+                Ok(h) if h.persistent => Ok(self.generation(handler).to_string()),
+                Ok(_) => Err(Reply::new(
                     code::NO_HANDLER,
                     format!("Handler '{handler}' has no generation (not persistent)"),
-                ),
-                Err(e) => handler_error(e),
+                )),
+                Err(e) => Err(handler_error(e)),
             };
         }
-        match self.table().read(name) {
-            Ok(v) => Reply::new(code::OK, format!("Read handler '{name}' OK")).with_data(v.into_bytes()),
-            Err(e) => handler_error(e),
-        }
+        self.table().read_with(name, param).map_err(handler_error)
     }
 
     /// Writes `value` to `name` (`element.handler`, or `element.handler@N`
@@ -458,24 +468,16 @@ impl Control {
         // The table under the lock: a reload's state sync takes it too, so
         // a write is never applied to a table that is being replaced.
         let table = self.table();
-        let found = table.find(handler);
         // A write whose effect another handler keeps (a route table's
         // `add` changes `table`): that one is read for the undo, carries
         // the generation, and is what the state file saves.
-        let kept = match found.as_ref().ok().and_then(|h| h.persists_as.as_deref()) {
-            Some(other) => match handler.rsplit_once('.') {
-                Some((element, _)) => format!("{element}.{other}"),
-                None => other.to_string(),
-            },
-            None => handler.to_string(),
+        let found = table.kept_by(handler);
+        let (kept, kept_handler) = match &found {
+            Ok((kept, h)) => (kept.clone(), Some(*h)),
+            Err(_) => (handler.to_string(), None),
         };
-        let kept_handler = if kept == handler {
-            found.clone().ok()
-        } else {
-            table.find(&kept).ok()
-        };
-        let old = kept_handler.as_ref().and_then(|h| h.read.as_ref()).map(|r| r());
-        let persistent = kept_handler.as_ref().is_some_and(|h| h.persistent);
+        let old = kept_handler.and_then(|h| h.read.as_ref()).map(|r| r());
+        let persistent = kept_handler.is_some_and(|h| h.persistent);
         let current = saved.handlers.get(&kept).map_or(0, |s| s.generation);
 
         let outcome: Result<Option<u64>, Reply> = (|| {
@@ -636,14 +638,7 @@ impl Control {
     pub fn execute(&self, req: &Request, payload: &str, peer: &Peer) -> Reply {
         match req {
             Request::Read { handler, .. } | Request::ReadData { handler, .. } | Request::ReadUntil { handler, .. } => {
-                let param = param_of(req).unwrap_or(payload);
-                if !param.trim().is_empty() {
-                    return match self.table().read_with(handler, param) {
-                        Ok(v) => Reply::new(code::OK, format!("Read handler '{handler}' OK")).with_data(v.into_bytes()),
-                        Err(e) => handler_error(e),
-                    };
-                }
-                self.read(handler)
+                self.read(handler, param_of(req).unwrap_or(payload))
             }
             Request::Write { handler, value } => self.write(handler, value, peer),
             Request::WriteData { handler, .. } | Request::WriteUntil { handler, .. } => {
@@ -728,5 +723,25 @@ mod tests {
         c.reload("x", &Peer::default()).unwrap();
         assert_eq!(c.config_generation(), 2, "reported and counted as done");
         owner.join().unwrap();
+    }
+
+    #[test]
+    fn reads_with_a_parameter_take_one_path_for_every_kind_of_name() {
+        let (c, _rx) = control();
+        for name in ["version", "last_check", "last_reload", "audit_tail"] {
+            let r = c.read(name, "");
+            assert!(r.is_ok(), "{name}: {r:?}");
+            assert_eq!(r.lines, [format!("Read handler '{name}' OK")]);
+            // A parameter to a handler that takes none is refused alike.
+            let r = c.read(name, " x ");
+            assert_eq!(r.code, code::HANDLER_ERROR, "{name}: {r:?}");
+            assert_eq!(r.lines[1], "this handler takes no parameters", "{name}");
+        }
+        assert_eq!(
+            c.read("version", "  ").data,
+            c.read("version", "").data,
+            "blank is none"
+        );
+        assert_eq!(c.read("nosuch.h", "x").code, code::NO_ELEMENT);
     }
 }

@@ -79,16 +79,22 @@ impl Handler {
         }
     }
 
-    /// Adds a write side to a handler (for a parameterized read that is
-    /// also writable).
-    pub fn with_write(mut self, w: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) -> Handler {
-        self.write = Some(Arc::new(w));
-        self
-    }
-
     /// True if the handler can be read, with or without a parameter.
     pub fn readable(&self) -> bool {
         self.read.is_some() || self.read_param.is_some()
+    }
+
+    /// Reads with `param` (empty for none): a handler that takes no
+    /// parameter refuses one, one that takes a parameter gets it, trimmed.
+    /// `None` if the handler cannot be read at all.
+    pub fn read_with(&self, param: &str) -> Option<Result<String, String>> {
+        let param = param.trim();
+        match (&self.read, &self.read_param) {
+            (Some(read), _) if param.is_empty() => Some(Ok(read())),
+            (_, Some(read)) => Some(read(param)),
+            (Some(_), None) => Some(Err("this handler takes no parameters".into())),
+            (None, None) => None,
+        }
     }
 
     /// Marks a write handler whose effect is kept by persisting `other`

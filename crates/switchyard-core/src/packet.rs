@@ -143,6 +143,15 @@ impl Packet {
         Packet::from_buffer(alloc_buffer(HEADROOM + data.len()), data, |_| {})
     }
 
+    /// A new packet holding a copy of `data` that `patch` changes (a
+    /// checksum completed, a field rewritten) while the new buffer is
+    /// known to be unique: one uniqueness check for the copy and the
+    /// change, where `from_data` then [`data_mut`](Self::data_mut) costs two.
+    #[inline]
+    pub fn from_data_patched(data: &[u8], patch: impl FnOnce(&mut [u8])) -> Packet {
+        Packet::from_buffer(alloc_buffer(HEADROOM + data.len()), data, patch)
+    }
+
     /// Fills a unique buffer with `data` after the headroom, then lets
     /// `patch` change the copy while it is still known to be unique (no
     /// second uniqueness check, which is a locked operation).
@@ -163,6 +172,21 @@ impl Packet {
     /// (recycled), for callers that overwrite them.
     pub fn with_len(len: usize) -> Packet {
         let buf = alloc_buffer(HEADROOM + len);
+        Packet {
+            buf: Some(buf),
+            head: HEADROOM as u32,
+            len: len as u32,
+            anno: Annotations::default(),
+        }
+    }
+
+    /// A new packet of `len` bytes, all written by `fill` (it gets them
+    /// with unspecified, recycled contents): no packet with unspecified
+    /// bytes escapes, and no later [`data_mut`](Self::data_mut).
+    #[inline]
+    pub fn with_len_filled(len: usize, fill: impl FnOnce(&mut [u8])) -> Packet {
+        let mut buf = alloc_buffer(HEADROOM + len);
+        fill(&mut Arc::get_mut(&mut buf).expect("pooled buffers are unique")[HEADROOM..HEADROOM + len]);
         Packet {
             buf: Some(buf),
             head: HEADROOM as u32,
@@ -207,9 +231,15 @@ impl Packet {
     /// Makes the buffer this packet's own (Click's `uniqueify`).
     ///
     /// Buffers never have weak references, so a strong count of one
-    /// means nobody else holds this one: a plain load, where
+    /// means nobody else holds this one: the check is a plain load, where
     /// `Arc::get_mut` is a locked compare-and-swap (measured at a fifth
-    /// of the IP forwarding path's time when every writer called it).
+    /// of the IP forwarding path's time when every writer called it). The
+    /// writable borrow itself still goes through `Arc::get_mut` (safe code
+    /// has no other way), so [`data_mut`](Self::data_mut) and
+    /// [`push_front_mut`](Self::push_front_mut) pay one such operation per
+    /// call: borrow once per packet, and write a new packet's bytes as it
+    /// is made ([`from_data_patched`](Self::from_data_patched),
+    /// [`with_len_filled`](Self::with_len_filled)).
     #[inline]
     pub fn uniqueify(&mut self) {
         if Arc::strong_count(self.buf()) == 1 {
@@ -227,12 +257,6 @@ impl Packet {
         let src = &self.buf()[..end];
         Arc::get_mut(&mut fresh).expect("pooled buffers are unique")[..end].copy_from_slice(src);
         self.buf = Some(fresh);
-    }
-
-    /// The buffer offset of the first data byte.
-    #[inline]
-    pub fn head(&self) -> usize {
-        self.head as usize
     }
 
     /// Marks the network header: it starts `offset` bytes into the data
@@ -630,6 +654,17 @@ mod tests {
         assert_eq!(p.network_offset(), Some(14 + HEADROOM + 1));
         p.pull(HEADROOM + 16);
         assert_eq!(p.network_offset(), None);
+    }
+
+    #[test]
+    fn new_packets_are_written_as_they_are_made() {
+        let p = Packet::from_data_patched(&[1, 2, 3], |d| d[1] = 9);
+        assert_eq!(p.data(), &[1, 9, 3]);
+        assert!(!p.is_shared());
+        let q = Packet::with_len_filled(5, |d| d.copy_from_slice(&[5, 4, 3, 2, 1]));
+        assert_eq!(q.data(), &[5, 4, 3, 2, 1]);
+        let big = Packet::with_len_filled(9000, |d| d.fill(6));
+        assert!(big.data().iter().all(|&b| b == 6) && big.len() == 9000);
     }
 
     #[test]

@@ -146,6 +146,9 @@ pub(crate) struct Shared {
     stop: AtomicBool,
     threads: Mutex<Vec<Thread>>,
     control: Arc<dyn ControlPlane>,
+    /// Packets lost to push cycles, all threads together: the global
+    /// `cycle_drops` handler reads it (see [`HandlerTable::cycle_drops`]).
+    cycle_drops: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -185,62 +188,58 @@ struct Runner {
 /// (`rt -> ICMPPingResponder -> rt`). An element cannot be re-entered
 /// (it is borrowed while it runs), so a batch pushed to it meanwhile waits
 /// here and is pushed once the element returns, in arrival order, on the
-/// same stack depth. A graph that cycles packets forever would then spin
-/// rather than overflow the stack as Click does: after
-/// [`CYCLE_LIMIT`] such deliveries within one outermost push, further
-/// ones are dropped and counted.
+/// same stack depth; this holds whether the element is on the stack for
+/// a push, a pull or a task's run. A graph that cycles packets forever
+/// would then spin rather than overflow the stack as Click does: after
+/// [`CYCLE_LIMIT`] such deliveries within one outermost call, further ones
+/// are dropped and counted (the global `cycle_drops` handler).
 #[derive(Default)]
 struct CycleState {
+    /// (slot, port, batch) for elements on the call stack.
     waiting: Vec<(usize, usize, Batch)>,
+    /// Elements on the call stack.
     depth: u32,
+    /// Deliveries from `waiting` since the outermost call began.
     delivered: u32,
-    dropped: u64,
-    warned: bool,
 }
 
-/// Deliveries through push cycles allowed per outermost push.
+/// Deliveries through push cycles allowed per outermost call.
 const CYCLE_LIMIT: u32 = 4096;
 /// Batches that may wait for an element on the call stack at once.
 const CYCLE_WAITING: usize = 1024;
 
-impl CycleState {
-    fn drop(&mut self, batch: Batch) {
-        self.dropped += batch.len() as u64;
-        // Once per thread and then every 2^20 packets: never per packet.
-        if !self.warned || self.dropped.is_power_of_two() && self.dropped >= 1 << 20 {
-            self.warned = true;
+impl Runner {
+    /// Counts `batch` as lost to a push cycle (shared by the router's
+    /// threads), warning once and then every 2^20 packets: never per packet.
+    fn cycle_drop(&self, batch: Batch) {
+        let n = batch.len() as u64;
+        let before = self.shared.cycle_drops.fetch_add(n, Ordering::Relaxed);
+        let after = before + n;
+        if before == 0 || (before ^ after) >> 20 != 0 {
             tracing::warn!(
                 limit = CYCLE_LIMIT,
-                dropped = self.dropped,
+                dropped = after,
                 "packets circling a push cycle dropped"
             );
         }
     }
-}
 
-impl Runner {
-    fn push(&mut self, elem: usize, slot: usize, port: usize, batch: Batch) {
-        let Some(mut e) = self.slots[slot].take() else {
-            // The element is on the call stack: deliver after it returns,
-            // within bounds (a graph can fan a cycle out, `rt -> Tee(1000)
-            // -> rt`, faster than the limit on deliveries would notice).
-            if self.cycle.depth == 0 || self.cycle.delivered >= CYCLE_LIMIT || self.cycle.waiting.len() >= CYCLE_WAITING
-            {
-                self.cycle.drop(batch);
-            } else {
-                self.cycle.waiting.push((slot, port, batch));
-            }
-            return;
-        };
+    /// Calls the element in `slot` through `f` with the element off its
+    /// slot, then delivers what a cycle pushed to it meanwhile. `None` if
+    /// the element is already on the call stack.
+    fn call_slot<R>(
+        &mut self,
+        elem: usize,
+        slot: usize,
+        f: impl FnOnce(&mut dyn Element, &mut Context<'_>) -> R,
+    ) -> Option<R> {
+        let mut e = self.slots[slot].take()?;
         self.cycle.depth += 1;
-        e.push(port, batch, &mut Context { runner: self, elem });
-        while !self.cycle.waiting.is_empty() {
-            let Some(i) = self.cycle.waiting.iter().position(|w| w.0 == slot) else {
-                break;
-            };
+        let r = f(e.as_mut(), &mut Context { runner: self, elem });
+        while let Some(i) = self.cycle.waiting.iter().position(|w| w.0 == slot) {
             let (_, port, batch) = self.cycle.waiting.remove(i);
             if self.cycle.delivered >= CYCLE_LIMIT {
-                self.cycle.drop(batch);
+                self.cycle_drop(batch);
                 continue;
             }
             self.cycle.delivered += 1;
@@ -251,22 +250,34 @@ impl Runner {
         if self.cycle.depth == 0 {
             self.cycle.delivered = 0;
         }
+        Some(r)
+    }
+
+    fn push(&mut self, elem: usize, slot: usize, port: usize, batch: Batch) {
+        if self.slots[slot].is_none() {
+            // The element is on the call stack: deliver after it returns,
+            // within bounds (a graph can fan a cycle out, `rt -> Tee(1000)
+            // -> rt`, faster than the limit on deliveries would notice).
+            // (Every call raises the depth: at 0 no element is on the
+            // stack, and nothing would ever deliver the batch.)
+            if self.cycle.depth == 0 || self.cycle.delivered >= CYCLE_LIMIT || self.cycle.waiting.len() >= CYCLE_WAITING
+            {
+                self.cycle_drop(batch);
+            } else {
+                self.cycle.waiting.push((slot, port, batch));
+            }
+            return;
+        }
+        self.call_slot(elem, slot, |e, cx| e.push(port, batch, cx));
     }
 
     fn pull(&mut self, elem: usize, slot: usize, port: usize) -> Option<Batch> {
-        let mut e = self.slots[slot].take()?;
-        let b = e.pull(port, &mut Context { runner: self, elem });
-        self.slots[slot] = Some(e);
-        b
+        // A pull cycle (the element already pulling) finds nothing.
+        self.call_slot(elem, slot, |e, cx| e.pull(port, cx)).flatten()
     }
 
     fn run(&mut self, elem: usize, slot: usize) -> Work {
-        let Some(mut e) = self.slots[slot].take() else {
-            return Work::Done;
-        };
-        let w = e.run(&mut Context { runner: self, elem });
-        self.slots[slot] = Some(e);
-        w
+        self.call_slot(elem, slot, |e, cx| e.run(cx)).unwrap_or(Work::Done)
     }
 
     fn all(&self, f: impl Fn(&dyn Element) -> bool) -> bool {
@@ -446,6 +457,7 @@ impl Router {
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             control,
+            cycle_drops: handlers.cycle_drops().clone(),
         });
         let (exited_tx, exited) = crossbeam_channel::unbounded();
         let mut router = Router {
@@ -768,6 +780,7 @@ impl Harness {
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             control: Arc::new(NoControl),
+            cycle_drops: Arc::default(),
         });
         let sinks: Vec<_> = (0..outputs).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
         let mut slots: Vec<Option<Box<dyn Element>>> = vec![Some(element)];
@@ -816,5 +829,162 @@ impl Harness {
     /// Packets that reached output `port` so far, dropping them.
     pub fn count(&mut self, port: usize) -> usize {
         self.take(port).iter().map(Batch::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::element::{ElementClass, PortInfo};
+    use crate::graph::Registry;
+    use crate::handler::Handler;
+    use crate::packet::Packet;
+
+    const ROUNDS: u64 = 100;
+
+    /// Counts shared with handlers: packets received, and those received
+    /// out of turn (not before the element's next call).
+    #[derive(Default, Clone)]
+    struct Seen {
+        received: Arc<AtomicU64>,
+        late: Arc<AtomicU64>,
+    }
+
+    impl Seen {
+        fn handlers(&self) -> Vec<Handler> {
+            let (r, l) = (self.received.clone(), self.late.clone());
+            vec![
+                Handler::read_only("received", move || r.load(Ordering::Relaxed).to_string()),
+                Handler::read_only("late", move || l.load(Ordering::Relaxed).to_string()),
+            ]
+        }
+
+        /// `batch` should carry `expected`, the id last sent.
+        fn saw(&self, batch: &Batch, expected: u64) {
+            for p in batch.iter() {
+                self.received.fetch_add(1, Ordering::Relaxed);
+                if p.data().first() != Some(&(expected as u8)) {
+                    self.late.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn one(id: u64) -> Batch {
+        let mut b = Batch::new();
+        b.push(Packet::from_data(&[id as u8]));
+        b
+    }
+
+    /// A task that pushes one packet per run into its own input.
+    #[derive(Default)]
+    struct RunLoop {
+        sent: u64,
+        seen: Seen,
+    }
+
+    impl Element for RunLoop {
+        fn initialize(&mut self, _: &PortInfo) -> Result<bool, String> {
+            Ok(true)
+        }
+        fn run(&mut self, cx: &mut Context<'_>) -> Work {
+            if self.sent == ROUNDS {
+                cx.request_stop();
+                return Work::Done;
+            }
+            self.sent += 1;
+            cx.push(0, one(self.sent));
+            Work::Busy
+        }
+        fn push(&mut self, _: usize, batch: Batch, _: &mut Context<'_>) {
+            self.seen.saw(&batch, self.sent);
+        }
+        fn handlers(&self) -> Vec<Handler> {
+            self.seen.handlers()
+        }
+    }
+
+    /// Pulled on output 0; each pull also pushes a packet on output 1,
+    /// which leads back to its own input.
+    #[derive(Default)]
+    struct PullLoop {
+        sent: u64,
+        seen: Seen,
+    }
+
+    impl Element for PullLoop {
+        fn pull(&mut self, _: usize, cx: &mut Context<'_>) -> Option<Batch> {
+            self.sent += 1;
+            cx.push(1, one(self.sent));
+            Some(one(self.sent))
+        }
+        fn push(&mut self, _: usize, batch: Batch, _: &mut Context<'_>) {
+            self.seen.saw(&batch, self.sent);
+        }
+        fn handlers(&self) -> Vec<Handler> {
+            self.seen.handlers()
+        }
+    }
+
+    /// Pulls `ROUNDS` batches, then stops the router.
+    #[derive(Default)]
+    struct Sink {
+        pulled: u64,
+    }
+
+    impl Element for Sink {
+        fn initialize(&mut self, _: &PortInfo) -> Result<bool, String> {
+            Ok(true)
+        }
+        fn run(&mut self, cx: &mut Context<'_>) -> Work {
+            if self.pulled == ROUNDS {
+                cx.request_stop();
+                return Work::Done;
+            }
+            self.pulled += cx.pull(0).map_or(0, |b| b.len() as u64);
+            Work::Busy
+        }
+    }
+
+    fn run(text: &str) -> Arc<HandlerTable> {
+        let class = |name, ports, processing, factory| ElementClass {
+            name,
+            ports,
+            processing,
+            doc: "",
+            factory,
+        };
+        let registry = Registry::new([
+            class("RunLoop", "1/1", "h/h", |_| Some(Box::<RunLoop>::default())),
+            class("PullLoop", "1/2", "h/lh", |_| Some(Box::<PullLoop>::default())),
+            class("Sink", "1/0", "l/", |_| Some(Box::<Sink>::default())),
+        ]);
+        let mut map = switchyard_lang::SourceMap::new();
+        let file = map.add("t.click", text);
+        let graph = crate::load(&mut map, file, &registry, &[]).unwrap_or_else(|d| panic!("{d:?}"));
+        let table = Arc::new(HandlerTable::new(&graph, &registry, text));
+        let mut router = Router::start(graph, table.clone());
+        assert!(router.wait_timeout(Duration::from_secs(20)), "the router stops");
+        table
+    }
+
+    fn read(t: &HandlerTable, h: &str) -> u64 {
+        t.read(h).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_batch_cycling_into_a_running_task_arrives_when_its_run_returns() {
+        let t = run("l :: RunLoop -> l;");
+        assert_eq!(read(&t, "l.received"), ROUNDS);
+        assert_eq!(read(&t, "l.late"), 0, "each before the next run");
+        assert_eq!(read(&t, "cycle_drops"), 0);
+    }
+
+    #[test]
+    fn a_batch_cycling_into_an_element_being_pulled_arrives_when_its_pull_returns() {
+        let t = run("p :: PullLoop; p[0] -> Sink; p[1] -> p;");
+        assert_eq!(read(&t, "p.received"), ROUNDS);
+        assert_eq!(read(&t, "p.late"), 0, "each before the next pull");
+        assert_eq!(read(&t, "cycle_drops"), 0);
     }
 }

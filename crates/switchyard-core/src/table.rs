@@ -1,12 +1,15 @@
 //! The router's handler table: every element's handlers by name, plus
 //! Click's generic ones (`name`, `class`, `config`, `ports`, `handlers` per
-//! element; `version`, `list`, `classes`, `config`, `flatconfig` global).
+//! element; `version`, `list`, `classes`, `config`, `flatconfig` global),
+//! and the router's own `cycle_drops`.
 //! This is the one in-process interface the control socket and the CLI's
 //! `--handler` use.
 
 use crate::element::Processing;
 use crate::graph::{Graph, Registry};
 use crate::handler::{Handler, HandlerError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub struct ElementEntry {
     pub name: String,
@@ -20,10 +23,16 @@ pub struct HandlerTable {
     /// Element index by name: lookups stay constant-time however large
     /// the configuration (status pages and metrics look up every element).
     index: std::collections::HashMap<String, usize>,
+    cycle_drops: Arc<AtomicU64>,
 }
 
 fn fixed(name: &str, value: String) -> Handler {
     Handler::read_only(name, move || value.clone())
+}
+
+fn cycle_drops_handler(counter: &Arc<AtomicU64>) -> Handler {
+    let c = counter.clone();
+    Handler::read_only("cycle_drops", move || c.load(Ordering::Relaxed).to_string())
 }
 
 impl HandlerTable {
@@ -92,6 +101,7 @@ impl HandlerTable {
         }
         let classes: String = registry.names().iter().map(|c| format!("{c}\n")).collect();
         let started = std::time::Instant::now();
+        let cycle_drops = Arc::new(AtomicU64::new(0));
         let globals = vec![
             fixed("version", env!("CARGO_PKG_VERSION").to_string()),
             fixed("config_name", source.to_string()),
@@ -100,13 +110,32 @@ impl HandlerTable {
             fixed("classes", classes),
             fixed("config", config_text.to_string()),
             fixed("flatconfig", graph.flat_config()),
+            cycle_drops_handler(&cycle_drops),
         ];
         let index = elements.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
         HandlerTable {
             elements,
             globals,
             index,
+            cycle_drops,
         }
+    }
+
+    /// The count the global `cycle_drops` handler reads: packets the
+    /// router running this table dropped because they circled a push cycle
+    /// past its bound, all threads together.
+    pub fn cycle_drops(&self) -> &Arc<AtomicU64> {
+        &self.cycle_drops
+    }
+
+    /// Makes `cycle_drops` read `counter` (a reload's table goes on with
+    /// the running router's count).
+    pub fn share_cycle_drops(&mut self, counter: Arc<AtomicU64>) {
+        let handler = cycle_drops_handler(&counter);
+        if let Some(h) = self.globals.iter_mut().find(|h| h.name == handler.name) {
+            *h = handler;
+        }
+        self.cycle_drops = counter;
     }
 
     /// Puts element `i`'s own handlers (after it took its predecessor's
@@ -170,17 +199,31 @@ impl HandlerTable {
     /// Reads `full` with `param` (empty for none). A handler that takes
     /// no parameter refuses one; one that needs a parameter gets it.
     pub fn read_with(&self, full: &str, param: &str) -> Result<String, HandlerError> {
-        let h = self.find(full)?;
-        let failed = |message: String| HandlerError::ReadFailed {
-            handler: full.to_string(),
-            message,
-        };
-        match (&h.read, &h.read_param) {
-            (Some(read), _) if param.trim().is_empty() => Ok(read()),
-            (_, Some(read)) => read(param.trim()).map_err(failed),
-            (Some(_), None) => Err(failed("this handler takes no parameters".into())),
-            (None, None) => Err(HandlerError::NotReadable(full.to_string())),
+        match self.find(full)?.read_with(param) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(message)) => Err(HandlerError::ReadFailed {
+                handler: full.to_string(),
+                message,
+            }),
+            None => Err(HandlerError::NotReadable(full.to_string())),
         }
+    }
+
+    /// The handler whose value keeps the effect of a write to `full`, and
+    /// its full name: `full` itself, or the handler of the same element it
+    /// names with [`Handler::persists_as`] (a route table's `add` is kept
+    /// by its `table`). That one is read for an undo and saved.
+    pub fn kept_by(&self, full: &str) -> Result<(String, &Handler), HandlerError> {
+        let h = self.find(full)?;
+        let Some(other) = &h.persists_as else {
+            return Ok((full.to_string(), h));
+        };
+        let kept = match full.split_once('.') {
+            Some((element, _)) => format!("{element}.{other}"),
+            None => other.clone(),
+        };
+        let k = self.find(&kept)?;
+        Ok((kept, k))
     }
 
     pub fn write(&self, full: &str, value: &str) -> Result<(), HandlerError> {

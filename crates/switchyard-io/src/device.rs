@@ -83,8 +83,15 @@ pub fn retire(dev: Box<dyn Device>) {
     std::thread::spawn(move || drop(dev));
 }
 
-pub fn open(name: &str, method: Method, dir: Direction) -> Result<Box<dyn Device>, String> {
-    open_any(name, method, dir, Arc::default())
+/// Opens `name` for transmitting.
+pub fn open_transmit(name: &str, method: Method) -> Result<Box<dyn Device>, String> {
+    let index = ifindex(name)?;
+    match method {
+        Method::Ring => Ok(Box::new(
+            crate::ring::TxRing::open(index).map_err(|e| format!("{name}: {e}"))?,
+        )),
+        Method::Pnet => Ok(Box::new(crate::pnet_dev::PnetDevice::open(name, Direction::Transmit)?)),
+    }
 }
 
 /// Opens `name` for receiving; the ring backend counts the offloaded
@@ -96,20 +103,14 @@ pub fn open_receive(
     fanout: Option<(u16, crate::ring::Fanout)>,
     stats: Arc<RxStats>,
 ) -> Result<Box<dyn Device>, String> {
-    open_any(name, method, Direction::Receive { promisc, fanout }, stats)
-}
-
-fn open_any(name: &str, method: Method, dir: Direction, stats: Arc<RxStats>) -> Result<Box<dyn Device>, String> {
     let index = ifindex(name)?;
     match method {
-        Method::Ring => match dir {
-            Direction::Receive { promisc, fanout } => Ok(Box::new(
-                crate::ring::RxRing::open(name, index, promisc, fanout, stats).map_err(|e| format!("{name}: {e}"))?,
-            )),
-            Direction::Transmit => Ok(Box::new(
-                crate::ring::TxRing::open(index).map_err(|e| format!("{name}: {e}"))?,
-            )),
-        },
-        Method::Pnet => Ok(Box::new(crate::pnet_dev::PnetDevice::open(name, dir)?)),
+        Method::Ring => Ok(Box::new(
+            crate::ring::RxRing::open(name, index, promisc, fanout, stats).map_err(|e| format!("{name}: {e}"))?,
+        )),
+        Method::Pnet => Ok(Box::new(crate::pnet_dev::PnetDevice::open(
+            name,
+            Direction::Receive { promisc, fanout },
+        )?)),
     }
 }

@@ -101,8 +101,8 @@ documented! {
         fanout: Option<(u16, Fanout)>,
         burst: usize,
         dev: Option<Box<dyn Device>>,
-        count: Arc<AtomicU64>,
-        /// Shared with the ring, which counts into it.
+        /// Shared with the ring, which counts its offload work into it;
+        /// `received` is counted here.
         stats: Arc<RxStats>,
         failing: bool,
     }
@@ -154,7 +154,6 @@ impl FromDevice {
             fanout,
             burst,
             dev: None,
-            count: Arc::default(),
             stats: Arc::default(),
             failing: false,
         }))
@@ -193,8 +192,8 @@ impl Element for FromDevice {
             } else if let Some(dev) = old.dev.take() {
                 retire(dev);
             }
-            self.count = old.count.clone();
-            // A kept ring counts into the old element's stats: keep them.
+            // A kept ring counts into the old element's stats: keep them
+            // (and the count of frames received with them).
             self.stats = old.stats.clone();
         }
     }
@@ -241,7 +240,7 @@ impl Element for FromDevice {
                     self.failing = false;
                     tracing::warn!(device = %self.name, "receiving again");
                 }
-                self.count.fetch_add(n as u64, Relaxed);
+                self.stats.received.fetch_add(n as u64, Relaxed);
                 cx.push(0, batch);
                 Work::Busy
             }
@@ -256,10 +255,10 @@ impl Element for FromDevice {
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let c = self.count.clone();
+        let s = self.stats.clone();
         let m = format!("{:?}", self.method).to_lowercase();
         let mut v = vec![
-            Handler::read_only("count", move || c.load(Relaxed).to_string()),
+            Handler::read_only("count", move || s.received.load(Relaxed).to_string()),
             Handler::read_only("method", move || m.clone()),
         ];
         let counters: [(&str, StatField); 6] = [

@@ -389,10 +389,12 @@ impl RxRing {
         };
         let data = self.map.bytes(h + mac, snaplen);
         if hdr.gso_type == GSO_NONE {
-            let mut p = Packet::from_data(data);
-            if hdr.needs_csum() {
+            let mut p = if hdr.needs_csum() {
                 let (start, off) = (usize::from(hdr.csum_start), usize::from(hdr.csum_offset));
-                if !offload::complete_checksum(p.data_mut(), start, off) {
+                let mut completed = false;
+                // Completed in the copy as it is made: one uniqueness check.
+                let p = Packet::from_data_patched(data, |f| completed = offload::complete_checksum(f, start, off));
+                if !completed {
                     self.stats.csum_dropped.fetch_add(1, Relaxed);
                     warn(
                         &mut self.warn,
@@ -402,7 +404,10 @@ impl RxRing {
                     return (0, true);
                 }
                 self.stats.csum_completed.fetch_add(1, Relaxed);
-            }
+                p
+            } else {
+                Packet::from_data(data)
+            };
             p.anno.timestamp_ns = ts;
             p.anno.pkt_type = pkttype;
             batch.push(p);

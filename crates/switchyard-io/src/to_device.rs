@@ -1,4 +1,4 @@
-use crate::device::{check, open, retire, Device, Direction, Method};
+use crate::device::{check, open_transmit, retire, Device, Method};
 use crate::from_device::read_method;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -115,7 +115,7 @@ impl Element for ToDevice {
 
     fn activate(&mut self) -> Result<(), String> {
         if self.dev.is_none() {
-            self.dev = Some(open(&self.name, self.method, Direction::Transmit)?);
+            self.dev = Some(open_transmit(&self.name, self.method)?);
         }
         Ok(())
     }

@@ -9,10 +9,13 @@
 //! that joins a namespace (setns) creates them there, and they stay in
 //! that namespace whichever thread uses them afterwards.
 
+#[path = "../../../tests/common/netns.rs"]
+mod netns;
+
+use netns::{require_root_or_skip, Namespaces};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,77 +32,36 @@ const STREAM: usize = 2 << 20;
 /// ring sends, which the receive ring must not see.
 const MARKER: [u8; 2] = [0x88, 0xb5];
 
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Two namespaces joined by a veth pair, removed on drop.
 struct Hosts {
-    ns: [String; 2],
+    ns: Namespaces,
     dev: [String; 2],
 }
 
 impl Hosts {
     fn new() -> Option<Hosts> {
-        let tag = std::process::id() % 1_000_000;
-        let ns = [format!("syoffa{tag}"), format!("syoffb{tag}")];
-        let dev = [format!("offa{tag}"), format!("offb{tag}")];
-        let root = nix::unistd::getuid().is_root();
-        if !root || !ip(&["netns", "add", &ns[0]]) {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true: the offload netns test must run (root and iproute2 needed)"
-            );
-            eprintln!("SKIPPED: needs root and `ip netns`; run as root to test the ring against real stacks");
+        if !require_root_or_skip("the offload netns test", &[]) {
             return None;
         }
-        let h = Hosts { ns, dev };
-        assert!(ip(&["netns", "add", &h.ns[1]]));
+        let ns = Namespaces::new(&["syoffa", "syoffb"]);
+        let dev = [format!("offa{}", ns.tag()), format!("offb{}", ns.tag())];
+        ns.veth((0, &dev[0]), (1, &dev[1]));
         let mac = |m: [u8; 6]| m.map(|b| format!("{b:02x}")).join(":");
-        assert!(ip(&[
-            "link",
-            "add",
-            &h.dev[0],
-            "address",
-            &mac(A_MAC),
-            "netns",
-            &h.ns[0],
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &h.dev[1],
-            "address",
-            &mac(B_MAC),
-            "netns",
-            &h.ns[1],
-        ]));
-        for (i, addr) in ["10.201.0.1/24", "10.201.0.2/24"].into_iter().enumerate() {
-            let _ = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &h.ns[i],
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.all.disable_ipv6=1",
-                ])
-                .status();
-            assert!(ip(&["-n", &h.ns[i], "addr", "add", addr, "dev", &h.dev[i]]));
-            assert!(ip(&["-n", &h.ns[i], "link", "set", &h.dev[i], "up"]));
+        for (i, (addr, m)) in [("10.201.0.1/24", A_MAC), ("10.201.0.2/24", B_MAC)]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(ns.ip(i, &["link", "set", &dev[i], "address", &mac(m)]));
+            assert!(ns.ip(i, &["addr", "add", addr, "dev", &dev[i]]));
+            assert!(ns.ip(i, &["link", "set", &dev[i], "up"]));
         }
-        Some(h)
+        Some(Hosts { ns, dev })
     }
 
     /// Runs `f` on a thread that joined namespace `i`: what it creates
     /// (sockets, rings) belongs to that namespace.
     fn within<T: Send + 'static>(&self, i: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.ns[i]);
+        let path = format!("/run/netns/{}", self.ns.name(i));
         std::thread::spawn(move || {
             let ns = std::fs::File::open(&path).unwrap();
             // SAFETY: setns(2) on a valid namespace descriptor, moving
@@ -111,15 +73,6 @@ impl Hosts {
         })
         .join()
         .unwrap()
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes the veth end in it, and its peer.
-        for n in &self.ns {
-            let _ = ip(&["netns", "del", n]);
-        }
     }
 }
 
@@ -198,8 +151,8 @@ fn ring_delivers_wire_frames_from_a_tso_sender_and_never_its_own() {
     let (mut frames, mut too_long, mut own, mut bad_ip, mut bad_tcp, mut payload) = (0, 0, 0, 0, 0, 0);
     let mut not_host = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut quiet_since = None;
-    loop {
+    // Until the ring has seen the whole stream go by.
+    while payload < STREAM {
         let mut b = Batch::new();
         let n = rx.recv(&mut b, 256).unwrap();
         for p in b.iter() {
@@ -217,16 +170,11 @@ fn ring_delivers_wire_frames_from_a_tso_sender_and_never_its_own() {
             }
         }
         if n == 0 {
-            if sender.is_finished() && server.is_finished() {
-                let since = *quiet_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_millis(300) {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "stream did not finish in time");
+            assert!(
+                Instant::now() < deadline,
+                "the ring saw {payload} of {STREAM} stream bytes in time"
+            );
             rx.wait(Duration::from_millis(10)).unwrap();
-        } else {
-            quiet_since = None;
         }
     }
     sender.join().unwrap();

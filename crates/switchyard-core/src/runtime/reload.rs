@@ -196,6 +196,8 @@ impl Router {
             }
         }
         let mut new_table = table(&graph);
+        // The count of packets lost to push cycles goes on across reloads.
+        new_table.share_cycle_drops(self.shared.cycle_drops.clone());
         let mut graph = Stripped::new(graph);
 
         let paused = Instant::now();
