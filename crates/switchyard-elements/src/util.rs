@@ -2,9 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use switchyard_core::handler::parse_in_range;
-use switchyard_core::Handler;
+use switchyard_core::{Batch, Context, FromArg, Handler, Packet};
 
 /// A packets-per-second estimate: an exponentially weighted average of
 /// the rate over 100 ms windows, updated by the data path (one clock read
@@ -171,4 +171,192 @@ pub fn count_handlers(count: &Arc<AtomicU64>, reset: &str) -> [Handler; 2] {
             Ok(())
         }),
     ]
+}
+
+/// A handler value of type `T` (an address, a prefix), with the message
+/// every handler gives for one that does not parse.
+pub fn parse_value<T: FromArg>(value: &str) -> Result<T, String> {
+    let v = value.trim();
+    T::from_arg(v).ok_or_else(|| format!("expected {}, found '{v}'", T::EXPECTED))
+}
+
+/// What a checking element does with one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stays in the batch, for output 0.
+    Pass,
+    /// Leaves by output 1.
+    Reject,
+    /// Is freed.
+    Drop,
+}
+
+impl Verdict {
+    /// What a refused packet becomes: `Reject` when output 1 is connected,
+    /// `Drop` otherwise (so no batch is gathered for nobody).
+    pub fn refused(cx: &Context<'_>) -> Verdict {
+        if cx.noutputs() > 1 {
+            Verdict::Reject
+        } else {
+            Verdict::Drop
+        }
+    }
+}
+
+/// Applies `verdict` to every packet of `batch`, in order: passed packets
+/// stay in `batch`, dropped ones are freed, and rejected ones are returned
+/// (None when there are none). Refusals are rare: the batch is left as it
+/// is up to the first packet that does not pass, and a batch for rejects
+/// is taken from the pool only for a reject.
+pub fn sort_out(batch: &mut Batch, mut verdict: impl FnMut(&mut Packet) -> Verdict) -> Option<Batch> {
+    let (first, v) = batch
+        .packets_mut()
+        .iter_mut()
+        .enumerate()
+        .map(|(i, p)| (i, verdict(p)))
+        .find(|&(_, v)| v != Verdict::Pass)?;
+    let mut rest = batch.split_off(first);
+    let mut rejects: Option<Batch> = None;
+    let mut it = rest.drain();
+    let mut sort = |p: Packet, v: Verdict, batch: &mut Batch| match v {
+        Verdict::Pass => batch.push(p),
+        Verdict::Reject => rejects.get_or_insert_with(Batch::new).push(p),
+        Verdict::Drop => {}
+    };
+    if let Some(p) = it.next() {
+        sort(p, v, batch);
+    }
+    for mut p in it {
+        let v = verdict(&mut p);
+        sort(p, v, batch);
+    }
+    rejects
+}
+
+/// Sends what [`sort_out`] left, in push: `batch` on output 0 unless it
+/// is empty, the rejects on output 1.
+pub fn push_sorted(cx: &mut Context<'_>, batch: Batch, rejects: Option<Batch>) {
+    if !batch.is_empty() {
+        cx.push(0, batch);
+    }
+    push_rejects(cx, rejects);
+}
+
+/// Sends the rejects of [`sort_out`] on output 1 (in pull, where the batch
+/// itself is returned to the puller). Without output 1 there are none:
+/// [`Verdict::refused`] dropped them.
+pub fn push_rejects(cx: &mut Context<'_>, rejects: Option<Batch>) {
+    if let Some(r) = rejects.filter(|r| !r.is_empty()) {
+        if cx.noutputs() > 1 {
+            cx.push(1, r);
+        }
+    }
+}
+
+/// Warnings about refused packets, rate-limited to one a second: the first
+/// an element sees, and with VERBOSE every one after it. Called once per
+/// batch that refused something; the clock is read only when a warning
+/// could be due.
+#[derive(Debug, Default)]
+pub struct Warnings {
+    verbose: bool,
+    seen: bool,
+    last: Option<Instant>,
+}
+
+impl Warnings {
+    pub fn new(verbose: bool) -> Warnings {
+        Warnings {
+            verbose,
+            seen: false,
+            last: None,
+        }
+    }
+
+    /// True if a warning should be logged now.
+    pub fn due(&mut self) -> bool {
+        let first = !std::mem::replace(&mut self.seen, true);
+        if !first && !self.verbose {
+            return false;
+        }
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::IpAddr;
+
+    fn batch(ids: &[u8]) -> Batch {
+        let mut b = Batch::new();
+        for &i in ids {
+            b.push(Packet::from_data(&[i]));
+        }
+        b
+    }
+
+    fn ids(b: &Batch) -> Vec<u8> {
+        b.iter().map(|p| p.data()[0]).collect()
+    }
+
+    /// Even ids pass, multiples of 3 among the odd are dropped, the rest
+    /// rejected.
+    fn by_id(p: &mut Packet) -> Verdict {
+        match p.data()[0] {
+            i if i % 2 == 0 => Verdict::Pass,
+            i if i % 3 == 0 => Verdict::Drop,
+            _ => Verdict::Reject,
+        }
+    }
+
+    #[test]
+    fn sorting_out_keeps_order_and_touches_nothing_when_all_pass() {
+        let mut b = batch(&[0, 2, 4]);
+        let first = b.packets()[0].data().as_ptr();
+        assert!(sort_out(&mut b, by_id).is_none());
+        assert_eq!(ids(&b), [0, 2, 4]);
+        assert_eq!(b.packets()[0].data().as_ptr(), first);
+
+        let mut b = batch(&[0, 1, 2, 3, 4, 5, 6, 9, 7]);
+        let rejects = sort_out(&mut b, by_id).expect("rejects");
+        assert_eq!(ids(&b), [0, 2, 4, 6]);
+        assert_eq!(ids(&rejects), [1, 5, 7]);
+        // The first refusal may be a drop; only drops gather no batch.
+        let mut b = batch(&[3, 2, 9]);
+        assert!(sort_out(&mut b, by_id).is_none());
+        assert_eq!(ids(&b), [2]);
+        let mut b = Batch::new();
+        assert!(sort_out(&mut b, by_id).is_none());
+    }
+
+    #[test]
+    fn handler_values_say_what_was_expected() {
+        assert_eq!(parse_value::<IpAddr>(" 10.0.0.1\n"), Ok(IpAddr(0x0a00_0001)));
+        assert_eq!(
+            parse_value::<IpAddr>("10.0.0"),
+            Err("expected an IP address, found '10.0.0'".to_string())
+        );
+    }
+
+    #[test]
+    fn warnings_come_first_then_only_when_verbose_and_at_most_once_a_second() {
+        let mut quiet = Warnings::new(false);
+        assert!(quiet.due());
+        assert!(!quiet.due());
+        let mut verbose = Warnings::new(true);
+        assert!(verbose.due());
+        // Within the second: held back even when verbose.
+        assert!(!verbose.due());
+        verbose.last = Instant::now().checked_sub(Duration::from_secs(2));
+        assert!(verbose.due());
+    }
 }

@@ -12,11 +12,28 @@ use switchyard_core::FromArg;
 pub const ETHER_HEADER_LEN: usize = 14;
 pub const ETHERTYPE_IP: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
-pub const ETHERTYPE_IP6: u16 = 0x86dd;
 
 pub const IP_PROTO_ICMP: u8 = 1;
 pub const IP_PROTO_TCP: u8 = 6;
 pub const IP_PROTO_UDP: u8 = 17;
+
+/// The IP protocol names elements read and print (Click's), sorted by
+/// name.
+pub const IP_PROTOS: &[(&str, u8)] = &[
+    ("dccp", 33),
+    ("gre", 47),
+    ("icmp", IP_PROTO_ICMP),
+    ("igmp", 2),
+    ("ipip", 4),
+    ("sctp", 132),
+    ("tcp", IP_PROTO_TCP),
+    ("udp", IP_PROTO_UDP),
+];
+
+/// The name of IP protocol `proto`, if it has one in [`IP_PROTOS`].
+pub fn ip_proto_name(proto: u8) -> Option<&'static str> {
+    IP_PROTOS.iter().find(|&&(_, p)| p == proto).map(|&(n, _)| n)
+}
 
 /// Byte offsets of IPv4 header fields.
 pub mod ip {
@@ -30,6 +47,8 @@ pub mod ip {
     pub const SRC: usize = 12;
     pub const DST: usize = 16;
     pub const MIN_LEN: usize = 20;
+    /// The longest header: 15 words, options included.
+    pub const MAX_HEADER: usize = 60;
     /// Don't-fragment and more-fragments bits of the FRAG field.
     pub const DF: u16 = 0x4000;
     pub const MF: u16 = 0x2000;
@@ -60,7 +79,9 @@ pub fn put32(b: &mut [u8], at: usize, v: u32) {
 
 pub use switchyard_core::checksum::{checksum, fold, sum, update16, update32};
 
-/// Why bytes are not a usable IPv4 header (Click's CheckIPHeader reasons).
+/// Why bytes are not a usable IPv4 header: Click's CheckIPHeader reasons,
+/// in its order. [`Ipv4::new_checked`] finds the first four; the checksum
+/// and the source address are checked by those who want them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpError {
     /// Shorter than 20 bytes.
@@ -71,18 +92,45 @@ pub enum IpError {
     BadHeaderLen,
     /// Total length below the header length, or beyond the data.
     BadLength,
+    /// The header checksum does not verify.
+    BadChecksum,
+    /// A source address a router must refuse (RFC 1812 5.3.7).
+    BadSource,
 }
 
 impl IpError {
-    /// Click's `drop_details` labels.
+    /// Every reason, in Click's order; `e as usize` indexes it.
+    pub const ALL: [IpError; 6] = [
+        IpError::TooShort,
+        IpError::BadVersion,
+        IpError::BadHeaderLen,
+        IpError::BadLength,
+        IpError::BadChecksum,
+        IpError::BadSource,
+    ];
+
+    /// Click's label (CheckIPHeader's `drop_details` lines).
     pub fn label(self) -> &'static str {
         match self {
-            IpError::TooShort => "tiny packets",
+            IpError::TooShort => "tiny packet",
             IpError::BadVersion => "bad IP version",
             IpError::BadHeaderLen => "bad IP header length",
             IpError::BadLength => "bad IP length",
+            IpError::BadChecksum => "bad IP checksum",
+            IpError::BadSource => "bad source address",
         }
     }
+}
+
+/// The header length of the IPv4 header at the start of `b`, if `b` holds
+/// one: version 4, a header length of at least 20 bytes, all inside `b`.
+/// The total length is not looked at (elements that only rewrite the
+/// header need no more).
+#[inline]
+pub fn checked_header_len(b: &[u8]) -> Option<usize> {
+    let &first = b.first()?;
+    let hl = usize::from(first & 0xf) * 4;
+    (first >> 4 == 4 && hl >= ip::MIN_LEN && hl <= b.len()).then_some(hl)
 }
 
 /// A checked view of an IPv4 header: the header and its options are
@@ -130,9 +178,6 @@ impl<'a> Ipv4<'a> {
     pub fn frag(&self) -> u16 {
         be16(self.b, ip::FRAG)
     }
-    pub fn dont_fragment(&self) -> bool {
-        self.frag() & ip::DF != 0
-    }
     /// True for any fragment (MF set or a nonzero offset).
     pub fn is_fragment(&self) -> bool {
         self.frag() & (ip::MF | ip::OFFMASK) != 0
@@ -147,9 +192,6 @@ impl<'a> Ipv4<'a> {
     pub fn proto(&self) -> u8 {
         self.b[ip::PROTO]
     }
-    pub fn checksum(&self) -> u16 {
-        be16(self.b, ip::SUM)
-    }
     pub fn src(&self) -> u32 {
         be32(self.b, ip::SRC)
     }
@@ -159,10 +201,6 @@ impl<'a> Ipv4<'a> {
     /// The header with its options.
     pub fn header(&self) -> &'a [u8] {
         &self.b[..self.header_len()]
-    }
-    /// The options (may be empty).
-    pub fn options(&self) -> &'a [u8] {
-        &self.b[ip::MIN_LEN..self.header_len()]
     }
     /// The payload up to the total length (padding after it excluded).
     pub fn payload(&self) -> &'a [u8] {
@@ -267,9 +305,9 @@ impl IpPrefix {
         self.mask == 0
     }
 
-    /// Parses `ADDR/LEN`, `ADDR/MASK` or `ADDR`; with `short`, the address
-    /// part may have fewer than four parts when a length follows
-    /// (`10/8`, `192.168/16`), as Click allows.
+    /// Parses `ADDR/LEN`, `ADDR/MASK` or `ADDR`; when a length or mask
+    /// follows, the address part may have fewer than four parts (`10/8`,
+    /// `192.168/16`), as Click allows.
     pub fn parse(s: &str) -> Option<IpPrefix> {
         let (a, m) = match s.split_once('/') {
             Some((a, m)) => (a, Some(m)),
@@ -353,6 +391,16 @@ impl EtherAddr {
     pub fn is_group(&self) -> bool {
         self.0[0] & 1 != 0
     }
+
+    /// Click's form in handler values (`EtherAddress::unparse`): upper-case
+    /// hex separated by dashes, `00-1A-2B-3C-4D-5E`.
+    pub fn unparse(&self) -> String {
+        let b = self.0;
+        format!(
+            "{:02X}-{:02X}-{:02X}-{:02X}-{:02X}-{:02X}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
 }
 
 impl FromArg for EtherAddr {
@@ -371,6 +419,16 @@ impl std::fmt::Display for EtherAddr {
             b[0], b[1], b[2], b[3], b[4], b[5]
         )
     }
+}
+
+/// An Ethernet header: destination, source, type (host order). Built once
+/// and stored with one fixed-size copy per packet.
+pub fn ether_header(dst: EtherAddr, src: EtherAddr, ethertype: u16) -> [u8; ETHER_HEADER_LEN] {
+    let mut h = [0u8; ETHER_HEADER_LEN];
+    h[..6].copy_from_slice(&dst.0);
+    h[6..12].copy_from_slice(&src.0);
+    h[12..].copy_from_slice(&ethertype.to_be_bytes());
+    h
 }
 
 #[cfg(test)]
@@ -494,6 +552,35 @@ pub mod tests {
         let mut short = good;
         put16(&mut short, ip::LEN, 19);
         assert_eq!(Ipv4::new_checked(&short).err(), Some(IpError::BadLength));
+    }
+
+    #[test]
+    fn header_length_check_needs_version_4_and_the_whole_header() {
+        let mut h = ipv4_packet([1, 2, 3, 4], [5, 6, 7, 8], 6, 64, 8);
+        assert_eq!(checked_header_len(&h), Some(20));
+        assert_eq!(checked_header_len(&h[..19]), None);
+        assert_eq!(checked_header_len(&[]), None);
+        h[0] = 0x47;
+        assert_eq!(checked_header_len(&h), Some(28));
+        assert_eq!(checked_header_len(&h[..27]), None);
+        h[0] = 0x44;
+        assert_eq!(checked_header_len(&h), None);
+        h[0] = 0x65;
+        assert_eq!(checked_header_len(&h), None);
+    }
+
+    #[test]
+    fn reasons_and_protocols_have_clicks_names() {
+        let labels: Vec<&str> = IpError::ALL.iter().map(|e| e.label()).collect();
+        assert_eq!(labels[0], "tiny packet");
+        assert_eq!(labels[5], "bad source address");
+        for (i, e) in IpError::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+        assert_eq!(ip_proto_name(6), Some("tcp"));
+        assert_eq!(ip_proto_name(132), Some("sctp"));
+        assert_eq!(ip_proto_name(99), None);
+        assert!(IP_PROTOS.windows(2).all(|w| w[0].0 < w[1].0), "sorted by name");
     }
 
     #[test]

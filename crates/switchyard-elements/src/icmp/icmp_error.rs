@@ -4,11 +4,11 @@
 //! datagram) or nothing, when RFC 1812 forbids an error or the rate limit
 //! holds it back.
 
-use crate::ip::ip_options::{AddrList, IPOPT_EOL, IPOPT_LSRR, IPOPT_NOP, IPOPT_SSRR};
+use crate::ip::ip_options::{self, AddrList, IPOPT_EOL, IPOPT_LSRR, IPOPT_SSRR};
+use crate::util::parse_value;
 use crate::wire::{self, ip, put16, put32, IpAddr, Ipv4, IP_PROTO_ICMP};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
 use switchyard_core::handler::parse_in_range;
 use switchyard_core::packet::now_ns;
 use switchyard_core::{documented, downcast, Annotations, Args, Batch, Element, ElementClass, Handler, Packet};
@@ -176,7 +176,10 @@ struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
-    last: Option<Instant>,
+    /// The last refill, in [`now_ns`] nanoseconds: the clock the errors'
+    /// timestamps read, so one read serves both. A step back refills
+    /// nothing; a step forward at most fills the bucket.
+    last: Option<u64>,
 }
 
 impl TokenBucket {
@@ -189,9 +192,9 @@ impl TokenBucket {
         }
     }
 
-    fn refill(&mut self, now: Instant) {
+    fn refill(&mut self, now: u64) {
         if let Some(last) = self.last {
-            let dt = now.saturating_duration_since(last).as_secs_f64();
+            let dt = now.saturating_sub(last) as f64 / 1e9;
             self.tokens = (self.tokens + dt * self.rate).min(self.burst);
         }
         self.last = Some(now);
@@ -411,24 +414,13 @@ impl ICMPError {
 /// `h` (with its options), as its offset in the header and its bytes.
 /// Its pointer is checked: at least 4, a multiple of 4, inside the option.
 fn source_route(h: &[u8]) -> Option<(usize, &[u8])> {
-    let mut i = ip::MIN_LEN;
-    while i < h.len() {
-        match h[i] {
-            IPOPT_NOP => i += 1,
-            IPOPT_EOL => return None,
-            ty => {
-                let len = usize::from(*h.get(i + 1)?);
-                if len < 2 || i + len > h.len() {
-                    return None;
-                }
-                let opt = &h[i..i + len];
-                if (ty == IPOPT_LSRR || ty == IPOPT_SSRR) && len >= 3 {
-                    let ptr = usize::from(opt[2]);
-                    if ptr >= 4 && ptr % 4 == 0 && ptr <= len + 1 {
-                        return Some((i, opt));
-                    }
-                }
-                i += len;
+    for opt in ip_options::options(h) {
+        let opt = opt.ok()?;
+        let (o, len) = (opt.bytes, opt.bytes.len());
+        if (opt.kind() == IPOPT_LSRR || opt.kind() == IPOPT_SSRR) && len >= 3 {
+            let ptr = usize::from(o[2]);
+            if ptr >= 4 && ptr % 4 == 0 && ptr <= len + 1 {
+                return Some((opt.at, o));
             }
         }
     }
@@ -441,14 +433,15 @@ impl Element for ICMPError {
             return;
         }
         let s = &self.shared;
+        let now = now_ns();
         let prm = Params {
             src: s.src.load(Relaxed),
             mtu: s.mtu.load(Relaxed).clamp(MIN_MTU, 65535) as usize,
             pmtu: s.pmtu.load(Relaxed).min(65535) as u16,
-            now_ns: now_ns(),
+            now_ns: now,
         };
         if self.bucket.rate > 0.0 {
-            self.bucket.refill(Instant::now());
+            self.bucket.refill(now);
         }
         let input = std::mem::take(batch);
         let (mut suppressed, mut limited) = (0u64, 0u64);
@@ -479,9 +472,7 @@ impl Element for ICMPError {
                 "src",
                 move || IpAddr(a.src.load(Relaxed)).to_string(),
                 move |v| {
-                    let ip = wire::parse_ip(v.trim())
-                        .ok_or_else(|| format!("expected an IP address, found '{}'", v.trim()))?;
-                    b.src.store(ip, Relaxed);
+                    b.src.store(parse_value::<IpAddr>(v)?.0, Relaxed);
                     Ok(())
                 },
             ),
@@ -526,15 +517,14 @@ impl Element for ICMPError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ip::ip_options::IPOPT_NOP;
+    use crate::testutil::{self, batch, marked};
     use crate::wire::tests::ipv4_packet;
     use crate::wire::{be16, be32, IP_PROTO_UDP};
     use proptest::prelude::*;
 
     fn element(config: &str) -> ICMPError {
-        let mut args = Args::parse_str("e :: ICMPError", config);
-        let e = ICMPError::make(&mut args);
-        args.complete().expect("valid config");
-        *downcast::<ICMPError>(e.expect("element")).expect("ICMPError")
+        *downcast::<ICMPError>(testutil::element(ICMPError::CLASS, config)).expect("ICMPError")
     }
 
     fn config_error(config: &str) -> String {
@@ -546,29 +536,15 @@ mod tests {
     }
 
     fn read(e: &ICMPError, name: &str) -> String {
-        let hs = e.handlers();
-        let h = hs.iter().find(|h| h.name == name).unwrap();
-        (h.read.as_ref().unwrap())()
+        testutil::read(&e.handlers(), name)
     }
 
     fn write(e: &ICMPError, name: &str, v: &str) -> Result<(), String> {
-        let hs = e.handlers();
-        let h = hs.iter().find(|h| h.name == name).unwrap();
-        (h.write.as_ref().unwrap())(v)
-    }
-
-    /// A marked IP packet, as CheckIPHeader leaves it.
-    fn marked(bytes: &[u8]) -> Packet {
-        let mut p = Packet::from_data(bytes);
-        let hl = usize::from(bytes[0] & 0xf) * 4;
-        p.set_network_header(0, hl);
-        p.anno.dst_ip = be32(bytes, ip::DST);
-        p
+        testutil::write(&e.handlers(), name, v)
     }
 
     fn run(e: &mut ICMPError, packets: Vec<Packet>) -> Vec<Packet> {
-        let mut b = Batch::new();
-        b.extend(packets);
+        let mut b = batch(packets);
         e.simple_action(&mut b);
         b.drain().collect()
     }
@@ -795,13 +771,16 @@ mod tests {
     #[test]
     fn bucket_refills_with_time() {
         let mut b = TokenBucket::new(10, 2);
-        let t0 = Instant::now();
+        let t0 = 1_700_000_000_000_000_000u64;
         b.refill(t0);
         assert!(b.take() && b.take() && !b.take());
-        b.refill(t0 + std::time::Duration::from_millis(150));
+        b.refill(t0 + 150_000_000);
         assert!(b.take() && !b.take());
-        b.refill(t0 + std::time::Duration::from_secs(10));
+        b.refill(t0 + 10_000_000_000);
         assert!(b.take() && b.take() && !b.take());
+        // A clock stepped back refills nothing.
+        b.refill(t0);
+        assert!(!b.take());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! other packet leaves by output 1, or is dropped without one.
 
 use super::icmp_error::{ICMP_ECHO, ICMP_ECHO_REPLY, ICMP_HEADER_LEN};
+use crate::util::{self, Verdict};
 use crate::wire::{self, be16, be32, ip, put16, put32, Ipv4, IP_PROTO_ICMP};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -35,7 +36,7 @@ documented! {
     ///
     /// # Ports
     /// One input; one or two outputs (output 1 for everything that is not
-    /// an echo request, push). Agnostic.
+    /// an echo request, push, in pull mode too). Agnostic.
     ///
     /// # Arguments
     /// None.
@@ -63,10 +64,9 @@ struct Stats {
 
 const REPLY_TTL: u8 = 255;
 
-/// What became of one packet.
+/// Why a packet got no reply.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Replied,
+enum NoReply {
     Other,
     Malformed,
 }
@@ -85,22 +85,23 @@ impl ICMPPingResponder {
     }
 }
 
-/// Turns `p` into its echo reply if it is an echo request.
-fn respond(p: &mut Packet, now: u64) -> Verdict {
-    let off = p.network_offset().unwrap_or(0);
+/// Turns `p` into its echo reply if it is an echo request; `now` gives
+/// the reply's timestamp.
+fn respond(p: &mut Packet, now: impl FnOnce() -> u64) -> Result<(), NoReply> {
+    let off = wire::ip_offset(p);
     let (hl, end) = {
         let Ok(iph) = Ipv4::new_checked(&p.data()[off..]) else {
-            return Verdict::Malformed;
+            return Err(NoReply::Malformed);
         };
         if iph.proto() != IP_PROTO_ICMP || iph.is_fragment() {
-            return Verdict::Other;
+            return Err(NoReply::Other);
         }
         let icmp = iph.payload();
         if icmp.len() < ICMP_HEADER_LEN {
-            return Verdict::Malformed;
+            return Err(NoReply::Malformed);
         }
         if icmp[0] != ICMP_ECHO {
-            return Verdict::Other;
+            return Err(NoReply::Other);
         }
         (iph.header_len(), iph.total_len())
     };
@@ -131,48 +132,28 @@ fn respond(p: &mut Packet, now: u64) -> Verdict {
 
     p.anno.dst_ip = src;
     p.anno.paint = 0;
-    p.anno.timestamp_ns = now;
-    Verdict::Replied
+    p.anno.timestamp_ns = now();
+    Ok(())
 }
 
 impl ICMPPingResponder {
-    /// Answers what it can in `batch`; returns the packets for output 1.
-    fn process(&mut self, batch: &mut Batch) -> Option<Batch> {
-        let now = now_ns();
+    /// Answers what it can in `batch`; returns the other packets when
+    /// `refused` says to keep them for output 1.
+    fn process(&mut self, batch: &mut Batch, refused: Verdict) -> Option<Batch> {
         let mut replies = 0u64;
         let mut malformed = 0u64;
-        let mut others: Option<Batch> = None;
-        let mut first_other = None;
-        // Pings to the router come in ones; the common path keeps the
-        // batch and only splits it at the first packet that is no ping.
-        for (i, p) in batch.packets_mut().iter_mut().enumerate() {
-            match respond(p, now) {
-                Verdict::Replied => replies += 1,
-                v => {
-                    malformed += u64::from(v == Verdict::Malformed);
-                    first_other = Some(i);
-                    break;
-                }
+        // Read once per batch, and only for a batch with a ping in it.
+        let mut now = None;
+        let others = util::sort_out(batch, |p| match respond(p, || *now.get_or_insert_with(now_ns)) {
+            Ok(()) => {
+                replies += 1;
+                Verdict::Pass
             }
-        }
-        if let Some(i) = first_other {
-            let mut rest = batch.split_off(i);
-            let mut it = rest.drain();
-            let o = others.get_or_insert_with(Batch::new);
-            o.extend(it.next());
-            for mut p in it {
-                match respond(&mut p, now) {
-                    Verdict::Replied => {
-                        replies += 1;
-                        batch.push(p);
-                    }
-                    v => {
-                        malformed += u64::from(v == Verdict::Malformed);
-                        o.push(p);
-                    }
-                }
+            Err(why) => {
+                malformed += u64::from(why == NoReply::Malformed);
+                refused
             }
-        }
+        });
         if replies > 0 {
             self.stats.replies.fetch_add(replies, Relaxed);
         }
@@ -185,24 +166,14 @@ impl ICMPPingResponder {
 
 impl Element for ICMPPingResponder {
     fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
-        let others = self.process(&mut batch);
-        if !batch.is_empty() {
-            cx.push(0, batch);
-        }
-        if let Some(o) = others {
-            if cx.noutputs() > 1 {
-                cx.push(1, o);
-            }
-        }
+        let others = self.process(&mut batch, Verdict::refused(cx));
+        util::push_sorted(cx, batch, others);
     }
 
     fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
         let mut batch = cx.pull(0)?;
-        if let Some(o) = self.process(&mut batch) {
-            if cx.noutputs() > 1 {
-                cx.push(1, o);
-            }
-        }
+        let others = self.process(&mut batch, Verdict::refused(cx));
+        util::push_rejects(cx, others);
         Some(batch)
     }
 
@@ -224,23 +195,11 @@ impl Element for ICMPPingResponder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{element, push_through, read};
     use crate::wire::tests::ipv4_packet;
     use crate::wire::IP_PROTO_UDP;
     use proptest::prelude::*;
-    use switchyard_core::runtime::Harness;
     use switchyard_core::Annotations;
-
-    fn element() -> Box<dyn Element> {
-        let mut args = Args::parse_str("p :: ICMPPingResponder", "");
-        let e = ICMPPingResponder::make(&mut args);
-        args.complete().expect("valid config");
-        e.expect("element")
-    }
-
-    fn read(hs: &[Handler], name: &str) -> String {
-        let h = hs.iter().find(|h| h.name == name).unwrap();
-        (h.read.as_ref().unwrap())()
-    }
 
     /// An echo request from 192.168.1.7 to 10.0.0.1 with id 0x1234, seq 1,
     /// and `data` after the ICMP header.
@@ -255,25 +214,20 @@ mod tests {
         v
     }
 
+    /// A marked packet, painted: replies must clear the paint, others
+    /// keep it.
     fn marked(bytes: &[u8]) -> Packet {
-        let mut p = Packet::from_data(bytes);
-        p.set_network_header(0, usize::from(bytes[0] & 0xf) * 4);
+        let mut p = crate::testutil::marked(bytes);
         p.anno.paint = 2;
-        p.anno.dst_ip = be32(bytes, ip::DST);
         p
     }
 
     fn run(outputs: usize, packets: Vec<Packet>) -> (Vec<Packet>, Vec<Packet>, Vec<Handler>) {
-        let e = element();
+        let e = element(ICMPPingResponder::CLASS, "");
         let handlers = e.handlers();
-        let mut h = Harness::new(e, 1, outputs);
-        let mut b = Batch::new();
-        b.extend(packets);
-        h.push(0, b);
-        let take = |v: Vec<Batch>| v.into_iter().flat_map(|mut b| b.drain().collect::<Vec<_>>()).collect();
-        let out0 = take(h.take(0));
-        let out1 = if outputs > 1 { take(h.take(1)) } else { Vec::new() };
-        (out0, out1, handlers)
+        let mut out = push_through(e, outputs, packets).into_iter();
+        let out0 = out.next().unwrap();
+        (out0, out.next().unwrap_or_default(), handlers)
     }
 
     #[test]

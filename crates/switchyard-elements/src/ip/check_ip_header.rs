@@ -1,3 +1,4 @@
+use crate::util::{self, Verdict, Warnings};
 use crate::wire::{self, IpError, IpPrefix, Ipv4};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -19,8 +20,8 @@ documented! {
     /// they are counted.
     ///
     /// # Ports
-    /// One input; one or two outputs (output 1 for invalid packets, push).
-    /// Agnostic.
+    /// One input; one or two outputs (output 1 for invalid packets, push,
+    /// in pull mode too). Agnostic.
     ///
     /// # Arguments
     /// - `OFFSET` (positional or keyword): where the IP header starts.
@@ -55,38 +56,21 @@ documented! {
     pub struct CheckIPHeader {
         offset: usize,
         checksum: bool,
-        verbose: bool,
         bad_src: Vec<u32>,
         good_dst: Vec<u32>,
         stats: Arc<Stats>,
-        warned: Option<std::time::Instant>,
-        bad: Option<Batch>,
+        warnings: Warnings,
     }
 }
 
-const REASONS: [&str; 6] = [
-    "tiny packet",
-    "bad IP version",
-    "bad IP header length",
-    "bad IP length",
-    "bad IP checksum",
-    "bad source address",
-];
+const NREASONS: usize = IpError::ALL.len();
 
 #[derive(Default)]
 struct Stats {
     count: AtomicU64,
     drops: AtomicU64,
-    reasons: [AtomicU64; 6],
-}
-
-fn reason_index(e: IpError) -> usize {
-    match e {
-        IpError::TooShort => 0,
-        IpError::BadVersion => 1,
-        IpError::BadHeaderLen => 2,
-        IpError::BadLength => 3,
-    }
+    /// By [`IpError`].
+    reasons: [AtomicU64; NREASONS],
 }
 
 /// Parses a space-separated list with `parse`, recording an error for the
@@ -140,34 +124,28 @@ impl CheckIPHeader {
         Some(Box::new(CheckIPHeader {
             offset,
             checksum,
-            verbose,
             bad_src,
             good_dst,
             stats: Arc::default(),
-            warned: None,
-            bad: None,
+            warnings: Warnings::new(verbose),
         }))
     }
 
-    /// Checks one packet; on success marks it and returns None.
+    /// Checks one packet; on success marks it, trims it and sets its
+    /// destination annotation.
     #[inline(always)]
-    fn check(&self, p: &mut Packet) -> Option<usize> {
+    fn check(&self, p: &mut Packet) -> Result<(), IpError> {
         let data = p.data();
-        let Some(b) = data.get(self.offset..) else {
-            return Some(0);
-        };
-        let ip = match Ipv4::new_checked(b) {
-            Ok(ip) => ip,
-            Err(e) => return Some(reason_index(e)),
-        };
+        let b = data.get(self.offset..).ok_or(IpError::TooShort)?;
+        let ip = Ipv4::new_checked(b)?;
         if self.checksum && !ip.checksum_ok() {
-            return Some(4);
+            return Err(IpError::BadChecksum);
         }
         if !self.bad_src.is_empty()
             && self.bad_src.binary_search(&ip.src()).is_ok()
             && self.good_dst.binary_search(&ip.dst()).is_err()
         {
-            return Some(5);
+            return Err(IpError::BadSource);
         }
         let (hl, len, dst) = (ip.header_len(), ip.total_len(), ip.dst());
         let extra = b.len() - len;
@@ -176,60 +154,27 @@ impl CheckIPHeader {
             p.take(extra);
         }
         p.anno.dst_ip = dst;
-        None
+        Ok(())
     }
 
-    fn note(&mut self, reason: usize) {
-        let now = std::time::Instant::now();
-        let first = self.stats.drops.load(Relaxed) == 0;
-        let due = self.warned.is_none_or(|t| now.duration_since(t).as_secs() >= 1);
-        if (first || self.verbose) && due {
-            self.warned = Some(now);
-            tracing::warn!(reason = REASONS[reason], "IP header check failed");
-        }
-    }
-}
-
-impl Element for CheckIPHeader {
-    fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
-        let mut bad = self.bad.take().unwrap_or_default();
-        let mut reasons = [0u64; 6];
-        let mut first_reason = None;
-        let mut ok = 0u64;
-        // Invalid packets are rare: the batch goes on untouched until the
-        // first one; from there the rest is sorted packet by packet.
-        let mut first_bad = None;
-        for (i, p) in batch.packets_mut().iter_mut().enumerate() {
-            if let Some(r) = self.check(p) {
-                first_bad = Some((i, r));
-                break;
+    /// Checks `batch`, keeping the valid packets; returns the invalid ones
+    /// when `refused` says to keep them for output 1.
+    fn process(&mut self, batch: &mut Batch, refused: Verdict) -> Option<Batch> {
+        let mut reasons = [0u64; NREASONS];
+        let mut first = None;
+        let rejects = util::sort_out(batch, |p| match self.check(p) {
+            Ok(()) => Verdict::Pass,
+            Err(e) => {
+                reasons[e as usize] += 1;
+                first.get_or_insert(e);
+                refused
             }
-            ok += 1;
-        }
-        if let Some((i, r)) = first_bad {
-            reasons[r] += 1;
-            first_reason = Some(r);
-            let mut rest = batch.split_off(i);
-            let mut it = rest.drain();
-            bad.extend(it.next());
-            for mut p in it {
-                match self.check(&mut p) {
-                    None => {
-                        ok += 1;
-                        batch.push(p);
-                    }
-                    Some(r) => {
-                        reasons[r] += 1;
-                        bad.push(p);
-                    }
-                }
-            }
-        }
+        });
         let dropped: u64 = reasons.iter().sum();
-        self.stats.count.fetch_add(ok, Relaxed);
-        if dropped > 0 {
-            if let Some(r) = first_reason {
-                self.note(r);
+        self.stats.count.fetch_add(batch.len() as u64, Relaxed);
+        if let Some(e) = first {
+            if self.warnings.due() {
+                tracing::warn!(reason = e.label(), "IP header check failed");
             }
             self.stats.drops.fetch_add(dropped, Relaxed);
             for (c, n) in self.stats.reasons.iter().zip(reasons) {
@@ -238,32 +183,20 @@ impl Element for CheckIPHeader {
                 }
             }
         }
-        if !batch.is_empty() {
-            cx.push(0, batch);
-        }
-        if !bad.is_empty() && cx.noutputs() > 1 {
-            cx.push(1, bad);
-        } else {
-            drop(bad);
-        }
+        rejects
+    }
+}
+
+impl Element for CheckIPHeader {
+    fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
+        let rejects = self.process(&mut batch, Verdict::refused(cx));
+        util::push_sorted(cx, batch, rejects);
     }
 
     fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
         let mut batch = cx.pull(0)?;
-        let mut reasons = [0u64; 6];
-        batch.retain(|p| match self.check(p) {
-            None => true,
-            Some(r) => {
-                reasons[r] += 1;
-                false
-            }
-        });
-        let dropped: u64 = reasons.iter().sum();
-        self.stats.count.fetch_add(batch.len() as u64, Relaxed);
-        self.stats.drops.fetch_add(dropped, Relaxed);
-        for (c, n) in self.stats.reasons.iter().zip(reasons) {
-            c.fetch_add(n, Relaxed);
-        }
+        let rejects = self.process(&mut batch, Verdict::refused(cx));
+        util::push_rejects(cx, rejects);
         Some(batch)
     }
 
@@ -274,8 +207,8 @@ impl Element for CheckIPHeader {
             Handler::read_only("drops", move || d.drops.load(Relaxed).to_string()),
             Handler::read_only("drop_details", move || {
                 let mut s = String::new();
-                for (n, why) in r.reasons.iter().zip(REASONS) {
-                    s.push_str(&format!("{}\t{why}\n", n.load(Relaxed)));
+                for (n, why) in r.reasons.iter().zip(IpError::ALL) {
+                    s.push_str(&format!("{}\t{}\n", n.load(Relaxed), why.label()));
                 }
                 s
             }),
@@ -292,36 +225,16 @@ impl Element for CheckIPHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{element, push_through, read};
     use crate::wire::tests::ipv4_packet;
     use crate::wire::{ip, put16};
-    use switchyard_core::runtime::Harness;
-
-    fn element(config: &str) -> Box<dyn Element> {
-        let mut args = Args::parse_str("c :: CheckIPHeader", config);
-        let e = CheckIPHeader::make(&mut args);
-        args.complete().expect("valid config");
-        e.expect("element")
-    }
 
     fn run(config: &str, frames: &[Vec<u8>]) -> (Vec<Packet>, Vec<Packet>, String) {
-        let e = element(config);
-        let details = {
-            let hs = e.handlers();
-            hs.iter()
-                .find(|x| x.name == "drop_details")
-                .unwrap()
-                .read
-                .clone()
-                .unwrap()
-        };
-        let mut h = Harness::new(e, 1, 2);
-        let mut b = Batch::new();
-        for f in frames {
-            b.push(Packet::from_data(f));
-        }
-        h.push(0, b);
-        let take = |v: Vec<Batch>| v.into_iter().flat_map(|mut b| b.drain().collect::<Vec<_>>()).collect();
-        (take(h.take(0)), take(h.take(1)), details())
+        let e = element(CheckIPHeader::CLASS, config);
+        let hs = e.handlers();
+        let mut out = push_through(e, 2, frames.iter().map(|f| Packet::from_data(f)).collect());
+        let bad = out.pop().unwrap();
+        (out.pop().unwrap(), bad, read(&hs, "drop_details"))
     }
 
     #[test]
@@ -393,16 +306,37 @@ mod tests {
         assert_eq!(ok.len(), 1);
         // With the checksum checked, the same packet is dropped, and the
         // handlers of the element that saw it say so.
-        let e = element("");
-        let handlers = e.handlers();
-        let mut h = Harness::new(e, 1, 1);
-        let mut b = Batch::new();
-        b.push(Packet::from_data(&p));
-        h.push(0, b);
-        assert_eq!(h.count(0), 0);
-        let get = |n: &str| (handlers.iter().find(|x| x.name == n).unwrap().read.as_ref().unwrap())();
-        assert_eq!(get("drops"), "1");
-        assert_eq!(get("count"), "0");
+        let e = element(CheckIPHeader::CLASS, "");
+        let hs = e.handlers();
+        let out = push_through(e, 1, vec![Packet::from_data(&p)]);
+        assert_eq!(out[0].len(), 0);
+        assert_eq!(read(&hs, "drops"), "1");
+        assert_eq!(read(&hs, "count"), "0");
+    }
+
+    #[test]
+    fn refused_packets_leave_by_output_1_when_pulled_too() {
+        // A Queue before the checks puts CheckIPHeader and DecIPTTL in
+        // pull; their output 1 still pushes. One packet in three gets an
+        // IPv6 version, one a TTL of 1 (the checksum is not checked, so
+        // the TTL change does not make it invalid).
+        let t = switchyard_core::run_text(
+            "src :: InfiniteSource(LIMIT 999, BURST 9, STOP true) -> rr :: RoundRobinSwitch;
+             rr[0] -> q :: Queue(2000);
+             rr[1] -> StoreData(14, \\<65>) -> q;
+             rr[2] -> StoreData(22, \\<01>) -> q;
+             q -> c :: CheckIPHeader(14, CHECKSUM false) -> dt :: DecIPTTL -> ok :: Counter -> Discard;
+             c[1] -> bad :: Counter -> Discard;
+             dt[1] -> expired :: Counter -> Discard;",
+            &crate::standard(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let count = |h: &str| t.read(h).unwrap_or_else(|e| panic!("{h}: {e}")).trim().to_string();
+        assert_eq!(count("ok.count"), "333");
+        assert_eq!(count("bad.count"), "333");
+        assert_eq!(count("c.drops"), "333");
+        assert_eq!(count("expired.count"), "333");
+        assert_eq!(count("dt.drops"), "333");
     }
 
     #[test]

@@ -1,3 +1,4 @@
+use crate::util::{self, Verdict};
 use crate::wire::{self, ip};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -18,8 +19,8 @@ documented! {
     /// in `malformed`, instead of being read past its end.
     ///
     /// # Ports
-    /// One input; one or two outputs (output 1 for expired packets, push).
-    /// Agnostic.
+    /// One input; one or two outputs (output 1 for expired packets, push,
+    /// in pull mode too). Agnostic.
     ///
     /// # Arguments
     /// - `ACTIVE`: when false, pass every packet untouched. Default true.
@@ -51,8 +52,8 @@ struct Stats {
     malformed: AtomicU64,
 }
 
-enum Verdict {
-    Pass,
+/// Why a TTL was left alone.
+enum Refusal {
     Expired,
     Malformed,
 }
@@ -79,20 +80,21 @@ impl DecIPTTL {
         }))
     }
 
+    /// Decrements `p`'s TTL, or says why not.
     #[inline(always)]
-    fn process(&self, p: &mut Packet) -> Verdict {
+    fn decrement(&self, p: &mut Packet) -> Result<(), Refusal> {
         let off = wire::ip_offset(p);
         let Some(h) = p.data().get(off..off + ip::MIN_LEN) else {
-            return Verdict::Malformed;
+            return Err(Refusal::Malformed);
         };
         if h[0] >> 4 != 4 {
-            return Verdict::Malformed;
+            return Err(Refusal::Malformed);
         }
         if !self.multicast && h[ip::DST] & 0xf0 == 0xe0 {
-            return Verdict::Pass;
+            return Ok(());
         }
         if h[ip::TTL] <= 1 {
-            return Verdict::Expired;
+            return Err(Refusal::Expired);
         }
         let h = &mut p.data_mut()[off..off + ip::MIN_LEN];
         // TTL and protocol share a 16-bit word: TTL is its high byte.
@@ -101,79 +103,48 @@ impl DecIPTTL {
         wire::put16(h, ip::TTL, new);
         let sum = wire::update16(wire::be16(h, ip::SUM), old, new);
         wire::put16(h, ip::SUM, sum);
-        Verdict::Pass
+        Ok(())
+    }
+
+    /// Decrements the TTLs of `batch`; returns the expired packets when
+    /// `refused` says to keep them for output 1.
+    fn process(&mut self, batch: &mut Batch, refused: Verdict) -> Option<Batch> {
+        if !self.active.load(Relaxed) {
+            return None;
+        }
+        let (mut expired, mut malformed) = (0u64, 0u64);
+        let rejects = util::sort_out(batch, |p| match self.decrement(p) {
+            Ok(()) => Verdict::Pass,
+            Err(Refusal::Expired) => {
+                expired += 1;
+                refused
+            }
+            Err(Refusal::Malformed) => {
+                malformed += 1;
+                Verdict::Drop
+            }
+        });
+        self.stats.count.fetch_add(batch.len() as u64, Relaxed);
+        if expired > 0 {
+            self.stats.drops.fetch_add(expired, Relaxed);
+        }
+        if malformed > 0 {
+            self.stats.malformed.fetch_add(malformed, Relaxed);
+        }
+        rejects
     }
 }
 
 impl Element for DecIPTTL {
     fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
-        if !self.active.load(Relaxed) {
-            cx.push(0, batch);
-            return;
-        }
-        let (mut expired, mut malformed) = (Batch::new(), 0u64);
-        let mut first_odd = None;
-        for (i, p) in batch.packets_mut().iter_mut().enumerate() {
-            match self.process(p) {
-                Verdict::Pass => {}
-                v => {
-                    first_odd = Some((i, v));
-                    break;
-                }
-            }
-        }
-        if let Some((i, v)) = first_odd {
-            let mut rest = batch.split_off(i);
-            let mut it = rest.drain();
-            if let Some(p) = it.next() {
-                match v {
-                    Verdict::Expired => expired.push(p),
-                    _ => malformed += 1,
-                }
-            }
-            for mut p in it {
-                match self.process(&mut p) {
-                    Verdict::Pass => batch.push(p),
-                    Verdict::Expired => expired.push(p),
-                    Verdict::Malformed => malformed += 1,
-                }
-            }
-        }
-        self.stats.count.fetch_add(batch.len() as u64, Relaxed);
-        if !expired.is_empty() {
-            self.stats.drops.fetch_add(expired.len() as u64, Relaxed);
-        }
-        if malformed > 0 {
-            self.stats.malformed.fetch_add(malformed, Relaxed);
-        }
-        if !batch.is_empty() {
-            cx.push(0, batch);
-        }
-        if !expired.is_empty() && cx.noutputs() > 1 {
-            cx.push(1, expired);
-        }
+        let rejects = self.process(&mut batch, Verdict::refused(cx));
+        util::push_sorted(cx, batch, rejects);
     }
 
     fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
         let mut batch = cx.pull(0)?;
-        if !self.active.load(Relaxed) {
-            return Some(batch);
-        }
-        let (mut expired, mut malformed) = (0u64, 0u64);
-        batch.retain(|p| match self.process(p) {
-            Verdict::Pass => true,
-            Verdict::Expired => {
-                expired += 1;
-                false
-            }
-            Verdict::Malformed => {
-                malformed += 1;
-                false
-            }
-        });
-        self.stats.count.fetch_add(batch.len() as u64, Relaxed);
-        self.stats.drops.fetch_add(expired, Relaxed);
-        self.stats.malformed.fetch_add(malformed, Relaxed);
+        let rejects = self.process(&mut batch, Verdict::refused(cx));
+        util::push_rejects(cx, rejects);
         Some(batch)
     }
 
@@ -197,26 +168,21 @@ impl Element for DecIPTTL {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{element, read as get};
     use crate::wire::tests::ipv4_packet;
     use crate::wire::Ipv4;
     use switchyard_core::runtime::Harness;
 
     fn harness(config: &str) -> (Harness, Vec<Handler>) {
-        let mut args = Args::parse_str("dt :: DecIPTTL", config);
-        let e = DecIPTTL::make(&mut args).expect("element");
-        args.complete().expect("valid");
+        let e = element(DecIPTTL::CLASS, config);
         let hs = e.handlers();
         (Harness::new(e, 1, 2), hs)
     }
 
-    fn get(hs: &[Handler], n: &str) -> String {
-        (hs.iter().find(|h| h.name == n).unwrap().read.as_ref().unwrap())()
-    }
-
     fn packets(h: &mut Harness, port: usize) -> Vec<Vec<u8>> {
-        h.take(port)
+        crate::testutil::packets(h.take(port))
             .iter()
-            .flat_map(|b| b.iter().map(|p| p.data().to_vec()))
+            .map(|p| p.data().to_vec())
             .collect()
     }
 

@@ -81,8 +81,9 @@ route_element!(DirectIPLookup, flush: true);
 
 #[cfg(test)]
 mod tests {
-    use super::super::route_table::tests::{dst_batch, make, read, write};
+    use super::super::route_table::tests::dst_batch;
     use super::*;
+    use crate::testutil::{make, read_param, write};
     use switchyard_core::Args;
     use switchyard_core::Harness;
 
@@ -94,10 +95,10 @@ mod tests {
             3,
         );
         e.activate().unwrap();
-        assert_eq!(read(&hs, "lookup", "10.1.2.200").unwrap(), "2 10.1.2.129");
-        assert_eq!(read(&hs, "lookup", "10.1.2.7").unwrap(), "0");
-        assert_eq!(read(&hs, "lookup", "10.1.2.8").unwrap(), "1");
-        assert_eq!(read(&hs, "lookup", "11.0.0.1").unwrap(), "0");
+        assert_eq!(read_param(&hs, "lookup", "10.1.2.200").unwrap(), "2 10.1.2.129");
+        assert_eq!(read_param(&hs, "lookup", "10.1.2.7").unwrap(), "0");
+        assert_eq!(read_param(&hs, "lookup", "10.1.2.8").unwrap(), "1");
+        assert_eq!(read_param(&hs, "lookup", "11.0.0.1").unwrap(), "0");
         let mut h = Harness::new(e, 1, 3);
         h.push(
             0,

@@ -1,3 +1,4 @@
+use crate::util::{self, Verdict};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::{documented, downcast, Annotations, Args, Batch, Context, Element, ElementClass, Handler};
@@ -43,32 +44,22 @@ impl DropBroadcasts {
         }))
     }
 
-    /// Takes the broadcasts out of `batch`: returned when `keep` (for
-    /// output 1), dropped otherwise.
-    fn filter(&mut self, batch: &mut Batch, keep: bool) -> Option<Batch> {
-        let link_broadcast = |p: &switchyard_core::Packet| {
-            p.anno.pkt_type == Annotations::BROADCAST || p.anno.pkt_type == Annotations::MULTICAST
-        };
-        let n = batch.iter().filter(|p| link_broadcast(p)).count();
-        if n == 0 {
-            return None;
-        }
-        self.drops.fetch_add(n as u64, Relaxed);
-        if !keep {
-            batch.retain(|p| !link_broadcast(p));
-            return None;
-        }
-        let mut kept = Batch::new();
-        let mut out = Batch::new();
-        for p in batch.drain() {
-            if link_broadcast(&p) {
-                out.push(p);
+    /// Takes the broadcasts out of `batch`; returns them when `refused`
+    /// says to keep them for output 1.
+    fn filter(&mut self, batch: &mut Batch, refused: Verdict) -> Option<Batch> {
+        let mut n = 0u64;
+        let rejects = util::sort_out(batch, |p| {
+            if p.anno.pkt_type == Annotations::BROADCAST || p.anno.pkt_type == Annotations::MULTICAST {
+                n += 1;
+                refused
             } else {
-                kept.push(p);
+                Verdict::Pass
             }
+        });
+        if n > 0 {
+            self.drops.fetch_add(n, Relaxed);
         }
-        std::mem::swap(batch, &mut kept);
-        Some(out)
+        rejects
     }
 }
 
@@ -80,19 +71,14 @@ impl Element for DropBroadcasts {
     }
 
     fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
-        if let Some(out) = self.filter(&mut batch, cx.noutputs() > 1) {
-            cx.push(1, out);
-        }
-        if !batch.is_empty() {
-            cx.push(0, batch);
-        }
+        let rejects = self.filter(&mut batch, Verdict::refused(cx));
+        util::push_sorted(cx, batch, rejects);
     }
 
     fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
         let mut batch = cx.pull(0)?;
-        if let Some(out) = self.filter(&mut batch, cx.noutputs() > 1) {
-            cx.push(1, out);
-        }
+        let rejects = self.filter(&mut batch, Verdict::refused(cx));
+        util::push_rejects(cx, rejects);
         Some(batch)
     }
 
@@ -105,6 +91,7 @@ impl Element for DropBroadcasts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{element, read};
     use switchyard_core::{Harness, Packet};
 
     fn batch(types: &[u8]) -> Batch {
@@ -131,20 +118,19 @@ mod tests {
 
     #[test]
     fn drops_link_broadcasts_and_counts_them() {
-        let e = DropBroadcasts::make(&mut Args::parse_str("d", "")).unwrap();
-        let drops = e.handlers().remove(0);
+        let e = element(DropBroadcasts::CLASS, "");
+        let hs = e.handlers();
         let mut h = Harness::new(e, 1, 1);
         h.push(0, batch(&TYPES));
         assert_eq!(ids(h.take(0)), vec![0, 2, 4]);
         h.push(0, batch(&[Annotations::HOST; 3]));
         assert_eq!(h.count(0), 3);
-        assert_eq!((drops.read.as_ref().unwrap())(), "2");
+        assert_eq!(read(&hs, "drops"), "2");
     }
 
     #[test]
     fn second_output_gets_the_broadcasts() {
-        let e = DropBroadcasts::make(&mut Args::parse_str("d", "")).unwrap();
-        let mut h = Harness::new(e, 1, 2);
+        let mut h = Harness::new(element(DropBroadcasts::CLASS, ""), 1, 2);
         h.push(0, batch(&TYPES));
         assert_eq!(ids(h.take(0)), vec![0, 2, 4]);
         assert_eq!(ids(h.take(1)), vec![1, 3]);

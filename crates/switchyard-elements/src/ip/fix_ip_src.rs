@@ -95,10 +95,7 @@ mod tests {
     use crate::wire::Ipv4;
 
     fn element() -> Box<dyn Element> {
-        let mut args = Args::parse_str("f :: FixIPSrc", "192.168.7.1");
-        let e = FixIPSrc::make(&mut args).expect("element");
-        args.complete().expect("valid");
-        e
+        crate::testutil::element(FixIPSrc::CLASS, "192.168.7.1")
     }
 
     #[test]
@@ -121,7 +118,7 @@ mod tests {
         assert_eq!(&ps[1].data()[ip::SRC..ip::SRC + 4], &[10, 0, 0, 9]);
         assert_eq!(ps[2].data(), &[0x45, 0]);
         assert_eq!(ps[2].anno.flags, 0);
-        assert_eq!((e.handlers()[0].read.as_ref().unwrap())(), "1");
+        assert_eq!(crate::testutil::read(&e.handlers(), "count"), "1");
     }
 
     #[test]

@@ -136,24 +136,15 @@ impl Element for GetIPAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{element, push_through, read};
     use crate::wire::tests::ipv4_packet;
-    use switchyard_core::{Harness, Packet};
+    use switchyard_core::Packet;
 
     fn run(config: &str, packets: Vec<Packet>) -> (Vec<Packet>, String) {
-        let mut args = Args::parse_str("g :: GetIPAddress", config);
-        let e = GetIPAddress::make(&mut args).unwrap();
-        args.complete().unwrap();
-        let drops = e.handlers().remove(0);
-        let mut h = Harness::new(e, 1, 1);
-        let mut b = Batch::new();
-        b.extend(packets);
-        h.push(0, b);
-        let out = h
-            .take(0)
-            .into_iter()
-            .flat_map(|mut b| b.drain().collect::<Vec<_>>())
-            .collect();
-        (out, (drops.read.as_ref().unwrap())())
+        let e = element(GetIPAddress::CLASS, config);
+        let hs = e.handlers();
+        let out = push_through(e, 1, packets).remove(0);
+        (out, read(&hs, "drops"))
     }
 
     fn ip() -> Vec<u8> {

@@ -1,5 +1,6 @@
 use super::ip_pattern::{self, packet_windows};
-use crate::standard::classification::{Dispatch, Expr, Listing, Program};
+use crate::standard::classification::{Expr, Listing, Program};
+use crate::standard::scatter::Scatter;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, Packet, PortCount};
@@ -98,7 +99,7 @@ documented! {
         program: Arc<Program>,
         seen: u64,
         outputs: usize,
-        dispatch: Dispatch,
+        scatter: Scatter,
     }
 }
 
@@ -175,7 +176,7 @@ impl IPClassifier {
             program,
             seen: 0,
             outputs,
-            dispatch: Dispatch::default(),
+            scatter: Scatter::new(),
         }
     }
 
@@ -231,16 +232,7 @@ impl Element for IPClassifier {
 
     fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
         self.refresh();
-        let program = &self.program;
-        if let Some(all) = program.output_everything() {
-            match all {
-                Some(o) if (o as usize) < cx.noutputs() => cx.push(o as usize, batch),
-                _ => drop(batch),
-            }
-            return;
-        }
-        self.dispatch
-            .push(batch, cx, |p| program.run_code(p.data(), &packet_windows(p)));
+        self.program.push(&mut self.scatter, batch, cx, packet_windows);
     }
 
     fn handlers(&self) -> Vec<Handler> {
@@ -277,21 +269,10 @@ mod tests {
     use switchyard_core::Harness;
 
     fn make(config: &str) -> Result<Box<dyn Element>, String> {
-        let mut args = Args::parse_str("c :: IPClassifier", config);
-        let made = IPClassifier::make(&mut args);
-        match args.complete() {
-            Ok(()) => Ok(made.expect("made when no errors")),
-            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
-        }
+        crate::testutil::configure("c :: IPClassifier", IPClassifier::CLASS, config)
     }
 
-    fn batch(frames: &[Vec<u8>]) -> Batch {
-        let mut b = Batch::new();
-        for f in frames {
-            b.push(Packet::from_data(f));
-        }
-        b
-    }
+    use crate::testutil::frames as batch;
 
     const A: [u8; 4] = [10, 0, 0, 5];
     const B: [u8; 4] = [172, 16, 0, 1];
@@ -400,7 +381,10 @@ mod tests {
             c.refresh();
             let _ = tx.send(c.program());
         });
-        let got = rx.recv_timeout(std::time::Duration::from_millis(300));
+        // The event is the refresh returning; the deadline only turns a
+        // regression (a refresh that waits on the compile) into a failure
+        // instead of a hang.
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
         drop(compiling);
         t.join().unwrap();
         assert!(got.is_ok(), "the data path waited for a compile");

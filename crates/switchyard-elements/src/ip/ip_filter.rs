@@ -1,5 +1,6 @@
 use super::ip_pattern::{self, packet_windows};
-use crate::standard::classification::{Dispatch, Expr, Listing, Program};
+use crate::standard::classification::{Expr, Listing, Program};
+use crate::standard::scatter::Scatter;
 use std::sync::Arc;
 use switchyard_core::element::PortRange;
 use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, Packet, PortCount};
@@ -53,7 +54,7 @@ documented! {
     pub struct IPFilter {
         program: Arc<Program>,
         outputs: u32,
-        dispatch: Dispatch,
+        scatter: Scatter,
     }
 }
 
@@ -84,7 +85,7 @@ impl IPFilter {
         IPFilter {
             program: Arc::new(Program::compile(rules, Listing::Ip)),
             outputs: rules.iter().filter_map(|r| r.1).map(|o| o + 1).max().unwrap_or(0),
-            dispatch: Dispatch::default(),
+            scatter: Scatter::new(),
         }
     }
 
@@ -132,16 +133,7 @@ impl Element for IPFilter {
     }
 
     fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
-        let program = &self.program;
-        if let Some(all) = program.output_everything() {
-            match all {
-                Some(o) if (o as usize) < cx.noutputs() => cx.push(o as usize, batch),
-                _ => drop(batch),
-            }
-            return;
-        }
-        self.dispatch
-            .push(batch, cx, |p| program.run_code(p.data(), &packet_windows(p)));
+        self.program.push(&mut self.scatter, batch, cx, packet_windows);
     }
 
     fn handlers(&self) -> Vec<Handler> {
@@ -157,21 +149,10 @@ mod tests {
     use switchyard_core::Harness;
 
     fn make(config: &str) -> Result<Box<dyn Element>, String> {
-        let mut args = Args::parse_str("f :: IPFilter", config);
-        let made = IPFilter::make(&mut args);
-        match args.complete() {
-            Ok(()) => Ok(made.expect("made when no errors")),
-            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
-        }
+        crate::testutil::configure("f :: IPFilter", IPFilter::CLASS, config)
     }
 
-    fn batch(frames: &[Vec<u8>]) -> Batch {
-        let mut b = Batch::new();
-        for f in frames {
-            b.push(Packet::from_data(f));
-        }
-        b
-    }
+    use crate::testutil::frames as batch;
 
     const IN: [u8; 4] = [10, 1, 2, 3];
     const OUT: [u8; 4] = [198, 51, 100, 7];

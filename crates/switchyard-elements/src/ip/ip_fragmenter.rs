@@ -3,7 +3,9 @@
 //! fragment is the original packet cut short, and the others are new pooled
 //! packets.
 
-use super::ip_options::{IPOPT_COPIED, IPOPT_EOL, IPOPT_NOP};
+use super::ip_options::{self, IPOPT_COPIED, IPOPT_EOL};
+use crate::rng::Rng;
+use crate::util::Warnings;
 use crate::wire::{self, ip, put16, IpAddr, Ipv4};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -51,8 +53,9 @@ documented! {
     ///   sent, at least 8.
     /// - `HONOR_DF` (positional or keyword): send packets with DF over MTU
     ///   to output 1. Default true.
-    /// - `VERBOSE` (positional or keyword): log every such packet, not only
-    ///   the first five. Default false.
+    /// - `VERBOSE` (positional or keyword): log every packet not
+    ///   fragmented, not only the first (logs are rate-limited to one a
+    ///   second either way). Default false.
     /// - `HEADROOM`: accepted for Click compatibility.
     ///
     /// # Handlers
@@ -68,9 +71,9 @@ documented! {
     pub struct IPFragmenter {
         mtu: usize,
         honor_df: bool,
-        verbose: bool,
+        warnings: Warnings,
         stats: Arc<Stats>,
-        rng: u32,
+        rng: Rng,
     }
 }
 
@@ -80,17 +83,22 @@ struct Stats {
     drops: AtomicU64,
 }
 
-/// The longest IPv4 header.
-const MAX_HEADER: usize = 60;
-/// Packets with DF logged before VERBOSE is needed.
-const QUIET_LOGS: u64 = 5;
-
 /// What one packet became.
 enum Outcome {
     /// Passed whole (maybe trimmed) or fragmented: how many fragments.
     Sent(u64),
-    TooBig,
-    Malformed,
+    /// Not sent on output 0: too big to fragment (to output 1) or
+    /// malformed.
+    Dropped,
+}
+
+/// A packet that could not be fragmented, for the log.
+struct Unfragmentable {
+    src: u32,
+    dst: u32,
+    len: usize,
+    /// DF set, rather than too long a header for 8 bytes of payload.
+    df: bool,
 }
 
 impl IPFragmenter {
@@ -117,39 +125,36 @@ impl IPFragmenter {
         Some(Box::new(IPFragmenter {
             mtu: mtu as usize,
             honor_df,
-            verbose,
+            warnings: Warnings::new(verbose),
             stats: Arc::default(),
-            rng: (switchyard_core::packet::now_ns() as u32) | 1,
+            rng: Rng::new(),
         }))
-    }
-
-    /// xorshift32: identifiers for packets whose DF is overridden.
-    fn random_id(&mut self) -> u16 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.rng = x;
-        (x >> 8) as u16
     }
 
     #[inline]
     fn fits(&self, p: &Packet) -> bool {
-        p.len() - p.network_offset().unwrap_or(0) <= self.mtu
+        p.len() - wire::ip_offset(p) <= self.mtu
     }
 
     /// Sends `p` on output 0 through `out`, fragmented if needed; a packet
-    /// with DF over MTU goes into `too_big`.
-    fn handle(&mut self, mut p: Packet, out: &mut Output<'_, '_>, too_big: &mut Batch) -> Outcome {
+    /// with DF over MTU, or whose header leaves no room for 8 bytes of
+    /// payload, goes into `too_big` and, if it is the first, into `noted`.
+    fn handle(
+        &mut self,
+        mut p: Packet,
+        out: &mut Output<'_, '_>,
+        too_big: &mut Batch,
+        noted: &mut Option<Unfragmentable>,
+    ) -> Outcome {
         let mtu = self.mtu;
-        let off = p.network_offset().unwrap_or(0);
+        let off = wire::ip_offset(&p);
         let nlen = p.len() - off;
         if nlen <= mtu {
             out.send(p);
             return Outcome::Sent(0);
         }
         let Ok(iph) = Ipv4::new_checked(&p.data()[off..]) else {
-            return Outcome::Malformed;
+            return Outcome::Dropped;
         };
         let (hl, total, frag) = (iph.header_len(), iph.total_len(), iph.frag());
         if total <= mtu {
@@ -159,37 +164,34 @@ impl IPFragmenter {
         }
         let first_dlen = mtu.saturating_sub(hl) & !7;
         let df = frag & ip::DF != 0;
-        if (df && self.honor_df) || first_dlen < 8 {
-            let logged = self.stats.drops.load(Relaxed);
-            if self.verbose || logged < QUIET_LOGS {
-                tracing::info!(
-                    mtu,
-                    src = %IpAddr(iph.src()),
-                    dst = %IpAddr(iph.dst()),
-                    len = total,
-                    "IPFragmenter: packet with DF longer than MTU"
-                );
-            }
+        let df_refused = df && self.honor_df;
+        if df_refused || first_dlen < 8 {
+            noted.get_or_insert(Unfragmentable {
+                src: iph.src(),
+                dst: iph.dst(),
+                len: total,
+                df: df_refused,
+            });
             too_big.push(p);
-            return Outcome::TooBig;
+            return Outcome::Dropped;
         }
         let in_dlen = total - hl;
         // A hostile offset would carry into the flag bits.
         if usize::from(frag & ip::OFFMASK) + in_dlen.div_ceil(8) > usize::from(ip::OFFMASK) + 1 {
-            return Outcome::Malformed;
+            return Outcome::Dropped;
         }
 
         // The header of the later fragments, from the original's.
-        let mut later = [0u8; MAX_HEADER];
+        let mut later = [0u8; ip::MAX_HEADER];
         later[..ip::MIN_LEN].copy_from_slice(&iph.header()[..ip::MIN_LEN]);
-        let out_hlen = ip::MIN_LEN + copy_options(iph.options(), &mut later[ip::MIN_LEN..]);
+        let out_hlen = ip::MIN_LEN + copy_options(iph.header(), &mut later[ip::MIN_LEN..]);
         later[0] = 0x40 | (out_hlen / 4) as u8;
 
         let had_mf = frag & ip::MF != 0;
         let mut base = frag | ip::MF;
         let id = if df {
             base &= !ip::DF;
-            self.random_id()
+            self.rng.next_u32() as u16
         } else {
             iph.id()
         };
@@ -252,28 +254,15 @@ impl Output<'_, '_> {
     }
 }
 
-/// Copies the options of `opts` whose copied flag is set into `out`,
+/// Copies the options of header `h` whose copied flag is set into `out`,
 /// padded with EOL to a multiple of 4 bytes; returns the length written.
 /// NOPs are not copied; a malformed option ends the copy.
-fn copy_options(opts: &[u8], out: &mut [u8]) -> usize {
-    let mut i = 0;
+fn copy_options(h: &[u8], out: &mut [u8]) -> usize {
     let mut n = 0;
-    while i < opts.len() {
-        match opts[i] {
-            IPOPT_NOP => i += 1,
-            IPOPT_EOL => break,
-            ty => {
-                let Some(&len) = opts.get(i + 1) else { break };
-                let len = usize::from(len);
-                if len < 2 || i + len > opts.len() {
-                    break;
-                }
-                if ty & IPOPT_COPIED != 0 {
-                    out[n..n + len].copy_from_slice(&opts[i..i + len]);
-                    n += len;
-                }
-                i += len;
-            }
+    for opt in ip_options::options(h).map_while(Result::ok) {
+        if opt.kind() & IPOPT_COPIED != 0 {
+            out[n..n + opt.bytes.len()].copy_from_slice(opt.bytes);
+            n += opt.bytes.len();
         }
     }
     while n % 4 != 0 {
@@ -291,12 +280,13 @@ impl Element for IPFragmenter {
         };
         let mut rest = batch.split_off(first_big);
         let mut too_big = Batch::new();
+        let mut noted = None;
         let (mut fragments, mut drops) = (0u64, 0u64);
         let mut out = Output { batch, cx };
         for p in rest.drain() {
-            match self.handle(p, &mut out, &mut too_big) {
+            match self.handle(p, &mut out, &mut too_big, &mut noted) {
                 Outcome::Sent(n) => fragments += n,
-                Outcome::TooBig | Outcome::Malformed => drops += 1,
+                Outcome::Dropped => drops += 1,
             }
         }
         drop(rest);
@@ -305,6 +295,14 @@ impl Element for IPFragmenter {
         }
         if drops > 0 {
             self.stats.drops.fetch_add(drops, Relaxed);
+        }
+        if let Some(u) = noted.filter(|_| self.warnings.due()) {
+            let why = if u.df {
+                "packet with DF longer than MTU"
+            } else {
+                "header too long to fragment for MTU"
+            };
+            tracing::warn!(mtu = self.mtu, src = %IpAddr(u.src), dst = %IpAddr(u.dst), len = u.len, "{why}");
         }
         let Output { batch, cx } = out;
         if !batch.is_empty() {
@@ -333,7 +331,8 @@ impl Element for IPFragmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ip::ip_options::{IPOPT_LSRR, IPOPT_RR};
+    use crate::ip::ip_options::{IPOPT_LSRR, IPOPT_NOP, IPOPT_RR};
+    use crate::testutil::{marked, push_through, read};
     use crate::wire::tests::ipv4_packet;
     use crate::wire::{be16, IP_PROTO_UDP};
     use proptest::prelude::*;
@@ -347,28 +346,18 @@ mod tests {
     }
 
     fn element(config: &str) -> Box<dyn Element> {
-        let mut args = Args::parse_str("fr :: IPFragmenter", config);
-        let e = IPFragmenter::make(&mut args);
-        args.complete().expect("valid config");
-        e.expect("element")
+        crate::testutil::element(IPFragmenter::CLASS, config)
     }
 
     fn run(config: &str, outputs: usize, packets: Vec<Packet>) -> Run {
         let e = element(config);
         let hs = e.handlers();
-        let mut h = Harness::new(e, 1, outputs);
-        let mut b = Batch::new();
-        b.extend(packets);
-        h.push(0, b);
-        let take = |v: Vec<Batch>| v.into_iter().flat_map(|mut b| b.drain().collect::<Vec<_>>()).collect();
-        let out = take(h.take(0));
-        let df = if outputs > 1 { take(h.take(1)) } else { Vec::new() };
-        let read = |n: &str| (hs.iter().find(|h| h.name == n).unwrap().read.as_ref().unwrap())();
+        let mut out = push_through(e, outputs, packets).into_iter();
         Run {
-            out,
-            df,
-            fragments: read("fragments"),
-            drops: read("drops"),
+            out: out.next().unwrap(),
+            df: out.next().unwrap_or_default(),
+            fragments: read(&hs, "fragments"),
+            drops: read(&hs, "drops"),
         }
     }
 
@@ -384,12 +373,6 @@ mod tests {
         }
         wire::set_ip_checksum(&mut v);
         v
-    }
-
-    fn marked(bytes: &[u8]) -> Packet {
-        let mut p = Packet::from_data(bytes);
-        p.set_network_header(0, usize::from(bytes[0] & 0xf) * 4);
-        p
     }
 
     /// Checks each fragment and reassembles the payload: (payload, whether

@@ -3,7 +3,8 @@
 //! read; a header with options is worked on in a 60-byte copy and written
 //! back only if an option changed.
 
-use super::ip_options::{AddrList, IPOPT_EOL, IPOPT_NOP, IPOPT_RR, IPOPT_TS};
+use super::ip_options::{self, AddrList, IPOPT_RR, IPOPT_TS};
+use crate::util::{self, Verdict};
 use crate::wire::{self, ip, IpAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -29,7 +30,8 @@ documented! {
     /// parameter-problem annotation set to the offset of the bad byte in
     /// the IP header, for an ICMPError(..., parameterproblem); without
     /// output 1 it is dropped. Either way it is counted in `drops`. The
-    /// same goes for a header too short for its header length (pointer 0).
+    /// same goes for a header too short for its header length, or not
+    /// IPv4, that claims options (pointer 0).
     ///
     /// The IP header is found by the network header annotation
     /// (CheckIPHeader sets it), or at the data start without one.
@@ -41,7 +43,7 @@ documented! {
     ///
     /// # Ports
     /// One input; one or two outputs (output 1 for packets with bad
-    /// options, push). Agnostic.
+    /// options, push, in pull mode too). Agnostic.
     ///
     /// # Arguments
     /// - `MYADDR` (positional or keyword, mandatory): this interface's
@@ -63,9 +65,6 @@ documented! {
         drops: Arc<AtomicU64>,
     }
 }
-
-/// The longest IPv4 header.
-const MAX_HEADER: usize = 60;
 
 impl IPGWOptions {
     pub const CLASS: ElementClass = ElementClass {
@@ -95,57 +94,28 @@ impl IPGWOptions {
     /// Processes `p`'s options; on a bad one returns the offset of the bad
     /// byte, to be the parameter-problem pointer.
     fn handle(&self, p: &mut Packet, ms: u32) -> Result<(), u8> {
-        let off = p.network_offset().unwrap_or(0);
+        let off = wire::ip_offset(p);
         let data = &p.data()[off..];
-        let Some(&first) = data.first() else {
-            return Err(0);
-        };
-        let hl = usize::from(first & 0xf) * 4;
-        if hl == ip::MIN_LEN {
-            return Ok(());
-        }
-        if hl < ip::MIN_LEN || hl > data.len() {
-            return Err(0);
-        }
-        let mut h = [0u8; MAX_HEADER];
+        let hl = wire::checked_header_len(data).ok_or(0u8)?;
+        // The options are read from the packet and updated in a copy,
+        // which goes back only if an option changed.
+        let mut h = [0u8; ip::MAX_HEADER];
         h[..hl].copy_from_slice(&data[..hl]);
-        if self.process(&mut h[..hl], ms)? {
+        let mut changed = false;
+        for opt in ip_options::options(&data[..hl]) {
+            let opt = opt.map_err(|at| at as u8)?;
+            let (oi, o) = (opt.at, &mut h[opt.at..opt.at + opt.bytes.len()]);
+            changed |= match opt.kind() {
+                IPOPT_RR => self.record_route(o, oi)?,
+                IPOPT_TS => self.timestamp(o, oi, ms)?,
+                _ => false,
+            };
+        }
+        if changed {
             wire::set_ip_checksum(&mut h[..hl]);
             p.data_mut()[off..off + hl].copy_from_slice(&h[..hl]);
         }
         Ok(())
-    }
-
-    /// Walks the options of header `h` (20 bytes and more), updating them;
-    /// true if any changed.
-    fn process(&self, h: &mut [u8], ms: u32) -> Result<bool, u8> {
-        let hl = h.len();
-        let mut changed = false;
-        let mut oi = ip::MIN_LEN;
-        while oi < hl {
-            let ty = h[oi];
-            if ty == IPOPT_NOP {
-                oi += 1;
-                continue;
-            }
-            if ty == IPOPT_EOL {
-                break;
-            }
-            let Some(&len) = h.get(oi + 1) else {
-                return Err(oi as u8);
-            };
-            let xlen = usize::from(len);
-            if xlen < 2 || oi + xlen > hl {
-                return Err((oi + 1) as u8);
-            }
-            match ty {
-                IPOPT_RR => changed |= self.record_route(&mut h[oi..oi + xlen], oi)?,
-                IPOPT_TS => changed |= self.timestamp(&mut h[oi..oi + xlen], oi, ms)?,
-                _ => {}
-            }
-            oi += xlen;
-        }
-        Ok(changed)
     }
 
     /// Record Route (RFC 791): `o` is the option, at `oi` in the header.
@@ -211,80 +181,50 @@ impl IPGWOptions {
         Ok(true)
     }
 
-    /// Handles `batch`; returns the packets with bad options.
-    fn run(&mut self, batch: &mut Batch) -> Option<Batch> {
-        // Packets with options are rare: the batch is only split at the
-        // first bad one, and the clock is read only if an option needs it.
+    /// Handles `batch`; returns the packets with bad options when
+    /// `refused` says to keep them for output 1.
+    fn run(&mut self, batch: &mut Batch, refused: Verdict) -> Option<Batch> {
+        // Packets with options are rare: the clock is read only if an
+        // option may need it, once per batch.
         let mut ms = None;
-        let mut clock = || {
-            *ms.get_or_insert_with(|| {
-                let t = now_ns() / 1_000_000;
-                (t % 86_400_000) as u32
-            })
-        };
-        let mut bad: Option<Batch> = None;
-        let mut first_bad = None;
-        for (i, p) in batch.packets_mut().iter_mut().enumerate() {
-            if needs_work(p) {
-                if let Err(ptr) = self.handle(p, clock()) {
+        let mut bad = 0u64;
+        let rejects = util::sort_out(batch, |p| {
+            if !needs_work(p) {
+                return Verdict::Pass;
+            }
+            let now = *ms.get_or_insert_with(|| (now_ns() / 1_000_000 % 86_400_000) as u32);
+            match self.handle(p, now) {
+                Ok(()) => Verdict::Pass,
+                Err(ptr) => {
                     p.anno.param_off = ptr;
-                    first_bad = Some(i);
-                    break;
+                    bad += 1;
+                    refused
                 }
             }
+        });
+        if bad > 0 {
+            self.drops.fetch_add(bad, Relaxed);
         }
-        if let Some(i) = first_bad {
-            let mut rest = batch.split_off(i);
-            let mut it = rest.drain();
-            let b = bad.get_or_insert_with(Batch::new);
-            b.extend(it.next());
-            for mut p in it {
-                let r = if needs_work(&p) {
-                    self.handle(&mut p, clock())
-                } else {
-                    Ok(())
-                };
-                match r {
-                    Ok(()) => batch.push(p),
-                    Err(ptr) => {
-                        p.anno.param_off = ptr;
-                        b.push(p);
-                    }
-                }
-            }
-            self.drops.fetch_add(b.len() as u64, Relaxed);
-        }
-        bad
+        rejects
     }
 }
 
 /// False for the common packet: a 20-byte header with no options.
 #[inline]
 fn needs_work(p: &Packet) -> bool {
-    let off = p.network_offset().unwrap_or(0);
-    p.data().get(off).is_none_or(|&b| b & 0xf != 5)
+    p.data().get(wire::ip_offset(p)).is_none_or(|&b| b & 0xf != 5)
 }
 
 impl Element for IPGWOptions {
     fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
-        let bad = self.run(&mut batch);
-        if !batch.is_empty() {
-            cx.push(0, batch);
-        }
-        if let Some(b) = bad {
-            if cx.noutputs() > 1 {
-                cx.push(1, b);
-            }
-        }
+        let rejects = self.run(&mut batch, Verdict::refused(cx));
+        util::push_sorted(cx, batch, rejects);
     }
 
     fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
         let mut batch = cx.pull(0)?;
-        if let Some(b) = self.run(&mut batch) {
-            if cx.noutputs() > 1 {
-                cx.push(1, b);
-            }
-        }
+        let rejects = self.run(&mut batch, Verdict::refused(cx));
+        util::push_rejects(cx, rejects);
         Some(batch)
     }
 
@@ -303,19 +243,16 @@ impl Element for IPGWOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ip::ip_options::IPOPT_LSRR;
+    use crate::ip::ip_options::{IPOPT_EOL, IPOPT_LSRR, IPOPT_NOP};
+    use crate::testutil::{push_through, read};
     use crate::wire::tests::ipv4_packet;
     use crate::wire::{be16, be32, put16, Ipv4, IP_PROTO_UDP};
     use proptest::prelude::*;
-    use switchyard_core::runtime::Harness;
 
     const ME: u32 = 0x0a000101;
 
     fn element(config: &str) -> Box<dyn Element> {
-        let mut args = Args::parse_str("gw :: IPGWOptions", config);
-        let e = IPGWOptions::make(&mut args);
-        args.complete().expect("valid config");
-        e.expect("element")
+        crate::testutil::element(IPGWOptions::CLASS, config)
     }
 
     /// A UDP packet whose header carries `opts` (padded with EOL to a
@@ -333,18 +270,17 @@ mod tests {
     fn run(config: &str, outputs: usize, frames: &[Vec<u8>]) -> (Vec<Packet>, Vec<Packet>, String) {
         let e = element(config);
         let hs = e.handlers();
-        let mut h = Harness::new(e, 1, outputs);
-        let mut b = Batch::new();
-        for f in frames {
-            let mut p = Packet::from_data(f);
-            p.set_network_header(0, 20);
-            b.push(p);
-        }
-        h.push(0, b);
-        let take = |v: Vec<Batch>| v.into_iter().flat_map(|mut b| b.drain().collect::<Vec<_>>()).collect();
-        let out0 = take(h.take(0));
-        let out1 = if outputs > 1 { take(h.take(1)) } else { Vec::new() };
-        (out0, out1, (hs[0].read.as_ref().unwrap())())
+        let packets = frames
+            .iter()
+            .map(|f| {
+                let mut p = Packet::from_data(f);
+                p.set_network_header(0, 20);
+                p
+            })
+            .collect();
+        let mut out = push_through(e, outputs, packets).into_iter();
+        let out0 = out.next().unwrap();
+        (out0, out.next().unwrap_or_default(), read(&hs, "drops"))
     }
 
     fn run1(frame: Vec<u8>) -> Result<Vec<u8>, u8> {
@@ -364,14 +300,9 @@ mod tests {
         let v = ipv4_packet([192, 168, 1, 7], [10, 9, 9, 9], IP_PROTO_UDP, 64, 30);
         let p = Packet::from_data(&v);
         let buf = p.data().as_ptr();
-        let e = element("10.0.1.1");
-        let mut h = Harness::new(e, 1, 1);
-        let mut b = Batch::new();
-        b.push(p);
-        h.push(0, b);
-        let out = h.take(0);
-        assert_eq!(out[0].packets()[0].data(), &v[..]);
-        assert_eq!(out[0].packets()[0].data().as_ptr(), buf, "not copied");
+        let out = push_through(element("10.0.1.1"), 1, vec![p]);
+        assert_eq!(out[0][0].data(), &v[..]);
+        assert_eq!(out[0][0].data().as_ptr(), buf, "not copied");
         // Unknown options (a source route) pass as they are too.
         let lsrr = with_options(&[IPOPT_LSRR, 7, 4, 1, 2, 3, 4]);
         assert_eq!(run1(lsrr.clone()), Ok(lsrr));

@@ -34,14 +34,11 @@ pub fn windows(data: &[u8], net: usize) -> Windows {
         avail: [data.len(), 0, 0, 0],
     };
     if let Some(ip) = data.get(net..) {
-        if ip.len() >= 20 && ip[0] >> 4 == 4 {
-            let hl = usize::from(ip[0] & 0xf) * 4;
-            if hl >= 20 && hl <= ip.len() {
-                w.avail[1] = ip.len();
-                if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0 {
-                    w.start[2] = net + hl;
-                    w.avail[2] = ip.len() - hl;
-                }
+        if let Some(hl) = crate::wire::checked_header_len(ip) {
+            w.avail[1] = ip.len();
+            if crate::wire::be16(ip, crate::wire::ip::FRAG) & crate::wire::ip::OFFMASK == 0 {
+                w.start[2] = net + hl;
+                w.avail[2] = ip.len() - hl;
             }
         }
     }
@@ -52,25 +49,21 @@ pub fn windows(data: &[u8], net: usize) -> Windows {
 /// annotation if set, else at the data start.
 #[inline]
 pub fn packet_windows(p: &Packet) -> Windows {
-    windows(p.data(), p.network_offset().unwrap_or(0))
+    windows(p.data(), crate::wire::ip_offset(p))
 }
 
 /// Pseudo-protocols (Click's): TCP or UDP, and "any transport".
 pub const TCP_OR_UDP: u32 = 0x100;
 pub const TRANSP: u32 = 0x101;
 
-const PROTOS: &[(&str, u32)] = &[
-    ("dccp", 33),
-    ("gre", 47),
-    ("icmp", 1),
-    ("igmp", 2),
-    ("ipip", 4),
-    ("sctp", 132),
-    ("tcp", 6),
-    ("tcpudp", TCP_OR_UDP),
-    ("transp", TRANSP),
-    ("udp", 17),
-];
+/// A protocol name: IP's (shared with IPPrint), or Click's pseudo-protocols.
+fn proto_named(w: &str) -> Option<u32> {
+    match w {
+        "tcpudp" => Some(TCP_OR_UDP),
+        "transp" => Some(TRANSP),
+        _ => crate::wire::IP_PROTOS.iter().find(|e| e.0 == w).map(|e| u32::from(e.1)),
+    }
+}
 
 /// Click's port names, and a few common `/etc/services` names (Click
 /// reads that file at user level).
@@ -1002,7 +995,7 @@ fn set_dir(q: &mut Quals, d: Dir) -> Result<(), String> {
 /// A protocol name used as a qualifier (`tcp`), unless the word also
 /// names something else.
 fn qualifier_proto(w: &str) -> Option<u32> {
-    let p = name(PROTOS, w)?;
+    let p = proto_named(w)?;
     (name(PORTS, w).is_none() && name(TCP_OPTS, w).is_none() && crate::icmp::names::TYPES.iter().all(|e| e.0 != w))
         .then_some(p)
 }
@@ -1014,7 +1007,7 @@ fn lookup_name(w: &str, ty: Option<Ty>, proto: Option<u32>) -> Result<Option<Dat
         return Ok(None);
     }
     let known = [
-        name(PROTOS, w).map(|v| (Data::Proto(v), format!("proto {w}"))),
+        proto_named(w).map(|v| (Data::Proto(v), format!("proto {w}"))),
         name(PORTS, w).map(|v| (Data::Port(v), format!("port {w}"))),
         name(TCP_OPTS, w).map(|v| (Data::Opt(v), format!("tcp opt {w}"))),
         crate::icmp::names::TYPES

@@ -1,5 +1,5 @@
 use crate::util::flag_handler;
-use crate::wire::{be16, be32, ip, IpAddr, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP};
+use crate::wire::{self, be16, be32, ip, IpAddr, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -513,21 +513,12 @@ fn push_ascii(out: &mut String, bytes: &[u8]) {
 }
 
 fn push_proto(out: &mut String, proto: u8, unnamed_prefix: &str) {
-    let name = match proto {
-        1 => "icmp",
-        2 => "igmp",
-        4 => "ipip",
-        6 => "tcp",
-        17 => "udp",
-        33 => "dccp",
-        47 => "gre",
-        132 => "sctp",
-        _ => {
+    match wire::ip_proto_name(proto) {
+        Some(name) => out.push_str(name),
+        None => {
             let _ = write!(out, "{unnamed_prefix}{proto}");
-            return;
         }
-    };
-    out.push_str(name);
+    }
 }
 
 fn push_code(out: &mut String, ty: u8, code: u8, unnamed_prefix: &str) {
@@ -546,10 +537,7 @@ mod tests {
     use crate::wire::{put16, put32, set_ip_checksum};
 
     fn printer(config: &str) -> IPPrint {
-        let mut args = Args::parse_str("p :: IPPrint", config);
-        let e = IPPrint::make(&mut args);
-        args.complete().unwrap();
-        *downcast::<IPPrint>(e.unwrap()).unwrap()
+        *downcast::<IPPrint>(crate::testutil::element(IPPrint::CLASS, config)).unwrap()
     }
 
     fn line(config: &str, p: &Packet) -> String {
@@ -762,8 +750,7 @@ mod tests {
         b.push(framed(&ipv4_packet([1, 1, 1, 1], [2, 2, 2, 2], 99, 64, 0)));
         e.simple_action(&mut b);
         assert_eq!(b.len(), 3);
-        let active = e.handlers().remove(0);
-        (active.write.as_ref().unwrap())("false").unwrap();
+        crate::testutil::write(&e.handlers(), "active", "false").unwrap();
         e.simple_action(&mut b);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();

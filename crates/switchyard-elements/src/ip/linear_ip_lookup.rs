@@ -79,8 +79,9 @@ route_element!(LinearIPLookup, flush: false);
 
 #[cfg(test)]
 mod tests {
-    use super::super::route_table::tests::{dst_batch, make, read, write};
+    use super::super::route_table::tests::dst_batch;
     use super::*;
+    use crate::testutil::{make, read_param, write};
     use switchyard_core::Harness;
 
     const CLICK_EXAMPLE: &str = "18.26.4.24/32 0, 18.26.4.255/32 0, 18.26.4.0/32 0, 18.26.4/24 1, 0/0 18.26.4.1 1";
@@ -88,9 +89,9 @@ mod tests {
     #[test]
     fn clicks_example_table() {
         let (e, hs) = make(LinearIPLookup::CLASS, CLICK_EXAMPLE, 2);
-        assert_eq!(read(&hs, "lookup", "18.26.4.24").unwrap(), "0");
-        assert_eq!(read(&hs, "lookup", "18.26.4.9").unwrap(), "1");
-        assert_eq!(read(&hs, "lookup", "1.2.3.4").unwrap(), "1 18.26.4.1");
+        assert_eq!(read_param(&hs, "lookup", "18.26.4.24").unwrap(), "0");
+        assert_eq!(read_param(&hs, "lookup", "18.26.4.9").unwrap(), "1");
+        assert_eq!(read_param(&hs, "lookup", "1.2.3.4").unwrap(), "1 18.26.4.1");
         let mut h = Harness::new(e, 1, 2);
         // A run to one address, then others: the last-answer cache must
         // not leak one packet's route to the next.

@@ -88,26 +88,15 @@ impl Element for MarkIPHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{element, push_through, read};
     use crate::wire::tests::ipv4_packet;
-    use switchyard_core::{Harness, Packet};
+    use switchyard_core::Packet;
 
     fn run(config: &str, packets: Vec<Vec<u8>>) -> (Vec<Packet>, String) {
-        let mut args = Args::parse_str("m :: MarkIPHeader", config);
-        let e = MarkIPHeader::make(&mut args).unwrap();
-        args.complete().unwrap();
-        let drops = e.handlers().remove(0);
-        let mut h = Harness::new(e, 1, 1);
-        let mut b = Batch::new();
-        for d in packets {
-            b.push(Packet::from_data(&d));
-        }
-        h.push(0, b);
-        let out = h
-            .take(0)
-            .into_iter()
-            .flat_map(|mut b| b.drain().collect::<Vec<_>>())
-            .collect();
-        (out, (drops.read.as_ref().unwrap())())
+        let e = element(MarkIPHeader::CLASS, config);
+        let hs = e.handlers();
+        let out = push_through(e, 1, packets.iter().map(|d| Packet::from_data(d)).collect()).remove(0);
+        (out, read(&hs, "drops"))
     }
 
     #[test]

@@ -82,8 +82,9 @@ route_element!(RadixIPLookup, flush: true);
 
 #[cfg(test)]
 mod tests {
-    use super::super::route_table::tests::{dst_batch, handler, make, read, write};
+    use super::super::route_table::tests::dst_batch;
     use super::*;
+    use crate::testutil::{handler, make, read, read_param, write};
     use switchyard_core::Harness;
 
     #[test]
@@ -105,8 +106,8 @@ mod tests {
         assert_eq!(out0, vec![0x0a01_0203]);
         assert_eq!(out1, vec![0x0ac8_0001, 0xc0a8_0001]);
         assert_eq!(out2, vec![0x0a01_00fe]);
-        assert_eq!(read(&hs, "lookup", "10.1.9.9").unwrap(), "2 10.1.0.254");
-        assert_eq!(read(&hs, "lookup", "10.1.2.3").unwrap(), "0");
+        assert_eq!(read_param(&hs, "lookup", "10.1.9.9").unwrap(), "2 10.1.0.254");
+        assert_eq!(read_param(&hs, "lookup", "10.1.2.3").unwrap(), "0");
     }
 
     #[test]
@@ -115,8 +116,8 @@ mod tests {
         let f = handler(&hs, "flush");
         assert_eq!(f.persists_as.as_deref(), Some("table"));
         write(&hs, "flush", "").unwrap();
-        assert_eq!(read(&hs, "table", "").unwrap(), "");
-        assert_eq!(read(&hs, "lookup", "10.0.0.1").unwrap(), "-1");
+        assert_eq!(read(&hs, "table"), "");
+        assert_eq!(read_param(&hs, "lookup", "10.0.0.1").unwrap(), "-1");
     }
 
     #[test]

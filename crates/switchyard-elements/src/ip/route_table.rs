@@ -10,6 +10,8 @@
 //! compares a generation counter once per batch, taking a short lock only
 //! when it changed. A lookup never locks or allocates.
 
+use crate::standard::scatter::{self, Scatter};
+use crate::util::parse_value;
 use crate::wire::{parse_ip, prefix_mask, IpAddr, IpPrefix};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -758,9 +760,6 @@ impl<T: Lookup> Shared<T> {
     }
 }
 
-/// Output index meaning "drop" in the per-batch output list.
-const DROP: u32 = u32::MAX;
-
 /// The part of every route lookup element that does the work: the shared
 /// table, the data path's view of it, and batch scratch.
 pub struct RouteCore<T: Lookup> {
@@ -770,8 +769,7 @@ pub struct RouteCore<T: Lookup> {
     configured: Vec<(usize, Route)>,
     table: Option<Arc<T>>,
     seen: u64,
-    outs: Vec<u32>,
-    scratch: Vec<Option<Batch>>,
+    scatter: Scatter,
     complaints: u32,
 }
 
@@ -813,8 +811,7 @@ impl<T: Lookup> RouteCore<T> {
                 configured,
                 table: None,
                 seen: u64::MAX,
-                outs: Vec::new(),
-                scratch: Vec::new(),
+                scatter: Scatter::new(),
                 complaints: 0,
             }),
             Err(e) => {
@@ -831,7 +828,6 @@ impl<T: Lookup> RouteCore<T> {
             check_port(i64::from(r.port), noutputs).map_err(|e| format!("argument {arg} '{r}': {e}"))?;
         }
         lock(&self.shared.edit).noutputs = noutputs;
-        self.scratch.resize_with(noutputs, || None);
         Ok(())
     }
 
@@ -861,7 +857,7 @@ impl<T: Lookup> RouteCore<T> {
     /// destination annotation replaced by the route's gateway, if any; a
     /// packet without a route is dropped. A batch that goes to one output
     /// whole is passed on as it is.
-    pub fn push(&mut self, mut batch: Batch, cx: &mut Context<'_>) {
+    pub fn push(&mut self, batch: Batch, cx: &mut Context<'_>) {
         let g = self.shared.generation.load(Ordering::Acquire);
         if g != self.seen || self.table.is_none() {
             self.seen = g;
@@ -871,12 +867,9 @@ impl<T: Lookup> RouteCore<T> {
             return;
         };
         let n = cx.noutputs();
-        let outs = &mut self.outs;
-        outs.clear();
-        let mut first = None;
-        let mut uniform = true;
+        let (class, complaints) = (self.class, &mut self.complaints);
         let mut last: Option<(u32, Option<NextHop>)> = None;
-        for p in batch.packets_mut() {
+        self.scatter.send(batch, cx, |p| {
             let a = p.anno.dst_ip;
             let hop = match last {
                 Some((la, h)) if T::CACHE_LAST && la == a => h,
@@ -888,78 +881,41 @@ impl<T: Lookup> RouteCore<T> {
                     h
                 }
             };
-            let out = match hop {
+            match hop {
                 Some(h) if (h.port as usize) < n => {
                     if h.gw != 0 {
                         p.anno.dst_ip = h.gw;
                     }
-                    h.port
+                    h.port as usize
                 }
-                _ => DROP,
-            };
-            outs.push(out);
-            match first {
-                None => first = Some(out),
-                Some(f) if f != out => uniform = false,
-                Some(_) => {}
+                _ => {
+                    // The first few packets without a route are logged,
+                    // as Click does.
+                    if *complaints < 5 {
+                        *complaints += 1;
+                        tracing::warn!(class, dst = %IpAddr(a), "no route");
+                    }
+                    scatter::DROP
+                }
             }
-        }
-        if uniform {
-            if let Some(out) = first.filter(|&o| o != DROP) {
-                cx.push(out as usize, batch);
-            } else if first.is_some() {
-                self.complain(&batch);
-            }
-            return;
-        }
-        if outs.contains(&DROP) {
-            self.complain(&batch);
-        }
-        self.scratch.resize_with(n, || None);
-        for (p, &o) in batch.drain().zip(self.outs.iter()) {
-            if o != DROP {
-                self.scratch[o as usize].get_or_insert_with(Batch::new).push(p);
-            }
-        }
-        drop(batch);
-        for out in 0..n {
-            if let Some(b) = self.scratch[out].take() {
-                cx.push(out, b);
-            }
-        }
+        });
     }
 
-    /// Warns about the first few packets without a route, as Click does.
-    fn complain(&mut self, batch: &Batch) {
-        if self.complaints >= 5 {
-            return;
-        }
-        for (p, &o) in batch.iter().zip(&self.outs) {
-            if o == DROP && self.complaints < 5 {
-                self.complaints += 1;
-                tracing::warn!(class = self.class, dst = %IpAddr(p.anno.dst_ip), "no route");
-            }
-        }
-    }
-
-    /// The handlers: `table` and `lookup` always; with `editable`, `table`
-    /// is writable and persistent, and `add`, `set`, `remove` and `ctrl`
-    /// edit it; with `flush`, `flush` empties it.
-    pub fn handlers(&self, editable: bool, flush: bool) -> Vec<Handler> {
+    /// The handlers: `table` (read/write, persistent) and `lookup`; `add`,
+    /// `set`, `remove` and `ctrl` edit the table; with `flush`, `flush`
+    /// empties it.
+    pub fn handlers(&self, flush: bool) -> Vec<Handler> {
         let s = self.shared.clone();
         let dump = move || s.routes().dump();
         let s = self.shared.clone();
         let lookup = Handler::read_with_param("lookup", move |param| {
-            let a = parse_ip(param.trim()).ok_or_else(|| format!("expected IP address, found '{}'", param.trim()))?;
+            let a = parse_value::<IpAddr>(param)?.0;
             Ok(match s.lookup(a) {
                 Some(h) if h.gw != 0 => format!("{} {}", h.port, IpAddr(h.gw)),
                 Some(h) => h.port.to_string(),
                 None => "-1".to_string(),
             })
         });
-        if !editable {
-            return vec![Handler::read_only("table", dump), lookup];
-        }
         let s = self.shared.clone();
         let table = Handler::read_write("table", dump, move |text| {
             s.edit(|routes, n| {
@@ -1051,7 +1007,7 @@ macro_rules! route_element {
             }
 
             fn handlers(&self) -> Vec<switchyard_core::Handler> {
-                self.core.handlers(true, $flush)
+                self.core.handlers($flush)
             }
         }
     };
@@ -1061,27 +1017,10 @@ pub(crate) use route_element;
 #[cfg(test)]
 pub mod tests {
     use super::*;
+    use crate::testutil::{handler, make, read, read_param, write};
     use crate::wire::tests::ipv4_packet;
     use proptest::prelude::*;
-    use switchyard_core::{Element, ElementClass, Harness, Packet, PortInfo, Processing};
-
-    /// Configures an element of `class` with `outputs` push outputs, as
-    /// the graph would, and returns it with its handlers.
-    pub fn make(class: ElementClass, config: &str, outputs: usize) -> (Box<dyn Element>, Vec<Handler>) {
-        let mut args = Args::parse_str(&format!("rt :: {}", class.name), config);
-        let e = (class.factory)(&mut args);
-        if let Err(errs) = args.complete() {
-            panic!("{}", errs[0].message);
-        }
-        let mut e = e.expect("configured");
-        e.initialize(&PortInfo {
-            inputs: vec![Processing::Push],
-            outputs: vec![Processing::Push; outputs],
-        })
-        .expect("initialized");
-        let hs = e.handlers();
-        (e, hs)
-    }
+    use switchyard_core::{ElementClass, Harness, Packet, PortInfo, Processing};
 
     /// The configuration errors of `config` (including `initialize`'s).
     pub fn config_error(class: ElementClass, config: &str, outputs: usize) -> String {
@@ -1096,25 +1035,6 @@ pub mod tests {
             outputs: vec![Processing::Push; outputs],
         })
         .expect_err("expected an error")
-    }
-
-    pub fn handler<'a>(hs: &'a [Handler], name: &str) -> &'a Handler {
-        hs.iter()
-            .find(|h| h.name == name)
-            .unwrap_or_else(|| panic!("no handler {name}"))
-    }
-
-    pub fn read(hs: &[Handler], name: &str, param: &str) -> Result<String, String> {
-        let h = handler(hs, name);
-        match (&h.read, &h.read_param) {
-            (Some(r), _) if param.is_empty() => Ok(r()),
-            (_, Some(r)) => r(param),
-            _ => panic!("{name} is not readable so"),
-        }
-    }
-
-    pub fn write(hs: &[Handler], name: &str, value: &str) -> Result<(), String> {
-        (handler(hs, name).write.as_ref().expect("writable"))(value)
     }
 
     /// A batch of UDP packets to `dsts`, their destination annotation set
@@ -1393,14 +1313,14 @@ pub mod tests {
         let removes: String = (0..15_000).map(|i| format!("remove {}\n", host(i))).collect();
         write(&hs, "ctrl", &removes).unwrap();
         write(&hs, "set", &format!("{} 0", host(19_999))).unwrap();
-        let table = read(&hs, "table", "").unwrap();
+        let table = read(&hs, "table");
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 5_000);
         assert_eq!(lines[0], "10.0.58.152/32\t\t-\t\t0");
         assert_eq!(lines[4_999], "10.0.78.31/32\t\t-\t\t0", "set keeps the place");
-        assert_eq!(read(&hs, "lookup", "10.0.78.30").unwrap(), "0");
-        assert_eq!(read(&hs, "lookup", "10.0.78.29").unwrap(), "1");
-        assert_eq!(read(&hs, "lookup", "10.0.0.1").unwrap(), "-1");
+        assert_eq!(read_param(&hs, "lookup", "10.0.78.30").unwrap(), "0");
+        assert_eq!(read_param(&hs, "lookup", "10.0.78.29").unwrap(), "1");
+        assert_eq!(read_param(&hs, "lookup", "10.0.0.1").unwrap(), "-1");
     }
 
     /// Linear with a limit of three routes, to try every way in.
@@ -1426,7 +1346,7 @@ pub mod tests {
         }
         let mut core = core.expect("configured");
         core.initialize(2)?;
-        Ok(core.handlers(true, true))
+        Ok(core.handlers(true))
     }
 
     #[test]
@@ -1448,7 +1368,7 @@ pub mod tests {
             write(&hs, "ctrl", "remove 1/8\nadd 5/8 0\nadd 6/8 0\nadd 7/8 0").unwrap_err(),
             "line 3: too many routes: 4, at most 3"
         );
-        assert_eq!(read(&hs, "table", "").unwrap().lines().count(), 3, "nothing changed");
+        assert_eq!(read(&hs, "table").lines().count(), 3, "nothing changed");
         write(&hs, "ctrl", "remove 1/8\nadd 5/8 0").unwrap();
         write(&hs, "table", "1/8 0, 2/8 0, 3/8 0").unwrap();
         write(&hs, "flush", "").unwrap();
@@ -1506,7 +1426,7 @@ pub mod tests {
             write(&hs, "table", &text).unwrap_err(),
             "too many /24 networks hold longer routes: 65537, at most 65536"
         );
-        assert_eq!(read(&hs, "lookup", "10.0.0.1").unwrap(), "1");
+        assert_eq!(read_param(&hs, "lookup", "10.0.0.1").unwrap(), "1");
     }
 
     #[test]
@@ -1556,9 +1476,9 @@ pub mod tests {
             "conflict with existing route '10.0.0.0/8 - 1'"
         );
         write(&hs, "add", "10.1/16 10.1.0.1 2").unwrap();
-        assert_eq!(read(&hs, "lookup", "10.1.2.3").unwrap(), "2 10.1.0.1");
+        assert_eq!(read_param(&hs, "lookup", "10.1.2.3").unwrap(), "2 10.1.0.1");
         write(&hs, "set", "10.1/16 1").unwrap();
-        assert_eq!(read(&hs, "lookup", "10.1.2.3").unwrap(), "1");
+        assert_eq!(read_param(&hs, "lookup", "10.1.2.3").unwrap(), "1");
         assert_eq!(
             write(&hs, "set", "10.1/16 3").unwrap_err(),
             "bad OUTPUT 3: expected 0 to 2"
@@ -1577,22 +1497,22 @@ pub mod tests {
         );
         write(&hs, "remove", "10.1/16 - 1").unwrap();
         write(&hs, "remove", "0/0").unwrap();
-        assert_eq!(read(&hs, "lookup", "11.0.0.1").unwrap(), "-1");
+        assert_eq!(read_param(&hs, "lookup", "11.0.0.1").unwrap(), "-1");
         assert_eq!(
-            read(&hs, "lookup", "11.0.0").unwrap_err(),
-            "expected IP address, found '11.0.0'"
+            read_param(&hs, "lookup", "11.0.0").unwrap_err(),
+            "expected an IP address, found '11.0.0'"
         );
-        assert_eq!(read(&hs, "lookup", "").unwrap_err(), "expected IP address, found ''");
-        assert_eq!(read(&hs, "table", "").unwrap(), "10.0.0.0/8\t\t-\t\t1\n");
+        assert_eq!(
+            read_param(&hs, "lookup", "").unwrap_err(),
+            "expected an IP address, found ''"
+        );
+        assert_eq!(read(&hs, "table"), "10.0.0.0/8\t\t-\t\t1\n");
         assert_eq!(
             write(&hs, "ctrl", "frob 1/8 1").unwrap_err(),
             "line 1: bad command 'frob' (expected add, set or remove)"
         );
         write(&hs, "ctrl", "add 11/8 2\n\nset 10/8 0\nremove 11/8\nadd 12/8 1").unwrap();
-        assert_eq!(
-            read(&hs, "table", "").unwrap(),
-            "10.0.0.0/8\t\t-\t\t0\n12.0.0.0/8\t\t-\t\t1\n"
-        );
+        assert_eq!(read(&hs, "table"), "10.0.0.0/8\t\t-\t\t0\n12.0.0.0/8\t\t-\t\t1\n");
         write(&hs, "ctrl", "").unwrap();
     }
 
@@ -1608,17 +1528,17 @@ pub mod tests {
         }
         assert_eq!(handler(&hs, "lookup").mode(), "r");
         // A saved value written back restores the table exactly.
-        let saved = read(&hs, "table", "").unwrap();
+        let saved = read(&hs, "table");
         write(&hs, "ctrl", "add 11/8 0\nset 10/8 0").unwrap();
-        assert_ne!(read(&hs, "table", "").unwrap(), saved);
+        assert_ne!(read(&hs, "table"), saved);
         write(&hs, "table", &saved).unwrap();
-        assert_eq!(read(&hs, "table", "").unwrap(), saved);
+        assert_eq!(read(&hs, "table"), saved);
         // A bad table changes nothing.
         assert_eq!(
             write(&hs, "table", "11/8 0\n12/8 5").unwrap_err(),
             "line 2: bad OUTPUT 5: expected 0 to 1"
         );
-        assert_eq!(read(&hs, "table", "").unwrap(), saved);
+        assert_eq!(read(&hs, "table"), saved);
     }
 
     #[test]
@@ -1649,9 +1569,9 @@ pub mod tests {
         );
         // No routes is an empty table; a repeated identical route is one.
         let (_e, hs) = make(RADIX, "", 0);
-        assert_eq!(read(&hs, "table", "").unwrap(), "");
+        assert_eq!(read(&hs, "table"), "");
         let (_e, hs) = make(RADIX, "1.0.0.1/32 0, 1.0.0.1/32 0", 1);
-        assert_eq!(read(&hs, "table", "").unwrap().lines().count(), 1);
+        assert_eq!(read(&hs, "table").lines().count(), 1);
     }
 
     #[test]
@@ -1701,15 +1621,26 @@ pub mod tests {
         let set = handler(&hs, "set").clone();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        // The batches below start only once the writer has written, so
+        // that some of them race with its writes whatever the scheduler
+        // does.
+        let started = Arc::new(std::sync::Barrier::new(2));
+        let go = started.clone();
         let writer = std::thread::spawn(move || {
+            let w = set.write.as_ref().expect("writable");
             let mut writes = 0u32;
-            while !flag.load(Ordering::Relaxed) {
-                let w = set.write.as_ref().expect("writable");
+            loop {
                 w(if writes & 1 == 0 { "10/8 1" } else { "10/8 0" }).unwrap();
                 writes += 1;
+                if writes == 1 {
+                    go.wait();
+                }
+                if flag.load(Ordering::Relaxed) {
+                    return writes;
+                }
             }
-            writes
         });
+        started.wait();
         let mut h = Harness::new(e, 1, 2);
         let dsts: Vec<[u8; 4]> = (0..32).map(|i| [10, 0, 0, i]).collect();
         for _ in 0..200 {
@@ -1730,17 +1661,17 @@ pub mod tests {
         old.activate().unwrap();
         let (mut same, hs2) = make(RADIX, "10/8 1", 2);
         same.take_state(old);
-        assert_eq!(read(&hs2, "lookup", "11.0.0.1").unwrap(), "0");
+        assert_eq!(read_param(&hs2, "lookup", "11.0.0.1").unwrap(), "0");
         let (old, hs) = make(RADIX, "10/8 1", 2);
         write(&hs, "add", "11/8 0").unwrap();
         let (mut other, hs3) = make(RADIX, "10/8 0", 2);
         other.take_state(old);
-        assert_eq!(read(&hs3, "lookup", "11.0.0.1").unwrap(), "-1");
+        assert_eq!(read_param(&hs3, "lookup", "11.0.0.1").unwrap(), "-1");
         // Routes to outputs the new configuration lacks: not carried.
         let (old, hs) = make(RADIX, "10/8 0", 3);
         write(&hs, "add", "11/8 2").unwrap();
         let (mut fewer, hs4) = make(RADIX, "10/8 0", 2);
         fewer.take_state(old);
-        assert_eq!(read(&hs4, "lookup", "11.0.0.1").unwrap(), "-1");
+        assert_eq!(read_param(&hs4, "lookup", "11.0.0.1").unwrap(), "-1");
     }
 }

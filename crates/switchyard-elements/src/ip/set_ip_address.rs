@@ -1,4 +1,5 @@
-use crate::wire::{parse_ip, IpAddr};
+use crate::util::parse_value;
+use crate::wire::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::{documented, Args, Batch, Element, ElementClass, Handler};
@@ -59,8 +60,7 @@ impl Element for SetIPAddress {
             "addr",
             move || IpAddr(r.load(Relaxed)).to_string(),
             move |v| {
-                let a = parse_ip(v.trim()).ok_or_else(|| format!("expected IP address, found '{}'", v.trim()))?;
-                w.store(a, Relaxed);
+                w.store(parse_value::<IpAddr>(v)?.0, Relaxed);
                 Ok(())
             },
         )]
@@ -70,23 +70,25 @@ impl Element for SetIPAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{element, read, write};
     use switchyard_core::{Harness, Packet};
 
     #[test]
     fn sets_the_annotation_and_the_handler_changes_it() {
-        let mut args = Args::parse_str("s :: SetIPAddress", "10.0.0.1");
-        let e = SetIPAddress::make(&mut args).unwrap();
-        args.complete().unwrap();
-        let addr = e.handlers().remove(0);
+        let e = element(SetIPAddress::CLASS, "10.0.0.1");
+        let hs = e.handlers();
         let mut h = Harness::new(e, 1, 1);
         let mut b = Batch::new();
         b.push(Packet::from_data(&[]));
         b.push(Packet::from_data(&[1, 2, 3]));
         h.push(0, b);
         assert!(h.take(0)[0].iter().all(|p| p.anno.dst_ip == 0x0a00_0001));
-        assert_eq!((addr.read.as_ref().unwrap())(), "10.0.0.1");
-        (addr.write.as_ref().unwrap())("192.168.1.254").unwrap();
-        assert!((addr.write.as_ref().unwrap())("192.168.1").is_err());
+        assert_eq!(read(&hs, "addr"), "10.0.0.1");
+        write(&hs, "addr", "192.168.1.254").unwrap();
+        assert_eq!(
+            write(&hs, "addr", "192.168.1").unwrap_err(),
+            "expected an IP address, found '192.168.1'"
+        );
         let mut b = Batch::new();
         b.push(Packet::from_data(&[0; 20]));
         h.push(0, b);

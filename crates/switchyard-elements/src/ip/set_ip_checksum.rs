@@ -1,4 +1,4 @@
-use crate::wire::{be16, fold, ip, put16, sum};
+use crate::wire::{self, checksum};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler, Packet};
@@ -55,19 +55,12 @@ impl SetIPChecksum {
 /// Sets the checksum of the header at the network header (or the data
 /// start); false if there is no usable IPv4 header there.
 fn fix(p: &mut Packet) -> bool {
-    let off = p.network_offset().unwrap_or(0);
-    let h = &p.data()[off..];
-    if h.len() < ip::MIN_LEN || h[0] >> 4 != 4 {
+    let off = wire::ip_offset(p);
+    let Some(hl) = wire::checked_header_len(&p.data()[off..]) else {
         return false;
-    }
-    let hl = usize::from(h[0] & 0xf) * 4;
-    if hl < ip::MIN_LEN || hl > h.len() {
-        return false;
-    }
-    // The sum of every word but the checksum field itself.
-    let check = !fold(sum(&h[ip::SUM + 2..hl], sum(&h[..ip::SUM], 0)));
-    if be16(h, ip::SUM) != check {
-        put16(&mut p.data_mut()[off..], ip::SUM, check);
+    };
+    if checksum(&p.data()[off..off + hl]) != 0 {
+        wire::set_ip_checksum(&mut p.data_mut()[off..]);
     }
     true
 }
@@ -98,7 +91,7 @@ impl Element for SetIPChecksum {
 mod tests {
     use super::*;
     use crate::wire::tests::ipv4_packet;
-    use crate::wire::{checksum, set_ip_checksum};
+    use crate::wire::{ip, set_ip_checksum};
     use proptest::prelude::*;
 
     fn element() -> SetIPChecksum {
@@ -108,8 +101,7 @@ mod tests {
     }
 
     fn run(e: &mut SetIPChecksum, packets: Vec<Packet>) -> Vec<Packet> {
-        let mut b = Batch::new();
-        b.extend(packets);
+        let mut b = crate::testutil::batch(packets);
         e.simple_action(&mut b);
         b.drain().collect()
     }
@@ -168,7 +160,7 @@ mod tests {
             ],
         );
         assert_eq!(out.len(), 1);
-        assert_eq!((e.handlers()[0].read.as_ref().unwrap())(), "6");
+        assert_eq!(crate::testutil::read(&e.handlers(), "drops"), "6");
     }
 
     proptest! {

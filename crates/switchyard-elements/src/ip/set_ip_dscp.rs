@@ -1,4 +1,4 @@
-use crate::wire::{be16, ip, put16, update16};
+use crate::wire::{be16, checked_header_len, ip, put16, update16};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::handler::parse_in_range;
@@ -63,11 +63,7 @@ fn set_dscp(p: &mut Packet, bits: u8) -> bool {
     let Some(h) = p.network_header() else {
         return false;
     };
-    if h.len() < ip::MIN_LEN || h[0] >> 4 != 4 {
-        return false;
-    }
-    let hl = usize::from(h[0] & 0xf) * 4;
-    if hl < ip::MIN_LEN || hl > h.len() {
+    if checked_header_len(h).is_none() {
         return false;
     }
     let tos = (h[ip::TOS] & 0x3) | bits;
@@ -122,20 +118,17 @@ impl Element for SetIPDSCP {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil;
     use crate::wire::tests::ipv4_packet;
     use crate::wire::{checksum, set_ip_checksum, Ipv4};
     use proptest::prelude::*;
 
     fn element(dscp: &str) -> SetIPDSCP {
-        let mut args = Args::parse_str("d :: SetIPDSCP", dscp);
-        let e = SetIPDSCP::make(&mut args);
-        args.complete().unwrap();
-        *switchyard_core::downcast::<SetIPDSCP>(e.unwrap()).unwrap()
+        *downcast::<SetIPDSCP>(testutil::element(SetIPDSCP::CLASS, dscp)).unwrap()
     }
 
     fn run(e: &mut SetIPDSCP, packets: Vec<Packet>) -> Vec<Packet> {
-        let mut b = Batch::new();
-        b.extend(packets);
+        let mut b = testutil::batch(packets);
         e.simple_action(&mut b);
         b.drain().collect()
     }

@@ -62,8 +62,9 @@ route_element!(StaticIPLookup, flush: false);
 
 #[cfg(test)]
 mod tests {
-    use super::super::route_table::tests::{dst_batch, make, read, write};
+    use super::super::route_table::tests::dst_batch;
     use super::*;
+    use crate::testutil::{make, read, read_param, write};
     use switchyard_core::Harness;
 
     /// Routes as make-ip-conf.pl writes them for two interfaces.
@@ -74,9 +75,9 @@ mod tests {
     #[test]
     fn make_ip_conf_routes_configure_and_route() {
         let (e, hs) = make(StaticIPLookup::CLASS, IP_CONF, 3);
-        assert_eq!(read(&hs, "lookup", "1.0.0.7").unwrap(), "1");
-        assert_eq!(read(&hs, "lookup", "2.0.0.255").unwrap(), "0");
-        assert_eq!(read(&hs, "lookup", "3.0.0.1").unwrap(), "-1");
+        assert_eq!(read_param(&hs, "lookup", "1.0.0.7").unwrap(), "1");
+        assert_eq!(read_param(&hs, "lookup", "2.0.0.255").unwrap(), "0");
+        assert_eq!(read_param(&hs, "lookup", "3.0.0.1").unwrap(), "-1");
         let mut h = Harness::new(e, 1, 3);
         h.push(0, dst_batch(&[[1, 0, 0, 7], [2, 0, 0, 9], [2, 0, 0, 1], [3, 0, 0, 1]]));
         assert_eq!((h.count(0), h.count(1), h.count(2)), (1, 1, 1));
@@ -96,11 +97,11 @@ mod tests {
         let t = hs.iter().find(|h| h.name == "table").unwrap();
         assert!(t.write.is_some() && t.persistent);
         write(&hs, "set", "3.0.0.0/8 2").unwrap();
-        assert_eq!(read(&hs, "lookup", "3.0.0.1").unwrap(), "2");
+        assert_eq!(read_param(&hs, "lookup", "3.0.0.1").unwrap(), "2");
         write(&hs, "remove", "3.0.0.0/8").unwrap();
-        assert_eq!(read(&hs, "lookup", "3.0.0.1").unwrap(), "-1");
+        assert_eq!(read_param(&hs, "lookup", "3.0.0.1").unwrap(), "-1");
         assert!(write(&hs, "add", "4.0.0.0/8 9").is_err(), "output out of range");
-        let table = read(&hs, "table", "").unwrap();
+        let table = read(&hs, "table");
         assert_eq!(table.lines().count(), 10);
         assert_eq!(table.lines().nth(6), Some("1.0.0.0/24\t\t-\t\t1"));
         assert_eq!(table.lines().nth(8), Some("255.255.255.255/32\t-\t\t0"));

@@ -28,6 +28,7 @@
 //! Click's `short_output`. A step checks the one length it needs against
 //! the window of its address space, computed once per packet.
 
+use super::scatter::Scatter;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -441,46 +442,27 @@ impl Program {
     }
 }
 
-/// Sends each packet of a batch to the output its classification names,
-/// without allocating: a batch that goes to one output whole is passed on
-/// as it is.
-#[derive(Default)]
-pub struct Dispatch {
-    codes: Vec<u32>,
-    scratch: Vec<Option<Batch>>,
-}
-
-impl Dispatch {
-    /// `classify` returns an output number or [`DROP`]; outputs past the
-    /// element's last are dropped too.
+impl Program {
+    /// Sends each packet of `batch` to the output the program names for
+    /// it, given where its bytes are (`windows`): a program whose every
+    /// path ends at one output passes the batch on whole without running.
     #[inline]
-    pub fn push(&mut self, mut batch: Batch, cx: &mut Context<'_>, mut classify: impl FnMut(&Packet) -> u32) {
-        let n = cx.noutputs();
-        self.codes.clear();
-        self.codes.extend(batch.iter().map(&mut classify));
-        let Some(&first) = self.codes.first() else {
-            return;
-        };
-        if self.codes.iter().all(|&c| c == first) {
-            if (first as usize) < n {
-                cx.push(first as usize, batch);
+    pub fn push(
+        &self,
+        scatter: &mut Scatter,
+        batch: Batch,
+        cx: &mut Context<'_>,
+        windows: impl Fn(&Packet) -> Windows,
+    ) {
+        if let Some(all) = self.output_everything() {
+            match all {
+                Some(o) if (o as usize) < cx.noutputs() => cx.push(o as usize, batch),
+                _ => drop(batch),
             }
             return;
         }
-        if self.scratch.len() < n {
-            self.scratch.resize_with(n, || None);
-        }
-        for (p, &c) in batch.drain().zip(&self.codes) {
-            if let Some(slot) = self.scratch.get_mut(c as usize).filter(|_| (c as usize) < n) {
-                slot.get_or_insert_with(Batch::new).push(p);
-            }
-        }
-        drop(batch);
-        for out in 0..n {
-            if let Some(b) = self.scratch[out].take() {
-                cx.push(out, b);
-            }
-        }
+        // DROP (u32::MAX) is past every output, so Scatter drops it.
+        scatter.send(batch, cx, |p| self.run_code(p.data(), &windows(p)) as usize);
     }
 }
 

@@ -1,4 +1,5 @@
-use super::classification::{Dispatch, Expr, Listing, Program, Space, Test, Windows};
+use super::classification::{Expr, Listing, Program, Space, Test, Windows};
+use super::scatter::Scatter;
 use std::sync::Arc;
 use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass, Handler, PortCount};
 
@@ -36,7 +37,7 @@ documented! {
     pub struct Classifier {
         program: Arc<Program>,
         outputs: usize,
-        dispatch: Dispatch,
+        scatter: Scatter,
     }
 }
 
@@ -211,7 +212,7 @@ impl Classifier {
         Classifier {
             program: Arc::new(compile(patterns)),
             outputs: patterns.len(),
-            dispatch: Dispatch::default(),
+            scatter: Scatter::new(),
         }
     }
 
@@ -244,18 +245,8 @@ impl Element for Classifier {
     }
 
     fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
-        let program = &self.program;
-        if let Some(all) = program.output_everything() {
-            match all {
-                Some(o) if (o as usize) < cx.noutputs() => cx.push(o as usize, batch),
-                _ => drop(batch),
-            }
-            return;
-        }
-        self.dispatch.push(batch, cx, |p| {
-            let d = p.data();
-            program.run_code(d, &Windows::data(d.len()))
-        });
+        self.program
+            .push(&mut self.scatter, batch, cx, |p| Windows::data(p.len()));
     }
 
     fn handlers(&self) -> Vec<Handler> {

@@ -1,3 +1,4 @@
+use super::scatter::Scatter;
 use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass};
 
 documented! {
@@ -18,7 +19,7 @@ documented! {
     /// ps :: PaintSwitch; ps[0] -> old_out; ps[1] -> new_out;
     /// ```
     pub struct PaintSwitch {
-        scratch: Vec<Option<Batch>>,
+        scatter: Scatter,
     }
 }
 
@@ -32,35 +33,14 @@ impl PaintSwitch {
     };
 
     fn make(_: &mut Args) -> Option<Box<dyn Element>> {
-        Some(Box::new(PaintSwitch { scratch: Vec::new() }))
+        Some(Box::new(PaintSwitch {
+            scatter: Scatter::new(),
+        }))
     }
 }
 
 impl Element for PaintSwitch {
-    fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
-        let n = cx.noutputs();
-        self.scratch.resize_with(n, || None);
-        // Common case: the whole batch has one colour and goes as it is.
-        let first = batch.packets().first().map(|p| p.anno.paint);
-        if let Some(c) = first {
-            if batch.iter().all(|p| p.anno.paint == c) {
-                if (c as usize) < n {
-                    cx.push(c as usize, batch);
-                }
-                return;
-            }
-        }
-        for p in batch.drain() {
-            let c = p.anno.paint as usize;
-            if c < n {
-                self.scratch[c].get_or_insert_with(Batch::new).push(p);
-            }
-        }
-        drop(batch);
-        for out in 0..n {
-            if let Some(b) = self.scratch[out].take() {
-                cx.push(out, b);
-            }
-        }
+    fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
+        self.scatter.send(batch, cx, |p| usize::from(p.anno.paint));
     }
 }

@@ -1,5 +1,5 @@
-//! Splitting a batch among a switch's outputs. The switches decide an
-//! output per packet; this module turns those decisions into at most one
+//! Splitting a batch among an element's outputs: switches, classifiers,
+//! route lookups and rewriters decide an output per packet; this module turns those decisions into at most one
 //! batch per output, with scratch space allocated once and reused, and
 //! passes a batch that goes one way entirely on as it is.
 
@@ -26,11 +26,30 @@ impl Scatter {
     /// Sends each packet of `batch` to the output `choose` names for it;
     /// [`DROP`] or a number past the last output drops it. `choose` is
     /// called once per packet, in order, so it may keep state (a
-    /// round-robin position).
-    pub fn send(&mut self, mut batch: Batch, cx: &mut Context<'_>, mut choose: impl FnMut(&Packet) -> usize) {
+    /// round-robin position) and may change the packet (a route lookup
+    /// replaces the destination annotation with the gateway).
+    #[inline]
+    pub fn send(&mut self, batch: Batch, cx: &mut Context<'_>, mut choose: impl FnMut(&mut Packet) -> usize) {
+        self.send_with(batch, cx, |b, choice| {
+            choice.extend(b.packets_mut().iter_mut().map(&mut choose));
+        });
+    }
+
+    /// [`send`](Self::send) for a caller that chooses for the whole batch
+    /// at once: `fill` pushes one output per packet, in order (a NAT
+    /// looks its mappings up under one lock, released before anything is
+    /// pushed on).
+    #[inline]
+    pub fn send_with(
+        &mut self,
+        mut batch: Batch,
+        cx: &mut Context<'_>,
+        fill: impl FnOnce(&mut Batch, &mut Vec<usize>),
+    ) {
         let n = cx.noutputs();
         self.choice.clear();
-        self.choice.extend(batch.iter().map(&mut choose));
+        fill(&mut batch, &mut self.choice);
+        debug_assert_eq!(self.choice.len(), batch.len(), "one choice per packet");
         let Some(&first) = self.choice.first() else {
             return;
         };
