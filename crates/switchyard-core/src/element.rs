@@ -84,6 +84,23 @@ pub trait Element: std::any::Any + Send + 'static {
         None
     }
 
+    /// What this element lends to others of the same configuration by
+    /// name (Click's name scope): IPRewriterPatterns' named patterns.
+    /// Collected once every element is configured; two elements lending
+    /// one name is a configuration error.
+    fn exports(&self) -> Vec<(String, Export)> {
+        Vec::new()
+    }
+
+    /// Looks up what other elements of the same configuration lent
+    /// ([`exports`](Element::exports)), after every element is configured
+    /// and before [`initialize`](Element::initialize). An error is a
+    /// configuration error at this element.
+    fn resolve(&mut self, scope: &Scope) -> Result<(), String> {
+        let _ = scope;
+        Ok(())
+    }
+
     /// The element's handlers (besides the generic `name`, `class`,
     /// `config`, `ports`, `handlers` every element has).
     fn handlers(&self) -> Vec<Handler> {
@@ -149,6 +166,36 @@ pub trait Element: std::any::Any + Send + 'static {
     /// Queue whose producer runs): on a stop, the thread waits for them.
     fn is_finished(&self) -> bool {
         true
+    }
+}
+
+/// A value an element lends to the others of its configuration.
+pub type Export = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// The names the elements of one configuration lent each other: built
+/// per configuration (a reload builds its own), so nothing leaks between
+/// a running router and the configuration replacing it.
+#[derive(Default)]
+pub struct Scope {
+    names: std::collections::HashMap<String, (String, Export)>,
+}
+
+impl Scope {
+    /// Adds `name`, lent by `element`; on a clash, the element that lent
+    /// it first.
+    pub fn insert(&mut self, name: String, element: &str, value: Export) -> Result<(), String> {
+        match self.names.entry(name) {
+            std::collections::hash_map::Entry::Occupied(e) => Err(e.get().0.clone()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((element.to_string(), value));
+                Ok(())
+            }
+        }
+    }
+
+    /// The value lent under `name`, if it is a `T`.
+    pub fn get<T: std::any::Any + Send + Sync>(&self, name: &str) -> Option<std::sync::Arc<T>> {
+        self.names.get(name).and_then(|(_, v)| v.clone().downcast::<T>().ok())
     }
 }
 
@@ -297,6 +344,22 @@ mod tests {
         let p = PortCount::parse("0-2/0").unwrap();
         assert_eq!(p.inputs.max, 2);
         assert!(PortCount::parse("x/1").is_none());
+    }
+
+    #[test]
+    fn a_scope_lends_each_name_once_and_by_type() {
+        let mut scope = Scope::default();
+        scope.insert("nat".into(), "a", std::sync::Arc::new(7u32)).unwrap();
+        assert_eq!(
+            scope.insert("nat".into(), "b", std::sync::Arc::new(8u32)),
+            Err("a".to_string())
+        );
+        assert_eq!(scope.get::<u32>("nat").as_deref(), Some(&7));
+        assert!(
+            scope.get::<String>("nat").is_none(),
+            "a value of another type is not found"
+        );
+        assert!(scope.get::<u32>("other").is_none());
     }
 
     #[test]

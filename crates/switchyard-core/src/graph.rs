@@ -6,7 +6,7 @@
 //! by default), and reuse of a push output or a pull input.
 
 use crate::args::Args;
-use crate::element::{processing_of, Element, ElementClass, PortCount, PortInfo, Processing};
+use crate::element::{processing_of, Element, ElementClass, PortCount, PortInfo, Processing, Scope};
 use crate::handler::Handler;
 use switchyard_lang::{nearest, Diagnostic, Exceeded, FlatConfig, Limits, PortRef, Span};
 
@@ -396,11 +396,27 @@ pub fn build_limited(flat: &FlatConfig, registry: &Registry, limits: &Limits) ->
         return Err(errors);
     }
 
+    // Click's name scope: what elements lend each other by name, for this
+    // configuration alone.
+    let mut scope = Scope::default();
+    for (i, e) in elements.iter().enumerate() {
+        for (name, value) in e.as_ref().map(|e| e.exports()).unwrap_or_default() {
+            if let Err(first) = scope.insert(name.clone(), &name_of(i), value) {
+                errors.push(Diagnostic::error(
+                    flat.elements[i].span,
+                    format!("'{}': '{name}' is already defined by '{first}'", name_of(i)),
+                ));
+            }
+        }
+    }
     let mut nodes = Vec::with_capacity(n);
     for (i, (element, ports)) in elements.into_iter().zip(infos).enumerate() {
         let fe = &flat.elements[i];
         let class = classes[i].expect("no errors means every class is known");
         let mut element = element.expect("no errors means every element configured");
+        if let Err(msg) = element.resolve(&scope) {
+            errors.push(Diagnostic::error(fe.span, format!("'{}': {msg}", name_of(i))));
+        }
         let is_task = match element.initialize(&ports) {
             Ok(t) => t,
             Err(msg) => {

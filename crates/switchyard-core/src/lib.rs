@@ -18,7 +18,7 @@ pub mod runtime;
 pub mod table;
 
 pub use args::{Args, Data, FromArg, Seconds};
-pub use element::{Element, ElementClass, PortCount, PortInfo, Processing, Work};
+pub use element::{Element, ElementClass, Export, PortCount, PortInfo, Processing, Scope, Work};
 pub use graph::{build, build_limited, Graph, Registry};
 pub use handler::{Handler, HandlerError};
 pub use packet::{Annotations, Batch, Packet};

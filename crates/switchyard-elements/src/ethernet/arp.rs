@@ -1,15 +1,14 @@
 //! ARP for IPv4 over Ethernet (RFC 826), shared by ARPResponder and
 //! ARPQuerier: a checked parse of an Ethernet frame that carries an ARP
-//! packet ([`Arp::parse`]), the frames both elements build
-//! ([`Arp::emit`]), and the way Click writes Ethernet addresses in handler
-//! text.
+//! packet ([`Arp::parse`]) and the frames both elements build
+//! ([`Arp::emit`]).
 //!
 //! Only the one ARP flavour IP routers speak is accepted: hardware type
 //! Ethernet (1) with 6-byte addresses, protocol IPv4 (0x0800) with 4-byte
 //! addresses. Any other frame is refused before a field is read, so a
 //! short or odd frame can never be read past.
 
-use crate::wire::{be16, be32, put16, put32, EtherAddr, ETHERTYPE_ARP, ETHERTYPE_IP, ETHER_HEADER_LEN};
+use crate::wire::{be16, be32, ether_header, put16, put32, EtherAddr, ETHERTYPE_ARP, ETHERTYPE_IP, ETHER_HEADER_LEN};
 use switchyard_core::Packet;
 
 /// Length of an IPv4-over-Ethernet ARP packet.
@@ -22,8 +21,6 @@ pub const OP_REPLY: u16 = 2;
 
 /// Byte offsets in the frame, Ethernet header included.
 mod off {
-    pub const ETH_DST: usize = 0;
-    pub const ETH_SRC: usize = 6;
     pub const ETH_TYPE: usize = 12;
     pub const HRD: usize = 14;
     pub const PRO: usize = 16;
@@ -96,9 +93,7 @@ impl Arp {
     /// this ARP packet) into the first [`FRAME_LEN`] bytes of `b`.
     pub fn emit(&self, eth_dst: EtherAddr, eth_src: EtherAddr, b: &mut [u8]) {
         let b = &mut b[..FRAME_LEN];
-        b[off::ETH_DST..off::ETH_DST + 6].copy_from_slice(&eth_dst.0);
-        b[off::ETH_SRC..off::ETH_SRC + 6].copy_from_slice(&eth_src.0);
-        put16(b, off::ETH_TYPE, ETHERTYPE_ARP);
+        b[..ETHER_HEADER_LEN].copy_from_slice(&ether_header(eth_dst, eth_src, ETHERTYPE_ARP));
         put16(b, off::HRD, HRD_ETHER);
         put16(b, off::PRO, ETHERTYPE_IP);
         b[off::HLN] = 6;
@@ -127,16 +122,6 @@ impl Arp {
             tpa,
         }
     }
-}
-
-/// An Ethernet address as Click's handlers write it: upper-case hex
-/// separated by dashes (`00-1A-2B-3C-4D-5E`).
-pub fn click_ether(e: &EtherAddr) -> String {
-    let b = e.0;
-    format!(
-        "{:02X}-{:02X}-{:02X}-{:02X}-{:02X}-{:02X}",
-        b[0], b[1], b[2], b[3], b[4], b[5]
-    )
 }
 
 /// True for addresses no neighbour can own: 0.0.0.0, the limited
@@ -215,7 +200,7 @@ pub mod tests {
     #[test]
     fn addresses_in_clicks_form() {
         assert_eq!(
-            click_ether(&EtherAddr([0, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e])),
+            EtherAddr([0, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e]).unparse(),
             "00-1A-2B-3C-4D-5E"
         );
         assert!(is_special_ip(0) && is_special_ip(u32::MAX) && is_special_ip(0xe0000001));

@@ -1,4 +1,4 @@
-use super::arp::{click_ether, Arp, OP_REPLY, OP_REQUEST};
+use super::arp::{Arp, OP_REPLY, OP_REQUEST};
 use crate::wire::{EtherAddr, IpPrefix};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -317,14 +317,14 @@ impl Element for ARPResponder {
                             addr: e.addr,
                             mask: e.mask,
                         };
-                        format!("{p} {}\n", click_ether(&e.eth))
+                        format!("{p} {}\n", e.eth.unparse())
                     })
                     .collect()
             }),
             Handler::read_with_param("lookup", move |arg| {
                 let ip = crate::wire::parse_ip(arg.trim())
                     .ok_or_else(|| format!("'{}': expected IP address", arg.trim()))?;
-                Ok(lookup(&s2.current(), ip).map(|e| click_ether(&e)).unwrap_or_default())
+                Ok(lookup(&s2.current(), ip).map(|e| e.unparse()).unwrap_or_default())
             }),
             Handler::write_only("add", move |v| {
                 let new = parse_entries(v)?;
@@ -548,17 +548,26 @@ mod tests {
         let shared = e.shared.clone();
         let add = handler(e.as_ref(), "add").write.unwrap();
         add("10.0.0.9 00:11:22:33:44:66").unwrap();
-        let mut h = Harness::new(e, 1, 2);
         // A writer is between reading the table and publishing the next:
-        // the data path answers from the published table meanwhile (with
-        // a lock held across the build, this would never return).
+        // the data path answers from the published table meanwhile. With
+        // a lock held across the build it would wait for the writer, so it
+        // runs on its own thread and the test gives up on it after a while.
         let writing = lock(&shared.writing);
-        let ask = frame(OP_REQUEST, HOST, [10, 0, 0, 2], [0; 6], [10, 0, 0, 9], [0xff; 6]);
-        let mut b = Batch::new();
-        b.push(Packet::from_data(&ask));
-        h.push(0, b);
-        assert_eq!(h.count(0), 1);
+        let (done, answered) = std::sync::mpsc::channel();
+        let data_path = std::thread::spawn(move || {
+            let mut h = Harness::new(e, 1, 2);
+            let ask = frame(OP_REQUEST, HOST, [10, 0, 0, 2], [0; 6], [10, 0, 0, 9], [0xff; 6]);
+            let mut b = Batch::new();
+            b.push(Packet::from_data(&ask));
+            h.push(0, b);
+            let _ = done.send(h.count(0));
+            // The element, and the table it holds, outlive the check below.
+            h
+        });
+        let got = answered.recv_timeout(std::time::Duration::from_secs(10));
         drop(writing);
+        assert_eq!(got, Ok(1), "the data path waited for a write being built");
+        let _h = data_path.join().unwrap();
         // A published table is shared, not copied, with the data path.
         let published = shared.current();
         assert!(Arc::strong_count(&published) >= 3, "published, data path, here");

@@ -1,5 +1,5 @@
 use super::ether_cell::EtherCell;
-use crate::wire::{EtherAddr, ETHER_HEADER_LEN};
+use crate::wire::{ether_header, EtherAddr, ETHER_HEADER_LEN};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::handler::parse_in_range;
@@ -61,11 +61,7 @@ impl EtherEncap {
     }
 
     fn header(&self) -> [u8; ETHER_HEADER_LEN] {
-        let mut h = [0u8; ETHER_HEADER_LEN];
-        h[..6].copy_from_slice(&self.dst.get());
-        h[6..12].copy_from_slice(&self.src.get());
-        h[12..].copy_from_slice(&(self.ethertype.load(Relaxed) as u16).to_be_bytes());
-        h
+        ether_header(self.dst.get(), self.src.get(), self.ethertype.load(Relaxed) as u16)
     }
 }
 

@@ -66,8 +66,8 @@ impl Element for EtherRewrite {
 
     fn simple_action(&mut self, batch: &mut Batch) {
         let mut addrs = [0u8; 12];
-        addrs[..6].copy_from_slice(&self.dst.get());
-        addrs[6..].copy_from_slice(&self.src.get());
+        addrs[..6].copy_from_slice(&self.dst.get().0);
+        addrs[6..].copy_from_slice(&self.src.get().0);
         let before = batch.len();
         batch.retain(|p| {
             if p.len() < ETHER_HEADER_LEN {

@@ -2,7 +2,9 @@ use super::ether_cell::EtherCell;
 use crate::wire::{EtherAddr, ETHER_HEADER_LEN};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use switchyard_core::{documented, downcast, Annotations, Args, Batch, Context, Element, ElementClass, Handler};
+use switchyard_core::{
+    documented, downcast, Annotations, Args, Batch, Context, Element, ElementClass, Handler, Packet,
+};
 
 documented! {
     /// Acts as the Ethernet input hardware of a host with address ETHER
@@ -70,57 +72,67 @@ impl HostEtherFilter {
         }))
     }
 
-    /// Annotates every frame and moves the filtered ones out of `batch`.
+    /// Annotates every frame and removes the filtered ones from `batch`:
+    /// returned when `keep_rejects`, else dropped.
     fn filter(&mut self, batch: &mut Batch, keep_rejects: bool) -> Option<Batch> {
         let me = self.ether.get();
         let (drop_own, drop_other, offset) = (self.drop_own, self.drop_other, self.offset);
-        let mut rejects: Option<Batch> = None;
-        let mut count = 0u64;
-        let classify = |p: &mut switchyard_core::Packet| -> bool {
-            let Some(eh) = offset
-                .checked_add(ETHER_HEADER_LEN)
-                .and_then(|end| p.data().get(offset..end))
-            else {
+        let classify = |p: &mut Packet| -> bool {
+            let Some((dst, src)) = addresses(p.data(), offset) else {
                 return false;
             };
-            let (dst, src) = (&eh[..6], &eh[6..12]);
             if drop_own && src == me {
                 return false;
             }
             p.anno.pkt_type = if dst == me {
                 Annotations::HOST
-            } else if dst == [0xff; 6] {
+            } else if dst == EtherAddr::BROADCAST {
                 Annotations::BROADCAST
-            } else if dst[0] & 1 != 0 {
+            } else if dst.is_group() {
                 Annotations::MULTICAST
             } else {
                 Annotations::OTHERHOST
             };
             !(drop_other && p.anno.pkt_type == Annotations::OTHERHOST)
         };
-        if keep_rejects {
-            let mut kept = Batch::new();
-            for mut p in batch.drain() {
-                if classify(&mut p) {
-                    kept.push(p);
-                } else {
-                    count += 1;
-                    rejects.get_or_insert_with(Batch::new).push(p);
+        let mut rejects: Option<Batch> = None;
+        let count = if keep_rejects {
+            // Frames for this host are the common case: the batch stays
+            // as it is up to the first reject, and only what follows moves.
+            let first = batch.packets_mut().iter_mut().position(|p| !classify(p));
+            if let Some(i) = first {
+                let mut tail = batch.split_off(i);
+                let mut it = tail.drain();
+                let out = rejects.insert(Batch::new());
+                out.extend(it.next());
+                for mut p in it {
+                    if classify(&mut p) {
+                        batch.push(p);
+                    } else {
+                        out.push(p);
+                    }
                 }
             }
-            std::mem::swap(batch, &mut kept);
+            rejects.as_ref().map_or(0, Batch::len)
         } else {
-            batch.retain(|p| {
-                let keep = classify(p);
-                count += u64::from(!keep);
-                keep
-            });
-        }
+            let before = batch.len();
+            batch.retain(classify);
+            before - batch.len()
+        };
         if count > 0 {
-            self.drops.fetch_add(count, Relaxed);
+            self.drops.fetch_add(count as u64, Relaxed);
         }
         rejects
     }
+}
+
+/// The destination and source of the Ethernet header at `offset`; None if
+/// the packet is too short for one.
+fn addresses(data: &[u8], offset: usize) -> Option<(EtherAddr, EtherAddr)> {
+    let eh = data.get(offset..)?.first_chunk::<ETHER_HEADER_LEN>()?;
+    let (dst, rest) = eh.split_first_chunk::<6>()?;
+    let src = rest.first_chunk::<6>()?;
+    Some((EtherAddr(*dst), EtherAddr(*src)))
 }
 
 impl Element for HostEtherFilter {
@@ -161,7 +173,7 @@ impl Element for HostEtherFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_core::{Harness, Packet};
+    use switchyard_core::Harness;
 
     const ME: [u8; 6] = [0x00, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e];
     const OTHER: [u8; 6] = [0x00, 0x1a, 0x2b, 0x3c, 0x4d, 0x99];
@@ -232,6 +244,30 @@ mod tests {
         b.push(frame(OTHER, OTHER));
         h.push(0, b);
         assert_eq!(types(h.take(0)), vec![Annotations::OTHERHOST]);
+    }
+
+    #[test]
+    fn kept_and_filtered_frames_keep_their_order() {
+        let (mut h, hs) = filter("00:1a:2b:3c:4d:5e", 2);
+        let mut b = Batch::new();
+        for (i, dst) in [ME, OTHER, ME, OTHER, [0xff; 6], ME].into_iter().enumerate() {
+            let mut p = frame(dst, OTHER);
+            p.anno.paint = i as u8;
+            b.push(p);
+        }
+        h.push(0, b);
+        let paints =
+            |batches: Vec<Batch>| -> Vec<u8> { batches.iter().flat_map(|b| b.iter().map(|p| p.anno.paint)).collect() };
+        assert_eq!(paints(h.take(0)), vec![0, 2, 4, 5]);
+        assert_eq!(paints(h.take(1)), vec![1, 3]);
+        assert_eq!((hs[1].read.as_ref().unwrap())(), "2");
+        // Nothing filtered: the batch leaves whole, nothing on output 1.
+        let mut b = Batch::new();
+        b.push(frame(ME, OTHER));
+        b.push(frame([0xff; 6], OTHER));
+        h.push(0, b);
+        assert_eq!(h.take(0).len(), 1);
+        assert_eq!(h.count(1), 0);
     }
 
     #[test]

@@ -116,10 +116,8 @@ const MULTIPLE: u64 = 0x5851_f42d_4c95_7f2d;
 
 impl Hasher for FlowHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(b));
+        for w in crate::standard::flow_hash::words(bytes) {
+            self.write_u64(w);
         }
     }
 
@@ -192,6 +190,7 @@ mod tests {
         let mut other = k;
         other.map = 1;
         assert_ne!(s.hash_one(k), s.hash_one(other));
+        assert_ne!(s.hash_one([1u8; 9]), s.hash_one([1u8, 1, 1, 1, 1, 1, 1, 1, 2]));
         assert_eq!(k.flow.reverse().reverse(), k.flow);
         assert_eq!(k.flow.to_string(), "(0.0.0.1, 2, 0.0.0.3, 4)");
     }

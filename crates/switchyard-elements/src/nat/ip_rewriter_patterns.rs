@@ -1,6 +1,6 @@
-use super::pattern::{self, Parsed, Pattern, Registration};
+use super::pattern::{self, Parsed, Pattern};
 use std::sync::Arc;
-use switchyard_core::{documented, Args, Element, ElementClass};
+use switchyard_core::{documented, Args, Element, ElementClass, Export};
 
 documented! {
     /// Defines named rewrite patterns that IPRewriter, TCPRewriter and
@@ -13,19 +13,16 @@ documented! {
     /// it. Every input that names a pattern shares it, its turn for `#`
     /// ranges included, as in Click.
     ///
-    /// How names are found: Click looks a name up in the configuration's
-    /// scope, which IPRewriterPatterns fills in an earlier configure
-    /// phase. Here elements do not see each other, so this element
-    /// registers its patterns when it is configured, for the configuration
-    /// being built on the same thread, and a rewriter resolves its names
-    /// when it is initialized, after every element of the configuration
-    /// is configured: the order of the declarations does not matter. A
-    /// name no live IPRewriterPatterns of that build defines is an error at
-    /// the rewriter. Where two define one name, the later-configured wins
-    /// (Click refuses the second definition; here an older configuration
-    /// still running on the building thread would define names too).
-    /// A rewriter keeps the patterns it resolved: reloading without this
-    /// element changes nothing for established mappings.
+    /// How names are found, as in Click: this element lends its patterns
+    /// to the configuration's name scope, and every rewriter of the same
+    /// configuration looks its names up there once all elements are
+    /// configured, so the order of the declarations does not matter. A
+    /// name defined twice, by this element or by two of them, is an error,
+    /// and so is a name no IPRewriterPatterns of the configuration defines
+    /// (another configuration's, such as the running one a reload
+    /// replaces, does not count). A rewriter keeps the patterns it
+    /// resolved: reloading without this element changes nothing for
+    /// established mappings.
     ///
     /// # Ports
     /// None.
@@ -43,7 +40,7 @@ documented! {
     /// nat :: IPRewriter(pattern to_world 0 1, drop);
     /// ```
     pub struct IPRewriterPatterns {
-        _registration: Registration,
+        patterns: Vec<(String, Arc<Pattern>)>,
     }
 }
 
@@ -80,34 +77,36 @@ impl IPRewriterPatterns {
         if args.has_errors() {
             return None;
         }
-        Some(Box::new(IPRewriterPatterns {
-            _registration: pattern::register(patterns),
-        }))
+        Some(Box::new(IPRewriterPatterns { patterns }))
     }
 }
 
-impl Element for IPRewriterPatterns {}
+impl Element for IPRewriterPatterns {
+    fn exports(&self) -> Vec<(String, Export)> {
+        self.patterns
+            .iter()
+            .map(|(name, p)| (name.clone(), p.clone() as Export))
+            .collect()
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn registers_its_patterns_until_dropped() {
+    fn lends_its_patterns_by_name() {
         let mut args = Args::parse_str(
             "p :: IPRewriterPatterns",
             "pat_elem_a 1.0.0.1 1024-2047# - -, pat_elem_b - -",
         );
         let e = IPRewriterPatterns::make(&mut args);
         assert!(args.complete().is_ok());
-        let e = e.unwrap();
-        assert_eq!(
-            pattern::resolve("pat_elem_a").unwrap().unparse(),
-            "1.0.0.1 1024-2047# - -"
-        );
-        assert!(pattern::resolve("pat_elem_b").is_some());
-        drop(e);
-        assert!(pattern::resolve("pat_elem_a").is_none());
+        let lent = e.unwrap().exports();
+        let names: Vec<&str> = lent.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["pat_elem_a", "pat_elem_b"]);
+        let a = lent[0].1.clone().downcast::<Pattern>().unwrap();
+        assert_eq!(a.unparse(), "1.0.0.1 1024-2047# - -");
     }
 
     #[test]
@@ -126,9 +125,8 @@ mod tests {
                 format!("'p :: IPRewriterPatterns': {want}"),
                 "{config}"
             );
-            drop(made);
+            assert!(made.is_none(), "{config}");
         }
-        assert!(pattern::resolve("pat_x").is_none(), "nothing registered on error");
     }
 
     #[test]
@@ -149,7 +147,14 @@ mod tests {
         let table = handlers.read("nat.udp_table").unwrap();
         assert!(table.contains("=> (192.0.2.1, 1024, 198.51.100.7, 53)"), "{table}");
         let missing = config.replace("IPRewriterPatterns(to_world", "IPRewriterPatterns(elsewhere");
+        // Built while a configuration that defines the name is alive (a
+        // reload beside the running router): its names do not count.
+        let running = switchyard_core::load_text("running.click", &config, &crate::standard(), &[]).unwrap();
         let err = switchyard_core::run_text(&missing, &crate::standard()).err().unwrap();
         assert!(err.contains("no such pattern 'to_world'"), "{err}");
+        drop(running);
+        let twice = format!("{config}\nIPRewriterPatterns(to_world 192.0.2.9 - - -);");
+        let err = switchyard_core::run_text(&twice, &crate::standard()).err().unwrap();
+        assert!(err.contains("'to_world' is already defined by"), "{err}");
     }
 }

@@ -1,6 +1,5 @@
 //! Input specs and rewrite patterns (Click's `IPRewriterInput` and
-//! `IPRewriterPattern`), and the registry through which IPRewriterPatterns
-//! lends its named patterns to the rewriters.
+//! `IPRewriterPattern`).
 //!
 //! A pattern is `SADDR SPORT DADDR DPORT` (or `SADDR DADDR`, addresses
 //! only): each field is a value or `-` (unchanged); the source port, or in
@@ -11,24 +10,22 @@
 //!
 //! # Named patterns
 //! Click finds a pattern name through the configuration's name scope,
-//! filled by IPRewriterPatterns in an earlier configure phase. Here an
-//! element sees no other element, and every element is configured before
-//! any is initialized, on the thread that builds the configuration. So
-//! IPRewriterPatterns registers its patterns in a process-wide registry
-//! when it is configured, tagged with that thread; a rewriter keeps the
-//! names when it is configured and resolves them when it is initialized,
-//! to the newest live definition made on the same thread. Two
-//! configurations built at once on different threads (tests, a `check`
-//! beside a running router) cannot see each other's names. A definition
-//! lives as long as its IPRewriterPatterns element; a rewriter holds the
-//! patterns it resolved, so removing the patterns element later changes
-//! nothing for it.
+//! filled by IPRewriterPatterns. Here the same: IPRewriterPatterns lends
+//! each pattern under its name ([`Element::exports`]), and a rewriter
+//! looks its names up in that configuration's scope
+//! ([`Element::resolve`]) once every element is configured, so the order
+//! of declarations does not matter, and a configuration (a reload's
+//! included) sees only its own names. A rewriter keeps the patterns it
+//! resolved.
+//!
+//! [`Element::exports`]: switchyard_core::Element::exports
+//! [`Element::resolve`]: switchyard_core::Element::resolve
 
 use super::flow::{FlowId, Key};
+use crate::rng::Rng;
 use crate::wire::{parse_ip, IpAddr, IpPrefix};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::thread::ThreadId;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// A range a pattern chooses from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,9 +177,9 @@ impl Pattern {
 
     /// The flow a new mapping for `flow` rewrites to, choosing from the
     /// pattern's range a value whose reply key (on `map`) `taken` says is
-    /// free; None if the range is exhausted. `rng` is the caller's random
-    /// state.
-    pub fn rewrite(&self, flow: FlowId, map: u8, rng: &mut u64, taken: impl Fn(&Key) -> bool) -> Option<FlowId> {
+    /// free; None if the range is exhausted. `rng` is the caller's
+    /// generator.
+    pub fn rewrite(&self, flow: FlowId, map: u8, rng: &mut Rng, taken: impl Fn(&Key) -> bool) -> Option<FlowId> {
         let mut rw = flow;
         if let Some(a) = self.saddr {
             rw.saddr = a;
@@ -226,7 +223,7 @@ impl Pattern {
                 n
             }
         } else {
-            (next_random(rng) % span) as u32
+            rng.below(span) as u32
         };
         // Every taken value is a live mapping, so a free one turns up
         // within (table size + 1) steps; a port range bounds it anyway.
@@ -276,22 +273,6 @@ impl Pattern {
         }
         s
     }
-}
-
-/// xorshift64*: enough to spread port choices; not a secret.
-pub fn next_random(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-}
-
-/// A random nonzero seed.
-pub fn random_seed() -> u64 {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(0x5eedu64) | 1
 }
 
 /// What an input does with a packet that has no mapping.
@@ -391,57 +372,6 @@ pub fn is_name(s: &str) -> bool {
         && c.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '@'))
 }
 
-struct Definition {
-    name: String,
-    thread: ThreadId,
-    token: u64,
-    pattern: Arc<Pattern>,
-}
-
-static DEFINITIONS: Mutex<Vec<Definition>> = Mutex::new(Vec::new());
-static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
-
-/// Named patterns registered by one IPRewriterPatterns element; dropping
-/// it withdraws them.
-#[derive(Debug)]
-pub struct Registration {
-    token: u64,
-}
-
-fn definitions() -> std::sync::MutexGuard<'static, Vec<Definition>> {
-    DEFINITIONS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Registers `patterns` under their names for rewriters configured on
-/// this thread.
-pub fn register(patterns: Vec<(String, Arc<Pattern>)>) -> Registration {
-    let token = NEXT_TOKEN.fetch_add(1, Relaxed);
-    let thread = std::thread::current().id();
-    definitions().extend(patterns.into_iter().map(|(name, pattern)| Definition {
-        name,
-        thread,
-        token,
-        pattern,
-    }));
-    Registration { token }
-}
-
-/// The newest live pattern named `name` registered on this thread.
-pub fn resolve(name: &str) -> Option<Arc<Pattern>> {
-    let thread = std::thread::current().id();
-    definitions()
-        .iter()
-        .filter(|d| d.thread == thread && d.name == name)
-        .max_by_key(|d| d.token)
-        .map(|d| d.pattern.clone())
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        definitions().retain(|d| d.token != self.token);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,7 +392,7 @@ mod tests {
     #[test]
     fn fixed_fields_and_dashes() {
         let p = pattern("1.0.0.1 20 - -");
-        let mut rng = 1;
+        let mut rng = Rng::seeded(1);
         let r = p.rewrite(flow(), 0, &mut rng, |_| false).unwrap();
         assert_eq!(r, FlowId::new(0x0100_0001, 20, 0x0808_0808, 53));
         assert_eq!(p.unparse(), "1.0.0.1 20 - -");
@@ -474,7 +404,7 @@ mod tests {
     #[test]
     fn port_ranges_prefer_the_source_then_go_in_turn_or_at_random() {
         let p = pattern("1.0.0.1 4000-5999 - -");
-        let mut rng = 7;
+        let mut rng = Rng::seeded(7);
         assert_eq!(p.rewrite(flow(), 0, &mut rng, |_| false).unwrap().sport, 5000);
         // 5000 taken: somewhere else in range.
         let taken = |k: &Key| k.flow.dport == 5000;
@@ -496,7 +426,7 @@ mod tests {
     #[test]
     fn address_ranges_and_prefixes() {
         let p = pattern("1.0.0.1-1.0.0.3# 2.0.0.2");
-        let mut rng = 3;
+        let mut rng = Rng::seeded(3);
         let a: Vec<u32> = (0..3)
             .map(|_| p.rewrite(flow(), 0, &mut rng, |_| false).unwrap().saddr)
             .collect();
@@ -546,19 +476,5 @@ mod tests {
             Spec::parse("pass x").unwrap_err(),
             "syntax error, expected 'pass [OUTPUT]'"
         );
-    }
-
-    #[test]
-    fn names_resolve_on_this_thread_while_registered() {
-        let reg = register(vec![("pat_test_a".into(), Arc::new(pattern("1.0.0.1 - - -")))]);
-        assert!(resolve("pat_test_a").is_some());
-        let elsewhere = std::thread::spawn(|| resolve("pat_test_a").is_some()).join().unwrap();
-        assert!(!elsewhere, "another thread's configuration cannot see it");
-        let newer = register(vec![("pat_test_a".into(), Arc::new(pattern("2.0.0.2 - - -")))]);
-        assert_eq!(resolve("pat_test_a").unwrap().unparse(), "2.0.0.2 - - -");
-        drop(newer);
-        assert_eq!(resolve("pat_test_a").unwrap().unparse(), "1.0.0.1 - - -");
-        drop(reg);
-        assert!(resolve("pat_test_a").is_none());
     }
 }

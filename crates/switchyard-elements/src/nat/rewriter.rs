@@ -11,15 +11,18 @@
 //! output.
 
 use super::flow::{apply_delta, FlowId, Key};
-use super::pattern::{self, Spec};
+use super::pattern::{Pattern, Spec};
 use super::table::{self, Flow, Table, Timing};
+use crate::icmp::icmp_error::is_error_type;
+use crate::rng::Rng;
+use crate::standard::scatter::Scatter;
 use crate::wire::{
     self, be16, be32, ip, put16, put32, update16, update32, Ipv4, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP,
 };
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
-use switchyard_core::{Args, Batch, Context, Handler, Packet, PortCount, PortInfo, Seconds};
+use switchyard_core::{Args, Batch, Context, Handler, Packet, PortCount, PortInfo, Scope, Seconds};
 
 /// Which of the three elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,34 +90,11 @@ const TH_SYN: u8 = 0x02;
 const TH_RST: u8 = 0x04;
 
 /// Milliseconds on a process-wide monotonic clock, so that a table
-/// handed over at a reload keeps meaning the same times.
-fn real_ms() -> u64 {
+/// handed over at a reload keeps meaning the same times. The rewriter's
+/// time: the data path reads it once per batch and passes it down.
+pub fn real_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// The rewriter's clock: the monotonic clock, or a time tests set.
-#[derive(Default)]
-pub struct Clock {
-    manual: AtomicBool,
-    ms: AtomicU64,
-}
-
-impl Clock {
-    #[inline]
-    pub fn now(&self) -> u64 {
-        if self.manual.load(Relaxed) {
-            self.ms.load(Relaxed)
-        } else {
-            real_ms()
-        }
-    }
-
-    /// From now on the clock reads `ms` until set again.
-    pub fn set(&self, ms: u64) {
-        self.ms.store(ms, Relaxed);
-        self.manual.store(true, Relaxed);
-    }
 }
 
 #[derive(Default)]
@@ -126,7 +106,6 @@ struct Stats {
 pub struct Shared {
     table: Mutex<Table>,
     stats: Stats,
-    pub clock: Clock,
 }
 
 fn lock(t: &Mutex<Table>) -> MutexGuard<'_, Table> {
@@ -172,12 +151,6 @@ fn parse(b: &[u8]) -> Option<Info> {
     })
 }
 
-/// ICMP types whose payload is the header of a packet in error (Click's
-/// ICMPRewriter's list).
-fn is_icmp_error(t: u8) -> bool {
-    matches!(t, 3 | 4 | 5 | 11 | 12)
-}
-
 /// The shared core of the rewriters.
 pub struct RewriterCore {
     variant: Variant,
@@ -186,10 +159,8 @@ pub struct RewriterCore {
     dst_anno: bool,
     reply_paint: bool,
     noutputs: usize,
-    rng: u64,
-    last_now: u64,
-    codes: Vec<u32>,
-    scratch: Vec<Option<Batch>>,
+    rng: Rng,
+    scatter: Scatter,
 }
 
 fn ms(s: Seconds) -> u64 {
@@ -297,15 +268,12 @@ impl RewriterCore {
             shared: Arc::new(Shared {
                 table: Mutex::new(Table::new(capacity, timing)),
                 stats: Stats::default(),
-                clock: Clock::default(),
             }),
             dst_anno,
             reply_paint,
             noutputs: 0,
-            rng: pattern::random_seed(),
-            last_now: 0,
-            codes: Vec::with_capacity(switchyard_core::packet::MAX_BATCH),
-            scratch: Vec::new(),
+            rng: Rng::new(),
+            scatter: Scatter::new(),
         })
     }
 
@@ -317,81 +285,59 @@ impl RewriterCore {
     }
 
     /// Resolves named patterns and checks the outputs the specs name.
-    pub fn initialize(&mut self, ports: &PortInfo) -> Result<(), String> {
-        self.noutputs = ports.outputs.len();
+    /// Replaces pattern names by the patterns IPRewriterPatterns lent
+    /// this configuration.
+    pub fn resolve(&mut self, scope: &Scope) -> Result<(), String> {
         let mut specs = Vec::with_capacity(self.specs.len());
         for (i, s) in self.specs.iter().enumerate() {
-            let s = match s {
-                Spec::Named(name, f, r) => match pattern::resolve(name) {
+            specs.push(match s {
+                Spec::Named(name, f, r) => match scope.get::<Pattern>(name) {
                     Some(p) => Spec::Pattern(p, *f, *r),
                     None => return Err(format!("input spec {i}: no such pattern '{name}'")),
                 },
                 s => s.clone(),
-            };
+            });
+        }
+        self.specs = Arc::new(specs);
+        Ok(())
+    }
+
+    pub fn initialize(&mut self, ports: &PortInfo) -> Result<(), String> {
+        self.noutputs = ports.outputs.len();
+        for (i, s) in self.specs.iter().enumerate() {
             if s.outputs().iter().any(|&o| usize::from(o) >= self.noutputs) {
                 return Err(format!(
                     "input spec {i}: output port out of range (the element has {} outputs)",
                     self.noutputs
                 ));
             }
-            specs.push(s);
         }
-        self.specs = Arc::new(specs);
         Ok(())
     }
 
-    /// The shared state (tests set the clock through it).
-    #[cfg(test)]
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    pub fn push(&mut self, port: usize, batch: Batch, cx: &mut Context<'_>) {
+        self.push_at(port, batch, real_ms(), cx);
     }
 
-    pub fn push(&mut self, port: usize, mut batch: Batch, cx: &mut Context<'_>) {
-        let now = self.shared.clock.now().max(self.last_now);
-        self.last_now = now;
+    /// [`push`](Self::push) at time `now` (milliseconds on [`real_ms`]'s
+    /// clock; tests pass their own, never going back).
+    pub fn push_at(&mut self, port: usize, batch: Batch, now: u64, cx: &mut Context<'_>) {
         let mut counts = [0u64; REASONS.len()];
-        let mut codes = std::mem::take(&mut self.codes);
-        codes.clear();
-        {
+        let mut scatter = std::mem::take(&mut self.scatter);
+        // The mappings are looked up under one lock per batch, released
+        // before the batch moves on. DROP is past every output.
+        scatter.send_with(batch, cx, |batch, outputs| {
             let shared = Arc::clone(&self.shared);
             let mut t = lock(&shared.table);
             t.collect(now, 32 + batch.len());
             for p in batch.packets_mut() {
-                codes.push(self.process(&mut t, port, p, now, &mut counts));
+                outputs.push(self.process(&mut t, port, p, now, &mut counts) as usize);
             }
-        }
+        });
+        self.scatter = scatter;
         for (c, n) in self.shared.stats.drops.iter().zip(counts) {
             if n > 0 {
                 c.fetch_add(n, Relaxed);
-            }
-        }
-        self.dispatch(batch, &codes, cx);
-        self.codes = codes;
-    }
-
-    fn dispatch(&mut self, mut batch: Batch, codes: &[u32], cx: &mut Context<'_>) {
-        let n = cx.noutputs();
-        let Some(&first) = codes.first() else {
-            return;
-        };
-        if codes.iter().all(|&c| c == first) {
-            if (first as usize) < n {
-                cx.push(first as usize, batch);
-            }
-            return;
-        }
-        if self.scratch.len() < n {
-            self.scratch.resize_with(n, || None);
-        }
-        for (p, &c) in batch.drain().zip(codes) {
-            if (c as usize) < n {
-                self.scratch[c as usize].get_or_insert_with(Batch::new).push(p);
-            }
-        }
-        drop(batch);
-        for out in 0..n {
-            if let Some(b) = self.scratch[out].take() {
-                cx.push(out, b);
             }
         }
     }
@@ -423,7 +369,7 @@ impl RewriterCore {
                 return u32::from(*o);
             }
             let icmp_error =
-                info.proto == IP_PROTO_ICMP && p.data().get(off + info.hl).copied().is_some_and(is_icmp_error);
+                info.proto == IP_PROTO_ICMP && p.data().get(off + info.hl).copied().is_some_and(is_error_type);
             let reason = match map {
                 None if icmp_error => UNMAPPED_ICMP,
                 None => NOT_TCP_UDP,
@@ -570,7 +516,7 @@ impl RewriterCore {
         let enc = icmp + 8;
         let (search, map, l4, eproto) = {
             let h = p.data().get(off..off + info.total)?;
-            if h.len() < enc + 20 || !is_icmp_error(h[icmp]) || h[enc] >> 4 != 4 {
+            if h.len() < enc + 20 || !is_error_type(h[icmp]) || h[enc] >> 4 != 4 {
                 return None;
             }
             let ehl = usize::from(h[enc] & 0xf) * 4;
@@ -647,13 +593,8 @@ impl RewriterCore {
     }
 
     /// Hot reload: takes the old element's mappings (see the element docs
-    /// for the rule) and counts.
-    pub fn take_state(&mut self, old: &RewriterCore) {
-        if old.shared.clock.manual.load(Relaxed) {
-            self.shared.clock.set(old.shared.clock.ms.load(Relaxed));
-        }
-        let now = self.shared.clock.now().max(old.last_now);
-        self.last_now = self.last_now.max(old.last_now);
+    /// for the rule) and counts, at time `now`.
+    pub fn take_state(&mut self, old: &RewriterCore, now: u64) {
         let (ninputs, noutputs) = (self.specs.len(), self.noutputs);
         {
             let mut theirs = lock(&old.shared.table);
@@ -667,23 +608,27 @@ impl RewriterCore {
 
     /// The handlers all three share, plus `tables`: (handler name, table
     /// filter) pairs for the mapping dumps, and `lookups`: (handler name,
-    /// map) for the lookup handlers.
-    pub fn handlers(&self, tables: &[(&str, Option<u8>)], lookups: &[(&str, u8)]) -> Vec<Handler> {
+    /// map) for the lookup handlers. `now` is the time they read
+    /// ([`real_ms`]; tests pass their clock).
+    pub fn handlers(
+        &self,
+        tables: &[(&str, Option<u8>)],
+        lookups: &[(&str, u8)],
+        now: impl Fn() -> u64 + Clone + Send + Sync + 'static,
+    ) -> Vec<Handler> {
         let mut hs = Vec::new();
         for &(name, filter) in tables {
-            let s = self.shared.clone();
+            let (s, now) = (self.shared.clone(), now.clone());
             hs.push(Handler::read_only(name, move || {
-                let now = s.clock.now();
-                let mut t = lock(&s.table);
-                t.collect(now, usize::MAX);
-                unparse_table(&t, now, filter)
+                let now = now();
+                unparse_table(table_rows(&lock(&s.table), now, filter), now)
             }));
         }
         for &(name, map) in lookups {
-            let s = self.shared.clone();
+            let (s, now) = (self.shared.clone(), now.clone());
             hs.push(Handler::read_with_param(name, move |arg| {
                 let flow = parse_flow(arg)?;
-                let now = s.clock.now();
+                let now = now();
                 let mut t = lock(&s.table);
                 Ok(match t.lookup(&Key { map, flow }, now) {
                     Some((idx, dir)) => {
@@ -700,21 +645,18 @@ impl RewriterCore {
                 })
             }));
         }
-        let size = |s: &Arc<Shared>| {
-            let now = s.clock.now();
-            let mut t = lock(&s.table);
-            t.collect(now, usize::MAX);
-            t.len().to_string()
-        };
         for name in ["table_size", "nmappings", "size"] {
-            let s = self.shared.clone();
-            hs.push(Handler::read_only(name, move || size(&s)));
+            let (s, now) = (self.shared.clone(), now.clone());
+            hs.push(Handler::read_only(name, move || {
+                let now = now();
+                lock(&s.table).live_len(now).to_string()
+            }));
         }
         let s = self.shared.clone();
         hs.push(Handler::read_only("mapping_failures", move || {
             s.stats.drops[FAILURE].load(Relaxed).to_string()
         }));
-        let (s, w) = (self.shared.clone(), self.shared.clone());
+        let (s, w, wnow) = (self.shared.clone(), self.shared.clone(), now.clone());
         hs.push(Handler::read_write(
             "capacity",
             move || lock(&s.table).capacity().to_string(),
@@ -723,7 +665,7 @@ impl RewriterCore {
                     .trim()
                     .parse()
                     .map_err(|_| format!("expected a capacity (an integer), found '{}'", v.trim()))?;
-                let now = w.clock.now();
+                let now = wnow();
                 lock(&w.table).set_capacity(cap, now);
                 Ok(())
             },
@@ -733,12 +675,12 @@ impl RewriterCore {
             lock(&s.table).clear();
             Ok(())
         }));
-        let (s, specs) = (self.shared.clone(), self.specs.clone());
-        hs.push(Handler::read_only("patterns", move || unparse_specs(&s, &specs, None)));
-        for i in 0..self.specs.len() {
-            let (s, specs) = (self.shared.clone(), self.specs.clone());
-            hs.push(Handler::read_only(&format!("pattern{i}"), move || {
-                unparse_specs(&s, &specs, Some(i))
+        for only in std::iter::once(None).chain((0..self.specs.len()).map(Some)) {
+            let (s, specs, now) = (self.shared.clone(), self.specs.clone(), now.clone());
+            let name = only.map_or("patterns".to_string(), |i| format!("pattern{i}"));
+            hs.push(Handler::read_only(&name, move || {
+                let now = now();
+                unparse_specs(&mappings_by_input(&lock(&s.table), now, specs.len()), &specs, only)
             }));
         }
         let s = self.shared.clone();
@@ -761,50 +703,79 @@ impl RewriterCore {
 /// both directions.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
+/// What a table dump shows of one mapping.
+struct Row {
+    map: u8,
+    keys: [FlowId; 2],
+    outputs: [u16; 2],
+    input: u16,
+    expiry: u64,
+}
+
+/// The unexpired mappings of table `filter` (all if None), copied out so
+/// that they are written after the lock, which the data path takes every
+/// batch, is released. Expired ones are skipped, not collected: the data
+/// path collects a bounded number per batch.
+fn table_rows(t: &Table, now: u64, filter: Option<u8>) -> Vec<Row> {
+    t.live_indices()
+        .filter_map(|idx| {
+            let f = t.flow(idx);
+            let (map, expiry) = (f.keys[0].map, t.expiry(idx));
+            (expiry > now && filter.is_none_or(|m| m == map)).then_some(Row {
+                map,
+                keys: [f.keys[0].flow, f.keys[1].flow],
+                outputs: f.outputs,
+                input: f.input,
+                expiry,
+            })
+        })
+        .collect()
+}
+
 /// Click's table dump: one line per direction of each mapping, table 0
 /// (IPRewriter's TCP) first,
 /// `FLOW => REWRITTEN [F R] iINPUT expSECONDS`, the direction's output
 /// starred.
-fn unparse_table(t: &Table, now: u64, filter: Option<u8>) -> String {
-    let mut out = String::new();
-    let indices = (0u8..2)
-        .filter(|&m| !matches!(filter, Some(f) if f != m))
-        .flat_map(|m| t.live_indices().filter(move |&i| t.flow(i).keys[0].map == m));
-    for idx in indices {
-        let f = t.flow(idx);
-        let exp = (t.expiry(idx).saturating_sub(now) + 500) / 1000;
+fn unparse_table(mut rows: Vec<Row>, now: u64) -> String {
+    use std::fmt::Write;
+    rows.sort_by_key(|r| r.map);
+    let mut out = String::with_capacity(rows.len() * 2 * 96);
+    for r in &rows {
+        let exp = (r.expiry.saturating_sub(now) + 500) / 1000;
         for dir in 0..2 {
             let star = |d: usize| if d == dir { "*" } else { "" };
-            out.push_str(&format!(
-                "{} => {} [{}{} {}{}] i{} exp{}\n",
-                f.keys[dir].flow,
-                f.rewritten(dir),
+            // A direction's packets become the other key, reversed.
+            let _ = writeln!(
+                out,
+                "{} => {} [{}{} {}{}] i{} exp{}",
+                r.keys[dir],
+                r.keys[1 - dir].reverse(),
                 star(0),
-                f.outputs[0],
+                r.outputs[0],
                 star(1),
-                f.outputs[1],
-                f.input,
+                r.outputs[1],
+                r.input,
                 exp
-            ));
+            );
         }
     }
     out
 }
 
-/// Click's `patterns`: each input's spec, with the number of its live
-/// mappings in brackets when there are any.
-fn unparse_specs(s: &Shared, specs: &[Spec], only: Option<usize>) -> String {
-    let now = s.clock.now();
-    let mut counts = vec![0usize; specs.len()];
-    {
-        let mut t = lock(&s.table);
-        t.collect(now, usize::MAX);
-        for idx in t.live_indices() {
-            if let Some(c) = counts.get_mut(usize::from(t.flow(idx).input)) {
-                *c += 1;
-            }
+/// The number of unexpired mappings each of `inputs` inputs made.
+fn mappings_by_input(t: &Table, now: u64, inputs: usize) -> Vec<usize> {
+    let mut counts = vec![0usize; inputs];
+    for idx in t.live_indices().filter(|&idx| t.expiry(idx) > now) {
+        if let Some(c) = counts.get_mut(usize::from(t.flow(idx).input)) {
+            *c += 1;
         }
     }
+    counts
+}
+
+/// Click's `patterns`: each input's spec, with the number of its live
+/// mappings in brackets when there are any.
+fn unparse_specs(counts: &[usize], specs: &[Spec], only: Option<usize>) -> String {
     let mut out = String::new();
     for (i, spec) in specs.iter().enumerate() {
         if only.is_some_and(|o| o != i) {
@@ -845,21 +816,31 @@ macro_rules! rewriter_element {
                 factory: $ty::make,
             };
 
+            /// The mapping dumps (handler name, table filter) and the
+            /// lookup handlers (handler name, table).
+            const TABLES: &'static [(&'static str, Option<u8>)] = $tables;
+            const LOOKUPS: &'static [(&'static str, u8)] = $lookups;
+
             fn make(args: &mut switchyard_core::Args) -> Option<Box<dyn switchyard_core::Element>> {
                 let core = $crate::nat::rewriter::RewriterCore::configure($variant, args)?;
                 Some(Box::new($ty { core }))
             }
 
-            /// The shared core (tests drive its clock).
+            /// The core and handler names, for tests that drive the core
+            /// on their own clock.
             #[cfg(test)]
-            pub(crate) fn core(&self) -> &$crate::nat::rewriter::RewriterCore {
-                &self.core
+            pub(crate) fn into_parts(self) -> $crate::nat::rewriter::tests::Parts {
+                (self.core, Self::TABLES, Self::LOOKUPS)
             }
         }
 
         impl switchyard_core::Element for $ty {
             fn port_count(&self) -> Option<switchyard_core::PortCount> {
                 Some(self.core.port_count())
+            }
+
+            fn resolve(&mut self, scope: &switchyard_core::Scope) -> Result<(), String> {
+                self.core.resolve(scope)
             }
 
             fn initialize(&mut self, ports: &switchyard_core::PortInfo) -> Result<bool, String> {
@@ -873,12 +854,13 @@ macro_rules! rewriter_element {
 
             fn take_state(&mut self, old: Box<dyn switchyard_core::Element>) {
                 if let Some(old) = switchyard_core::downcast::<$ty>(old) {
-                    self.core.take_state(&old.core);
+                    self.core.take_state(&old.core, $crate::nat::rewriter::real_ms());
                 }
             }
 
             fn handlers(&self) -> Vec<switchyard_core::Handler> {
-                self.core.handlers($tables, $lookups)
+                self.core
+                    .handlers(Self::TABLES, Self::LOOKUPS, $crate::nat::rewriter::real_ms)
             }
         }
     };
@@ -988,31 +970,65 @@ pub(crate) mod tests {
         (be32(p, ip::SRC), be16(p, hl), be32(p, ip::DST), be16(p, hl + 2))
     }
 
-    fn shared_of(e: &dyn Element) -> Arc<Shared> {
-        let any: &dyn std::any::Any = e;
-        if let Some(x) = any.downcast_ref::<IPRewriter>() {
-            return x.core().shared().clone();
+    /// A rewriter's core and handler names (see `into_parts`).
+    pub type Parts = (
+        RewriterCore,
+        &'static [(&'static str, Option<u8>)],
+        &'static [(&'static str, u8)],
+    );
+
+    fn parts(e: Box<dyn Element>) -> Parts {
+        let any: Box<dyn std::any::Any> = e;
+        let any = match any.downcast::<IPRewriter>() {
+            Ok(x) => return (*x).into_parts(),
+            Err(any) => any,
+        };
+        let any = match any.downcast::<TCPRewriter>() {
+            Ok(x) => return (*x).into_parts(),
+            Err(any) => any,
+        };
+        (*any.downcast::<UDPRewriter>().unwrap()).into_parts()
+    }
+
+    /// A rewriter core driven at the time its rig sets.
+    struct Timed {
+        core: RewriterCore,
+        clock: Arc<AtomicU64>,
+    }
+
+    impl Element for Timed {
+        fn push(&mut self, port: usize, batch: Batch, cx: &mut Context<'_>) {
+            self.core.push_at(port, batch, self.clock.load(Relaxed), cx);
         }
-        if let Some(x) = any.downcast_ref::<TCPRewriter>() {
-            return x.core().shared().clone();
-        }
-        any.downcast_ref::<UDPRewriter>().unwrap().core().shared().clone()
     }
 
     pub struct Rig {
         pub h: Harness,
         pub hs: Vec<Handler>,
         pub shared: Arc<Shared>,
+        /// Milliseconds, for the data path and the handlers alike.
+        clock: Arc<AtomicU64>,
         outputs: usize,
     }
 
     pub fn configured(class: ElementClass, config: &str, outputs: usize) -> Result<Box<dyn Element>, String> {
+        configured_in(class, config, outputs, &Scope::default())
+    }
+
+    /// [`configured`], with the names other elements lent (`scope`).
+    pub fn configured_in(
+        class: ElementClass,
+        config: &str,
+        outputs: usize,
+        scope: &Scope,
+    ) -> Result<Box<dyn Element>, String> {
         let mut args = Args::parse_str(&format!("nat :: {}", class.name), config);
         let e = (class.factory)(&mut args);
         if let Err(errs) = args.complete() {
             return Err(errs[0].message.clone());
         }
         let mut e = e.unwrap();
+        e.resolve(scope)?;
         let inputs = e.port_count().unwrap().inputs.min as usize;
         e.initialize(&PortInfo {
             inputs: vec![Processing::Push; inputs],
@@ -1026,17 +1042,23 @@ pub(crate) mod tests {
         rig_of(e, outputs)
     }
 
+    /// A rig whose clock starts at 1,000 seconds.
     fn rig_of(e: Box<dyn Element>, outputs: usize) -> Rig {
-        let shared = shared_of(e.as_ref());
-        if !shared.clock.manual.load(Relaxed) {
-            shared.clock.set(1_000_000);
-        }
-        let hs = e.handlers();
-        let inputs = e.port_count().unwrap().inputs.min as usize;
+        let (core, tables, lookups) = parts(e);
+        let clock = Arc::new(AtomicU64::new(1_000_000));
+        let c = clock.clone();
+        let hs = core.handlers(tables, lookups, move || c.load(Relaxed));
+        let shared = core.shared.clone();
+        let inputs = core.port_count().inputs.min as usize;
+        let timed = Timed {
+            core,
+            clock: clock.clone(),
+        };
         Rig {
-            h: Harness::new(e, inputs, outputs),
+            h: Harness::new(Box::new(timed), inputs, outputs),
             hs,
             shared,
+            clock,
             outputs,
         }
     }
@@ -1078,7 +1100,7 @@ pub(crate) mod tests {
         }
 
         pub fn at(&self, ms: u64) {
-            self.shared.clock.set(ms);
+            self.clock.store(ms, Relaxed);
         }
 
         pub fn drop_count(&self, reason: &str) -> u64 {
@@ -1297,15 +1319,26 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn named_patterns_resolve_at_initialize_whatever_the_order() {
+    fn named_patterns_resolve_from_the_configuration_scope() {
         let missing = configured(IPRewriter::CLASS, "pattern nat_test_pub 0 1, drop", 2)
             .err()
             .unwrap();
         assert_eq!(missing, "input spec 0: no such pattern 'nat_test_pub'");
         let mut args = Args::parse_str("p :: IPRewriterPatterns", "nat_test_pub 192.0.2.1 4000-4001# - -");
         let pats = (IPRewriterPatterns::CLASS.factory)(&mut args).unwrap();
-        let mut r = rig(IPRewriter::CLASS, "pattern nat_test_pub 0 1, nat_test_pub 0 1", 2);
+        let mut scope = Scope::default();
+        for (name, value) in pats.exports() {
+            scope.insert(name, "p", value).unwrap();
+        }
         drop(pats);
+        let e = configured_in(
+            IPRewriter::CLASS,
+            "pattern nat_test_pub 0 1, nat_test_pub 0 1",
+            2,
+            &scope,
+        )
+        .unwrap();
+        let mut r = rig_of(e, 2);
         let (_, got, _) = r.send(0, &udp(INSIDE, 1, SERVER, 53, b"", true)).unwrap();
         assert_eq!(ports(&got).1, 4000);
         // The inputs share the pattern and its turn.
@@ -1509,7 +1542,7 @@ pub(crate) mod tests {
         let mut new_e = configured(IPRewriter::CLASS, "pattern 192.0.2.1 3000-3010# - - 0 1, drop", 2).unwrap();
         new_e.take_state(predecessor(IPRewriter::CLASS, SNAT, 2, &old.shared));
         let mut r = rig_of(new_e, 2);
-        assert_eq!(r.shared.clock.now(), 5_000_000, "the old clock is kept");
+        r.at(5_000_000);
         assert_eq!(r.read("size"), "2");
         assert_eq!(r.drop_count("dropped by input spec"), 1, "counts carried");
         // Established flows keep the old translation both ways.

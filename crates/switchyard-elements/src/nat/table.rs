@@ -155,6 +155,21 @@ impl Table {
         self.len
     }
 
+    /// Live flows not expired at `now`, without removing the expired ones
+    /// (a handler's count, under the lock the data path takes): a class
+    /// list expires from its head, so only its expired flows are walked.
+    pub fn live_len(&self, now: u64) -> usize {
+        let mut expired = 0;
+        for &head in &self.heads {
+            let mut i = head;
+            while i != NIL && self.expired(i, now) {
+                expired += 1;
+                i = self.flows[i as usize].next;
+            }
+        }
+        self.len() - expired
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -451,6 +466,21 @@ mod tests {
         assert_eq!(t.lookup(&keys[6], 1060), None, "expired on lookup");
         assert_eq!(t.lookup(&keys[5], 2048), Some((5, 0)));
         assert_eq!(t.lookup(&keys[5], 2049), None);
+    }
+
+    #[test]
+    fn live_len_counts_without_collecting() {
+        let mut t = Table::new(100, timing(1000, 0));
+        for i in 0..10 {
+            t.insert(flow(i), u64::from(i) * 10).unwrap();
+        }
+        // Flow 0 seen again, in another class: the one alive longest.
+        t.touch(0, 95, TCP_NODATA);
+        assert_eq!(t.live_len(1000), 10);
+        assert_eq!(t.live_len(1045), 6, "flows seen at 10 to 40 expired");
+        assert_eq!(t.live_len(1094), 1);
+        assert_eq!(t.live_len(1095), 0);
+        assert_eq!(t.len(), 10, "nothing removed");
     }
 
     #[test]

@@ -1,14 +1,14 @@
 use super::scatter::Scatter;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::rng::Rng;
 use switchyard_core::{documented, Args, Batch, Context, Element, ElementClass};
 
 documented! {
     /// Sends each packet to an output chosen uniformly at random (Click's
     /// RandomSwitch).
     ///
-    /// The generator is a xorshift64* per element, seeded from the clock
-    /// and a per-process counter: fast and statistically fine for load
-    /// spreading, not for anything an adversary must not predict.
+    /// The generator is a xorshift64* per element, each seeded
+    /// differently: fast and statistically fine for load spreading, not
+    /// for anything an adversary must not predict.
     ///
     /// # Ports
     /// One input, one or more outputs; push.
@@ -24,41 +24,8 @@ documented! {
     /// rs :: RandomSwitch; rs[0] -> q0; rs[1] -> q1;
     /// ```
     pub struct RandomSwitch {
-        rng: XorShift,
+        rng: Rng,
         scatter: Scatter,
-    }
-}
-
-/// xorshift64* (Vigna, "An experimental exploration of Marsaglia's
-/// xorshift generators, scrambled", 2016): the high 32 bits of its output
-/// pass BigCrush.
-struct XorShift(u64);
-
-impl XorShift {
-    fn seeded(seed: u64) -> XorShift {
-        // splitmix64 spreads a small or regular seed over all 64 bits; the
-        // state must not be zero.
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        XorShift((z ^ (z >> 31)) | 1)
-    }
-
-    #[inline]
-    fn next_u32(&mut self) -> u32 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
-    }
-
-    /// A number below `n`, by multiply-shift (Lemire): the bias is below
-    /// n / 2^32, far under anything a switch could show.
-    #[inline]
-    fn below(&mut self, n: usize) -> usize {
-        ((u64::from(self.next_u32()) * n as u64) >> 32) as usize
     }
 }
 
@@ -72,17 +39,12 @@ impl RandomSwitch {
     };
 
     fn make(_: &mut Args) -> Option<Box<dyn Element>> {
-        static INSTANCE: AtomicU64 = AtomicU64::new(0);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let seed = now ^ INSTANCE.fetch_add(1, Relaxed).rotate_left(32);
-        Some(Box::new(RandomSwitch::with_seed(seed)))
+        Some(Box::new(RandomSwitch::with_rng(Rng::new())))
     }
 
-    fn with_seed(seed: u64) -> RandomSwitch {
+    fn with_rng(rng: Rng) -> RandomSwitch {
         RandomSwitch {
-            rng: XorShift::seeded(seed),
+            rng,
             scatter: Scatter::new(),
         }
     }
@@ -90,9 +52,9 @@ impl RandomSwitch {
 
 impl Element for RandomSwitch {
     fn push(&mut self, _port: usize, batch: Batch, cx: &mut Context<'_>) {
-        let n = cx.noutputs();
+        let n = cx.noutputs() as u64;
         let rng = &mut self.rng;
-        self.scatter.send(batch, cx, |_| rng.below(n));
+        self.scatter.send(batch, cx, |_| rng.below(n) as usize);
     }
 }
 
@@ -104,7 +66,7 @@ mod tests {
     #[test]
     fn outputs_are_uniform() {
         let outputs = 5;
-        let mut h = Harness::new(Box::new(RandomSwitch::with_seed(42)), 1, outputs);
+        let mut h = Harness::new(Box::new(RandomSwitch::with_rng(Rng::seeded(42))), 1, outputs);
         let total = 200_000;
         for _ in 0..total / 250 {
             let mut b = Batch::new();
@@ -124,11 +86,11 @@ mod tests {
     #[test]
     fn consecutive_choices_are_not_correlated() {
         // Pairs of successive outputs among 4 are uniform over the 16 pairs.
-        let mut rng = XorShift::seeded(7);
+        let mut rng = Rng::seeded(7);
         let mut pairs = [0usize; 16];
-        let mut prev = rng.below(4);
+        let mut prev = rng.below(4) as usize;
         for _ in 0..160_000 {
-            let next = rng.below(4);
+            let next = rng.below(4) as usize;
             pairs[prev * 4 + next] += 1;
             prev = next;
         }
