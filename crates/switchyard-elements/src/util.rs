@@ -208,13 +208,33 @@ impl Verdict {
 /// (None when there are none). Refusals are rare: the batch is left as it
 /// is up to the first packet that does not pass, and a batch for rejects
 /// is taken from the pool only for a reject.
+///
+/// The verdict is called from one place on the fast path, where it is
+/// inlined into the loop; the rest of a batch after a refusal is sorted
+/// out of line.
+#[inline]
 pub fn sort_out(batch: &mut Batch, mut verdict: impl FnMut(&mut Packet) -> Verdict) -> Option<Batch> {
-    let (first, v) = batch
-        .packets_mut()
-        .iter_mut()
-        .enumerate()
-        .map(|(i, p)| (i, verdict(p)))
-        .find(|&(_, v)| v != Verdict::Pass)?;
+    let mut refused = None;
+    for (i, p) in batch.packets_mut().iter_mut().enumerate() {
+        let v = verdict(p);
+        if v != Verdict::Pass {
+            refused = Some((i, v));
+            break;
+        }
+    }
+    let (first, v) = refused?;
+    sort_rest(batch, first, v, &mut verdict)
+}
+
+/// [`sort_out`] from the first packet that did not pass (`first`, with
+/// verdict `v`) on.
+#[inline(never)]
+fn sort_rest(
+    batch: &mut Batch,
+    first: usize,
+    v: Verdict,
+    verdict: &mut impl FnMut(&mut Packet) -> Verdict,
+) -> Option<Batch> {
     let mut rest = batch.split_off(first);
     let mut rejects: Option<Batch> = None;
     let mut it = rest.drain();
