@@ -37,6 +37,19 @@ c[0] -> out :: Counter -> Discard; c[1] -> out;";
 /// difference.
 const FLOWS_DISCARD: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true, FLOWS 10000) -> out :: Counter -> Discard;";
 
+/// The hub/switch graph with 100k active flows, without and with pinning
+/// (issue #12's target: pinned at 50% or more of unpinned, same run).
+const HUB_SWITCH_100K: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true, FLOWS 100000) -> hub :: Tee(2);
+hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
+hub[1] -> new :: Counter -> [1]sel;
+sel -> out :: Counter -> Discard;";
+
+const PINNED_100K: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true, FLOWS 100000)
+    -> flows :: FlowTable(CAPACITY 200000) -> hub :: Tee(2);
+hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0, PIN flows);
+hub[1] -> new :: Counter -> [1]sel;
+sel -> out :: Counter -> Discard;";
+
 const SOURCE_DISCARD: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> d :: Discard;";
 
 const QUEUE: &str = "InfiniteSource(LENGTH 64, LIMIT $N, STOP true) -> q :: Queue(4096, BLOCK true) -> Unqueue -> out :: Counter -> Discard;";
@@ -126,11 +139,13 @@ const fn case(name: &'static str, template: &'static str, check: &'static str) -
     }
 }
 
-const CASES: [Case; 10] = [
+const CASES: [Case; 12] = [
     case("hub/switch", HUB_SWITCH, "out.count"),
     case("hub/switch + shadow", SHADOW, "out.count"),
     case("10k flows -> discard", FLOWS_DISCARD, "out.count"),
     case("canary (10k flows)", CANARY, "out.count"),
+    case("hub/switch, 100k flows", HUB_SWITCH_100K, "out.count"),
+    case("pinned, 100k flows", PINNED_100K, "out.count"),
     case("source -> discard", SOURCE_DISCARD, "d.count"),
     case("classifier", CLASSIFY, "out.count"),
     case("queue (2 threads)", QUEUE, "out.count"),
@@ -245,6 +260,12 @@ fn main() {
         );
     }
     let find = |name: &str| best.iter().find(|b| b.0 == name).map(|b| b.1);
+    if let (Some(u), Some(p)) = (find("hub/switch, 100k flows"), find("pinned, 100k flows")) {
+        println!(
+            "pinned mode keeps {:.0}% of the hub/switch throughput at 100k flows (target 50%)",
+            100.0 * p / u
+        );
+    }
     if let (Some(h), Some(s)) = (find("hub/switch"), find("hub/switch + shadow")) {
         println!(
             "shadow comparison keeps {:.0}% of the hub/switch throughput",

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::netns::{require_root_or_skip, Namespaces};
+use common::netns::{require_root_or_skip, router_between_two_hosts, Namespaces};
 use common::{await_until, RouterProc};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -19,7 +19,6 @@ use switchyard_control::client::Client;
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/ip-router.click");
 const MAC0: &str = "02:00:0a:01:00:01";
-const MAC1: &str = "02:00:0a:02:00:01";
 /// The namespaces, by index.
 const H1: usize = 0;
 const RTR: usize = 1;
@@ -38,20 +37,7 @@ impl Net {
         if !require_root_or_skip("the IP router tests", &["ping", "traceroute", "python3", "timeout"]) {
             return None;
         }
-        let ns = Namespaces::new(&["syh1", "syrt", "syh2"]);
-        ns.veth((H1, "e0"), (RTR, "r0"));
-        ns.veth((RTR, "r1"), (H2, "e0"));
-        assert!(ns.ip(RTR, &["link", "set", "r0", "address", MAC0]));
-        assert!(ns.ip(RTR, &["link", "set", "r1", "address", MAC1]));
-        for (n, dev) in [(H1, "e0"), (RTR, "r0"), (RTR, "r1"), (H2, "e0")] {
-            assert!(ns.ip(n, &["link", "set", dev, "up"]));
-        }
-        for (n, addr, gw) in [(H1, "10.1.0.2/24", "10.1.0.1"), (H2, "10.2.0.2/24", "10.2.0.1")] {
-            assert!(ns.ip(n, &["addr", "add", addr, "dev", "e0"]));
-            assert!(ns.ip(n, &["route", "add", "default", "via", gw]));
-        }
-        // The router namespace must not forward: Switchyard does.
-        ns.sh(RTR, "sysctl -qw net.ipv4.ip_forward=0");
+        let ns = router_between_two_hosts();
         Some(Net { router: None, ns })
     }
 

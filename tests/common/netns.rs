@@ -151,3 +151,25 @@ impl Drop for Namespaces {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The router tests' network: namespace 0, a host (e0 10.1.0.2/24, default
+/// via 10.1.0.1); namespace 1, the router (r0 with MAC
+/// 02:00:0a:01:00:01 towards host 0, r1 with 02:00:0a:02:00:01 towards
+/// host 2, no addresses, kernel forwarding off: Switchyard routes);
+/// namespace 2, a host (e0 10.2.0.2/24, default via 10.2.0.1).
+pub fn router_between_two_hosts() -> Namespaces {
+    let ns = Namespaces::new(&["syh1", "syrt", "syh2"]);
+    ns.veth((0, "e0"), (1, "r0"));
+    ns.veth((1, "r1"), (2, "e0"));
+    assert!(ns.ip(1, &["link", "set", "r0", "address", "02:00:0a:01:00:01"]));
+    assert!(ns.ip(1, &["link", "set", "r1", "address", "02:00:0a:02:00:01"]));
+    for (n, dev) in [(0, "e0"), (1, "r0"), (1, "r1"), (2, "e0")] {
+        assert!(ns.ip(n, &["link", "set", dev, "up"]));
+    }
+    for (n, addr, gw) in [(0, "10.1.0.2/24", "10.1.0.1"), (2, "10.2.0.2/24", "10.2.0.1")] {
+        assert!(ns.ip(n, &["addr", "add", addr, "dev", "e0"]));
+        assert!(ns.ip(n, &["route", "add", "default", "via", gw]));
+    }
+    ns.sh(1, "sysctl -qw net.ipv4.ip_forward=0");
+    ns
+}

@@ -92,6 +92,12 @@ pub trait Element: std::any::Any + Send + 'static {
         Vec::new()
     }
 
+    /// What this element lends under its own name, to elements that name
+    /// it in their arguments (a FlowTable to its pinned selectors).
+    fn lends(&self) -> Option<Export> {
+        None
+    }
+
     /// Looks up what other elements of the same configuration lent
     /// ([`exports`](Element::exports)), after every element is configured
     /// and before [`initialize`](Element::initialize). An error is a
@@ -178,6 +184,7 @@ pub type Export = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 #[derive(Default)]
 pub struct Scope {
     names: std::collections::HashMap<String, (String, Export)>,
+    elements: std::collections::HashMap<String, Export>,
 }
 
 impl Scope {
@@ -191,6 +198,16 @@ impl Scope {
                 Ok(())
             }
         }
+    }
+
+    /// Records what the element `name` lends ([`Element::lends`]).
+    pub fn lend(&mut self, name: String, value: Export) {
+        self.elements.insert(name, value);
+    }
+
+    /// What the element `name` lends, if it is a `T`.
+    pub fn element<T: std::any::Any + Send + Sync>(&self, name: &str) -> Option<std::sync::Arc<T>> {
+        self.elements.get(name).and_then(|v| v.clone().downcast::<T>().ok())
     }
 
     /// The value lent under `name`, if it is a `T`.

@@ -400,6 +400,9 @@ pub fn build_limited(flat: &FlatConfig, registry: &Registry, limits: &Limits) ->
     // configuration alone.
     let mut scope = Scope::default();
     for (i, e) in elements.iter().enumerate() {
+        if let Some(value) = e.as_ref().and_then(|e| e.lends()) {
+            scope.lend(flat.elements[i].name.clone(), value);
+        }
         for (name, value) in e.as_ref().map(|e| e.exports()).unwrap_or_default() {
             if let Err(first) = scope.insert(name.clone(), &name_of(i), value) {
                 errors.push(Diagnostic::error(

@@ -39,6 +39,14 @@ pub struct Annotations {
     /// Flag bits: [`NET_HEADER`](Annotations::NET_HEADER),
     /// [`FIX_IP_SRC`](Annotations::FIX_IP_SRC).
     pub flags: u8,
+    /// The branch a flow table (FlowTable, before the hub) chose for this
+    /// packet, plus one; 0 when none did. A pinned selector forwards the
+    /// packet from that input only, so both copies of a packet are judged
+    /// alike.
+    pub branch: u8,
+    /// The flow table slot of the packet's flow, plus one; 0 when the flow
+    /// is not pinned. A pinned selector links the reply key it learns to it.
+    pub flow: u32,
     /// Click's ICMP parameter-problem annotation: the offset, from the
     /// start of the IP header, of the byte a parameter problem is about;
     /// set by IPGWOptions, read by ICMPError (type 12, code 0).

@@ -45,6 +45,7 @@ pub use nat::ip_rewriter_patterns::IPRewriterPatterns;
 pub use nat::tcp_rewriter::TCPRewriter;
 pub use nat::udp_rewriter::UDPRewriter;
 pub use rollback::canary_switch::CanarySwitch;
+pub use rollback::flow_table::FlowTable;
 pub use rollback::seq_check::SeqCheck;
 pub use rollback::shadow_compare::ShadowCompare;
 pub use rollback::watchdog::Watchdog;
@@ -95,6 +96,7 @@ pub const CLASSES: &[ElementClass] = &[
     EtherRewrite::CLASS,
     FixIPSrc::CLASS,
     FlowHash::CLASS,
+    FlowTable::CLASS,
     GetIPAddress::CLASS,
     HashSwitch::CLASS,
     HostEtherFilter::CLASS,

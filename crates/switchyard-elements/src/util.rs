@@ -109,7 +109,7 @@ impl SwitchPosition {
         self.0.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn set(&self, v: i64) {
+    pub fn set(&self, v: i64) {
         self.0.value.store(v, Relaxed);
         self.0.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
     }

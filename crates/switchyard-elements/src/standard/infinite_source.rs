@@ -20,7 +20,8 @@ documented! {
     /// - `STOP`: stop the router when LIMIT is reached; default false.
     /// - `LENGTH`: packet length in bytes; pads or truncates DATA.
     /// - `FLOWS`: with N > 1, the UDP source port (bytes 34-35) cycles
-    ///   through N values, so the packets form N flows; default 1.
+    ///   through N values, so the packets form N flows; past 64512 flows
+    ///   the destination port (bytes 36-37) varies too. Default 1.
     ///
     /// # Handlers
     /// - `count` (read): packets sent.

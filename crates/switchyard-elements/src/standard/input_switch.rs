@@ -1,6 +1,9 @@
+use crate::rollback::flow_table::{self, FlowShared};
 use crate::util::{check_position, SwitchPosition};
 use std::collections::VecDeque;
-use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use std::sync::Arc;
+use switchyard_core::handler::parse_in_range;
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Scope};
 
 documented! {
     /// Forwards packets from one input only and drops the others: the
@@ -19,12 +22,27 @@ documented! {
     /// bounded by that branch's lag. Packets no hub numbered switch at once,
     /// from the next batch.
     ///
+    /// Pinned mode (`PIN NAME`, after a `FlowTable` named NAME before the
+    /// hub): a flip applies to new flows only. Each flow stays on the
+    /// branch that took its first packet until it ends (FINs both ways or
+    /// an RST, then DONE_TIMEOUT; or an idle timeout), in both directions:
+    /// the FlowTable stamps every packet with its flow's branch before the
+    /// hub, and the selector forwards a packet only from the input its
+    /// stamp names, so each packet still leaves production exactly once.
+    /// The selector learns each flow's reply key from what its branch sent
+    /// out (the 5-tuple after the branch, reversed), so a reply path's
+    /// FlowTable input finds the pin even when the branch rewrote
+    /// addresses and ports (a NAT). Every selector pinning with one table
+    /// shares one position: a write to either moves both directions.
+    /// Packets the table did not stamp follow the position, as above.
+    ///
     /// # Ports
     /// Any number of inputs, one output; push.
     ///
     /// # Arguments
     /// - `K` (positional): the input to forward at start; -1 forwards none.
     ///   Default 0.
+    /// - `PIN`: the FlowTable that pins flows (pinned mode).
     ///
     /// # Handlers
     /// - `switch` (read/write, persistent): the input forwarded. A value
@@ -33,6 +51,15 @@ documented! {
     ///   batch without stopping traffic.
     /// - `boundary` (read): the sequence number at which the last flip took
     ///   effect (0 before any).
+    /// - Pinned mode only:
+    ///   - `switch` moves new flows only;
+    ///   - `force` (write): moves every flow at once, for an emergency:
+    ///     the table forgets its pins. Persisted as `switch`.
+    ///   - `pinned` (read): flows pinned per input, space-separated
+    ///     (`50 20`); with a parameter K, input K's count.
+    ///   - `drained` (read): `true` when no flow is pinned to an input other
+    ///     than the current one (the old branch may be removed); with a
+    ///     parameter K, when none is pinned to input K.
     ///
     /// # Example
     /// ```text
@@ -51,6 +78,9 @@ documented! {
         /// Highest sequence number seen per input (for forgetting segments).
         last_seen: Vec<u64>,
         boundary: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        /// Pinned mode: the FlowTable's name, then what it lent.
+        pin: Option<String>,
+        flows: Option<Arc<FlowShared>>,
     }
 }
 
@@ -69,6 +99,7 @@ impl InputSwitch {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let k = args.read_p::<i64>("K").unwrap_or(0);
+        let pin = args.read::<String>("PIN");
         let position = SwitchPosition::new(k);
         Some(Box::new(InputSwitch {
             generation: position.generation(),
@@ -78,6 +109,8 @@ impl InputSwitch {
             max_seen: 0,
             last_seen: Vec::new(),
             boundary: Default::default(),
+            pin,
+            flows: None,
         }))
     }
 
@@ -142,6 +175,18 @@ impl Element for InputSwitch {
         // are counted exactly once.
         if let Some(old) = downcast::<InputSwitch>(old) {
             let k = old.position.get();
+            if self.flows.is_some() {
+                // The position is the table's, shared with the other
+                // selectors: it takes the old value, not the old object.
+                if k < self.ports as i64 {
+                    self.position.set(k);
+                    self.generation = self.position.generation();
+                    self.segments = VecDeque::from([(0, k)]);
+                    self.max_seen = old.max_seen;
+                }
+                self.boundary = old.boundary;
+                return;
+            }
             if old.ports == self.ports {
                 self.position = old.position;
                 self.generation = old.generation;
@@ -158,14 +203,60 @@ impl Element for InputSwitch {
         }
     }
 
+    fn resolve(&mut self, scope: &Scope) -> Result<(), String> {
+        let Some(name) = &self.pin else { return Ok(()) };
+        let flows = scope
+            .element::<FlowShared>(name)
+            .ok_or_else(|| format!("PIN: no FlowTable named '{name}'"))?;
+        self.position = flows.attach(&self.position, 0)?;
+        self.generation = self.position.generation();
+        self.flows = Some(flows);
+        Ok(())
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         self.ports = ports.inputs.len();
+        if let Some(flows) = &self.flows {
+            flows.attach(&self.position, self.ports)?;
+        }
         self.last_seen = vec![0; self.ports];
         check_position(self.position.get(), self.ports)?;
         Ok(false)
     }
 
     fn push(&mut self, port: usize, mut batch: Batch, cx: &mut Context<'_>) {
+        if let Some(flows) = &self.flows {
+            // Stamped packets go by their stamp; the rest (if any) by the
+            // position, below.
+            let me = port as u8 + 1;
+            let mut rest = None;
+            let (mut unstamped, mut others) = (false, false);
+            for p in batch.iter() {
+                unstamped |= p.anno.branch == 0;
+                others |= p.anno.branch != me;
+            }
+            if unstamped {
+                let mut r = Batch::new();
+                batch.retain(|p| {
+                    if p.anno.branch != 0 {
+                        return p.anno.branch == me;
+                    }
+                    r.push(p.clone());
+                    false
+                });
+                rest = Some(r);
+            } else if others {
+                batch.retain(|p| p.anno.branch == me);
+            }
+            if !batch.is_empty() {
+                flow_table::learn(flows, &batch);
+                cx.push(0, batch);
+            }
+            match rest {
+                Some(r) => batch = r,
+                None => return,
+            }
+        }
         self.take_write();
         let (mut lo, mut hi) = (u64::MAX, 0);
         for p in batch.iter() {
@@ -203,13 +294,42 @@ impl Element for InputSwitch {
 
     fn handlers(&self) -> Vec<Handler> {
         let b = self.boundary.clone();
-        vec![
+        let mut handlers = vec![
             self.position.handler(self.ports),
             Handler::read_only("boundary", move || {
                 b.load(std::sync::atomic::Ordering::Relaxed).to_string()
             }),
-        ]
+        ];
+        if let Some(flows) = &self.flows {
+            handlers.extend(pinned_handlers(flows, &self.position, self.ports));
+        }
+        handlers
     }
+}
+
+/// `force`, `pinned` and `drained`, for a pinned selector with `ports`
+/// inputs.
+fn pinned_handlers(flows: &Arc<FlowShared>, position: &SwitchPosition, ports: usize) -> Vec<Handler> {
+    let max = ports as i64 - 1;
+    let (f, p) = (flows.clone(), position.clone());
+    let force = Handler::write_only("force", move |v| {
+        p.set(parse_in_range(v, -1..=max)?);
+        f.force();
+        Ok(())
+    })
+    .persists_as("switch");
+    let (d, dp, pos) = (flows.clone(), flows.clone(), position.clone());
+    let mut drained = Handler::read_only("drained", move || {
+        let here = pos.get();
+        let counts = d.pinned();
+        let others = counts.iter().enumerate().filter(|&(i, _)| i as i64 != here);
+        others.map(|(_, &c)| c).sum::<u64>().eq(&0).to_string()
+    });
+    drained.read_param = Some(Arc::new(move |k: &str| {
+        let k = parse_in_range(k, 0..=max)?;
+        Ok((dp.pinned().get(k as usize).copied().unwrap_or(0) == 0).to_string())
+    }));
+    vec![force, flows.pinned_handler(), drained]
 }
 
 #[cfg(test)]
@@ -319,5 +439,115 @@ mod tests {
         h.push(1, b);
         assert_eq!(h.count(0), 1);
         assert!(write("2").is_err());
+    }
+
+    /// A FlowTable before a two-copy "hub" and a pinned two-input selector,
+    /// driven by hand: each packet is stamped once, copied to both inputs
+    /// (painted with the input it came through), and the output is read.
+    struct Pinned {
+        table: Harness,
+        sel: Harness,
+        hs: Vec<Handler>,
+        next: u64,
+    }
+
+    impl Pinned {
+        fn new() -> Pinned {
+            use crate::testutil::element;
+            let mut table = element(crate::FlowTable::CLASS, "CAPACITY 100");
+            table
+                .initialize(&PortInfo {
+                    inputs: vec![Processing::Push],
+                    outputs: vec![Processing::Push],
+                })
+                .unwrap();
+            let mut scope = switchyard_core::Scope::default();
+            scope.lend("flows".into(), table.lends().unwrap());
+            let mut sel = element(InputSwitch::CLASS, "0, PIN flows");
+            sel.resolve(&scope).unwrap();
+            sel.initialize(&PortInfo {
+                inputs: vec![Processing::Push; 2],
+                outputs: vec![Processing::Push],
+            })
+            .unwrap();
+            let hs = sel.handlers();
+            Pinned {
+                table: Harness::new(table, 1, 1),
+                sel: Harness::new(sel, 2, 1),
+                hs,
+                next: 1,
+            }
+        }
+
+        /// One packet of each flow (a UDP source port); the branch each
+        /// left production from, in order.
+        fn send(&mut self, flows: &[u16]) -> Vec<u8> {
+            let mut b = Batch::new();
+            for &port in flows {
+                let mut f = crate::default_frame(64);
+                f[34..36].copy_from_slice(&port.to_be_bytes());
+                let mut p = switchyard_core::Packet::from_data(&f);
+                p.anno.seq = self.next;
+                self.next += 1;
+                b.push(p);
+            }
+            self.table.push(0, b);
+            for stamped in self.table.take(0) {
+                for input in 0..2 {
+                    let mut copy = Batch::new();
+                    for p in stamped.iter() {
+                        let mut c = p.clone();
+                        c.anno.paint = input as u8;
+                        copy.push(c);
+                    }
+                    self.sel.push(input, copy);
+                }
+            }
+            let out: Vec<(u64, u8)> = self
+                .sel
+                .take(0)
+                .iter()
+                .flat_map(|b| b.iter().map(|p| (p.anno.seq, p.anno.paint)).collect::<Vec<_>>())
+                .collect();
+            let mut seqs: Vec<u64> = out.iter().map(|o| o.0).collect();
+            seqs.sort_unstable();
+            let first = self.next - flows.len() as u64;
+            assert_eq!(seqs, (first..self.next).collect::<Vec<_>>(), "each packet leaves once");
+            let mut by_seq = out;
+            by_seq.sort_unstable();
+            by_seq.into_iter().map(|o| o.1).collect()
+        }
+    }
+
+    #[test]
+    fn a_pinned_flip_moves_new_flows_only_and_force_moves_all() {
+        use crate::testutil::{read, read_param, write};
+        let mut t = Pinned::new();
+        assert_eq!(t.send(&[1, 2, 3]), [0, 0, 0]);
+        write(&t.hs, "switch", "1").unwrap();
+        // Established flows stay on 0; new ones (4, 5) take 1.
+        assert_eq!(t.send(&[1, 4, 2, 5, 3]), [0, 1, 0, 1, 0]);
+        assert_eq!(read(&t.hs, "pinned"), "3 2");
+        assert_eq!(read_param(&t.hs, "pinned", "1").unwrap(), "2");
+        assert_eq!(read(&t.hs, "drained"), "false");
+        assert_eq!(read_param(&t.hs, "drained", "0").unwrap(), "false");
+        // Rolling back the same way: 4 and 5 stay on 1.
+        write(&t.hs, "switch", "0").unwrap();
+        assert_eq!(t.send(&[4, 6, 1]), [1, 0, 0]);
+        assert!(write(&t.hs, "force", "2").is_err(), "out of range");
+        write(&t.hs, "force", "1").unwrap();
+        assert_eq!(t.send(&[1, 4, 6, 7]), [1, 1, 1, 1], "forced: everything at once");
+        assert_eq!(read(&t.hs, "switch"), "1");
+        assert_eq!(read(&t.hs, "pinned"), "0 4");
+        assert_eq!(read(&t.hs, "drained"), "true");
+        assert_eq!(read_param(&t.hs, "drained", "0").unwrap(), "true");
+        assert!(read_param(&t.hs, "drained", "2").is_err());
+    }
+
+    #[test]
+    fn a_pin_names_a_flow_table() {
+        let mut sel = crate::testutil::element(InputSwitch::CLASS, "0, PIN nosuch");
+        let err = sel.resolve(&switchyard_core::Scope::default()).unwrap_err();
+        assert_eq!(err, "PIN: no FlowTable named 'nosuch'");
     }
 }

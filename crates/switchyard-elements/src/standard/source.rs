@@ -7,6 +7,9 @@ use std::sync::Arc;
 use switchyard_core::packet::{now_ns, MAX_BATCH};
 use switchyard_core::{Annotations, Args, Batch, Context, Data, Handler};
 
+/// Source ports a FLOWS source cycles through (1024 to 65535).
+const PORTS: u64 = 65536 - 1024;
+
 /// A 64-byte Ethernet/IPv4/UDP frame (10.0.0.1:1234 -> 10.0.0.2:5678),
 /// resized to `len` bytes (at least 42, the headers).
 pub fn default_frame(len: usize) -> Vec<u8> {
@@ -38,7 +41,7 @@ pub struct SourceCore {
     count: Arc<AtomicU64>,
     active: Arc<AtomicBool>,
     stop: bool,
-    /// With FLOWS N > 1, the UDP source port cycles through N values.
+    /// With FLOWS N > 1, the UDP ports cycle through N values.
     flows: u64,
     pub burst: usize,
 }
@@ -65,7 +68,7 @@ impl SourceCore {
             }
             len.min(65535)
         });
-        let flows = args.read::<u64>("FLOWS").unwrap_or(1).max(1);
+        let flows = args.read::<u64>("FLOWS").unwrap_or(1).clamp(1, PORTS * PORTS);
         let mut data = match data {
             Some(Data(d)) => d,
             None => default_frame(length.unwrap_or(64)),
@@ -123,6 +126,8 @@ impl SourceCore {
     }
 
     /// A batch of `n` fresh packets, stamped with one timestamp.
+    /// Flow f's source port is 1024 + f mod PORTS; past PORTS flows, the
+    /// destination port is 1024 + f / PORTS.
     pub fn make_batch(&self, n: usize) -> Batch {
         let anno = Annotations {
             timestamp_ns: now_ns(),
@@ -132,8 +137,13 @@ impl SourceCore {
         if self.flows > 1 && self.data.len() >= 36 {
             let flows = self.flows;
             return Batch::from_template_patched(&self.data, n, anno, |i, d| {
-                let port = 1024 + ((first + i as u64) % flows) as u16;
+                let f = (first + i as u64) % flows;
+                let port = 1024 + (f % PORTS) as u16;
                 d[34..36].copy_from_slice(&port.to_be_bytes());
+                if flows > PORTS {
+                    let port = 1024 + (f / PORTS) as u16;
+                    d[36..38].copy_from_slice(&port.to_be_bytes());
+                }
             });
         }
         Batch::from_template(&self.data, n, anno)
