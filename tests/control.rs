@@ -934,3 +934,45 @@ fn route_changes_are_validated_audited_persistent_and_reversible() {
     assert_eq!(r.client().read_param("rt.lookup", "10.0.0.2").unwrap().trim(), "0");
     assert_eq!(r.read("rt.table"), before);
 }
+
+#[test]
+fn pinned_switch_writes_are_audited_persistent_and_a_gate_reads_drained() {
+    let dir = scratch_dir();
+    let (state, audit) = (dir.join("state.json"), dir.join("audit.jsonl"));
+    let config = r#"RatedSource(RATE 2000, LENGTH 64) -> flows :: FlowTable -> hub :: Tee(2);
+        hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0, PIN flows);
+        hub[1] -> new :: Counter -> [1]sel;
+        sel -> out :: Counter -> Discard;
+        gate :: Watchdog(CONDITION "sel.drained == 0", INTERVAL 10ms, WRITE "sel.switch 0");"#;
+    let flags = ["--state", state.to_str().unwrap(), "--audit", audit.to_str().unwrap()];
+    let r = RouterProc::start_in(dir.clone(), config, &flags);
+    await_until("the source's flow to be pinned", || r.read("sel.pinned") == "1 0");
+    assert_eq!(r.read("sel.drained"), "true");
+    await_until("the gate to check", || r.num("gate.checks") >= 3);
+    assert_eq!(
+        r.read("gate.tripped"),
+        "false",
+        "drained reads as 1: {}",
+        r.read("gate.reason")
+    );
+    // A pinned flip leaves the flow on 0: branch 0 is not drained, and the
+    // gate (reading the boolean) acts.
+    r.client().write("sel.switch", "1").unwrap();
+    await_until("the gate to trip", || r.read("gate.tripped") == "true");
+    assert_eq!(r.read("sel.switch"), "0", "{}", r.read("gate.reason"));
+    // The forced write: validated, audited, persisted as the position.
+    let err = r.client().write("sel.force", "2").unwrap_err().to_string();
+    assert!(err.contains("520"), "{err}");
+    r.client().write("sel.force", "1").unwrap();
+    await_until("the flow to move", || r.read("sel.pinned") == "0 1");
+    let lines = audit_lines(&audit);
+    for (h, v) in [("sel.switch", "1"), ("sel.force", "1")] {
+        assert!(
+            lines.iter().any(|l| l["handler"] == h && l["new"] == v),
+            "{h}: {lines:?}"
+        );
+    }
+    let r = RouterProc::start_in(r.kill9(), config, &flags);
+    assert_eq!(r.read("sel.switch"), "1", "restored from the state file");
+    await_until("the flow to be pinned to 1", || r.read("sel.pinned") == "0 1");
+}

@@ -107,3 +107,86 @@ pub fn marked(bytes: &[u8]) -> Packet {
     }
     p
 }
+
+/// A FlowTable before a two-copy "hub" and a pinned two-input selector,
+/// driven by hand: each packet is stamped once, copied to both inputs
+/// (painted with the input it came through), and the output is read.
+pub struct Pinned {
+    table: Harness,
+    sel: Harness,
+    pub hs: Vec<Handler>,
+    next: u64,
+}
+
+/// A one-input FlowTable, and a scope where it is lent as `flows`.
+pub fn flow_table() -> (Box<dyn Element>, switchyard_core::Scope) {
+    let mut table = element(crate::FlowTable::CLASS, "CAPACITY 1000");
+    table
+        .initialize(&PortInfo {
+            inputs: vec![Processing::Push],
+            outputs: vec![Processing::Push],
+        })
+        .unwrap();
+    let mut scope = switchyard_core::Scope::default();
+    scope.lend("flows".into(), table.lends().unwrap());
+    (table, scope)
+}
+
+impl Pinned {
+    pub fn new(selector: ElementClass, config: &str) -> Pinned {
+        let (table, scope) = flow_table();
+        let mut sel = element(selector, config);
+        sel.resolve(&scope).unwrap();
+        sel.initialize(&PortInfo {
+            inputs: vec![Processing::Push; 2],
+            outputs: vec![Processing::Push],
+        })
+        .unwrap();
+        let hs = sel.handlers();
+        Pinned {
+            table: Harness::new(table, 1, 1),
+            sel: Harness::new(sel, 2, 1),
+            hs,
+            next: 1,
+        }
+    }
+
+    /// One packet of each flow (a UDP source port); the branch each
+    /// left production from, in order.
+    pub fn send(&mut self, flows: &[u16]) -> Vec<u8> {
+        let mut b = Batch::new();
+        for &port in flows {
+            let mut f = crate::default_frame(64);
+            f[34..36].copy_from_slice(&port.to_be_bytes());
+            let mut p = switchyard_core::Packet::from_data(&f);
+            p.anno.seq = self.next;
+            self.next += 1;
+            b.push(p);
+        }
+        self.table.push(0, b);
+        for stamped in self.table.take(0) {
+            for input in 0..2 {
+                let mut copy = Batch::new();
+                for p in stamped.iter() {
+                    let mut c = p.clone();
+                    c.anno.paint = input as u8;
+                    copy.push(c);
+                }
+                self.sel.push(input, copy);
+            }
+        }
+        let out: Vec<(u64, u8)> = self
+            .sel
+            .take(0)
+            .iter()
+            .flat_map(|b| b.iter().map(|p| (p.anno.seq, p.anno.paint)).collect::<Vec<_>>())
+            .collect();
+        let mut seqs: Vec<u64> = out.iter().map(|o| o.0).collect();
+        seqs.sort_unstable();
+        let first = self.next - flows.len() as u64;
+        assert_eq!(seqs, (first..self.next).collect::<Vec<_>>(), "each packet leaves once");
+        let mut by_seq = out;
+        by_seq.sort_unstable();
+        by_seq.into_iter().map(|o| o.1).collect()
+    }
+}

@@ -1,7 +1,8 @@
+use crate::rollback::flow_table::{self, FlowShared};
 use crate::standard::flow_hash::{flow_hash, mix};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo};
+use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Scope};
 
 documented! {
     /// Splits traffic between outputs by weight, flow by flow: every packet
@@ -31,6 +32,14 @@ documented! {
     /// A packet whose `flow_hash` annotation is set (by FlowHash) is keyed
     /// by it; otherwise its headers are parsed.
     ///
+    /// Pinned mode (`PIN NAME`, selector only, with a `FlowTable` named
+    /// NAME before the hub): a weight change applies to new flows only;
+    /// each flow stays on the branch that took its first packet until it
+    /// ends, in both directions, as InputSwitch's pinned mode describes.
+    /// The table draws new flows' branches by these weights (keyed by its
+    /// own flow hash). Every selector pinning with one table shares its
+    /// weights.
+    ///
     /// # Ports
     /// Splitter: one input, two or more outputs. Selector: two or more
     /// inputs, one output. Push.
@@ -39,6 +48,7 @@ documented! {
     /// - `WEIGHTS` (positional, mandatory): one non-negative integer per
     ///   output (splitter) or input (selector), space-separated, not all
     ///   zero: `WEIGHTS 95 5`.
+    /// - `PIN`: the FlowTable that pins flows (pinned mode).
     ///
     /// # Handlers
     /// - `weights` (read/write, persistent): the weights, as in the
@@ -63,12 +73,33 @@ documented! {
         cache: Vec<(u64, u8)>,
         scratch: Vec<Option<Batch>>,
         selector: bool,
+        /// Pinned mode: the FlowTable's name, then what it lent.
+        pin: Option<String>,
+        flows: Option<Arc<FlowShared>>,
     }
 }
 
-struct Weights {
+/// A CanarySwitch's weights, shared with its handler (and, pinned, with
+/// its FlowTable).
+pub struct Weights {
     values: Mutex<Vec<u32>>,
     generation: AtomicU64,
+}
+
+impl Weights {
+    pub fn values(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        self.values.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Incremented by every accepted write; read once per batch.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn set(&self, w: Vec<u32>) {
+        *self.values() = w;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// Direct-mapped cache of flow -> output, cleared when weights change.
@@ -96,6 +127,25 @@ fn parse_weights(text: &str, outputs: Option<usize>) -> Result<Vec<u32>, String>
     Ok(w)
 }
 
+/// The output for a flow under `weights`: highest weighted rendezvous
+/// score.
+pub fn choose(weights: &[f64], flow: u64) -> usize {
+    let mut best = (f64::NEG_INFINITY, 0);
+    for (i, &w) in weights.iter().enumerate() {
+        if w == 0.0 {
+            continue;
+        }
+        let h = mix(flow ^ mix(i as u64 + 1));
+        // u in (0, 1); score w / -ln(u) is the weighted HRW score.
+        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let score = w / -u.ln();
+        if score > best.0 {
+            best = (score, i);
+        }
+    }
+    best.1
+}
+
 impl CanarySwitch {
     pub const CLASS: ElementClass = ElementClass {
         name: "CanarySwitch",
@@ -106,6 +156,7 @@ impl CanarySwitch {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
+        let pin = args.read::<String>("PIN");
         let text = args.read_mp::<String>("WEIGHTS")?;
         let w = match parse_weights(&text, None) {
             Ok(w) => w,
@@ -128,26 +179,9 @@ impl CanarySwitch {
             cache: vec![(u64::MAX, 0); CACHE],
             scratch: Vec::new(),
             selector: false,
+            pin,
+            flows: None,
         }))
-    }
-
-    /// The output for a flow under `weights`: highest weighted rendezvous
-    /// score.
-    fn choose(weights: &[f64], flow: u64) -> usize {
-        let mut best = (f64::NEG_INFINITY, 0);
-        for (i, &w) in weights.iter().enumerate() {
-            if w == 0.0 {
-                continue;
-            }
-            let h = mix(flow ^ mix(i as u64 + 1));
-            // u in (0, 1); score w / -ln(u) is the weighted HRW score.
-            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            let score = w / -u.ln();
-            if score > best.0 {
-                best = (score, i);
-            }
-        }
-        best.1
     }
 
     /// The output for a packet under the newest weights (cached per flow),
@@ -158,13 +192,13 @@ impl CanarySwitch {
             h => mix(u64::from(h)),
         };
         if let Some(i) = older {
-            return CanarySwitch::choose(&self.segments[i].1, flow);
+            return choose(&self.segments[i].1, flow);
         }
         let slot = (flow as usize) % CACHE;
         if self.cache[slot].0 == flow {
             return self.cache[slot].1 as usize;
         }
-        let out = CanarySwitch::choose(&self.weights, flow);
+        let out = choose(&self.weights, flow);
         self.cache[slot] = (flow, out as u8);
         out
     }
@@ -221,6 +255,15 @@ impl CanarySwitch {
 impl Element for CanarySwitch {
     fn take_state(&mut self, old: Box<dyn Element>) {
         if let Some(old) = downcast::<CanarySwitch>(old) {
+            if self.flows.is_some() {
+                // The weights are the table's, shared with the other
+                // selectors: they take the old values, not the old object.
+                if old.weights.len() == self.weights.len() {
+                    self.shared.set(old.shared.values().clone());
+                    self.max_seen = old.max_seen;
+                }
+                return;
+            }
             if old.weights.len() == self.weights.len() {
                 self.shared = old.shared;
                 self.weights = old.weights.clone();
@@ -238,6 +281,16 @@ impl Element for CanarySwitch {
         }
     }
 
+    fn resolve(&mut self, scope: &Scope) -> Result<(), String> {
+        let Some(flows) = flow_table::named(scope, self.pin.as_deref())? else {
+            return Ok(());
+        };
+        self.shared = flows.attach_weights(&self.shared, 0)?;
+        self.generation = self.shared.generation();
+        self.flows = Some(flows);
+        Ok(())
+    }
+
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         let n = self.weights.len();
         let (ins, outs) = (ports.inputs.len(), ports.outputs.len());
@@ -252,10 +305,24 @@ impl Element for CanarySwitch {
             let what = if self.selector { "inputs" } else { "outputs" };
             return Err(format!("{n} weights for {branches} {what}"));
         }
+        if let Some(flows) = &self.flows {
+            if !self.selector {
+                return Err("PIN works on a selector (inputs after a hub), not a splitter".into());
+            }
+            flows.attach_weights(&self.shared, ins)?;
+        }
         Ok(false)
     }
 
     fn push(&mut self, port: usize, mut batch: Batch, cx: &mut Context<'_>) {
+        if let Some(flows) = &self.flows {
+            // Stamped packets go by their stamp; the rest (if any) by the
+            // weights, below.
+            match flow_table::select(flows, port, batch, cx) {
+                Some(rest) => batch = rest,
+                None => return,
+            }
+        }
         self.take_weights();
         if self.selector {
             let hi = batch.iter().map(|p| p.anno.seq).max().unwrap_or(0);
@@ -290,7 +357,7 @@ impl Element for CanarySwitch {
     fn handlers(&self) -> Vec<Handler> {
         let (r, w) = (self.shared.clone(), self.shared.clone());
         let n = self.weights.len();
-        vec![Handler::read_write(
+        let mut handlers = vec![Handler::read_write(
             "weights",
             move || {
                 r.values
@@ -302,13 +369,21 @@ impl Element for CanarySwitch {
                     .join(" ")
             },
             move |v| {
-                let new = parse_weights(v, Some(n))?;
-                *w.values.lock().expect("weights") = new;
-                w.generation.fetch_add(1, Ordering::Release);
+                w.set(parse_weights(v, Some(n))?);
                 Ok(())
             },
         )
-        .persistent()]
+        .persistent()];
+        if let Some(flows) = &self.flows {
+            let (f, c) = (self.shared.clone(), self.shared.clone());
+            let force = move |v: &str| {
+                f.set(parse_weights(v, Some(n))?);
+                Ok(())
+            };
+            let current = move |i: usize| c.values().get(i).is_some_and(|&w| w > 0);
+            handlers.extend(flow_table::pinned_handlers(flows, n, "weights", force, current));
+        }
+        handlers
     }
 }
 
@@ -509,5 +584,43 @@ mod tests {
         assert!(write("0 0").unwrap_err().contains("all zero"));
         assert!(write("-1 5").unwrap_err().contains("not a non-negative integer"));
         assert!(write("100 0").is_ok(), "full rollback to the old branch");
+    }
+
+    #[test]
+    fn a_pinned_weight_change_moves_new_flows_only() {
+        use crate::testutil::{read, read_param, write, Pinned};
+        let mut t = Pinned::new(CanarySwitch::CLASS, "WEIGHTS 100 0, PIN flows");
+        let old: Vec<u16> = (1..=20).collect();
+        assert_eq!(t.send(&old), [0; 20]);
+        write(&t.hs, "weights", "50 50").unwrap();
+        // Established flows stay; new ones split by weight.
+        assert_eq!(t.send(&old), [0; 20]);
+        let new: Vec<u16> = (100..300).collect();
+        let got = t.send(&new);
+        let ones = got.iter().filter(|&&b| b == 1).count();
+        assert!((60..140).contains(&ones), "about half of 200 new flows on 1: {ones}");
+        assert_eq!(t.send(&new), got, "and they stay where they started");
+        assert_eq!(read(&t.hs, "drained"), "true", "no input has weight 0");
+        write(&t.hs, "weights", "0 100").unwrap();
+        assert_eq!(read(&t.hs, "drained"), "false", "input 0 still holds flows");
+        assert_eq!(read_param(&t.hs, "pinned", "1").unwrap(), ones.to_string());
+        write(&t.hs, "force", "0 100").unwrap();
+        assert_eq!(t.send(&old), [1; 20], "forced: everything at once");
+        assert_eq!(read_param(&t.hs, "drained", "0").unwrap(), "true");
+        assert!(write(&t.hs, "force", "0 0").is_err());
+    }
+
+    #[test]
+    fn pin_needs_the_selector_form() {
+        let (_table, scope) = crate::testutil::flow_table();
+        let mut c = crate::testutil::element(CanarySwitch::CLASS, "WEIGHTS 1 1, PIN flows");
+        c.resolve(&scope).unwrap();
+        let err = c
+            .initialize(&PortInfo {
+                inputs: vec![Processing::Push],
+                outputs: vec![Processing::Push; 2],
+            })
+            .unwrap_err();
+        assert!(err.contains("selector"), "{err}");
     }
 }

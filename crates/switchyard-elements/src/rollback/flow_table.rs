@@ -26,14 +26,16 @@
 //! per batch; handlers take it to count. Nothing is allocated per packet:
 //! slots are reused, and the index is sized for the capacity.
 
+use crate::rollback::canary_switch::{choose, Weights};
 use crate::standard::flow_hash::mix;
 use crate::util::SwitchPosition;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
+use switchyard_core::packet::MAX_BATCH;
 use switchyard_core::{
     documented, downcast, handler::parse_in_range, Args, Batch, Context, Element, ElementClass, Export, Handler,
-    Packet, PortInfo, Seconds,
+    Packet, PortInfo, Scope, Seconds,
 };
 
 documented! {
@@ -101,11 +103,57 @@ documented! {
         shared: Arc<FlowShared>,
         force_seen: u64,
         ports: usize,
-        /// Per batch: each packet's key, TCP flags and hash.
-        keys: Vec<Option<(Key, Option<u8>, u64)>>,
-        slots: Vec<u32>,
+        /// Per batch, per packet: what `stamp` parsed.
+        scratch: Box<Scratch>,
+        /// A CanarySwitch's weights, as of generation `weights_seen`.
+        weights: Vec<f64>,
+        weights_seen: u64,
     }
 }
+
+/// What decides a new flow's branch.
+pub enum Steering {
+    /// An InputSwitch's position: every new flow.
+    Position(SwitchPosition),
+    /// A CanarySwitch's weights: flow by flow.
+    Weights(Arc<Weights>),
+}
+
+/// Where a batch's new flows go.
+enum Fresh<'a> {
+    /// One branch (None: drop, the selectors' -1).
+    At(Option<u8>),
+    /// By weighted rendezvous on the flow's hash.
+    Weighted(&'a [f64]),
+}
+
+impl Fresh<'_> {
+    #[inline]
+    fn branch(&self, hash: u64) -> Option<u8> {
+        match self {
+            Fresh::At(b) => *b,
+            Fresh::Weighted(w) => Some(choose(w, hash) as u8),
+        }
+    }
+
+    /// For an InputSwitch position (-1 stamps nothing: the selectors drop).
+    fn at(position: i64) -> Fresh<'static> {
+        Fresh::At(u8::try_from(position).ok().filter(|&b| b < u8::MAX))
+    }
+}
+
+/// A batch's keys, hashes and TCP flags, parsed once (arrays, not
+/// vectors: the loops over them stay small).
+struct Scratch {
+    keys: [Key; MAX_BATCH],
+    hashes: [u64; MAX_BATCH],
+    /// [`NO_KEY`], [`NOT_TCP`], or `TCP | flags`.
+    meta: [u16; MAX_BATCH],
+}
+
+const NO_KEY: u16 = 0;
+const NOT_TCP: u16 = 1;
+const TCP_FLAGS: u16 = 0x100;
 
 /// A flow's key: its IPv4 5-tuple as a packet carries it, never 0.
 pub type Key = u128;
@@ -113,9 +161,9 @@ pub type Key = u128;
 /// What a FlowTable lends its selectors.
 pub struct FlowShared {
     pins: Mutex<Pins>,
-    /// The position new flows follow, shared by every selector that pins
-    /// with this table (the first to resolve sets it).
-    position: OnceLock<SwitchPosition>,
+    /// What new flows follow, shared by every selector that pins with this
+    /// table (the first to resolve sets it).
+    steering: OnceLock<Steering>,
     /// Bumped by a forced write: the table forgets every pin.
     force: AtomicU64,
     /// The most inputs of a selector pinning with this table.
@@ -129,17 +177,30 @@ impl FlowShared {
         self.pins.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The position a selector with `ports` inputs starting at `k` shares:
-    /// the first selector's; a second must agree on where they start.
-    pub fn attach(&self, position: &SwitchPosition, ports: usize) -> Result<SwitchPosition, String> {
+    /// The position an InputSwitch with `ports` inputs shares: the first
+    /// selector's; a second must agree on where they start.
+    pub fn attach_position(&self, position: &SwitchPosition, ports: usize) -> Result<SwitchPosition, String> {
         self.branches.fetch_max(ports, Ordering::Relaxed);
-        match self.position.get_or_init(|| position.clone()) {
-            p if p.get() == position.get() => Ok(p.clone()),
-            p => Err(format!(
+        match self.steering.get_or_init(|| Steering::Position(position.clone())) {
+            Steering::Position(p) if p.get() == position.get() => Ok(p.clone()),
+            Steering::Position(p) => Err(format!(
                 "starts at {}, but a selector pinning with the same table starts at {}",
                 position.get(),
                 p.get()
             )),
+            Steering::Weights(_) => Err("the table is steered by a CanarySwitch's weights".into()),
+        }
+    }
+
+    /// The weights a CanarySwitch with `ports` inputs shares: the first
+    /// selector's; a second must start with the same.
+    pub fn attach_weights(&self, weights: &Arc<Weights>, ports: usize) -> Result<Arc<Weights>, String> {
+        self.branches.fetch_max(ports, Ordering::Relaxed);
+        match self.steering.get_or_init(|| Steering::Weights(weights.clone())) {
+            // (The same Arc when a selector attaches again: one lock.)
+            Steering::Weights(w) if Arc::ptr_eq(w, weights) || *w.values() == weights.values().clone() => Ok(w.clone()),
+            Steering::Weights(_) => Err("a selector pinning with the same table starts with other weights".into()),
+            Steering::Position(_) => Err("the table is steered by an InputSwitch's position".into()),
         }
     }
 
@@ -242,10 +303,14 @@ impl KeyIndex {
     /// alike, so a branch that rewrites nothing needs no second entry.
     #[inline]
     fn hash(key: Key) -> u64 {
-        // The halves folded, then one full 64-bit mix, so that the low bits
-        // the table uses depend on every bit of the key.
-        let key = canonical(key);
-        mix((key as u64) ^ ((key >> 64) as u64).rotate_left(31)).max(1)
+        // The two ends (address and port, 48 bits each) in order, so both
+        // directions agree, then mixed in two steps (mix is a bijection):
+        // no structure in addresses and ports makes two keys collide.
+        let a = ((key >> 96) as u64) << 16 | u64::from((key >> 48) as u16);
+        let b = u64::from((key >> 64) as u32) << 16 | u64::from((key >> 32) as u16);
+        let (x, y) = if a <= b { (a, b) } else { (b, a) };
+        let proto = u64::from((key >> 8) as u8);
+        mix(y ^ mix(x | proto << 48)).max(1)
     }
 
     #[inline]
@@ -556,40 +621,42 @@ impl Pins {
 
 /// Where the IPv4 header starts: the network header annotation, else an
 /// Ethernet frame's payload (one VLAN tag skipped).
-#[inline]
+#[inline(always)]
 fn ip_header(p: &Packet) -> Option<&[u8]> {
     if let Some(h) = p.network_header() {
         return Some(h);
     }
     let d = p.data();
-    let mut off = 12;
-    if d.get(12..14)? == [0x81, 0x00] {
-        off = 16;
-    }
-    (d.get(off..off + 2)? == [0x08, 0x00]).then(|| &d[off + 2..])
+    let off = match d.get(12..18)? {
+        [0x08, 0x00, ..] => 14,
+        [0x81, 0x00, _, _, 0x08, 0x00] => 18,
+        _ => return None,
+    };
+    d.get(off..)
 }
 
 /// The packet's flow key and, for TCP, its flags.
-#[inline]
+#[inline(always)]
 pub fn key_of(p: &Packet) -> Option<(Key, Option<u8>)> {
     let h = ip_header(p)?;
-    if h.len() < 20 || h[0] >> 4 != 4 {
+    let ip: &[u8; 20] = h.get(..20)?.try_into().ok()?;
+    if ip[0] >> 4 != 4 {
         return None;
     }
-    let hl = usize::from(h[0] & 0xf) * 4;
-    let proto = h[9];
-    let later_fragment = u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0;
-    let l4 = if hl >= 20 && !later_fragment { h.get(hl..) } else { None };
-    let ports = match (proto, l4) {
-        (6 | 17 | 132, Some(t)) if t.len() >= 4 => u32::from_be_bytes([t[0], t[1], t[2], t[3]]),
-        _ => 0,
-    };
-    let flags = match (proto, l4) {
-        (TCP, Some(t)) if t.len() >= 14 => Some(t[13]),
-        _ => None,
-    };
-    let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    let hl = usize::from(ip[0] & 0xf) * 4;
+    let proto = ip[9];
+    let first_fragment = ip[6] & 0x1f == 0 && ip[7] == 0;
+    let (mut ports, mut flags) = (0u32, None);
+    if first_fragment && hl >= 20 && matches!(proto, 6 | 17 | 132) {
+        if let Some(&[a, b, c, d]) = h.get(hl..hl + 4) {
+            ports = u32::from_be_bytes([a, b, c, d]);
+        }
+        if proto == TCP {
+            flags = h.get(hl + 13).copied();
+        }
+    }
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
     let key =
         (u128::from(src) << 96) | (u128::from(dst) << 64) | (u128::from(ports) << 32) | (u128::from(proto) << 8) | 1;
     Some((key, flags))
@@ -610,6 +677,80 @@ pub fn reverse(k: Key) -> Key {
         | (u128::from(dport) << 48)
         | (u128::from(sport) << 32)
         | (k & 0xffff_ffff)
+}
+
+/// The table a selector's `PIN` argument names, if it has one.
+pub fn named(scope: &Scope, pin: Option<&str>) -> Result<Option<Arc<FlowShared>>, String> {
+    let Some(name) = pin else { return Ok(None) };
+    match scope.element::<FlowShared>(name) {
+        Some(flows) => Ok(Some(flows)),
+        None => Err(format!("PIN: no FlowTable named '{name}'")),
+    }
+}
+
+/// A pinned selector's input `port`: forwards, learning their reply keys,
+/// the packets of `batch` stamped for this input, drops those stamped for
+/// another, and returns the unstamped ones (if any) for the selector's own
+/// rule.
+pub fn select(flows: &FlowShared, port: usize, mut batch: Batch, cx: &mut Context<'_>) -> Option<Batch> {
+    let me = port as u8 + 1;
+    let (mut unstamped, mut others) = (false, false);
+    for p in batch.iter() {
+        unstamped |= p.anno.branch == 0;
+        others |= p.anno.branch != me;
+    }
+    let mut rest = None;
+    if unstamped {
+        let mut r = Batch::new();
+        batch.retain(|p| {
+            if p.anno.branch != 0 {
+                return p.anno.branch == me;
+            }
+            r.push(p.clone());
+            false
+        });
+        rest = Some(r);
+    } else if others {
+        batch.retain(|p| p.anno.branch == me);
+    }
+    if !batch.is_empty() {
+        learn(flows, &batch);
+        cx.push(0, batch);
+    }
+    rest
+}
+
+/// A pinned selector's `force`, `pinned` and `drained` handlers, for
+/// `ports` inputs. `force` applies a value as the selector's own write
+/// does, then has the table forget every pin; `current` says which inputs
+/// new flows may take (`drained` without a parameter asks about the
+/// others).
+pub fn pinned_handlers(
+    flows: &Arc<FlowShared>,
+    ports: usize,
+    persisted: &str,
+    force: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    current: impl Fn(usize) -> bool + Send + Sync + 'static,
+) -> Vec<Handler> {
+    let f = flows.clone();
+    let force = Handler::write_only("force", move |v| {
+        force(v)?;
+        f.force();
+        Ok(())
+    })
+    .persists_as(persisted);
+    let (d, dp) = (flows.clone(), flows.clone());
+    let mut drained = Handler::read_only("drained", move || {
+        let counts = d.pinned();
+        let stale = counts.iter().enumerate().filter(|&(i, _)| !current(i));
+        (stale.map(|(_, &c)| c).sum::<u64>() == 0).to_string()
+    });
+    let max = ports as i64 - 1;
+    drained.read_param = Some(Arc::new(move |k: &str| {
+        let k = parse_in_range(k, 0..=max)?;
+        Ok((dp.pinned().get(k as usize).copied().unwrap_or(0) == 0).to_string())
+    }));
+    vec![force, flows.pinned_handler(), drained]
 }
 
 /// Links the reply keys of `batch`, which left a pinned selector, to
@@ -652,58 +793,72 @@ impl FlowTable {
         Some(Box::new(FlowTable {
             shared: Arc::new(FlowShared {
                 pins: Mutex::new(Pins::new(capacity as usize, [timeout, tcp, done])),
-                position: OnceLock::new(),
+                steering: OnceLock::new(),
                 force: AtomicU64::new(0),
                 branches: AtomicUsize::new(0),
             }),
             force_seen: 0,
             ports: 0,
-            keys: Vec::with_capacity(switchyard_core::packet::MAX_BATCH),
-            slots: Vec::with_capacity(switchyard_core::packet::MAX_BATCH),
+            weights: Vec::new(),
+            weights_seen: 0,
+            scratch: Box::new(Scratch {
+                keys: [0; MAX_BATCH],
+                hashes: [0; MAX_BATCH],
+                meta: [0; MAX_BATCH],
+            }),
         }))
     }
 
-    /// Stamps and pins `batch` at `now` (ms since the table's base), for
-    /// new flows at `position`.
-    fn stamp(&mut self, pins: &mut Pins, batch: &mut Batch, position: i64, now: u64) {
+    /// Stamps and pins `batch` at `now` (ms since the table's base), new
+    /// flows where `fresh` says.
+    fn stamp(&mut self, pins: &mut Pins, batch: &mut Batch, fresh: &Fresh, now: u64) {
         let force = self.shared.force.load(Ordering::Acquire);
         if force != self.force_seen {
             self.force_seen = force;
             pins.clear();
         }
         pins.expire(now, SWEEP);
-        // -1 (drop everything) stamps nothing: the selectors drop.
-        let fresh = u8::try_from(position).ok().filter(|&b| b < u8::MAX);
         // First every packet's key, then a load of its index entry, then
         // of its flow: independent loads the processor overlaps, where one
-        // lookup after another would wait for each miss in turn.
-        // Small loops, so that many loads are in flight at once.
-        self.keys.clear();
-        self.keys.extend(
-            batch
-                .iter()
-                .map(|p| key_of(p).map(|(key, flags)| (key, flags, KeyIndex::hash(key)))),
-        );
-        self.slots.clear();
-        let hashes = self.keys.iter().flatten().map(|k| k.2);
-        self.slots.extend(hashes.map(|h| pins.index.touch(h)));
+        // lookup after another would wait for each miss in turn. Small
+        // loops, so that many loads are in flight at once.
+        let sc = &mut *self.scratch;
+        let n = batch.len().min(MAX_BATCH);
+        for (i, p) in batch.iter().take(n).enumerate() {
+            match key_of(p) {
+                Some((key, flags)) => {
+                    sc.keys[i] = key;
+                    sc.hashes[i] = KeyIndex::hash(key);
+                    sc.meta[i] = flags.map_or(NOT_TCP, |f| TCP_FLAGS | u16::from(f));
+                }
+                None => {
+                    sc.hashes[i] = 0;
+                    sc.meta[i] = NO_KEY;
+                }
+            }
+        }
+        let mut slots = [0u32; MAX_BATCH];
+        for (s, &h) in slots.iter_mut().zip(&sc.hashes[..n]) {
+            *s = pins.index.touch(h);
+        }
         let mut hint = 0u32;
-        for &s in &self.slots {
+        for &s in &slots[..n] {
             hint ^= pins.flows.get(s as usize).map_or(0, |f| f.deadline as u32);
         }
         std::hint::black_box(hint);
-        for (p, k) in batch.packets_mut().iter_mut().zip(&self.keys) {
-            let (branch, flow) = match *k {
-                None => (fresh, None),
-                Some((key, flags, hash)) => {
-                    let known = pins.lookup(hash, now).filter(|&s| pins.touch(s, key, flags, now));
-                    match known {
-                        Some(s) => (Some(pins.flows[s as usize].branch), Some(s)),
-                        None => match fresh {
-                            Some(b) => (Some(b), pins.insert(key, b, flags, now)),
-                            None => (None, None),
-                        },
-                    }
+        for (i, p) in batch.packets_mut().iter_mut().take(n).enumerate() {
+            let (key, hash, meta) = (sc.keys[i], sc.hashes[i], sc.meta[i]);
+            let flags = (meta & TCP_FLAGS != 0).then_some(meta as u8);
+            let (branch, flow) = if meta == NO_KEY {
+                (fresh.branch(0), None)
+            } else {
+                let known = pins.lookup(hash, now).filter(|&s| pins.touch(s, key, flags, now));
+                match known {
+                    Some(s) => (Some(pins.flows[s as usize].branch), Some(s)),
+                    None => match fresh.branch(hash) {
+                        Some(b) => (Some(b), pins.insert(key, b, flags, now)),
+                        None => (None, None),
+                    },
                 }
             };
             p.anno.branch = branch.map_or(0, |b| b + 1);
@@ -742,12 +897,25 @@ impl Element for FlowTable {
     }
 
     fn push(&mut self, port: usize, mut batch: Batch, cx: &mut Context<'_>) {
-        let position = self.shared.position.get().map_or(0, SwitchPosition::get);
         let shared = self.shared.clone();
+        let mut weights = std::mem::take(&mut self.weights);
+        let fresh = match shared.steering.get() {
+            None => Fresh::at(0),
+            Some(Steering::Position(p)) => Fresh::at(p.get()),
+            Some(Steering::Weights(w)) => {
+                let g = w.generation();
+                if g != self.weights_seen || weights.is_empty() {
+                    self.weights_seen = g;
+                    weights = w.values().iter().map(|&x| f64::from(x)).collect();
+                }
+                Fresh::Weighted(&weights)
+            }
+        };
         let mut pins = shared.pins();
         let now = pins.now();
-        self.stamp(&mut pins, &mut batch, position, now);
+        self.stamp(&mut pins, &mut batch, &fresh, now);
         drop(pins);
+        self.weights = weights;
         cx.push(port, batch);
     }
 
@@ -797,7 +965,7 @@ mod tests {
     fn stamp(t: &mut FlowTable, pins: &mut Pins, p: Packet, position: i64, now: u64) -> (u8, u32) {
         let mut b = Batch::new();
         b.push(p);
-        t.stamp(pins, &mut b, position, now);
+        t.stamp(pins, &mut b, &Fresh::at(position), now);
         let p = &b.packets()[0];
         (p.anno.branch, p.anno.flow)
     }

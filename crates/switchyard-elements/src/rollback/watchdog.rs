@@ -22,7 +22,8 @@ documented! {
     /// # Arguments
     /// - `CONDITION` (positional, mandatory): `A OP B`, where OP is one of
     ///   `>`, `>=`, `<`, `<=`, `==`, `!=` and each side is a number, a read
-    ///   handler (`cmp.divergence_rate`) or `NUMBER * HANDLER`; quoted:
+    ///   handler (`cmp.divergence_rate`; `true` and `false` read as 1 and
+    ///   0) or `NUMBER * HANDLER`; quoted:
     ///   `CONDITION "new.rate < 0.5 * old.rate"`.
     /// - `WRITE` (repeatable, mandatory): `HANDLER VALUE`, e.g.
     ///   `WRITE "sel.switch 0", WRITE "canary.weights 100 0"`.
@@ -201,10 +202,12 @@ impl Watchdog {
             Term::Number(v) => Ok(*v),
             Term::Handler { scale, name } => {
                 let s = cx.control().read(name)?;
-                let v: f64 = s
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{name} is not a number: '{}'", s.trim()))?;
+                // Click's booleans count as 1 and 0 (`fsel.drained == 1`).
+                let v: f64 = match s.trim() {
+                    "true" => 1.0,
+                    "false" => 0.0,
+                    t => t.parse().map_err(|_| format!("{name} is not a number: '{t}'"))?,
+                };
                 Ok(scale * v)
             }
         }

@@ -204,11 +204,10 @@ impl Element for InputSwitch {
     }
 
     fn resolve(&mut self, scope: &Scope) -> Result<(), String> {
-        let Some(name) = &self.pin else { return Ok(()) };
-        let flows = scope
-            .element::<FlowShared>(name)
-            .ok_or_else(|| format!("PIN: no FlowTable named '{name}'"))?;
-        self.position = flows.attach(&self.position, 0)?;
+        let Some(flows) = flow_table::named(scope, self.pin.as_deref())? else {
+            return Ok(());
+        };
+        self.position = flows.attach_position(&self.position, 0)?;
         self.generation = self.position.generation();
         self.flows = Some(flows);
         Ok(())
@@ -217,7 +216,7 @@ impl Element for InputSwitch {
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
         self.ports = ports.inputs.len();
         if let Some(flows) = &self.flows {
-            flows.attach(&self.position, self.ports)?;
+            flows.attach_position(&self.position, self.ports)?;
         }
         self.last_seen = vec![0; self.ports];
         check_position(self.position.get(), self.ports)?;
@@ -228,32 +227,8 @@ impl Element for InputSwitch {
         if let Some(flows) = &self.flows {
             // Stamped packets go by their stamp; the rest (if any) by the
             // position, below.
-            let me = port as u8 + 1;
-            let mut rest = None;
-            let (mut unstamped, mut others) = (false, false);
-            for p in batch.iter() {
-                unstamped |= p.anno.branch == 0;
-                others |= p.anno.branch != me;
-            }
-            if unstamped {
-                let mut r = Batch::new();
-                batch.retain(|p| {
-                    if p.anno.branch != 0 {
-                        return p.anno.branch == me;
-                    }
-                    r.push(p.clone());
-                    false
-                });
-                rest = Some(r);
-            } else if others {
-                batch.retain(|p| p.anno.branch == me);
-            }
-            if !batch.is_empty() {
-                flow_table::learn(flows, &batch);
-                cx.push(0, batch);
-            }
-            match rest {
-                Some(r) => batch = r,
+            match flow_table::select(flows, port, batch, cx) {
+                Some(rest) => batch = rest,
                 None => return,
             }
         }
@@ -301,35 +276,17 @@ impl Element for InputSwitch {
             }),
         ];
         if let Some(flows) = &self.flows {
-            handlers.extend(pinned_handlers(flows, &self.position, self.ports));
+            let (p, c) = (self.position.clone(), self.position.clone());
+            let max = self.ports as i64 - 1;
+            let force = move |v: &str| {
+                p.set(parse_in_range(v, -1..=max)?);
+                Ok(())
+            };
+            let current = move |i: usize| c.get() == i as i64;
+            handlers.extend(flow_table::pinned_handlers(flows, self.ports, "switch", force, current));
         }
         handlers
     }
-}
-
-/// `force`, `pinned` and `drained`, for a pinned selector with `ports`
-/// inputs.
-fn pinned_handlers(flows: &Arc<FlowShared>, position: &SwitchPosition, ports: usize) -> Vec<Handler> {
-    let max = ports as i64 - 1;
-    let (f, p) = (flows.clone(), position.clone());
-    let force = Handler::write_only("force", move |v| {
-        p.set(parse_in_range(v, -1..=max)?);
-        f.force();
-        Ok(())
-    })
-    .persists_as("switch");
-    let (d, dp, pos) = (flows.clone(), flows.clone(), position.clone());
-    let mut drained = Handler::read_only("drained", move || {
-        let here = pos.get();
-        let counts = d.pinned();
-        let others = counts.iter().enumerate().filter(|&(i, _)| i as i64 != here);
-        others.map(|(_, &c)| c).sum::<u64>().eq(&0).to_string()
-    });
-    drained.read_param = Some(Arc::new(move |k: &str| {
-        let k = parse_in_range(k, 0..=max)?;
-        Ok((dp.pinned().get(k as usize).copied().unwrap_or(0) == 0).to_string())
-    }));
-    vec![force, flows.pinned_handler(), drained]
 }
 
 #[cfg(test)]
@@ -441,88 +398,10 @@ mod tests {
         assert!(write("2").is_err());
     }
 
-    /// A FlowTable before a two-copy "hub" and a pinned two-input selector,
-    /// driven by hand: each packet is stamped once, copied to both inputs
-    /// (painted with the input it came through), and the output is read.
-    struct Pinned {
-        table: Harness,
-        sel: Harness,
-        hs: Vec<Handler>,
-        next: u64,
-    }
-
-    impl Pinned {
-        fn new() -> Pinned {
-            use crate::testutil::element;
-            let mut table = element(crate::FlowTable::CLASS, "CAPACITY 100");
-            table
-                .initialize(&PortInfo {
-                    inputs: vec![Processing::Push],
-                    outputs: vec![Processing::Push],
-                })
-                .unwrap();
-            let mut scope = switchyard_core::Scope::default();
-            scope.lend("flows".into(), table.lends().unwrap());
-            let mut sel = element(InputSwitch::CLASS, "0, PIN flows");
-            sel.resolve(&scope).unwrap();
-            sel.initialize(&PortInfo {
-                inputs: vec![Processing::Push; 2],
-                outputs: vec![Processing::Push],
-            })
-            .unwrap();
-            let hs = sel.handlers();
-            Pinned {
-                table: Harness::new(table, 1, 1),
-                sel: Harness::new(sel, 2, 1),
-                hs,
-                next: 1,
-            }
-        }
-
-        /// One packet of each flow (a UDP source port); the branch each
-        /// left production from, in order.
-        fn send(&mut self, flows: &[u16]) -> Vec<u8> {
-            let mut b = Batch::new();
-            for &port in flows {
-                let mut f = crate::default_frame(64);
-                f[34..36].copy_from_slice(&port.to_be_bytes());
-                let mut p = switchyard_core::Packet::from_data(&f);
-                p.anno.seq = self.next;
-                self.next += 1;
-                b.push(p);
-            }
-            self.table.push(0, b);
-            for stamped in self.table.take(0) {
-                for input in 0..2 {
-                    let mut copy = Batch::new();
-                    for p in stamped.iter() {
-                        let mut c = p.clone();
-                        c.anno.paint = input as u8;
-                        copy.push(c);
-                    }
-                    self.sel.push(input, copy);
-                }
-            }
-            let out: Vec<(u64, u8)> = self
-                .sel
-                .take(0)
-                .iter()
-                .flat_map(|b| b.iter().map(|p| (p.anno.seq, p.anno.paint)).collect::<Vec<_>>())
-                .collect();
-            let mut seqs: Vec<u64> = out.iter().map(|o| o.0).collect();
-            seqs.sort_unstable();
-            let first = self.next - flows.len() as u64;
-            assert_eq!(seqs, (first..self.next).collect::<Vec<_>>(), "each packet leaves once");
-            let mut by_seq = out;
-            by_seq.sort_unstable();
-            by_seq.into_iter().map(|o| o.1).collect()
-        }
-    }
-
     #[test]
     fn a_pinned_flip_moves_new_flows_only_and_force_moves_all() {
-        use crate::testutil::{read, read_param, write};
-        let mut t = Pinned::new();
+        use crate::testutil::{read, read_param, write, Pinned};
+        let mut t = Pinned::new(InputSwitch::CLASS, "0, PIN flows");
         assert_eq!(t.send(&[1, 2, 3]), [0, 0, 0]);
         write(&t.hs, "switch", "1").unwrap();
         // Established flows stay on 0; new ones (4, 5) take 1.
