@@ -30,6 +30,7 @@ const CASES: &[(&str, &str, usize, usize)] = &[
     ("ARPResponder", "10.0.0.1/24 00:01:02:03:04:05", 1, 2),
     ("ARPQuerier", "10.0.0.1, 00:01:02:03:04:05", 2, 2),
     ("HashSwitch", "12, 8", 1, 3),
+    ("FlowTable", "CAPACITY 4", 2, 2),
     ("IPPrint", "ACTIVE false", 1, 1),
     ("Classifier", "12/0800 23/11, 12/0806, -", 1, 3),
     ("IPClassifier", "tcp dst port 80, udp, icmp type echo, -", 1, 4),
