@@ -53,7 +53,16 @@ documented! {
     /// # Handlers
     /// - `weights` (read/write, persistent): the weights, as in the
     ///   argument; a write with the wrong count, a negative or all-zero
-    ///   weights is refused. Applies from the next batch.
+    ///   weights is refused. Applies from the next batch; in pinned mode,
+    ///   to new flows only.
+    /// - Pinned mode only:
+    ///   - `force` (write): sets the weights and moves every flow at once,
+    ///     for an emergency (the table forgets its pins). Persisted as
+    ///     `weights`.
+    ///   - `pinned` (read): flows pinned per input, space-separated; with a
+    ///     parameter K, input K's count.
+    ///   - `drained` (read): `true` when no flow is pinned to an input of
+    ///     weight 0; with a parameter K, when none is pinned to input K.
     ///
     /// # Example
     /// ```text

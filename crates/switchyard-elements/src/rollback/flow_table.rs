@@ -29,7 +29,7 @@
 use crate::rollback::canary_switch::{choose, Weights};
 use crate::standard::flow_hash::mix;
 use crate::util::SwitchPosition;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 use switchyard_core::packet::MAX_BATCH;
@@ -54,7 +54,8 @@ documented! {
     /// pinned there. Replies are found by the key the selectors learn from
     /// what the pinned branch sent out (the forward 5-tuple after the
     /// branch, reversed), so a branch may rewrite addresses and ports.
-    /// Other packets (ARP, IPv6) get the position, unpinned.
+    /// Other packets (ARP, IPv6) are not pinned: they get the position (or,
+    /// under a CanarySwitch's weights, one fixed branch).
     ///
     /// A TCP flow ends when a FIN has been seen each way or an RST either
     /// way; it is forgotten DONE_TIMEOUT later (its last ACKs and
@@ -62,11 +63,17 @@ documented! {
     /// starts a new one. A TCP flow first seen mid-stream (not by a SYN: a
     /// connection older than the table, or a stray retransmission to one a
     /// forced flip broke) is pinned too, but forgotten DONE_TIMEOUT after
-    /// its last packet, and a SYN re-pins it. Flows idle for TCP_TIMEOUT (TCP) or TIMEOUT
+    /// its last packet, and a SYN re-pins it. Until a packet of a flow comes
+    /// in on another input of the table (its replies), it lives at most
+    /// UNREPLIED_TIMEOUT past its last packet, so a scan or a flood of
+    /// one-way flows cannot hold the table. Flows idle for TCP_TIMEOUT (TCP) or TIMEOUT
     /// (other) are forgotten. When CAPACITY flows are pinned, a new flow
     /// follows the position unpinned, and is counted in `overflow`. A
     /// selector's forced write (`force`) forgets every pin at once.
-    /// A hot reload that keeps the element keeps its pins.
+    /// A hot reload that keeps the element keeps its pins. The table and its
+    /// selectors belong on one thread (no Queue inside the branches): then
+    /// a reload replaces them together. A selector running on another
+    /// thread is reported once.
     ///
     /// Differs from anything in Click, which has no pinned flips.
     ///
@@ -82,6 +89,8 @@ documented! {
     ///   IPRewriter TCP_TIMEOUT).
     /// - `DONE_TIMEOUT`: how long an ended TCP flow stays pinned; default
     ///   5s.
+    /// - `UNREPLIED_TIMEOUT`: idle timeout of a flow whose replies have not
+    ///   been seen; default 30s. Timeouts are 1ms to 365 days.
     ///
     /// # Handlers
     /// - `count` (read): flows pinned.
@@ -166,8 +175,13 @@ pub struct FlowShared {
     steering: OnceLock<Steering>,
     /// Bumped by a forced write: the table forgets every pin.
     force: AtomicU64,
-    /// The most inputs of a selector pinning with this table.
+    /// The inputs of the selectors pinning with this table (0 until one
+    /// is initialized).
     branches: AtomicUsize,
+    /// The thread the table runs on, and whether a selector running on
+    /// another was reported.
+    thread: OnceLock<std::thread::ThreadId>,
+    warned: AtomicBool,
 }
 
 impl FlowShared {
@@ -180,7 +194,7 @@ impl FlowShared {
     /// The position an InputSwitch with `ports` inputs shares: the first
     /// selector's; a second must agree on where they start.
     pub fn attach_position(&self, position: &SwitchPosition, ports: usize) -> Result<SwitchPosition, String> {
-        self.branches.fetch_max(ports, Ordering::Relaxed);
+        self.check_branches(ports)?;
         match self.steering.get_or_init(|| Steering::Position(position.clone())) {
             Steering::Position(p) if p.get() == position.get() => Ok(p.clone()),
             Steering::Position(p) => Err(format!(
@@ -195,12 +209,33 @@ impl FlowShared {
     /// The weights a CanarySwitch with `ports` inputs shares: the first
     /// selector's; a second must start with the same.
     pub fn attach_weights(&self, weights: &Arc<Weights>, ports: usize) -> Result<Arc<Weights>, String> {
-        self.branches.fetch_max(ports, Ordering::Relaxed);
+        self.check_branches(ports)?;
         match self.steering.get_or_init(|| Steering::Weights(weights.clone())) {
             // (The same Arc when a selector attaches again: one lock.)
             Steering::Weights(w) if Arc::ptr_eq(w, weights) || *w.values() == weights.values().clone() => Ok(w.clone()),
             Steering::Weights(_) => Err("a selector pinning with the same table starts with other weights".into()),
             Steering::Position(_) => Err("the table is steered by an InputSwitch's position".into()),
+        }
+    }
+
+    /// Every selector pinning with one table has the same inputs (0: not
+    /// known yet), at most 254 (a stamp is a byte).
+    fn check_branches(&self, ports: usize) -> Result<(), String> {
+        if ports == 0 {
+            return Ok(());
+        }
+        if ports > usize::from(u8::MAX) - 1 {
+            return Err(format!("PIN: {ports} inputs; at most 254 can be pinned"));
+        }
+        match self
+            .branches
+            .compare_exchange(0, ports, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(()),
+            Err(n) if n == ports => Ok(()),
+            Err(n) => Err(format!(
+                "has {ports} inputs, but a selector pinning with the same table has {n}"
+            )),
         }
     }
 
@@ -212,11 +247,26 @@ impl FlowShared {
     /// Pinned flows per branch, for `branches` branches (the selectors'
     /// inputs), after forgetting expired ones.
     pub fn pinned(&self) -> Vec<u64> {
-        let mut pins = self.pins();
-        let now = pins.now();
-        pins.expire_all(now);
+        let pins = self.swept();
         let n = self.branches.load(Ordering::Relaxed).max(1);
         pins.pinned[..n.min(pins.pinned.len())].to_vec()
+    }
+
+    /// The table after forgetting expired flows, swept a few thousand
+    /// slots per hold of the lock, so a handler read never stalls the
+    /// packets for long.
+    fn swept(&self) -> MutexGuard<'_, Pins> {
+        let mut start = 0;
+        loop {
+            let mut pins = self.pins();
+            let now = pins.now();
+            let end = (start + 4096).min(pins.flows.len());
+            pins.expire_range(now, start..end);
+            if end >= pins.flows.len() {
+                return pins;
+            }
+            start = end;
+        }
     }
 
     /// The `pinned` handler: per-branch counts, or one branch's.
@@ -249,6 +299,13 @@ struct Flow {
     live: bool,
     /// Its reply key is known.
     learned: bool,
+    /// Counts the flows this slot has held, so a packet stamped for an
+    /// earlier one (still on its way) is told apart.
+    generation: u8,
+    /// The table input its first packet came in on.
+    origin: u8,
+    /// A packet came in on another input (its replies).
+    replied: bool,
 }
 
 const DONE: u8 = 4;
@@ -266,6 +323,9 @@ const ACK: u8 = 0x10;
 /// a pause.
 const SWEEP: usize = 8;
 
+/// The longest timeout: a year.
+const MAX_TIMEOUT_S: f64 = 365.0 * 86_400.0;
+
 /// The most flows a table may pin.
 pub const MAX_CAPACITY: usize = 1 << 22;
 
@@ -274,14 +334,17 @@ pub const MAX_CAPACITY: usize = 1 << 22;
 ///
 /// An entry holds the key's 64-bit hash, not the key: 16 bytes, four to a
 /// cache line, so 200k keys take 4 MiB and a lookup reads one line and no
-/// key. Two keys of one hash would share a pin; with a 64-bit mix of the
-/// 13-byte tuple that is about one in 2^64 per lookup. A std HashMap
+/// key. Two keys of one hash would share a pin: the hash is keyed with a
+/// random seed per table, so that takes about 2^64 tries, not a
+/// computation. A std HashMap
 /// would do otherwise, but this one also lets a batch load every packet's
 /// entry before it uses any (see `FlowTable::stamp`): at 100k flows those
 /// loads are most of the cost.
 struct KeyIndex {
     entries: Vec<Entry>,
     len: usize,
+    /// Per table, at random: nobody can compute colliding keys offline.
+    seed: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -296,13 +359,14 @@ impl KeyIndex {
         KeyIndex {
             entries: vec![Entry::default(); (keys + keys / 4).next_power_of_two().max(16)],
             len: 0,
+            seed: crate::rng::Rng::new().next_u64(),
         }
     }
 
     /// The hash of `key`'s conversation: both directions of a flow hash
     /// alike, so a branch that rewrites nothing needs no second entry.
     #[inline]
-    fn hash(key: Key) -> u64 {
+    fn hash(&self, key: Key) -> u64 {
         // The two ends (address and port, 48 bits each) in order, so both
         // directions agree, then mixed in two steps (mix is a bijection):
         // no structure in addresses and ports makes two keys collide.
@@ -310,7 +374,7 @@ impl KeyIndex {
         let b = u64::from((key >> 64) as u32) << 16 | u64::from((key >> 32) as u16);
         let (x, y) = if a <= b { (a, b) } else { (b, a) };
         let proto = u64::from((key >> 8) as u8);
-        mix(y ^ mix(x | proto << 48)).max(1)
+        mix(y ^ mix((x | proto << 48) ^ self.seed)).max(1)
     }
 
     #[inline]
@@ -413,15 +477,16 @@ pub struct Pins {
     /// Pinned flows per branch.
     pinned: Vec<u64>,
     capacity: usize,
-    /// Idle timeouts (other, TCP) and the linger of an ended TCP flow, ms.
-    timeouts: [u64; 3],
+    /// Idle timeouts (other, TCP), the linger of an ended TCP flow, and
+    /// the idle timeout of a flow no reply has been seen for, ms.
+    timeouts: [u64; 4],
     hand: usize,
     overflow: u64,
     forced: u64,
 }
 
 impl Pins {
-    fn new(capacity: usize, timeouts: [u64; 3]) -> Pins {
+    fn new(capacity: usize, timeouts: [u64; 4]) -> Pins {
         // Two keys per flow; past 64k flows the index grows as flows come
         // (amortised, never in steady state) rather than up front.
         let reserve = (2 * capacity).min(1 << 17);
@@ -461,7 +526,7 @@ impl Pins {
 
     /// Pins a new flow (`flags`: a TCP packet's); None when the table is
     /// full.
-    fn insert(&mut self, key: Key, branch: u8, flags: Option<u8>, now: u64) -> Option<u32> {
+    fn insert(&mut self, key: Key, branch: u8, flags: Option<u8>, origin: u8, now: u64) -> Option<u32> {
         if self.count() >= self.capacity {
             self.expire(now, 4 * SWEEP);
             if self.count() >= self.capacity {
@@ -472,16 +537,21 @@ impl Pins {
         let tcp = flags.is_some();
         let opening = flags.is_some_and(|f| f & (SYN | ACK) == SYN);
         let fin = if tcp && !opening { MIDSTREAM } else { 0 };
-        let flow = Flow {
-            deadline: now + self.timeouts[if fin != 0 { 2 } else { usize::from(tcp) }],
+        let mut flow = Flow {
+            deadline: 0,
             branch,
             fin,
             tcp,
             live: true,
             learned: false,
+            generation: 0,
+            origin,
+            replied: false,
         };
+        flow.deadline = now.saturating_add(self.timeout(&flow));
         let slot = match self.free.pop() {
             Some(s) => {
+                flow.generation = self.flows[s as usize].generation.wrapping_add(1);
                 self.flows[s as usize] = flow;
                 self.keys[s as usize] = [key, 0];
                 s
@@ -492,7 +562,7 @@ impl Pins {
                 (self.flows.len() - 1) as u32
             }
         };
-        if let Some(other) = self.index.insert(KeyIndex::hash(key), slot) {
+        if let Some(other) = self.index.insert(self.index.hash(key), slot) {
             // Only an expired flow can still hold the key (lookup forgot
             // it otherwise); it loses it.
             self.drop_key(other, key);
@@ -501,13 +571,29 @@ impl Pins {
         Some(slot)
     }
 
-    /// A packet of the flow in `slot`, arriving with `key`: tracks FINs and
-    /// RSTs and refreshes the deadline. False if a SYN reopened an ended
-    /// flow: the caller pins it anew.
+    /// How long `f` lives past its last packet.
     #[inline]
-    fn touch(&mut self, slot: u32, key: Key, flags: Option<u8>, now: u64) -> bool {
-        let t = self.timeouts;
+    fn timeout(&self, f: &Flow) -> u64 {
+        let t = &self.timeouts;
+        let by_state = if f.fin & (DONE | MIDSTREAM) != 0 {
+            t[2]
+        } else {
+            t[usize::from(f.tcp)]
+        };
+        if f.replied {
+            by_state
+        } else {
+            by_state.min(t[3])
+        }
+    }
+
+    /// A packet of the flow in `slot`, arriving with `key` on table input
+    /// `port`: tracks replies, FINs and RSTs and refreshes the deadline.
+    /// False if a SYN reopened an ended flow: the caller pins it anew.
+    #[inline]
+    fn touch(&mut self, slot: u32, key: Key, flags: Option<u8>, port: u8, now: u64) -> bool {
         let f = &mut self.flows[slot as usize];
+        f.replied |= port != f.origin;
         if let Some(flags) = flags.filter(|f| f & (FIN | SYN | RST) != 0) {
             if f.fin & (DONE | MIDSTREAM) != 0 && flags & (SYN | ACK) == SYN {
                 self.remove(slot);
@@ -525,27 +611,30 @@ impl Pins {
                 }
             }
         }
-        f.deadline = now
-            + if f.fin & (DONE | MIDSTREAM) != 0 {
-                t[2]
-            } else {
-                t[usize::from(f.tcp)]
-            };
+        let f = self.flows[slot as usize];
+        self.flows[slot as usize].deadline = now.saturating_add(self.timeout(&f));
         true
     }
 
-    /// Whether the flow in `slot` still needs its reply key.
+    /// Whether the flow a packet was stamped for (its `flow` annotation)
+    /// is still in its slot and still needs its reply key; the slot.
     #[inline]
-    fn unlearned(&self, slot: u32) -> bool {
-        self.flows.get(slot as usize).is_some_and(|f| f.live && !f.learned)
+    fn unlearned(&self, flow: u32) -> Option<u32> {
+        let (slot, generation) = ((flow & 0xff_ffff).wrapping_sub(1), (flow >> 24) as u8);
+        let f = self.flows.get(slot as usize)?;
+        (f.live && !f.learned && f.generation == generation).then_some(slot)
     }
 
-    /// Links the reply key `rk` to the flow in `slot`: what its branch sent
-    /// out, reversed.
-    fn learn(&mut self, slot: u32, rk: Key) {
-        if !self.unlearned(slot) {
-            return;
-        }
+    /// The `flow` annotation of the flow in `slot`.
+    #[inline]
+    fn stamp_of(&self, slot: u32) -> u32 {
+        (slot + 1) | u32::from(self.flows[slot as usize].generation) << 24
+    }
+
+    /// Links the reply key `rk` to the flow a packet was stamped for: what
+    /// its branch sent out, reversed.
+    fn learn(&mut self, flow: u32, rk: Key) {
+        let Some(slot) = self.unlearned(flow) else { return };
         self.flows[slot as usize].learned = true;
         let keys = &mut self.keys[slot as usize];
         if canonical(keys[0]) == canonical(rk) {
@@ -553,7 +642,7 @@ impl Pins {
             return;
         }
         keys[1] = rk;
-        if let Some(other) = self.index.insert(KeyIndex::hash(rk), slot) {
+        if let Some(other) = self.index.insert(self.index.hash(rk), slot) {
             if other != slot {
                 self.drop_key(other, rk);
             }
@@ -578,7 +667,7 @@ impl Pins {
         f.live = false;
         let branch = f.branch;
         for k in self.keys[slot as usize] {
-            let h = KeyIndex::hash(k);
+            let h = self.index.hash(k);
             if k != 0 && self.index.get(h) == Some(slot) {
                 self.index.remove(h);
             }
@@ -602,17 +691,30 @@ impl Pins {
         }
     }
 
-    fn expire_all(&mut self, now: u64) {
-        let n = self.flows.len();
-        self.expire(now, n);
+    /// Forgets expired flows in slots `range`.
+    fn expire_range(&mut self, now: u64, range: std::ops::Range<usize>) {
+        for slot in range {
+            let f = &self.flows[slot];
+            if f.live && f.deadline <= now {
+                self.remove(slot as u32);
+            }
+        }
     }
 
-    /// Forgets every pin (a forced write).
+    #[cfg(test)]
+    fn expire_all(&mut self, now: u64) {
+        self.expire_range(now, 0..self.flows.len());
+    }
+
+    /// Forgets every pin (a forced write). Slots keep their generations,
+    /// so packets stamped before are told apart.
     fn clear(&mut self) {
         self.forced += self.count() as u64;
-        self.flows.clear();
-        self.keys.clear();
         self.free.clear();
+        for (slot, f) in self.flows.iter_mut().enumerate().rev() {
+            f.live = false;
+            self.free.push(slot as u32);
+        }
         self.index.clear();
         self.pinned.fill(0);
         self.hand = 0;
@@ -693,18 +795,31 @@ pub fn named(scope: &Scope, pin: Option<&str>) -> Result<Option<Arc<FlowShared>>
 /// another, and returns the unstamped ones (if any) for the selector's own
 /// rule.
 pub fn select(flows: &FlowShared, port: usize, mut batch: Batch, cx: &mut Context<'_>) -> Option<Batch> {
+    if flows.thread.get().is_some_and(|t| *t != std::thread::current().id())
+        && !flows.warned.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "a pinned selector runs on another thread than its FlowTable (a Queue in a branch): \
+             packets stay exact, but reply keys are learned late, and a reload must replace both"
+        );
+    }
+    // Inputs are at most 254 (checked at initialize); a stamp past this
+    // selector's inputs (a table shared after a reload) counts as none.
     let me = port as u8 + 1;
+    let known = flows.branches.load(Ordering::Relaxed) as u8;
     let (mut unstamped, mut others) = (false, false);
     for p in batch.iter() {
-        unstamped |= p.anno.branch == 0;
-        others |= p.anno.branch != me;
+        let b = p.anno.branch;
+        unstamped |= b == 0 || b > known;
+        others |= b != me;
     }
     let mut rest = None;
     if unstamped {
         let mut r = Batch::new();
         batch.retain(|p| {
-            if p.anno.branch != 0 {
-                return p.anno.branch == me;
+            let b = p.anno.branch;
+            if b != 0 && b <= known {
+                return b == me;
             }
             r.push(p.clone());
             false
@@ -758,12 +873,11 @@ pub fn pinned_handlers(
 pub fn learn(shared: &FlowShared, batch: &Batch) {
     let mut pins = shared.pins();
     for p in batch.iter() {
-        let slot = p.anno.flow.wrapping_sub(1);
-        if p.anno.flow == 0 || !pins.unlearned(slot) {
+        if p.anno.flow == 0 || pins.unlearned(p.anno.flow).is_none() {
             continue;
         }
         if let Some((key, _)) = key_of(p) {
-            pins.learn(slot, reverse(key));
+            pins.learn(p.anno.flow, reverse(key));
         }
     }
 }
@@ -779,10 +893,25 @@ impl FlowTable {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let capacity = args.read::<u64>("CAPACITY").unwrap_or(100_000);
-        let ms = |s: Option<Seconds>, default: u64| s.map_or(default, |s| (s.0 * 1000.0).round() as u64);
-        let timeout = ms(args.read::<Seconds>("TIMEOUT"), 300_000);
-        let tcp = ms(args.read::<Seconds>("TCP_TIMEOUT"), 86_400_000);
-        let done = ms(args.read::<Seconds>("DONE_TIMEOUT"), 5_000);
+        let mut ms = |name: &'static str, default: u64| match args.read::<Seconds>(name) {
+            None => Some(default),
+            Some(s) if s.0 > 0.0 && s.0 <= MAX_TIMEOUT_S => Some((s.0 * 1000.0).round().max(1.0) as u64),
+            Some(s) => {
+                let span = args.span_of(name);
+                args.error(
+                    Some(span),
+                    format!("{name}: expected 1ms to {MAX_TIMEOUT_S}s, found {}s", s.0),
+                );
+                None
+            }
+        };
+        let timeout = ms("TIMEOUT", 300_000);
+        let tcp = ms("TCP_TIMEOUT", 86_400_000);
+        let done = ms("DONE_TIMEOUT", 5_000);
+        let unreplied = ms("UNREPLIED_TIMEOUT", 30_000);
+        let (Some(timeout), Some(tcp), Some(done), Some(unreplied)) = (timeout, tcp, done, unreplied) else {
+            return None;
+        };
         if capacity == 0 || capacity > MAX_CAPACITY as u64 {
             args.error(
                 Some(args.span_of("CAPACITY")),
@@ -792,10 +921,12 @@ impl FlowTable {
         }
         Some(Box::new(FlowTable {
             shared: Arc::new(FlowShared {
-                pins: Mutex::new(Pins::new(capacity as usize, [timeout, tcp, done])),
+                pins: Mutex::new(Pins::new(capacity as usize, [timeout, tcp, done, unreplied])),
                 steering: OnceLock::new(),
                 force: AtomicU64::new(0),
                 branches: AtomicUsize::new(0),
+                thread: OnceLock::new(),
+                warned: AtomicBool::new(false),
             }),
             force_seen: 0,
             ports: 0,
@@ -811,24 +942,31 @@ impl FlowTable {
 
     /// Stamps and pins `batch` at `now` (ms since the table's base), new
     /// flows where `fresh` says.
-    fn stamp(&mut self, pins: &mut Pins, batch: &mut Batch, fresh: &Fresh, now: u64) {
+    fn stamp(&mut self, pins: &mut Pins, batch: &mut Batch, fresh: &Fresh, port: u8, now: u64) {
         let force = self.shared.force.load(Ordering::Acquire);
         if force != self.force_seen {
             self.force_seen = force;
             pins.clear();
         }
         pins.expire(now, SWEEP);
-        // First every packet's key, then a load of its index entry, then
-        // of its flow: independent loads the processor overlaps, where one
-        // lookup after another would wait for each miss in turn. Small
-        // loops, so that many loads are in flight at once.
+        for chunk in batch.packets_mut().chunks_mut(MAX_BATCH) {
+            self.stamp_chunk(pins, chunk, fresh, port, now);
+        }
+    }
+
+    /// [`stamp`](FlowTable::stamp) for at most MAX_BATCH packets. First
+    /// every packet's key, then a load of its index entry, then of its
+    /// flow: independent loads the processor overlaps, where one lookup
+    /// after another would wait for each miss in turn. Small loops, so
+    /// that many loads are in flight at once.
+    fn stamp_chunk(&mut self, pins: &mut Pins, chunk: &mut [Packet], fresh: &Fresh, port: u8, now: u64) {
         let sc = &mut *self.scratch;
-        let n = batch.len().min(MAX_BATCH);
-        for (i, p) in batch.iter().take(n).enumerate() {
+        let n = chunk.len();
+        for (i, p) in chunk.iter().enumerate() {
             match key_of(p) {
                 Some((key, flags)) => {
                     sc.keys[i] = key;
-                    sc.hashes[i] = KeyIndex::hash(key);
+                    sc.hashes[i] = pins.index.hash(key);
                     sc.meta[i] = flags.map_or(NOT_TCP, |f| TCP_FLAGS | u16::from(f));
                 }
                 None => {
@@ -846,23 +984,23 @@ impl FlowTable {
             hint ^= pins.flows.get(s as usize).map_or(0, |f| f.deadline as u32);
         }
         std::hint::black_box(hint);
-        for (i, p) in batch.packets_mut().iter_mut().take(n).enumerate() {
+        for (i, p) in chunk.iter_mut().enumerate() {
             let (key, hash, meta) = (sc.keys[i], sc.hashes[i], sc.meta[i]);
             let flags = (meta & TCP_FLAGS != 0).then_some(meta as u8);
             let (branch, flow) = if meta == NO_KEY {
                 (fresh.branch(0), None)
             } else {
-                let known = pins.lookup(hash, now).filter(|&s| pins.touch(s, key, flags, now));
+                let known = pins.lookup(hash, now).filter(|&s| pins.touch(s, key, flags, port, now));
                 match known {
                     Some(s) => (Some(pins.flows[s as usize].branch), Some(s)),
                     None => match fresh.branch(hash) {
-                        Some(b) => (Some(b), pins.insert(key, b, flags, now)),
+                        Some(b) => (Some(b), pins.insert(key, b, flags, port, now)),
                         None => (None, None),
                     },
                 }
             };
             p.anno.branch = branch.map_or(0, |b| b + 1);
-            p.anno.flow = flow.map_or(0, |s| s + 1);
+            p.anno.flow = flow.map_or(0, |s| pins.stamp_of(s));
         }
     }
 }
@@ -888,7 +1026,7 @@ impl Element for FlowTable {
         if let Some(old) = downcast::<FlowTable>(old) {
             let mut mine = self.shared.pins();
             let (capacity, timeouts) = (mine.capacity, mine.timeouts);
-            *mine = std::mem::replace(&mut *old.shared.pins(), Pins::new(1, [0; 3]));
+            *mine = std::mem::replace(&mut *old.shared.pins(), Pins::new(1, [0; 4]));
             // The new text's limits apply; flows already pinned over a
             // smaller capacity stay until they end.
             mine.capacity = capacity;
@@ -898,6 +1036,7 @@ impl Element for FlowTable {
 
     fn push(&mut self, port: usize, mut batch: Batch, cx: &mut Context<'_>) {
         let shared = self.shared.clone();
+        shared.thread.get_or_init(|| std::thread::current().id());
         let mut weights = std::mem::take(&mut self.weights);
         let fresh = match shared.steering.get() {
             None => Fresh::at(0),
@@ -913,7 +1052,7 @@ impl Element for FlowTable {
         };
         let mut pins = shared.pins();
         let now = pins.now();
-        self.stamp(&mut pins, &mut batch, &fresh, now);
+        self.stamp(&mut pins, &mut batch, &fresh, port as u8, now);
         drop(pins);
         self.weights = weights;
         cx.push(port, batch);
@@ -923,12 +1062,7 @@ impl Element for FlowTable {
         let s = &self.shared;
         let (c, cap, o, f) = (s.clone(), s.clone(), s.clone(), s.clone());
         vec![
-            Handler::read_only("count", move || {
-                let mut pins = c.pins();
-                let now = pins.now();
-                pins.expire_all(now);
-                pins.count().to_string()
-            }),
+            Handler::read_only("count", move || c.swept().count().to_string()),
             s.pinned_handler(),
             Handler::read_only("capacity", move || cap.pins().capacity.to_string()),
             Handler::read_only("overflow", move || o.pins().overflow.to_string()),
@@ -958,14 +1092,14 @@ mod tests {
         let mut args = Args::parse_str("flows :: FlowTable", &format!("CAPACITY {capacity}, DONE_TIMEOUT 2s"));
         let e = FlowTable::make(&mut args).unwrap();
         let t = downcast::<FlowTable>(e).unwrap();
-        let pins = std::mem::replace(&mut *t.shared.pins(), Pins::new(1, [0; 3]));
+        let pins = std::mem::replace(&mut *t.shared.pins(), Pins::new(1, [0; 4]));
         (*t, pins)
     }
 
     fn stamp(t: &mut FlowTable, pins: &mut Pins, p: Packet, position: i64, now: u64) -> (u8, u32) {
         let mut b = Batch::new();
         b.push(p);
-        t.stamp(pins, &mut b, &Fresh::at(position), now);
+        t.stamp(pins, &mut b, &Fresh::at(position), 0, now);
         let p = &b.packets()[0];
         (p.anno.branch, p.anno.flow)
     }
@@ -993,7 +1127,7 @@ mod tests {
         let mut out = tcp(NAT, 10007, S, 80, SYN);
         out.anno.flow = flow;
         let (key, _) = key_of(&out).unwrap();
-        pins.learn(flow - 1, reverse(key));
+        pins.learn(flow, reverse(key));
         // The server's reply to NAT:10007 arrives on the reply path.
         let (b, f) = stamp(&mut t, &mut pins, tcp(S, 80, NAT, 10007, SYN | ACK), 1, 5);
         assert_eq!((b, f), (1, flow), "the reply follows the pin, not the position");
@@ -1003,7 +1137,7 @@ mod tests {
     fn a_flow_ends_after_fins_both_ways_and_its_linger() {
         let (mut t, mut pins) = table(100);
         let (_, flow) = stamp(&mut t, &mut pins, tcp(C, 4000, S, 80, SYN), 0, 0);
-        pins.learn(flow - 1, key_of(&tcp(S, 80, C, 4000, 0)).unwrap().0);
+        pins.learn(flow, key_of(&tcp(S, 80, C, 4000, 0)).unwrap().0);
         stamp(&mut t, &mut pins, tcp(C, 4000, S, 80, FIN | ACK), 1, 10);
         assert_eq!(pins.flows[0].fin & DONE, 0, "one FIN is not the end");
         stamp(&mut t, &mut pins, tcp(S, 80, C, 4000, FIN | ACK), 1, 20);
@@ -1036,9 +1170,12 @@ mod tests {
         assert_eq!(pins.count(), 1, "pinned while it is active");
         pins.expire_all(1500 + 2000);
         assert_eq!(pins.count(), 0, "forgotten DONE_TIMEOUT after its last packet");
-        // A SYN-opened flow keeps the TCP timeout.
+        // A SYN-opened flow, answered, keeps the TCP timeout.
         stamp(&mut t, &mut pins, tcp(C, 4000, S, 80, SYN), 0, 5000);
-        pins.expire_all(5000 + 3_600_000);
+        let mut b = Batch::new();
+        b.push(tcp(S, 80, C, 4000, SYN | ACK));
+        t.stamp(&mut pins, &mut b, &Fresh::at(0), 1, 5001);
+        pins.expire_all(5001 + 3_600_000);
         assert_eq!(pins.count(), 1);
     }
 
@@ -1104,6 +1241,64 @@ mod tests {
                 proptest::prop_assert_eq!(index.get(key), model.get(&key).copied());
             }
         }
+    }
+
+    #[test]
+    fn a_one_way_flow_lives_only_the_unreplied_timeout() {
+        let (mut t, mut pins) = table(100);
+        let mut b = Batch::new();
+        b.push(tcp(C, 4000, S, 80, SYN));
+        t.stamp(&mut pins, &mut b, &Fresh::at(0), 0, 0);
+        pins.expire_all(30_000);
+        assert_eq!(pins.count(), 0, "a SYN nobody answers does not hold a pin for a day");
+        let mut b = Batch::new();
+        b.push(tcp(C, 4001, S, 80, SYN));
+        t.stamp(&mut pins, &mut b, &Fresh::at(0), 0, 40_000);
+        // The reply comes in on the table's other input.
+        let mut b = Batch::new();
+        b.push(tcp(S, 80, C, 4001, SYN | ACK));
+        t.stamp(&mut pins, &mut b, &Fresh::at(0), 1, 40_001);
+        pins.expire_all(40_001 + 3_600_000);
+        assert_eq!(pins.count(), 1, "answered: the TCP timeout");
+    }
+
+    #[test]
+    fn a_packet_stamped_for_an_earlier_flow_teaches_nothing() {
+        let (mut t, mut pins) = table(100);
+        let (_, stale) = stamp(&mut t, &mut pins, tcp(C, 4000, S, 80, SYN), 0, 0);
+        t.shared.force();
+        let (_, fresh) = stamp(&mut t, &mut pins, tcp(C, 5000, S, 80, SYN), 0, 1);
+        assert_eq!(stale & 0xff_ffff, fresh & 0xff_ffff, "the slot was reused");
+        assert_ne!(stale, fresh);
+        pins.learn(stale, key_of(&tcp(S, 80, NAT, 10007, 0)).unwrap().0);
+        assert!(pins.unlearned(fresh).is_some(), "the new flow still learns its own key");
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        for bad in ["TIMEOUT 0", "TCP_TIMEOUT 1e300", "UNREPLIED_TIMEOUT 40000000"] {
+            let err = crate::testutil::configure("f :: FlowTable", FlowTable::CLASS, bad).err();
+            assert!(err.is_some_and(|e| e.contains("expected 1ms to")), "{bad}");
+        }
+        assert!(crate::testutil::configure("f :: FlowTable", FlowTable::CLASS, "DONE_TIMEOUT -1").is_err());
+    }
+
+    #[test]
+    fn selectors_of_one_table_have_the_same_inputs() {
+        let (t, _) = table(10);
+        let p = SwitchPosition::new(0);
+        assert!(t.shared.attach_position(&p, 2).is_ok());
+        assert!(t
+            .shared
+            .attach_position(&p, 3)
+            .err()
+            .is_some_and(|e| e.contains("has 2")));
+        let (t, _) = table(10);
+        assert!(t
+            .shared
+            .attach_position(&p, 255)
+            .err()
+            .is_some_and(|e| e.contains("at most 254")));
     }
 
     #[test]
