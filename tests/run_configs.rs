@@ -581,3 +581,13 @@ fn a_cycle_that_fans_out_is_bounded_too() {
     // that arrived again (the 3 came from the source) were dropped.
     assert_eq!(count(&t, "cycle_drops"), 64 * n - (n - 3));
 }
+
+#[test]
+fn a_compounds_rest_arguments_are_arguments_again_and_a_trailing_comma_is_none() {
+    // Click substitutes `$r` into the text, then splits it: LIMIT and
+    // STOP reach the source, which sends 10 packets and stops the router.
+    let t = run("elementclass S { __REST__ $r | InfiniteSource($r) -> output; }
+                 S(LIMIT 10, STOP true,) -> c :: Counter -> Discard;
+                 require(compact_config);");
+    assert_eq!(count(&t, "c.count"), 10);
+}

@@ -32,7 +32,7 @@ pub use table::HandlerTable;
 use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};
 
 /// What `require(...)` may name.
-pub const PROVIDES: &[&str] = &["switchyard", "userlevel", "int64", "linux"];
+pub const PROVIDES: &[&str] = &["switchyard", "userlevel", "int64", "linux", "compact_config"];
 
 /// Parses, flattens and checks file `file` of `map`. `defines` are
 /// command-line `NAME=value` definitions. Every diagnostic of every stage

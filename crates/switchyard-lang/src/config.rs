@@ -57,11 +57,41 @@ pub fn split_args(text: &str) -> Vec<RawArg<'_>> {
         }
         i += 1;
     }
+    // Click's cp_argvec: an empty last argument is no argument, so
+    // `Print(x,)` has one and `()` none.
     let last = trimmed(text, start, bytes.len());
-    if !(args.is_empty() && last.text.is_empty()) {
+    if !last.text.is_empty() {
         args.push(last);
     }
     args
+}
+
+/// `bytes` without `// ...` (to the end of the line) and `/* ... */`.
+fn without_comments(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'/', Some(b'/')) => {
+                i = bytes[i..]
+                    .iter()
+                    .position(|&x| x == b'\n')
+                    .map_or(bytes.len(), |p| i + p);
+            }
+            (b'/', Some(b'*')) => {
+                let rest = &bytes[i + 2..];
+                i = rest
+                    .windows(2)
+                    .position(|w| w == b"*/")
+                    .map_or(bytes.len(), |p| i + 2 + p + 2);
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn skip_double_quoted(bytes: &[u8], open: usize) -> usize {
@@ -198,9 +228,9 @@ fn escape(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<usize, String> {
                 .iter()
                 .position(|&x| x == b'>')
                 .ok_or("hex data '\\<' without closing '>'")?;
-            let digits: Vec<u8> = b[i + 2..i + close]
-                .iter()
-                .copied()
+            // Spaces and comments (Click's `//` and `/* */`) separate digits.
+            let digits: Vec<u8> = without_comments(&b[i + 2..i + close])
+                .into_iter()
                 .filter(|x| !x.is_ascii_whitespace())
                 .collect();
             if !digits.len().is_multiple_of(2) {
@@ -318,6 +348,10 @@ mod tests {
         );
         assert_eq!(texts(""), Vec::<&str>::new());
         assert_eq!(texts("a,,b"), vec!["a", "", "b"]);
+        // Click's cp_argvec drops an empty last argument only.
+        assert_eq!(texts("LIMIT 10, STOP true,"), vec!["LIMIT 10", "STOP true"]);
+        assert_eq!(texts(","), vec![""]);
+        assert_eq!(texts("a, // nothing after\n"), vec!["a"]);
         assert_eq!(texts(" LIMIT 5 , STOP true "), vec!["LIMIT 5", "STOP true"]);
     }
 
@@ -346,6 +380,11 @@ mod tests {
         assert_eq!(unquote(r#""a\tb\x41\101\<ff>""#).unwrap(), b"a\tbAA\xff".to_vec());
         assert_eq!(unquote("'a\\n'").unwrap(), b"a\\n".to_vec());
         assert!(unquote(r"\<0>").is_err());
+        // Comments inside hex data, as Click allows.
+        assert_eq!(
+            unquote("\\<00 11 /* ip */ 22 // end\n 33>").unwrap(),
+            vec![0, 0x11, 0x22, 0x33]
+        );
         assert!(unquote("\"open").is_err());
     }
 

@@ -587,24 +587,24 @@ impl<'e> Flattener<'e> {
         let base = config.span.start as usize;
         split_args(&config.text)
             .into_iter()
-            .map(|a| {
+            .flat_map(|a| {
                 let span = Span::new(config.span.file, base + a.start, base + a.end);
                 if self.too_big {
                     // A limit was hit: stop growing (a compound that
                     // doubles its argument would otherwise keep going).
-                    return FlatArg {
+                    return vec![FlatArg {
                         text: String::new(),
                         span,
-                    };
+                    }];
                 }
                 let budget = self.env.limits.config_bytes.saturating_sub(self.arg_bytes);
                 let Some((text, unknown)) = substitute_within(a.text, |n| vars.get(n).map(String::as_str), budget)
                 else {
                     self.bytes_exceeded(span);
-                    return FlatArg {
+                    return vec![FlatArg {
                         text: String::new(),
                         span,
-                    };
+                    }];
                 };
                 self.arg_bytes += text.len();
                 for u in unknown {
@@ -618,7 +618,20 @@ impl<'e> Flattener<'e> {
                     }
                     self.diags.push(d);
                 }
-                FlatArg { text, span }
+                // Click substitutes into the text and then splits it, so a
+                // value with commas (a compound's `__REST__`) is several
+                // arguments, and an empty one none.
+                if a.text.contains('$') {
+                    let pieces: Vec<FlatArg> = split_args(&text)
+                        .into_iter()
+                        .map(|p| FlatArg {
+                            text: p.text.to_string(),
+                            span,
+                        })
+                        .collect();
+                    return pieces;
+                }
+                vec![FlatArg { text, span }]
             })
             .collect()
     }
@@ -1044,8 +1057,10 @@ mod tests {
             e.args.iter().map(|a| a.text.clone()).collect::<Vec<_>>().join(" | ")
         };
         // `a` and `b c` are left over for __REST__; LIMIT binds by name.
-        assert_eq!(args("s/c"), "64 | 5 | a, b c");
-        assert_eq!(args("t/c"), "60 | 7 | ");
+        // Substituted, they are two arguments again (Click splits after
+        // substituting), and no rest is no argument.
+        assert_eq!(args("s/c"), "64 | 5 | a | b c");
+        assert_eq!(args("t/c"), "60 | 7");
         let (_, diags) = run(
             "elementclass Src { $len, LIMIT $n | input -> Counter($len, $n) -> output; }
              Idle -> Src(64) -> Discard; Idle -> Src(64, LIMIT 1, LIMIT 2) -> Discard;
