@@ -49,7 +49,7 @@ impl InfiniteSource {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let core = SourceCore::configure(args, |_| {})?;
+        let core = SourceCore::configure(args, true, |_| {})?;
         Some(Box::new(InfiniteSource { core, done: false }))
     }
 }

@@ -11,7 +11,8 @@ documented! {
     ///
     /// # Arguments
     /// - `LABEL` (positional): text at the start of each line; default none.
-    /// - `MAXLENGTH`: most bytes shown; default 24, -1 for all.
+    /// - `MAXLENGTH` (positional): most bytes shown; default 24, -1 for
+    ///   all.
     ///
     /// # Handlers
     /// None.
@@ -37,7 +38,7 @@ impl Print {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let label = args.read_p::<String>("LABEL").unwrap_or_default();
-        let max = args.read::<i64>("MAXLENGTH").unwrap_or(24);
+        let max = args.read_p::<i64>("MAXLENGTH").unwrap_or(24);
         Some(Box::new(Print {
             label,
             max: if max < 0 { usize::MAX } else { max as usize },
@@ -80,5 +81,11 @@ mod tests {
             max: 6,
         };
         assert_eq!(p.format(&[1, 2, 3, 4, 5, 6, 7]), "new:    7 | 01020304 0506");
+    }
+
+    #[test]
+    fn label_and_maxlength_are_positional_as_in_click() {
+        assert!(crate::testutil::configure("p :: Print", Print::CLASS, "label, 200").is_ok());
+        assert!(crate::testutil::configure("p :: Print", Print::CLASS, "label, MAXLENGTH 200").is_ok());
     }
 }

@@ -56,7 +56,7 @@ impl RatedSource {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let mut rate = 10u64;
-        let core = SourceCore::configure(args, |a| {
+        let core = SourceCore::configure(args, false, |a| {
             if let Some(r) = a.read_p::<u64>("RATE") {
                 rate = r;
             }
@@ -161,5 +161,18 @@ impl Element for RatedSource {
             },
         ));
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positional_arguments_are_clicks_data_rate_limit_active() {
+        let e = crate::testutil::configure("s :: RatedSource", RatedSource::CLASS, "\\<00>, 10, 5, false");
+        assert!(e.is_ok(), "{:?}", e.err());
+        let err = crate::testutil::configure("s :: RatedSource", RatedSource::CLASS, "\\<00>, 10, 5, false, 3").err();
+        assert!(err.is_some_and(|e| e.contains("too many")), "BURST is a keyword");
     }
 }

@@ -49,12 +49,18 @@ pub struct SourceCore {
 impl SourceCore {
     /// Reads DATA (positional first), then the keywords both sources
     /// share; `extra` reads the class's own arguments in between, in
-    /// Click's positional order.
-    pub fn configure(args: &mut Args, extra: impl FnOnce(&mut Args)) -> Option<SourceCore> {
+    /// Click's positional order. BURST is positional (after LIMIT) where
+    /// `burst_positional`, as in Click's InfiniteSource; RatedSource's
+    /// fourth positional argument is ACTIVE.
+    pub fn configure(args: &mut Args, burst_positional: bool, extra: impl FnOnce(&mut Args)) -> Option<SourceCore> {
         let data = args.read_p::<Data>("DATA");
         extra(args);
         let limit = args.read_p::<i64>("LIMIT");
-        let burst = args.read_p::<usize>("BURST");
+        let burst = if burst_positional {
+            args.read_p::<usize>("BURST")
+        } else {
+            args.read::<usize>("BURST")
+        };
         let active = args.read_p::<bool>("ACTIVE").unwrap_or(true);
         let stop = args.read::<bool>("STOP").unwrap_or(false);
         // Bounded before anything is built from it: LENGTH 6455555555555
