@@ -142,6 +142,38 @@ pub fn check_position(v: i64, ports: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Packets an element dropped as malformed, shared with its `drops` read
+/// handler and moved to the new element on a reload.
+#[derive(Clone, Default)]
+pub struct Drops(Arc<AtomicU64>);
+
+impl Drops {
+    /// Keeps the packets `keep` accepts and counts the others.
+    #[inline]
+    pub fn retain(&self, batch: &mut switchyard_core::Batch, keep: impl FnMut(&mut switchyard_core::Packet) -> bool) {
+        let before = batch.len();
+        batch.retain(keep);
+        self.add(before - batch.len());
+    }
+
+    #[inline]
+    pub fn add(&self, n: usize) {
+        if n > 0 {
+            self.0.fetch_add(n as u64, Relaxed);
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    /// The `drops` read handler.
+    pub fn handler(&self) -> Handler {
+        let d = self.0.clone();
+        Handler::read_only("drops", move || d.load(Relaxed).to_string())
+    }
+}
+
 /// A read/write boolean handler (`active`): `true`/`false` (or 1/0,
 /// yes/no); anything else is refused.
 pub fn flag_handler(name: &str, flag: &Arc<std::sync::atomic::AtomicBool>) -> Handler {

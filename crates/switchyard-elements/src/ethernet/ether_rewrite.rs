@@ -1,6 +1,6 @@
 use super::ether_cell::EtherCell;
+use crate::util::Drops;
 use crate::wire::{EtherAddr, ETHER_HEADER_LEN};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler};
 
@@ -33,7 +33,7 @@ documented! {
     pub struct EtherRewrite {
         src: Arc<EtherCell>,
         dst: Arc<EtherCell>,
-        drops: Arc<AtomicU64>,
+        drops: Drops,
     }
 }
 
@@ -52,7 +52,7 @@ impl EtherRewrite {
         Some(Box::new(EtherRewrite {
             src: EtherCell::new(src?),
             dst: EtherCell::new(dst?),
-            drops: Arc::new(AtomicU64::new(0)),
+            drops: Drops::default(),
         }))
     }
 }
@@ -68,8 +68,7 @@ impl Element for EtherRewrite {
         let mut addrs = [0u8; 12];
         addrs[..6].copy_from_slice(&self.dst.get().0);
         addrs[6..].copy_from_slice(&self.src.get().0);
-        let before = batch.len();
-        batch.retain(|p| {
+        self.drops.retain(batch, |p| {
             if p.len() < ETHER_HEADER_LEN {
                 return false;
             }
@@ -80,19 +79,10 @@ impl Element for EtherRewrite {
             }
             true
         });
-        let dropped = before - batch.len();
-        if dropped > 0 {
-            self.drops.fetch_add(dropped as u64, Relaxed);
-        }
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let drops = self.drops.clone();
-        vec![
-            self.src.handler("src"),
-            self.dst.handler("dst"),
-            Handler::read_only("drops", move || drops.load(Relaxed).to_string()),
-        ]
+        vec![self.src.handler("src"), self.dst.handler("dst"), self.drops.handler()]
     }
 }
 

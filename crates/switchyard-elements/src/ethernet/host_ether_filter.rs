@@ -1,6 +1,6 @@
 use super::ether_cell::EtherCell;
+use crate::util::Drops;
 use crate::wire::{EtherAddr, ETHER_HEADER_LEN};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::{
     documented, downcast, Annotations, Args, Batch, Context, Element, ElementClass, Handler, Packet,
@@ -45,7 +45,7 @@ documented! {
         drop_own: bool,
         drop_other: bool,
         offset: usize,
-        drops: Arc<AtomicU64>,
+        drops: Drops,
     }
 }
 
@@ -68,7 +68,7 @@ impl HostEtherFilter {
             drop_own,
             drop_other,
             offset,
-            drops: Arc::new(AtomicU64::new(0)),
+            drops: Drops::default(),
         }))
     }
 
@@ -96,7 +96,7 @@ impl HostEtherFilter {
             !(drop_other && p.anno.pkt_type == Annotations::OTHERHOST)
         };
         let mut rejects: Option<Batch> = None;
-        let count = if keep_rejects {
+        if keep_rejects {
             // Frames for this host are the common case: the batch stays
             // as it is up to the first reject, and only what follows moves.
             let first = batch.packets_mut().iter_mut().position(|p| !classify(p));
@@ -113,14 +113,9 @@ impl HostEtherFilter {
                     }
                 }
             }
-            rejects.as_ref().map_or(0, Batch::len)
+            self.drops.add(rejects.as_ref().map_or(0, Batch::len));
         } else {
-            let before = batch.len();
-            batch.retain(classify);
-            before - batch.len()
-        };
-        if count > 0 {
-            self.drops.fetch_add(count as u64, Relaxed);
+            self.drops.retain(batch, classify);
         }
         rejects
     }
@@ -162,11 +157,7 @@ impl Element for HostEtherFilter {
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let drops = self.drops.clone();
-        vec![
-            self.ether.handler("ether"),
-            Handler::read_only("drops", move || drops.load(Relaxed).to_string()),
-        ]
+        vec![self.ether.handler("ether"), self.drops.handler()]
     }
 }
 

@@ -1,6 +1,5 @@
+use crate::util::Drops;
 use crate::util::{self, Verdict};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use switchyard_core::{documented, downcast, Annotations, Args, Batch, Context, Element, ElementClass, Handler};
 
 documented! {
@@ -25,7 +24,7 @@ documented! {
     /// rt[1] -> DropBroadcasts -> PaintTee(1) -> IPGWOptions(10.0.0.1) -> ...;
     /// ```
     pub struct DropBroadcasts {
-        drops: Arc<AtomicU64>,
+        drops: Drops,
     }
 }
 
@@ -40,7 +39,7 @@ impl DropBroadcasts {
 
     fn make(_: &mut Args) -> Option<Box<dyn Element>> {
         Some(Box::new(DropBroadcasts {
-            drops: Arc::new(AtomicU64::new(0)),
+            drops: Drops::default(),
         }))
     }
 
@@ -57,7 +56,7 @@ impl DropBroadcasts {
             }
         });
         if n > 0 {
-            self.drops.fetch_add(n, Relaxed);
+            self.drops.add(n as usize);
         }
         rejects
     }
@@ -83,8 +82,7 @@ impl Element for DropBroadcasts {
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let drops = self.drops.clone();
-        vec![Handler::read_only("drops", move || drops.load(Relaxed).to_string())]
+        vec![self.drops.handler()]
     }
 }
 

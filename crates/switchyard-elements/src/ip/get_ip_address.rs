@@ -1,6 +1,5 @@
+use crate::util::Drops;
 use crate::wire::{be32, ip};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler};
 
 documented! {
@@ -35,7 +34,7 @@ documented! {
     /// ```
     pub struct GetIPAddress {
         from: Source,
-        drops: Arc<AtomicU64>,
+        drops: Drops,
     }
 }
 
@@ -79,7 +78,7 @@ impl GetIPAddress {
         };
         Some(Box::new(GetIPAddress {
             from,
-            drops: Arc::new(AtomicU64::new(0)),
+            drops: Drops::default(),
         }))
     }
 }
@@ -113,23 +112,17 @@ impl Element for GetIPAddress {
 
     fn simple_action(&mut self, batch: &mut Batch) {
         let from = self.from;
-        let before = batch.len();
         // Packets too short are rare: annotate in one pass, and only if
         // one is found fall back to the pass that drops.
         let all = batch.packets_mut().iter_mut().all(|p| annotate(from, p));
         if all {
             return;
         }
-        batch.retain(|p| annotate(from, p));
-        let dropped = before - batch.len();
-        if dropped > 0 {
-            self.drops.fetch_add(dropped as u64, Relaxed);
-        }
+        self.drops.retain(batch, |p| annotate(from, p));
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let drops = self.drops.clone();
-        vec![Handler::read_only("drops", move || drops.load(Relaxed).to_string())]
+        vec![self.drops.handler()]
     }
 }
 

@@ -4,10 +4,9 @@
 //! back only if an option changed.
 
 use super::ip_options::{self, AddrList, IPOPT_RR, IPOPT_TS};
+use crate::util::Drops;
 use crate::util::{self, Verdict};
 use crate::wire::{self, ip, IpAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use switchyard_core::packet::now_ns;
 use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, Packet};
 
@@ -62,7 +61,7 @@ documented! {
     pub struct IPGWOptions {
         my_addr: u32,
         my_addrs: Vec<u32>,
-        drops: Arc<AtomicU64>,
+        drops: Drops,
     }
 }
 
@@ -87,7 +86,7 @@ impl IPGWOptions {
         Some(Box::new(IPGWOptions {
             my_addr,
             my_addrs,
-            drops: Arc::default(),
+            drops: Drops::default(),
         }))
     }
 
@@ -203,7 +202,7 @@ impl IPGWOptions {
             }
         });
         if bad > 0 {
-            self.drops.fetch_add(bad, Relaxed);
+            self.drops.add(bad as usize);
         }
         rejects
     }
@@ -229,8 +228,7 @@ impl Element for IPGWOptions {
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let d = self.drops.clone();
-        vec![Handler::read_only("drops", move || d.load(Relaxed).to_string())]
+        vec![self.drops.handler()]
     }
 
     fn take_state(&mut self, old: Box<dyn Element>) {

@@ -1,5 +1,4 @@
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use crate::util::Drops;
 use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler};
 
 documented! {
@@ -32,7 +31,7 @@ documented! {
     /// ```
     pub struct MarkIPHeader {
         offset: usize,
-        drops: Arc<AtomicU64>,
+        drops: Drops,
     }
 }
 
@@ -49,7 +48,7 @@ impl MarkIPHeader {
         let offset = args.read_p::<usize>("OFFSET").unwrap_or(0);
         Some(Box::new(MarkIPHeader {
             offset,
-            drops: Arc::new(AtomicU64::new(0)),
+            drops: Drops::default(),
         }))
     }
 }
@@ -63,8 +62,7 @@ impl Element for MarkIPHeader {
 
     fn simple_action(&mut self, batch: &mut Batch) {
         let offset = self.offset;
-        let before = batch.len();
-        batch.retain(|p| {
+        self.drops.retain(batch, |p| {
             let Some(&first) = p.data().get(offset) else {
                 return false;
             };
@@ -73,15 +71,10 @@ impl Element for MarkIPHeader {
             p.set_network_header(offset, header_len.min(room));
             true
         });
-        let dropped = before - batch.len();
-        if dropped > 0 {
-            self.drops.fetch_add(dropped as u64, Relaxed);
-        }
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let drops = self.drops.clone();
-        vec![Handler::read_only("drops", move || drops.load(Relaxed).to_string())]
+        vec![self.drops.handler()]
     }
 }
 

@@ -1,6 +1,5 @@
+use crate::util::Drops;
 use crate::wire::{self, checksum};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler, Packet};
 
 documented! {
@@ -32,7 +31,7 @@ documented! {
     /// ... -> StoreData(8, \<01>) -> SetIPChecksum -> ...;
     /// ```
     pub struct SetIPChecksum {
-        drops: Arc<AtomicU64>,
+        drops: Drops,
     }
 }
 
@@ -47,7 +46,7 @@ impl SetIPChecksum {
 
     fn make(_: &mut Args) -> Option<Box<dyn Element>> {
         Some(Box::new(SetIPChecksum {
-            drops: Arc::new(AtomicU64::new(0)),
+            drops: Drops::default(),
         }))
     }
 }
@@ -73,17 +72,11 @@ impl Element for SetIPChecksum {
     }
 
     fn simple_action(&mut self, batch: &mut Batch) {
-        let before = batch.len();
-        batch.retain(fix);
-        let dropped = before - batch.len();
-        if dropped > 0 {
-            self.drops.fetch_add(dropped as u64, Relaxed);
-        }
+        self.drops.retain(batch, fix);
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let drops = self.drops.clone();
-        vec![Handler::read_only("drops", move || drops.load(Relaxed).to_string())]
+        vec![self.drops.handler()]
     }
 }
 
@@ -96,7 +89,7 @@ mod tests {
 
     fn element() -> SetIPChecksum {
         SetIPChecksum {
-            drops: Arc::new(AtomicU64::new(0)),
+            drops: Drops::default(),
         }
     }
 
@@ -122,7 +115,7 @@ mod tests {
         let out = run(&mut e, vec![p]);
         assert_eq!(&out[0].data()[14..], &good[..]);
         assert_eq!(&out[0].data()[..14], &[0x45; 14]);
-        assert_eq!(e.drops.load(Relaxed), 0);
+        assert_eq!(e.drops.get(), 0);
     }
 
     #[test]

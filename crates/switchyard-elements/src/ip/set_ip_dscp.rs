@@ -1,5 +1,6 @@
+use crate::util::Drops;
 use crate::wire::{be16, checked_header_len, ip, put16, update16};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use switchyard_core::handler::parse_in_range;
 use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler, Packet};
@@ -31,7 +32,7 @@ documented! {
     /// ```
     pub struct SetIPDSCP {
         dscp: Arc<AtomicU8>,
-        drops: Arc<AtomicU64>,
+        drops: Drops,
     }
 }
 
@@ -52,7 +53,7 @@ impl SetIPDSCP {
         }
         Some(Box::new(SetIPDSCP {
             dscp: Arc::new(AtomicU8::new(dscp as u8)),
-            drops: Arc::new(AtomicU64::new(0)),
+            drops: Drops::default(),
         }))
     }
 }
@@ -90,16 +91,11 @@ impl Element for SetIPDSCP {
 
     fn simple_action(&mut self, batch: &mut Batch) {
         let bits = self.dscp.load(Relaxed) << 2;
-        let before = batch.len();
-        batch.retain(|p| set_dscp(p, bits));
-        let dropped = before - batch.len();
-        if dropped > 0 {
-            self.drops.fetch_add(dropped as u64, Relaxed);
-        }
+        self.drops.retain(batch, |p| set_dscp(p, bits));
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let (r, w, drops) = (self.dscp.clone(), self.dscp.clone(), self.drops.clone());
+        let (r, w) = (self.dscp.clone(), self.dscp.clone());
         vec![
             Handler::read_write(
                 "dscp",
@@ -110,7 +106,7 @@ impl Element for SetIPDSCP {
                     Ok(())
                 },
             ),
-            Handler::read_only("drops", move || drops.load(Relaxed).to_string()),
+            self.drops.handler(),
         ]
     }
 }
@@ -193,7 +189,7 @@ mod tests {
             ],
         );
         assert_eq!(out.len(), 1);
-        assert_eq!(e.drops.load(Relaxed), 6);
+        assert_eq!(e.drops.get(), 6);
     }
 
     #[test]
