@@ -164,36 +164,17 @@ impl Packet {
     /// `patch` change the copy while it is still known to be unique (no
     /// second uniqueness check, which is a locked operation).
     #[inline]
-    fn from_buffer(mut buf: Arc<[u8]>, data: &[u8], patch: impl FnOnce(&mut [u8])) -> Packet {
-        let dst = &mut Arc::get_mut(&mut buf).expect("pooled buffers are unique")[HEADROOM..HEADROOM + data.len()];
-        copy_small(dst, data);
-        patch(dst);
-        Packet {
-            buf: Some(buf),
-            head: HEADROOM as u32,
-            len: data.len() as u32,
-            anno: Annotations::default(),
-        }
+    fn from_buffer(buf: Arc<[u8]>, data: &[u8], patch: impl FnOnce(&mut [u8])) -> Packet {
+        Packet::filled(buf, data.len(), |dst| {
+            copy_small(dst, data);
+            patch(dst);
+        })
     }
 
-    /// A new packet of `len` bytes whose contents are unspecified
-    /// (recycled), for callers that overwrite them.
-    pub fn with_len(len: usize) -> Packet {
-        let buf = alloc_buffer(HEADROOM + len);
-        Packet {
-            buf: Some(buf),
-            head: HEADROOM as u32,
-            len: len as u32,
-            anno: Annotations::default(),
-        }
-    }
-
-    /// A new packet of `len` bytes, all written by `fill` (it gets them
-    /// with unspecified, recycled contents): no packet with unspecified
-    /// bytes escapes, and no later [`data_mut`](Self::data_mut).
+    /// A packet of `len` bytes after the headroom of the unique `buf`, all
+    /// written by `fill`.
     #[inline]
-    pub fn with_len_filled(len: usize, fill: impl FnOnce(&mut [u8])) -> Packet {
-        let mut buf = alloc_buffer(HEADROOM + len);
+    fn filled(mut buf: Arc<[u8]>, len: usize, fill: impl FnOnce(&mut [u8])) -> Packet {
         fill(&mut Arc::get_mut(&mut buf).expect("pooled buffers are unique")[HEADROOM..HEADROOM + len]);
         Packet {
             buf: Some(buf),
@@ -201,6 +182,20 @@ impl Packet {
             len: len as u32,
             anno: Annotations::default(),
         }
+    }
+
+    /// A new packet of `len` bytes whose contents are unspecified
+    /// (recycled), for callers that overwrite them.
+    pub fn with_len(len: usize) -> Packet {
+        Packet::filled(alloc_buffer(HEADROOM + len), len, |_| {})
+    }
+
+    /// A new packet of `len` bytes, all written by `fill` (it gets them
+    /// with unspecified, recycled contents): no packet with unspecified
+    /// bytes escapes, and no later [`data_mut`](Self::data_mut).
+    #[inline]
+    pub fn with_len_filled(len: usize, fill: impl FnOnce(&mut [u8])) -> Packet {
+        Packet::filled(alloc_buffer(HEADROOM + len), len, fill)
     }
 
     #[inline]
@@ -340,15 +335,16 @@ impl Packet {
     /// buffer.
     #[cold]
     fn push_front_copy(&mut self, n: usize) {
-        {
-            let mut fresh = Packet::with_len(self.len as usize + n);
-            fresh.data_mut()[n..].copy_from_slice(self.data());
-            fresh.anno = self.anno;
-            // The network header moves with the data.
-            let moved = (fresh.head as usize + n) as isize - self.head as isize;
-            fresh.anno.net_off = (self.anno.net_off as isize + moved).clamp(0, u16::MAX as isize) as u16;
-            *self = fresh;
-        }
+        let mut fresh = Packet::with_len_filled(self.len as usize + n, |d| {
+            // The new front bytes are the caller's to write.
+            d[..n].fill(0);
+            d[n..].copy_from_slice(self.data());
+        });
+        fresh.anno = self.anno;
+        // The network header moves with the data.
+        let moved = (fresh.head as usize + n) as isize - self.head as isize;
+        fresh.anno.net_off = (self.anno.net_off as isize + moved).clamp(0, u16::MAX as isize) as u16;
+        *self = fresh;
     }
 }
 

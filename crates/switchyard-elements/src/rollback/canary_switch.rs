@@ -1,5 +1,6 @@
 use crate::rollback::flow_table::{self, FlowShared};
 use crate::standard::flow_hash::{flow_hash, mix};
+use crate::standard::scatter::Scatter;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Scope};
@@ -80,7 +81,7 @@ documented! {
         last_seen: Vec<u64>,
         generation: u64,
         cache: Vec<(u64, u8)>,
-        scratch: Vec<Option<Batch>>,
+        scatter: Scatter,
         selector: bool,
         /// Pinned mode: the FlowTable's name, then what it lent.
         pin: Option<String>,
@@ -186,7 +187,7 @@ impl CanarySwitch {
             }),
             generation: 0,
             cache: vec![(u64::MAX, 0); CACHE],
-            scratch: Vec::new(),
+            scatter: Scatter::new(),
             selector: false,
             pin,
             flows: None,
@@ -233,17 +234,10 @@ impl CanarySwitch {
     }
 
     fn take_weights(&mut self) {
-        let g = self.shared.generation.load(Ordering::Acquire);
+        let g = self.shared.generation();
         if g != self.generation {
             self.generation = g;
-            self.weights = self
-                .shared
-                .values
-                .lock()
-                .expect("weights")
-                .iter()
-                .map(|&x| f64::from(x))
-                .collect();
+            self.weights = self.shared.values().iter().map(|&x| f64::from(x)).collect();
             self.cache.fill((u64::MAX, 0));
             if self.selector {
                 // In force from the next number the hub hands out, as an
@@ -283,7 +277,7 @@ impl Element for CanarySwitch {
                     self.segments = old.segments;
                     self.last_seen = old.last_seen;
                 } else {
-                    self.generation = self.shared.generation.load(Ordering::Acquire);
+                    self.generation = self.shared.generation();
                     self.segments = std::collections::VecDeque::from([(0, old.weights)]);
                 }
             }
@@ -349,18 +343,9 @@ impl Element for CanarySwitch {
             }
             return;
         }
-        let n = self.weights.len();
-        self.scratch.resize_with(n, || None);
-        for p in batch.drain() {
-            let out = self.output(&p, None);
-            self.scratch[out].get_or_insert_with(Batch::new).push(p);
-        }
-        drop(batch);
-        for out in 0..n {
-            if let Some(b) = self.scratch[out].take() {
-                cx.push(out, b);
-            }
-        }
+        let mut scatter = std::mem::take(&mut self.scatter);
+        scatter.send(batch, cx, |p| self.output(p, None));
+        self.scatter = scatter;
     }
 
     fn handlers(&self) -> Vec<Handler> {
@@ -368,15 +353,7 @@ impl Element for CanarySwitch {
         let n = self.weights.len();
         let mut handlers = vec![Handler::read_write(
             "weights",
-            move || {
-                r.values
-                    .lock()
-                    .expect("weights")
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            },
+            move || r.values().iter().map(u32::to_string).collect::<Vec<_>>().join(" "),
             move |v| {
                 w.set(parse_weights(v, Some(n))?);
                 Ok(())
@@ -384,13 +361,10 @@ impl Element for CanarySwitch {
         )
         .persistent()];
         if let Some(flows) = &self.flows {
-            let (f, c) = (self.shared.clone(), self.shared.clone());
-            let force = move |v: &str| {
-                f.set(parse_weights(v, Some(n))?);
-                Ok(())
-            };
+            let c = self.shared.clone();
             let current = move |i: usize| c.values().get(i).is_some_and(|&w| w > 0);
-            handlers.extend(flow_table::pinned_handlers(flows, n, "weights", force, current));
+            let pinned = flow_table::pinned_handlers(flows, n, &handlers[0], current);
+            handlers.extend(pinned);
         }
         handlers
     }

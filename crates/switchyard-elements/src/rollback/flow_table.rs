@@ -28,7 +28,7 @@
 
 use crate::rollback::canary_switch::{choose, Weights};
 use crate::standard::flow_hash::mix;
-use crate::util::SwitchPosition;
+use crate::util::{sort_out, SwitchPosition, Verdict};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
@@ -111,7 +111,6 @@ documented! {
     pub struct FlowTable {
         shared: Arc<FlowShared>,
         force_seen: u64,
-        ports: usize,
         /// Per batch, per packet: what `stamp` parsed.
         scratch: Box<Scratch>,
         /// A CanarySwitch's weights, as of generation `weights_seen`.
@@ -807,27 +806,11 @@ pub fn select(flows: &FlowShared, port: usize, mut batch: Batch, cx: &mut Contex
     // selector's inputs (a table shared after a reload) counts as none.
     let me = port as u8 + 1;
     let known = flows.branches.load(Ordering::Relaxed) as u8;
-    let (mut unstamped, mut others) = (false, false);
-    for p in batch.iter() {
-        let b = p.anno.branch;
-        unstamped |= b == 0 || b > known;
-        others |= b != me;
-    }
-    let mut rest = None;
-    if unstamped {
-        let mut r = Batch::new();
-        batch.retain(|p| {
-            let b = p.anno.branch;
-            if b != 0 && b <= known {
-                return b == me;
-            }
-            r.push(p.clone());
-            false
-        });
-        rest = Some(r);
-    } else if others {
-        batch.retain(|p| p.anno.branch == me);
-    }
+    let rest = sort_out(&mut batch, |p| match p.anno.branch {
+        b if b == me => Verdict::Pass,
+        b if b == 0 || b > known => Verdict::Reject,
+        _ => Verdict::Drop,
+    });
     if !batch.is_empty() {
         learn(flows, &batch);
         cx.push(0, batch);
@@ -836,24 +819,26 @@ pub fn select(flows: &FlowShared, port: usize, mut batch: Batch, cx: &mut Contex
 }
 
 /// A pinned selector's `force`, `pinned` and `drained` handlers, for
-/// `ports` inputs. `force` applies a value as the selector's own write
-/// does, then has the table forget every pin; `current` says which inputs
-/// new flows may take (`drained` without a parameter asks about the
-/// others).
+/// `ports` inputs. `force` is the selector's own persistent write `own`
+/// (`switch`, `weights`), then the table forgets every pin; `current` says
+/// which inputs new flows may take (`drained` without a parameter asks
+/// about the others).
 pub fn pinned_handlers(
     flows: &Arc<FlowShared>,
     ports: usize,
-    persisted: &str,
-    force: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    own: &Handler,
     current: impl Fn(usize) -> bool + Send + Sync + 'static,
 ) -> Vec<Handler> {
-    let f = flows.clone();
+    let (f, write) = (
+        flows.clone(),
+        own.write.clone().expect("a selector's position is writable"),
+    );
     let force = Handler::write_only("force", move |v| {
-        force(v)?;
+        write(v)?;
         f.force();
         Ok(())
     })
-    .persists_as(persisted);
+    .persists_as(&own.name);
     let (d, dp) = (flows.clone(), flows.clone());
     let mut drained = Handler::read_only("drained", move || {
         let counts = d.pinned();
@@ -929,7 +914,6 @@ impl FlowTable {
                 warned: AtomicBool::new(false),
             }),
             force_seen: 0,
-            ports: 0,
             weights: Vec::new(),
             weights_seen: 0,
             scratch: Box::new(Scratch {
@@ -1018,7 +1002,6 @@ impl Element for FlowTable {
                 ports.outputs.len()
             ));
         }
-        self.ports = ports.inputs.len();
         Ok(false)
     }
 

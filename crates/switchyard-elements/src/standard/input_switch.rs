@@ -2,7 +2,6 @@ use crate::rollback::flow_table::{self, FlowShared};
 use crate::util::{check_position, SwitchPosition};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use switchyard_core::handler::parse_in_range;
 use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Scope};
 
 documented! {
@@ -276,14 +275,10 @@ impl Element for InputSwitch {
             }),
         ];
         if let Some(flows) = &self.flows {
-            let (p, c) = (self.position.clone(), self.position.clone());
-            let max = self.ports as i64 - 1;
-            let force = move |v: &str| {
-                p.set(parse_in_range(v, -1..=max)?);
-                Ok(())
-            };
+            let c = self.position.clone();
             let current = move |i: usize| c.get() == i as i64;
-            handlers.extend(flow_table::pinned_handlers(flows, self.ports, "switch", force, current));
+            let pinned = flow_table::pinned_handlers(flows, self.ports, &handlers[0], current);
+            handlers.extend(pinned);
         }
         handlers
     }

@@ -3,7 +3,6 @@
 //! batch per output, with scratch space allocated once and reused, and
 //! passes a batch that goes one way entirely on as it is.
 
-use switchyard_core::packet::MAX_BATCH;
 use switchyard_core::{Batch, Context, Packet};
 
 /// An output number that drops the packet.
@@ -16,9 +15,12 @@ pub struct Scatter {
 }
 
 impl Scatter {
+    /// Empty, allocating nothing: the scratch grows on first use and is
+    /// kept, and a placeholder swapped in while the real one is borrowed
+    /// (`std::mem::take`) costs nothing.
     pub fn new() -> Scatter {
         Scatter {
-            choice: Vec::with_capacity(MAX_BATCH),
+            choice: Vec::new(),
             out: Vec::new(),
         }
     }
