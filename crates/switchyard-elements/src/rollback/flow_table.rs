@@ -806,6 +806,12 @@ pub fn select(flows: &FlowShared, port: usize, mut batch: Batch, cx: &mut Contex
     // selector's inputs (a table shared after a reload) counts as none.
     let me = port as u8 + 1;
     let known = flows.branches.load(Ordering::Relaxed) as u8;
+    // The other branch's copy of a batch, all stamped for another input,
+    // is dropped whole, as an unpinned selector drops it.
+    let elsewhere = |b: u8| b != me && b != 0 && b <= known;
+    if batch.iter().all(|p| elsewhere(p.anno.branch)) {
+        return None;
+    }
     let rest = sort_out(&mut batch, |p| match p.anno.branch {
         b if b == me => Verdict::Pass,
         b if b == 0 || b > known => Verdict::Reject,
