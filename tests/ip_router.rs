@@ -12,7 +12,7 @@
 mod common;
 
 use common::netns::{require_root_or_skip, router_between_two_hosts, Namespaces};
-use common::{await_until, RouterProc};
+use common::{await_until, num, RouterProc};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use switchyard_control::client::Client;
@@ -68,11 +68,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn num(c: &mut Client, h: &str) -> u64 {
-    let v = c.read(h).unwrap_or_else(|e| panic!("{h}: {e}"));
-    v.trim().parse().unwrap_or_else(|_| panic!("{h}: not a number: {v}"))
 }
 
 /// Pings `dst` from namespace `from`: every reply must arrive, once.

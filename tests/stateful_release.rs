@@ -17,7 +17,7 @@
 mod common;
 
 use common::netns::{require_root_or_skip, router_between_two_hosts, Namespaces};
-use common::{await_until, RouterProc};
+use common::{await_until, num, RouterProc};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -330,11 +330,6 @@ impl Net {
     }
 }
 
-fn num(c: &mut Client, h: &str) -> u64 {
-    let v = c.read(h).unwrap_or_else(|e| panic!("{h}: {e}"));
-    v.trim().parse().unwrap_or_else(|_| panic!("{h}: not a number: {v}"))
-}
-
 fn drained(c: &mut Client, input: &str) -> bool {
     let v = c.read_param("fsel.drained", input).unwrap();
     match v.trim() {
@@ -391,7 +386,6 @@ fn await_progress(net: &mut Net, group: &str, before: &[u64]) {
     await_until(
         &format!("every connection of group {group} to make echo progress"),
         || {
-            std::thread::sleep(Duration::from_millis(20));
             let now = each(&status(net)[group]);
             now.len() == before.len() && now.iter().zip(before).all(|(n, b)| n > b)
         },
@@ -583,10 +577,7 @@ fn pinned_flips_reload_and_rollback_keep_every_connection_and_a_forced_flip_brea
     assert_eq!(b["closed"], 20, "B closes gracefully: {b}");
     assert_eq!(b["failed"], 0, "{b}");
     let closed = Instant::now();
-    await_until("fsel.drained 1", || {
-        std::thread::sleep(Duration::from_millis(20));
-        drained(&mut c, "1")
-    });
+    await_until("fsel.drained 1", || drained(&mut c, "1"));
     let drain_time = closed.elapsed();
     assert_eq!(net.ctl(&["read", "fsel.drained", "1"]).trim(), "true");
     assert_eq!(net.ctl(&["read", "fsel.drained", "0"]).trim(), "false");
@@ -613,7 +604,6 @@ fn pinned_flips_reload_and_rollback_keep_every_connection_and_a_forced_flip_brea
     let broken = |s: &Value| s["A"]["broken"].as_u64().unwrap() + s["C"]["broken"].as_u64().unwrap();
     let mut s = status(&mut net);
     await_until("the established connections to break after the forced flip", || {
-        std::thread::sleep(Duration::from_millis(50));
         s = status(&mut net);
         broken(&s) == 60
     });

@@ -109,10 +109,7 @@ impl RouterProc {
     }
 
     pub fn num(&self, h: &str) -> u64 {
-        self.read(h)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{h} not a number"))
+        num(&mut self.client(), h)
     }
 
     pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
@@ -178,13 +175,23 @@ impl netns::Namespaces {
     }
 }
 
+/// A numeric handler's value, read on an open connection.
+pub fn num(c: &mut Client, h: &str) -> u64 {
+    let v = c.read(h).unwrap_or_else(|e| panic!("{h}: {e}"));
+    v.trim().parse().unwrap_or_else(|_| panic!("{h}: not a number: {v}"))
+}
+
 /// Waits until `cond` holds, for up to 20 s; the router's counters (or
-/// files, or frames) are the event, never a fixed sleep.
+/// files, or frames) are the event, never a fixed sleep. Polled after
+/// 1 ms, then less often, up to every 20 ms, so that a slow event does
+/// not take the cores from the traffic it waits for.
 pub fn await_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut pause = Duration::from_millis(1);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

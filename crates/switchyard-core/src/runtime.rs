@@ -959,10 +959,8 @@ mod tests {
             class("PullLoop", "1/2", "h/lh", |_| Some(Box::<PullLoop>::default())),
             class("Sink", "1/0", "l/", |_| Some(Box::<Sink>::default())),
         ]);
-        let mut map = switchyard_lang::SourceMap::new();
-        let file = map.add("t.click", text);
-        let graph = crate::load(&mut map, file, &registry, &[]).unwrap_or_else(|d| panic!("{d:?}"));
-        let table = Arc::new(HandlerTable::new(&graph, &registry, text));
+        let (graph, table) = crate::load_text("t.click", text, &registry, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let table = Arc::new(table);
         let mut router = Router::start(graph, table.clone());
         assert!(router.wait_timeout(Duration::from_secs(20)), "the router stops");
         table

@@ -40,14 +40,10 @@ pub fn split_args(text: &str) -> Vec<RawArg<'_>> {
                     .position(|&b| b == b'>')
                     .map_or(bytes.len(), |p| i + p)
             }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                i = bytes[i..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(bytes.len(), |p| i + p)
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = text[i + 2..].find("*/").map_or(bytes.len(), |p| i + 2 + p + 1)
+            b'/' => {
+                if let Some(end) = comment_end(bytes, i) {
+                    i = end - 1;
+                }
             }
             b',' if depth == 0 => {
                 args.push(trimmed(text, start, i));
@@ -66,27 +62,31 @@ pub fn split_args(text: &str) -> Vec<RawArg<'_>> {
     args
 }
 
-/// `bytes` without `// ...` (to the end of the line) and `/* ... */`.
+/// If a comment starts at `i` (`// ...` or `/* ... */`), where it ends:
+/// at its newline (kept) or just after its `*/`; the end of `bytes` for
+/// an unterminated one.
+fn comment_end(bytes: &[u8], i: usize) -> Option<usize> {
+    let rest = &bytes[i..];
+    match rest {
+        [b'/', b'/', ..] => Some(rest.iter().position(|&x| x == b'\n').map_or(bytes.len(), |p| i + p)),
+        [b'/', b'*', body @ ..] => Some(
+            body.windows(2)
+                .position(|w| w == b"*/")
+                .map_or(bytes.len(), |p| i + 2 + p + 2),
+        ),
+        _ => None,
+    }
+}
+
+/// `bytes` without their comments.
 fn without_comments(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1)) {
-            (b'/', Some(b'/')) => {
-                i = bytes[i..]
-                    .iter()
-                    .position(|&x| x == b'\n')
-                    .map_or(bytes.len(), |p| i + p);
-            }
-            (b'/', Some(b'*')) => {
-                let rest = &bytes[i + 2..];
-                i = rest
-                    .windows(2)
-                    .position(|w| w == b"*/")
-                    .map_or(bytes.len(), |p| i + 2 + p + 2);
-            }
-            (c, _) => {
-                out.push(c);
+        match comment_end(bytes, i) {
+            Some(end) => i = end,
+            None => {
+                out.push(bytes[i]);
                 i += 1;
             }
         }
