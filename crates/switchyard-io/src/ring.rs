@@ -700,6 +700,7 @@ mod tests {
             seg_next: 0,
             device: "test0".into(),
             stats: stats.clone(),
+            csum_completed: 0,
             warn: RateLimited::default(),
         };
         (ring, stats)
