@@ -34,10 +34,7 @@ impl Rng {
     pub fn seeded(seed: u64) -> Rng {
         // splitmix64 spreads a small or regular seed over all 64 bits; the
         // state must not be zero.
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
+        Rng(crate::standard::flow_hash::mix(seed.wrapping_add(0x9e37_79b9_7f4a_7c15)) | 1)
     }
 
     #[inline]

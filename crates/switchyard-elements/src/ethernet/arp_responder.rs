@@ -1,4 +1,5 @@
 use super::arp::{Arp, OP_REPLY, OP_REQUEST};
+use crate::util::{push_rejects, push_sorted, sort_out, Drops, Verdict};
 use crate::wire::{EtherAddr, IpPrefix};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -63,6 +64,7 @@ documented! {
         /// The data path's table, taken again when `version` moves.
         local: Arc<Vec<Entry>>,
         seen: u64,
+        drops: Drops,
     }
 }
 
@@ -89,7 +91,6 @@ struct Shared {
     /// that two writes do not build from the same table and lose one.
     writing: Mutex<()>,
     version: AtomicU64,
-    drops: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -204,6 +205,7 @@ impl ARPResponder {
             }),
             local: table,
             seen: 0,
+            drops: Drops::default(),
         }))
     }
 
@@ -242,53 +244,33 @@ impl ARPResponder {
         true
     }
 
-    /// Answers what it can in `batch`; returns the frames left unanswered.
-    fn process(&mut self, batch: &mut Batch) -> Batch {
+    /// Answers what it can in `batch`, in place; what is left unanswered
+    /// is `refused` (for output 1, or dropped and counted).
+    fn process(&mut self, batch: &mut Batch, refused: Verdict) -> Option<Batch> {
         self.refresh();
-        let mut rest = Batch::new();
-        // Requests we answer are the common case: keep them in place and
-        // move only the others.
-        let first = batch.packets_mut().iter_mut().position(|p| !self.answer(p));
-        if let Some(i) = first {
-            let mut tail = batch.split_off(i);
-            let mut it = tail.drain();
-            rest.extend(it.next());
-            for mut p in it {
-                if self.answer(&mut p) {
-                    batch.push(p);
-                } else {
-                    rest.push(p);
-                }
+        let mut dropped = 0;
+        let rejects = sort_out(batch, |p| {
+            if self.answer(p) {
+                return Verdict::Pass;
             }
-        }
-        rest
-    }
-
-    fn unanswered(&self, rest: Batch, cx: &mut Context<'_>) {
-        if rest.is_empty() {
-            return;
-        }
-        if cx.noutputs() > 1 {
-            cx.push(1, rest);
-        } else {
-            self.shared.drops.fetch_add(rest.len() as u64, Relaxed);
-        }
+            dropped += usize::from(refused == Verdict::Drop);
+            refused
+        });
+        self.drops.add(dropped);
+        rejects
     }
 }
 
 impl Element for ARPResponder {
     fn push(&mut self, _port: usize, mut batch: Batch, cx: &mut Context<'_>) {
-        let rest = self.process(&mut batch);
-        if !batch.is_empty() {
-            cx.push(0, batch);
-        }
-        self.unanswered(rest, cx);
+        let rejects = self.process(&mut batch, Verdict::refused(cx));
+        push_sorted(cx, batch, rejects);
     }
 
     fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
         let mut batch = cx.pull(0)?;
-        let rest = self.process(&mut batch);
-        self.unanswered(rest, cx);
+        let rejects = self.process(&mut batch, Verdict::refused(cx));
+        push_rejects(cx, rejects);
         Some(batch)
     }
 
@@ -296,13 +278,12 @@ impl Element for ARPResponder {
         // Entries added or removed by hand outlive a reload only if the
         // configuration says so; the drop count carries over.
         if let Some(old) = downcast::<ARPResponder>(old) {
-            self.shared.drops.store(old.shared.drops.load(Relaxed), Relaxed);
+            self.drops = old.drops;
         }
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        let (s1, s2, s3, s4, s5) = (
-            self.shared.clone(),
+        let (s1, s2, s3, s4) = (
             self.shared.clone(),
             self.shared.clone(),
             self.shared.clone(),
@@ -343,7 +324,7 @@ impl Element for ARPResponder {
                     Ok(next)
                 })
             }),
-            Handler::read_only("drops", move || s5.drops.load(Relaxed).to_string()),
+            self.drops.handler(),
         ]
     }
 }

@@ -661,10 +661,7 @@ impl RewriterCore {
             "capacity",
             move || lock(&s.table).capacity().to_string(),
             move |v| {
-                let cap: usize = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("expected a capacity (an integer), found '{}'", v.trim()))?;
+                let cap: usize = crate::util::parse_value(v)?;
                 let now = wnow();
                 lock(&w.table).set_capacity(cap, now);
                 Ok(())
