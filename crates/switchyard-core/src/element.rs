@@ -173,6 +173,14 @@ pub trait Element: std::any::Any + Send + 'static {
     fn is_finished(&self) -> bool {
         true
     }
+
+    /// For an element that stores packets (a Queue's pushing side): how
+    /// many more it can take now without dropping. Sources upstream of it
+    /// produce no more than that and wait while it is 0 (Click's full
+    /// notifier, see [`Context::room`]). `None` for every other element.
+    fn room(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A value an element lends to the others of its configuration.

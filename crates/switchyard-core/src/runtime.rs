@@ -175,6 +175,15 @@ struct Runner {
     in_base: Arc<Vec<u32>>,
     pull_from: Arc<Vec<layout::Peer>>,
     noutputs: Arc<Vec<u32>>,
+    /// The slots of the Queues each task fills (see [`Context::room`]).
+    watch: Arc<Vec<Box<[u32]>>>,
+    /// Tasks that found no room downstream in this round: the thread
+    /// looks again before it sleeps, so a Queue emptied meanwhile is not
+    /// missed.
+    room_waits: Vec<u32>,
+    /// What elements see of a stop: set one round after the stop was
+    /// requested, so every task runs once more (see [`run_thread`]).
+    stopping: bool,
     shared: Arc<Shared>,
     /// Set when a reload wants this thread paused and its elements back.
     yield_req: Arc<AtomicBool>,
@@ -283,6 +292,18 @@ impl Runner {
     fn all(&self, f: impl Fn(&dyn Element) -> bool) -> bool {
         self.slots.iter().flatten().all(|e| f(e.as_ref()))
     }
+
+    /// Room downstream of `elem`: the least any Queue it fills can take.
+    fn room(&self, elem: usize) -> usize {
+        let Some(watch) = self.watch.get(elem) else {
+            return usize::MAX;
+        };
+        watch
+            .iter()
+            .filter_map(|&slot| self.slots.get(slot as usize)?.as_ref()?.room())
+            .min()
+            .unwrap_or(usize::MAX)
+    }
 }
 
 /// An element's view of the graph while it runs.
@@ -317,15 +338,31 @@ impl Context<'_> {
         self.runner.noutputs[self.elem] as usize
     }
 
+    /// How many packets this task may push now without any Queue it
+    /// fills dropping one: the least room among the Queues its pushes
+    /// reach first (`usize::MAX` when they reach none). In-memory sources
+    /// produce no more than this and return [`Work::Idle`] at 0; the
+    /// Queue's consumer wakes them when it takes packets out (Click's
+    /// full notifier, so `InfiniteSource(LIMIT 200000) -> Queue -> ...`
+    /// delivers every packet however slow the consumer).
+    pub fn room(&mut self) -> usize {
+        let room = self.runner.room(self.elem);
+        if room == 0 {
+            self.runner.room_waits.push(self.elem as u32);
+        }
+        room
+    }
+
     /// Asks the router to stop once in-flight packets are delivered
     /// (a source's `STOP true`).
     pub fn request_stop(&self) {
         self.runner.shared.request_stop();
     }
 
-    /// True once a stop was requested: sources stop producing.
+    /// True once a stop was requested and every task of this thread has
+    /// run once since: sources stop producing.
     pub fn stopping(&self) -> bool {
-        self.runner.shared.stop.load(Ordering::Relaxed)
+        self.runner.stopping
     }
 
     /// True once a reload asked this thread to pause: an element waiting
@@ -545,6 +582,9 @@ impl Router {
                 in_base: layout.in_base.clone(),
                 pull_from: layout.pull_from.clone(),
                 noutputs: layout.noutputs.clone(),
+                watch: layout.watch.clone(),
+                room_waits: Vec::new(),
+                stopping: false,
                 shared: self.shared.clone(),
                 yield_req: yield_req.clone(),
                 cycle: CycleState::default(),
@@ -700,9 +740,15 @@ fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
         if runner.yield_req.load(Ordering::SeqCst) {
             return (std::mem::take(&mut runner.slots), true);
         }
-        let stopping = runner.shared.stop.load(Ordering::SeqCst);
+        // A stop reaches the elements one round after it is requested, so
+        // every task runs at least once after it (Click's driver gives
+        // each task its turn too): a source on a thread that had not run
+        // yet still sends what its LIMIT allows before the router stops.
+        let requested = runner.shared.stop.load(Ordering::SeqCst);
+        let stopping = runner.stopping;
         let mut busy = false;
         let mut wake_at: Option<Instant> = None;
+        runner.room_waits.clear();
         for (k, &(elem, slot)) in tasks.iter().enumerate() {
             if done[k] {
                 continue;
@@ -713,6 +759,10 @@ fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
                 Work::SleepUntil(at) => wake_at = Some(wake_at.map_or(at, |w| w.min(at))),
                 Work::Done => done[k] = true,
             }
+        }
+        if requested && !stopping {
+            runner.stopping = true;
+            continue;
         }
         if busy {
             continue;
@@ -725,8 +775,9 @@ fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
         // between the look and the park is not lost (park returns at once).
         waker.0.sleeping.store(true, Ordering::SeqCst);
         if runner.all(|e| !e.has_pending())
-            && stopping == runner.shared.stop.load(Ordering::SeqCst)
+            && requested == runner.shared.stop.load(Ordering::SeqCst)
             && !runner.yield_req.load(Ordering::SeqCst)
+            && runner.room_waits.iter().all(|&e| runner.room(e as usize) == 0)
         {
             let now = Instant::now();
             let limit = wake_at.map_or(MAX_SLEEP, |at| at.saturating_duration_since(now).min(MAX_SLEEP));
@@ -809,6 +860,9 @@ impl Harness {
             in_base: Arc::new(vec![0; n]),
             pull_from: Arc::new(vec![layout::Peer::NONE; inputs.max(1)]),
             noutputs: Arc::new((0..n).map(|i| if i == 0 { outputs as u32 } else { 0 }).collect()),
+            watch: Arc::default(),
+            room_waits: Vec::new(),
+            stopping: false,
             shared,
             yield_req: Arc::default(),
             cycle: CycleState::default(),

@@ -116,9 +116,9 @@ impl FromDump {
     }
 
     /// Up to a batch of packets due now; `Err(when)` if the next is not due.
-    fn fill(&mut self) -> Result<Batch, Option<Instant>> {
+    fn fill(&mut self, room: usize) -> Result<Batch, Option<Instant>> {
         let mut b = Batch::new();
-        while b.len() < self.burst {
+        while b.len() < self.burst.min(room) {
             let Some(rec) = self.next() else { break };
             if self.timing {
                 let (t0, start) = *self.origin.get_or_insert((rec.timestamp_ns, Instant::now()));
@@ -172,7 +172,13 @@ impl Element for FromDump {
         if cx.stopping() || !self.active {
             return if cx.stopping() { Work::Done } else { Work::Idle };
         }
-        match self.fill() {
+        // Never more than the Queues downstream can take, as Click's
+        // FromDump waits on their full notifier.
+        let room = cx.room();
+        if room == 0 {
+            return Work::Idle;
+        }
+        match self.fill(room) {
             Ok(b) if b.is_empty() => {
                 self.at_end(cx);
                 Work::Done
@@ -187,7 +193,7 @@ impl Element for FromDump {
     }
 
     fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
-        match self.fill() {
+        match self.fill(usize::MAX) {
             Ok(b) if b.is_empty() => {
                 self.at_end(cx);
                 None

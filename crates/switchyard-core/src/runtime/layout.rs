@@ -57,6 +57,11 @@ pub(super) struct Layout {
     pub(super) in_base: Arc<Vec<u32>>,
     pub(super) pull_from: Arc<Vec<Peer>>,
     pub(super) noutputs: Arc<Vec<u32>>,
+    /// For each task, the slots of the storing elements its pushes reach
+    /// first (Queues): its room is theirs (see [`Element::room`]).
+    ///
+    /// [`Element::room`]: crate::element::Element::room
+    pub(super) watch: Arc<Vec<Box<[u32]>>>,
     pub(super) names: Arc<Vec<NodeName>>,
     pub(super) groups: Vec<GroupLayout>,
 }
@@ -171,7 +176,9 @@ pub(super) fn layout(graph: &Graph) -> Layout {
             };
         }
     }
+    let watch = watch_lists(graph, &slot_in);
     Layout {
+        watch: Arc::new(watch),
         out_base: Arc::new(out_base),
         push_to: Arc::new(push_to),
         in_base: Arc::new(in_base),
@@ -190,6 +197,47 @@ pub(super) fn layout(graph: &Graph) -> Layout {
         ),
         groups,
     }
+}
+
+/// For each task, the storing elements (those with a [`room`]) reached
+/// from it through push connections without passing another: Click's
+/// downstream full-notifier search. A push never leaves its thread, so
+/// each is named by its slot in the task's own runner.
+///
+/// [`room`]: crate::element::Element::room
+fn watch_lists(graph: &Graph, slot_in: &[u32]) -> Vec<Box<[u32]>> {
+    let n = graph.nodes.len();
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (f, t) in &graph.connections {
+        if graph.nodes[f.element].ports.outputs[f.port as usize] == Processing::Push {
+            downstream[f.element].push(t.element);
+        }
+    }
+    let mut seen = vec![usize::MAX; n];
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(task, node)| {
+            let mut found = Vec::new();
+            if !node.is_task {
+                return found.into_boxed_slice();
+            }
+            let mut stack = downstream[task].clone();
+            while let Some(e) = stack.pop() {
+                if seen[e] == task {
+                    continue;
+                }
+                seen[e] = task;
+                if graph.nodes[e].element.room().is_some() {
+                    found.push(slot_in[e]);
+                } else {
+                    stack.extend_from_slice(&downstream[e]);
+                }
+            }
+            found.into_boxed_slice()
+        })
+        .collect()
 }
 
 /// Who an element of a started graph is.

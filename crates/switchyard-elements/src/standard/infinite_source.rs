@@ -69,7 +69,9 @@ impl Element for InfiniteSource {
         if cx.stopping() {
             return Work::Done;
         }
-        let n = self.core.allowance(self.core.burst);
+        // Never more than the Queues downstream can take (Click's sources
+        // wait on the full notifier): a slow consumer loses nothing.
+        let n = self.core.allowance(self.core.burst.min(cx.room()));
         if n == 0 {
             if self.core.exhausted() {
                 if !self.done {

@@ -16,8 +16,12 @@ documented! {
     /// # Arguments
     /// - `CAPACITY` (positional): most packets held; default 1000.
     /// - `BLOCK`: when full, make the pushing thread wait for room instead
-    ///   of dropping (lossless back-pressure for in-memory sources; never
-    ///   use it behind a device). Default false: drop at the tail, as Click.
+    ///   of dropping (lossless back-pressure for any pusher; never use it
+    ///   behind a device). Default false: drop at the tail, as Click.
+    ///
+    /// In-memory sources upstream (InfiniteSource, RatedSource, FromDump,
+    /// FromIPSummaryDump) never overfill it without BLOCK: they wait for
+    /// room, as Click's sources wait on a Queue's full notifier.
     ///
     /// # Hot reload
     /// A Queue of the same name and CAPACITY in the new configuration goes
@@ -255,6 +259,15 @@ impl Element for Queue {
 
     fn has_pending(&self) -> bool {
         self.rx.as_ref().is_some_and(|rx| !rx.is_empty())
+    }
+
+    fn room(&self) -> Option<usize> {
+        let s = &self.shared;
+        if !s.consumer_alive.load(Acquire) {
+            // Nobody will ever make room: what comes is dropped, counted.
+            return Some(usize::MAX);
+        }
+        Some(s.capacity.saturating_sub(s.length.load(Acquire)))
     }
 
     fn handlers(&self) -> Vec<Handler> {

@@ -97,7 +97,7 @@ impl RatedSource {
         (owed.saturating_sub(self.sent_since_start) as usize, None)
     }
 
-    fn produce(&mut self, cx: &Context<'_>) -> Result<Batch, Work> {
+    fn produce(&mut self, cx: &Context<'_>, room: usize) -> Result<Batch, Work> {
         if self.core.allowance(1) == 0 {
             if self.core.exhausted() && !self.done {
                 self.done = true;
@@ -110,7 +110,11 @@ impl RatedSource {
         if due == 0 {
             return Err(next.map_or(Work::Idle, Work::SleepUntil));
         }
-        let n = self.core.allowance(due.min(self.core.burst));
+        let n = self.core.allowance(due.min(self.core.burst).min(room));
+        if n == 0 {
+            // The Queue downstream is full: its consumer wakes us.
+            return Err(Work::Idle);
+        }
         self.sent_since_start += n as u64;
         Ok(self.core.make_batch(n))
     }
@@ -132,7 +136,8 @@ impl Element for RatedSource {
         if cx.stopping() {
             return Work::Done;
         }
-        match self.produce(cx) {
+        let room = cx.room();
+        match self.produce(cx, room) {
             Ok(batch) => {
                 cx.push(0, batch);
                 Work::Busy
@@ -142,7 +147,7 @@ impl Element for RatedSource {
     }
 
     fn pull(&mut self, _port: usize, cx: &mut Context<'_>) -> Option<Batch> {
-        self.produce(cx).ok()
+        self.produce(cx, usize::MAX).ok()
     }
 
     fn handlers(&self) -> Vec<Handler> {
