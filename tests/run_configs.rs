@@ -231,6 +231,19 @@ fn switch_flips_while_running_and_refuses_out_of_range() {
 }
 
 #[test]
+fn the_global_stop_handler_stops_the_router() {
+    let text = "InfiniteSource -> c :: Counter -> Discard;";
+    let (graph, table) = load_text("stop.click", text, &switchyard_elements::standard(), &[]).unwrap();
+    let mut router = Router::start(graph, Arc::new(table));
+    let h = router.handlers().clone();
+    assert!(h.read("stop").is_err(), "write-only");
+    await_until("packets flow", || count(&h, "c.count") > 0);
+    assert!(!router.wait_timeout(Duration::from_millis(1)), "no limit: it runs");
+    h.write("stop", "").unwrap();
+    assert!(router.wait_timeout(Duration::from_secs(30)), "stopped by the handler");
+}
+
+#[test]
 fn generic_and_global_handlers() {
     let text = "src :: InfiniteSource(LIMIT 5, STOP true) -> c :: Counter -> Discard;";
     let (graph, table) = load_text("h.click", text, &switchyard_elements::standard(), &[]).unwrap();

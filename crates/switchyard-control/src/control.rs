@@ -464,7 +464,7 @@ impl Control {
             };
         }
         let (handler, expected) = split_generation(name);
-        let mut saved = self.saved.lock().expect("saved lock");
+        let mut guard = Some(self.saved.lock().expect("saved lock"));
         // The table under the lock: a reload's state sync takes it too, so
         // a write is never applied to a table that is being replaced.
         let table = self.table();
@@ -478,7 +478,16 @@ impl Control {
         };
         let old = kept_handler.and_then(|h| h.read.as_ref()).map(|r| r());
         let persistent = kept_handler.is_some_and(|h| h.persistent);
-        let current = saved.handlers.get(&kept).map_or(0, |s| s.generation);
+        let current = guard
+            .as_ref()
+            .and_then(|saved| saved.handlers.get(&kept))
+            .map_or(0, |s| s.generation);
+        if !persistent {
+            // Nothing to keep in order: the write runs unlocked, so a
+            // handler that writes others itself (a passive Script's `run`)
+            // does not wait on this lock forever.
+            guard = None;
+        }
 
         let outcome: Result<Option<u64>, Reply> = (|| {
             if let Some(exp) = expected {
@@ -516,9 +525,9 @@ impl Control {
                     vec![format!("Write handler '{handler}' error:"), why],
                 )
             };
-            if !persistent {
+            let Some(saved) = guard.as_mut().filter(|_| persistent) else {
                 return Ok(None);
-            }
+            };
             // One counter for every handler: each write's generation is
             // above every earlier one (see the state module).
             let floor = saved.floor;
@@ -531,7 +540,7 @@ impl Control {
             if let Some(state) = self.state.as_ref().filter(|s| s.wants_compaction()) {
                 // Long, or damaged by an earlier failure: a compaction of
                 // what was acknowledged repairs it before this write.
-                if let Err(e) = state.save(&saved) {
+                if let Err(e) = state.save(saved) {
                     tracing::warn!(path = %state.path().display(), error = %e, "state file not compacted");
                 }
             }
@@ -595,7 +604,7 @@ impl Control {
                 }
             }
         }
-        drop(saved);
+        drop(guard);
         let key = (
             actor.map_or("client", |a| a.0).to_string(),
             if outcome.is_ok() { "ok" } else { "error" }.to_string(),
@@ -664,8 +673,9 @@ fn param_of(req: &Request) -> Option<&str> {
 /// Elements (the rollback gate) write through here, so their writes are
 /// validated, persisted and audited as the actor's, with the reason.
 impl switchyard_core::ControlPlane for Control {
-    fn read(&self, handler: &str) -> Result<String, String> {
-        self.table().read(handler).map_err(|e| e.to_string())
+    fn read(&self, handler: &str, param: &str) -> Result<String, String> {
+        self.read_value(handler, param.trim())
+            .map_err(|reply| reply.lines.last().cloned().unwrap_or_default())
     }
 
     fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String> {

@@ -149,6 +149,14 @@ pub trait Element: std::any::Any + Send + 'static {
         Ok(())
     }
 
+    /// Called once before the element runs, with the router's control
+    /// plane: for an element whose handlers read or write others (a
+    /// passive Script's `run`), outside any thread of the router. Keep it
+    /// weakly (the control plane holds the handlers that hold it).
+    fn attach_control(&mut self, control: &std::sync::Weak<dyn crate::runtime::ControlPlane>) {
+        let _ = control;
+    }
+
     /// Called on the element's own thread before it runs, with a handle
     /// that wakes this thread when it sleeps.
     fn attach_thread(&mut self, waker: &crate::runtime::Waker) {

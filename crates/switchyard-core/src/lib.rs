@@ -27,7 +27,7 @@ pub use runtime::{
     WakerSlot,
 };
 pub use switchyard_lang::Limits;
-pub use table::HandlerTable;
+pub use table::{HandlerTable, RouterLink};
 
 use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};
 

@@ -123,7 +123,9 @@ impl WakerSlot {
 /// and write handlers: through the same path as operators, so their
 /// writes are validated, persisted and audited with who and why.
 pub trait ControlPlane: Send + Sync {
-    fn read(&self, handler: &str) -> Result<String, String>;
+    /// Reads `handler`, with `param` for a read that takes one (empty
+    /// for none: `rt.lookup` with `10.0.0.1`).
+    fn read(&self, handler: &str, param: &str) -> Result<String, String>;
     /// Writes on behalf of `actor`, recording `reason`.
     fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String>;
 }
@@ -131,8 +133,8 @@ pub trait ControlPlane: Send + Sync {
 /// The plain handler table as a control plane (no audit, no state file):
 /// what a router has when nothing better is given.
 impl ControlPlane for HandlerTable {
-    fn read(&self, handler: &str) -> Result<String, String> {
-        HandlerTable::read(self, handler).map_err(|e| e.to_string())
+    fn read(&self, handler: &str, param: &str) -> Result<String, String> {
+        HandlerTable::read_with(self, handler, param).map_err(|e| e.to_string())
     }
 
     fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String> {
@@ -146,13 +148,14 @@ pub(crate) struct Shared {
     stop: AtomicBool,
     threads: Mutex<Vec<Thread>>,
     control: Arc<dyn ControlPlane>,
-    /// Packets lost to push cycles, all threads together: the global
-    /// `cycle_drops` handler reads it (see [`HandlerTable::cycle_drops`]).
-    cycle_drops: Arc<AtomicU64>,
+    /// Packets lost to push cycles, all threads together, which the
+    /// global `cycle_drops` handler reads, and the way back here for the
+    /// global `stop` (see [`HandlerTable::link`]).
+    link: Arc<crate::table::RouterLink>,
 }
 
 impl Shared {
-    fn request_stop(&self) {
+    pub(crate) fn request_stop(&self) {
         if !self.stop.swap(true, Ordering::SeqCst) {
             tracing::info!("router stopping");
         }
@@ -222,7 +225,7 @@ impl Runner {
     /// threads), warning once and then every 2^20 packets: never per packet.
     fn cycle_drop(&self, batch: Batch) {
         let n = batch.len() as u64;
-        let before = self.shared.cycle_drops.fetch_add(n, Ordering::Relaxed);
+        let before = self.shared.link.cycle_drops.fetch_add(n, Ordering::Relaxed);
         let after = before + n;
         if before == 0 || (before ^ after) >> 20 != 0 {
             tracing::warn!(
@@ -494,8 +497,9 @@ impl Router {
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             control,
-            cycle_drops: handlers.cycle_drops().clone(),
+            link: handlers.link().clone(),
         });
+        let _ = shared.link.router.set(Arc::downgrade(&shared));
         let (exited_tx, exited) = crossbeam_channel::unbounded();
         let mut router = Router {
             handlers,
@@ -532,6 +536,10 @@ impl Router {
             names,
         } = graph;
 
+        let control = Arc::downgrade(&self.shared.control);
+        for e in elements.iter_mut().flatten() {
+            e.attach_control(&control);
+        }
         // The pulling sides of elements split between threads, split off
         // when the first of their two groups is taken (so a reload's pause
         // splits only what it starts).
@@ -820,7 +828,7 @@ impl Harness {
     pub fn new(element: Box<dyn Element>, inputs: usize, outputs: usize) -> Harness {
         struct NoControl;
         impl ControlPlane for NoControl {
-            fn read(&self, h: &str) -> Result<String, String> {
+            fn read(&self, h: &str, _: &str) -> Result<String, String> {
                 Err(format!("no router: cannot read {h}"))
             }
             fn write_as(&self, h: &str, _: &str, _: &str, _: &str) -> Result<(), String> {
@@ -831,7 +839,7 @@ impl Harness {
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             control: Arc::new(NoControl),
-            cycle_drops: Arc::default(),
+            link: Arc::default(),
         });
         let sinks: Vec<_> = (0..outputs).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
         let mut slots: Vec<Option<Box<dyn Element>>> = vec![Some(element)];

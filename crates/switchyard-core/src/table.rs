@@ -1,7 +1,7 @@
 //! The router's handler table: every element's handlers by name, plus
 //! Click's generic ones (`name`, `class`, `config`, `ports`, `handlers` per
 //! element; `version`, `list`, `classes`, `config`, `flatconfig` global),
-//! and the router's own `cycle_drops`.
+//! and the router's own `cycle_drops` and `stop`.
 //! This is the one in-process interface the control socket and the CLI's
 //! `--handler` use.
 
@@ -23,16 +23,40 @@ pub struct HandlerTable {
     /// Element index by name: lookups stay constant-time however large
     /// the configuration (status pages and metrics look up every element).
     index: std::collections::HashMap<String, usize>,
-    cycle_drops: Arc<AtomicU64>,
+    link: Arc<RouterLink>,
+}
+
+/// What the global handlers know of the router running the table: the
+/// packets it lost to push cycles and how to stop it. A reload's table
+/// goes on with the running router's link.
+#[derive(Default)]
+pub struct RouterLink {
+    pub(crate) cycle_drops: AtomicU64,
+    pub(crate) router: std::sync::OnceLock<std::sync::Weak<crate::runtime::Shared>>,
+}
+
+impl RouterLink {
+    /// Asks the running router to stop (the global `stop` handler).
+    fn request_stop(&self) -> Result<(), String> {
+        let shared = self.router.get().and_then(std::sync::Weak::upgrade);
+        let shared = shared.ok_or("no router is running this configuration")?;
+        shared.request_stop();
+        Ok(())
+    }
 }
 
 fn fixed(name: &str, value: String) -> Handler {
     Handler::read_only(name, move || value.clone())
 }
 
-fn cycle_drops_handler(counter: &Arc<AtomicU64>) -> Handler {
-    let c = counter.clone();
-    Handler::read_only("cycle_drops", move || c.load(Ordering::Relaxed).to_string())
+/// The globals that read or steer the running router: `cycle_drops`,
+/// and `stop` (Click's: a write stops the router, as a source's STOP).
+fn router_handlers(link: &Arc<RouterLink>) -> [Handler; 2] {
+    let (a, b) = (link.clone(), link.clone());
+    [
+        Handler::read_only("cycle_drops", move || a.cycle_drops.load(Ordering::Relaxed).to_string()),
+        Handler::write_only("stop", move |_| b.request_stop()),
+    ]
 }
 
 impl HandlerTable {
@@ -101,8 +125,8 @@ impl HandlerTable {
         }
         let classes: String = registry.names().iter().map(|c| format!("{c}\n")).collect();
         let started = std::time::Instant::now();
-        let cycle_drops = Arc::new(AtomicU64::new(0));
-        let globals = vec![
+        let link = Arc::new(RouterLink::default());
+        let mut globals = vec![
             fixed("version", env!("CARGO_PKG_VERSION").to_string()),
             fixed("config_name", source.to_string()),
             Handler::read_only("uptime", move || format!("{:.3}", started.elapsed().as_secs_f64())),
@@ -110,32 +134,31 @@ impl HandlerTable {
             fixed("classes", classes),
             fixed("config", config_text.to_string()),
             fixed("flatconfig", graph.flat_config()),
-            cycle_drops_handler(&cycle_drops),
         ];
+        globals.extend(router_handlers(&link));
         let index = elements.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
         HandlerTable {
             elements,
             globals,
             index,
-            cycle_drops,
+            link,
         }
     }
 
-    /// The count the global `cycle_drops` handler reads: packets the
-    /// router running this table dropped because they circled a push cycle
-    /// past its bound, all threads together.
-    pub fn cycle_drops(&self) -> &Arc<AtomicU64> {
-        &self.cycle_drops
+    /// The router link the global `cycle_drops` and `stop` handlers use.
+    pub fn link(&self) -> &Arc<RouterLink> {
+        &self.link
     }
 
-    /// Makes `cycle_drops` read `counter` (a reload's table goes on with
-    /// the running router's count).
-    pub fn share_cycle_drops(&mut self, counter: Arc<AtomicU64>) {
-        let handler = cycle_drops_handler(&counter);
-        if let Some(h) = self.globals.iter_mut().find(|h| h.name == handler.name) {
-            *h = handler;
+    /// Makes the router globals use `link` (a reload's table goes on with
+    /// the running router's).
+    pub fn share_link(&mut self, link: Arc<RouterLink>) {
+        for handler in router_handlers(&link) {
+            if let Some(h) = self.globals.iter_mut().find(|h| h.name == handler.name) {
+                *h = handler;
+            }
         }
-        self.cycle_drops = counter;
+        self.link = link;
     }
 
     /// Puts element `i`'s own handlers (after it took its predecessor's

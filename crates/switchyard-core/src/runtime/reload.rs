@@ -197,7 +197,7 @@ impl Router {
         }
         let mut new_table = table(&graph);
         // The count of packets lost to push cycles goes on across reloads.
-        new_table.share_cycle_drops(self.shared.cycle_drops.clone());
+        new_table.share_link(self.shared.link.clone());
         let mut graph = Stripped::new(graph);
 
         let paused = Instant::now();

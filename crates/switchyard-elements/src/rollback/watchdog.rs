@@ -201,7 +201,7 @@ impl Watchdog {
         match t {
             Term::Number(v) => Ok(*v),
             Term::Handler { scale, name } => {
-                let s = cx.control().read(name)?;
+                let s = cx.control().read(name, "")?;
                 // Click's booleans count as 1 and 0 (`fsel.drained == 1`).
                 let v: f64 = match s.trim() {
                     "true" => 1.0,
