@@ -60,16 +60,29 @@ pub struct Seconds(pub f64);
 impl FromArg for Seconds {
     const EXPECTED: &'static str = "a time (0.2, 200ms, 50us)";
     fn from_arg(text: &str) -> Option<Self> {
-        let (num, scale) = if let Some(n) = text.strip_suffix("ms") {
-            (n, 1e-3)
-        } else if let Some(n) = text.strip_suffix("us") {
-            (n, 1e-6)
-        } else if let Some(n) = text.strip_suffix('s') {
-            (n, 1.0)
-        } else {
-            (text, 1.0)
-        };
-        let v: f64 = num.trim().parse().ok()?;
+        // Click's units (cp_time), longest first so `ms` is not `m` + `s`.
+        const UNITS: [(&str, f64); 14] = [
+            ("nsec", 1e-9),
+            ("usec", 1e-6),
+            ("msec", 1e-3),
+            ("sec", 1.0),
+            ("min", 60.0),
+            ("day", 86400.0),
+            ("hr", 3600.0),
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("ms", 1e-3),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+            ("d", 86400.0),
+        ];
+        let text = text.trim();
+        let (num, scale) = UNITS
+            .iter()
+            .find_map(|&(unit, scale)| Some((text.strip_suffix(unit)?, scale)))
+            .unwrap_or((text, 1.0));
+        let v: f64 = num.trim_end().parse().ok()?;
         (v.is_finite() && v >= 0.0).then_some(Seconds(v * scale))
     }
 }
@@ -233,6 +246,11 @@ impl Args {
             out.push((self.items[idx].value.clone(), self.items[idx].span));
         }
         out
+    }
+
+    /// The element's name (`sw` of `sw :: Switch`).
+    pub fn name(&self) -> &str {
+        self.element.split(" :: ").next().unwrap_or(&self.element)
     }
 
     /// Reports a problem with an argument's value found after reading it.

@@ -189,6 +189,13 @@ pub trait Element: std::any::Any + Send + 'static {
     fn room(&self) -> Option<usize> {
         None
     }
+
+    /// For a driver script (DriverManager): where the router posts the
+    /// stop requests it takes instead of stopping. At most one element of
+    /// a configuration returns one.
+    fn stop_events(&self) -> Option<std::sync::Arc<crate::runtime::StopEvents>> {
+        None
+    }
 }
 
 /// A value an element lends to the others of its configuration.

@@ -23,8 +23,8 @@ pub use graph::{build, build_limited, Graph, Registry};
 pub use handler::{Handler, HandlerError};
 pub use packet::{Annotations, Batch, Packet};
 pub use runtime::{
-    plan_reload, Context, ControlPlane, Harness, ReloadPlan, ReloadReport, Router, Stopper, Waker, WakerCache,
-    WakerSlot,
+    plan_reload, Context, ControlPlane, Harness, ReloadPlan, ReloadReport, Router, StopEvents, Stopper, Waker,
+    WakerCache, WakerSlot,
 };
 pub use switchyard_lang::Limits;
 pub use table::{HandlerTable, RouterLink};

@@ -146,6 +146,10 @@ impl ControlPlane for HandlerTable {
 /// State shared by every thread of a router and its handle.
 pub(crate) struct Shared {
     stop: AtomicBool,
+    /// Click's run count: stop requests lower it, the router stops at 0.
+    runcount: Mutex<i64>,
+    /// The configuration's driver script, if it has one.
+    driver: Mutex<Option<Arc<StopEvents>>>,
     threads: Mutex<Vec<Thread>>,
     control: Arc<dyn ControlPlane>,
     /// Packets lost to push cycles, all threads together, which the
@@ -154,8 +158,73 @@ pub(crate) struct Shared {
     link: Arc<crate::table::RouterLink>,
 }
 
+/// Stop requests as a driver script sees them (Click's DriverManager,
+/// `Script(TYPE DRIVER)`): with one in the router, a request that brings
+/// the run count to 0 is posted here as steps for the script to consume
+/// (its `pause`, `wait_stop`) instead of stopping the router. The script
+/// stops the router itself, with `stop` or by ending; once it has ended,
+/// the next request stops the router. Its `step` handler posts here too.
+#[derive(Default)]
+pub struct StopEvents {
+    pending: AtomicU64,
+    ended: AtomicBool,
+    waker: WakerSlot,
+}
+
+impl StopEvents {
+    /// Adds `n` steps and wakes the script's thread.
+    pub fn post(&self, n: u64) {
+        self.pending.fetch_add(n, Ordering::SeqCst);
+        self.waker.wake(&mut WakerCache::default());
+    }
+
+    /// Takes one step if there is one.
+    pub fn take(&self) -> bool {
+        self.pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Steps posted and not yet taken.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Marks the script ended: stop requests stop the router again.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
+    /// The script's thread, woken by [`post`](Self::post).
+    pub fn attach(&self, waker: &Waker) {
+        self.waker.set(waker);
+    }
+}
+
 impl Shared {
-    pub(crate) fn request_stop(&self) {
+    /// Lowers the run count by `n` (Click's `please_stop_driver`: a
+    /// source's STOP, a write to the global `stop`, a Script's `stop`);
+    /// at 0 the router stops, unless a driver script takes the request as
+    /// steps.
+    pub(crate) fn request_stop(&self, n: i64) {
+        let mut count = self.runcount.lock().expect("runcount lock");
+        *count = count.saturating_sub(n);
+        if *count > 0 {
+            return;
+        }
+        let driver = self.driver.lock().expect("driver lock").clone();
+        if let Some(driver) = driver.filter(|d| !d.ended.load(Ordering::SeqCst)) {
+            driver.post((1 - *count).unsigned_abs());
+            *count = 1;
+            return;
+        }
+        drop(count);
+        self.force_stop();
+    }
+
+    /// Stops the router whatever the run count (an interrupt, the
+    /// embedding program).
+    pub(crate) fn force_stop(&self) {
         if !self.stop.swap(true, Ordering::SeqCst) {
             tracing::info!("router stopping");
         }
@@ -359,7 +428,7 @@ impl Context<'_> {
     /// Asks the router to stop once in-flight packets are delivered
     /// (a source's `STOP true`).
     pub fn request_stop(&self) {
-        self.runner.shared.request_stop();
+        self.runner.shared.request_stop(1);
     }
 
     /// True once a stop was requested and every task of this thread has
@@ -478,7 +547,7 @@ pub struct Stopper(Arc<Shared>);
 
 impl Stopper {
     pub fn stop(&self) {
-        self.0.request_stop();
+        self.0.force_stop();
     }
 }
 
@@ -495,6 +564,8 @@ impl Router {
     pub fn start_with(graph: Graph, handlers: Arc<HandlerTable>, control: Arc<dyn ControlPlane>) -> Router {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            runcount: Mutex::new(1),
+            driver: Mutex::default(),
             threads: Mutex::new(Vec::new()),
             control,
             link: handlers.link().clone(),
@@ -537,9 +608,12 @@ impl Router {
         } = graph;
 
         let control = Arc::downgrade(&self.shared.control);
+        let mut driver = None;
         for e in elements.iter_mut().flatten() {
             e.attach_control(&control);
+            driver = driver.or_else(|| e.stop_events());
         }
+        *self.shared.driver.lock().expect("driver lock") = driver;
         // The pulling sides of elements split between threads, split off
         // when the first of their two groups is taken (so a reload's pause
         // splits only what it starts).
@@ -726,7 +800,7 @@ impl Router {
     /// Requests a stop and waits for the threads to deliver what is in
     /// flight and exit.
     pub fn stop_and_wait(mut self) {
-        self.shared.request_stop();
+        self.shared.force_stop();
         while self.running > 0 && self.exited.recv().is_ok() {
             self.running -= 1;
         }
@@ -837,6 +911,8 @@ impl Harness {
         }
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            runcount: Mutex::new(1),
+            driver: Mutex::default(),
             threads: Mutex::new(Vec::new()),
             control: Arc::new(NoControl),
             link: Arc::default(),

@@ -36,11 +36,12 @@ pub struct RouterLink {
 }
 
 impl RouterLink {
-    /// Asks the running router to stop (the global `stop` handler).
-    fn request_stop(&self) -> Result<(), String> {
+    /// Asks the running router to stop (the global `stop` handler):
+    /// lowers its run count by `value`, 1 if it is not a number, as Click.
+    fn request_stop(&self, value: &str) -> Result<(), String> {
         let shared = self.router.get().and_then(std::sync::Weak::upgrade);
         let shared = shared.ok_or("no router is running this configuration")?;
-        shared.request_stop();
+        shared.request_stop(value.trim().parse().unwrap_or(1));
         Ok(())
     }
 }
@@ -50,12 +51,13 @@ fn fixed(name: &str, value: String) -> Handler {
 }
 
 /// The globals that read or steer the running router: `cycle_drops`,
-/// and `stop` (Click's: a write stops the router, as a source's STOP).
+/// and `stop` (Click's: a write of N, default 1, lowers the run count by
+/// N, as N sources' STOP; at 0 the router stops).
 fn router_handlers(link: &Arc<RouterLink>) -> [Handler; 2] {
     let (a, b) = (link.clone(), link.clone());
     [
         Handler::read_only("cycle_drops", move || a.cycle_drops.load(Ordering::Relaxed).to_string()),
-        Handler::write_only("stop", move |_| b.request_stop()),
+        Handler::write_only("stop", move |v| b.request_stop(v)),
     ]
 }
 
