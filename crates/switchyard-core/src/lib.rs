@@ -31,6 +31,10 @@ pub use table::{HandlerTable, RouterLink};
 
 use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};
 
+/// Classes whose arguments are a script with its own variables: an
+/// undefined `$x` in them is the script's, kept as written.
+const SCRIPTS: &[&str] = &["Script", "DriverManager"];
+
 /// What `require(...)` may name.
 pub const PROVIDES: &[&str] = &["switchyard", "userlevel", "int64", "linux", "compact_config"];
 
@@ -61,6 +65,7 @@ pub fn load_limited(
         classes: &names,
         provides: PROVIDES,
         defines,
+        scripts: SCRIPTS,
         limits: *limits,
     };
     let (flat, more) = switchyard_lang::flatten(&stmts, &env);

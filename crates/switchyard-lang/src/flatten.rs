@@ -80,6 +80,11 @@ pub struct Environment<'a> {
     pub classes: &'a [&'a str],
     pub provides: &'a [&'a str],
     pub defines: &'a [(String, String)],
+    /// Classes whose arguments are a script with variables of its own
+    /// (Click's Script): an undefined `$x` there stays as written, as
+    /// Click keeps it everywhere. Elsewhere it is reported, as the typo
+    /// it usually is.
+    pub scripts: &'a [&'a str],
     /// Depth, element count and argument size bounds.
     pub limits: Limits,
 }
@@ -607,7 +612,8 @@ impl<'e> Flattener<'e> {
                     }];
                 };
                 self.arg_bytes += text.len();
-                for u in unknown {
+                let script = self.env.scripts.contains(&class.class.name.as_str());
+                for u in unknown.into_iter().filter(|_| !script) {
                     let mut d = Diagnostic::error(span, format!("undefined variable '${u}'"));
                     if let Some(n) = nearest(&u, vars.keys().map(String::as_str)) {
                         d = d.with_help(format!("did you mean '${n}'?"));
@@ -1009,7 +1015,16 @@ mod tests {
     use super::*;
     use crate::span::SourceMap;
 
-    const CLASSES: &[&str] = &["Counter", "Discard", "Idle", "InfiniteSource", "Print", "Queue", "Tee"];
+    const CLASSES: &[&str] = &[
+        "Counter",
+        "Discard",
+        "Idle",
+        "InfiniteSource",
+        "Print",
+        "Queue",
+        "Script",
+        "Tee",
+    ];
 
     fn run(text: &str, defines: &[(&str, &str)]) -> (FlatConfig, Vec<Diagnostic>) {
         let mut map = SourceMap::new();
@@ -1020,6 +1035,7 @@ mod tests {
             classes: CLASSES,
             provides: &["switchyard"],
             defines: &defines,
+            scripts: &["Script"],
             limits: Limits::default(),
         };
         let (flat, more) = flatten(&stmts, &env);
@@ -1277,6 +1293,11 @@ mod tests {
         let (_, diags) = run("s :: InfiniteSource(LIMIT $NN); define($N 1);", &[]);
         assert_eq!(diags[0].message, "undefined variable '$NN'");
         assert_eq!(diags[0].help.as_deref(), Some("did you mean '$N'?"));
+        // A script's own variables are its business, as in Click; defines
+        // still reach into it.
+        let (flat, diags) = run("define($N 5); Script(set x $N, print $x $(add $x 1), print ${y});", &[]);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(flat.elements[0].config(), "set x 5, print $x $(add $x 1), print ${y}");
     }
 
     #[test]
