@@ -231,6 +231,18 @@ fn switch_flips_while_running_and_refuses_out_of_range() {
 }
 
 #[test]
+fn flatconfig_prints_clicks_chains() {
+    // Click's Router::unparse: sorted by destination, chained through port
+    // 0, ports only when not 0, no parentheses for an empty configuration.
+    let text = "a :: Idle; b :: Idle; c :: Idle; a[1] -> b; a -> c; c[1] -> [1] b; b -> [2]c; c -> [1]c; b[1] -> c;";
+    let (graph, _) = load_text("f.click", text, &switchyard_elements::standard(), &[]).unwrap();
+    assert_eq!(
+        graph.flat_config(),
+        "a :: Idle;\nb :: Idle;\nc :: Idle;\n\na [1] -> b\n    -> [2] c;\nc [1] -> [1] b;\na -> c\n    -> [1] c;\nb [1] -> c;\n"
+    );
+}
+
+#[test]
 fn the_global_stop_handler_stops_the_router() {
     let text = "InfiniteSource -> c :: Counter -> Discard;";
     let (graph, table) = load_text("stop.click", text, &switchyard_elements::standard(), &[]).unwrap();
@@ -254,7 +266,10 @@ fn generic_and_global_handlers() {
     assert_eq!(table.read("list").unwrap(), "3\nsrc\nc\nDiscard@3\n");
     assert!(table.read("c.handlers").unwrap().contains("reset\tw\n"));
     assert!(table.read("classes").unwrap().contains("InputSwitch\n"));
-    assert!(table.read("flatconfig").unwrap().contains("src [0] -> [0] c;"));
+    assert!(table
+        .read("flatconfig")
+        .unwrap()
+        .contains("src -> c\n    -> Discard@3;"));
     assert_eq!(
         table.read("nosuch.count").unwrap_err().to_string(),
         "No element named 'nosuch'"

@@ -90,20 +90,93 @@ impl Graph {
         self.nodes.iter().position(|n| n.name == name)
     }
 
-    /// `name :: Class(config);` lines and connections, Click's `flatconfig`.
+    /// The flattened configuration as Click prints it (its `flatconfig`
+    /// handler, `click -o`, `switchyard flatten`): `name :: Class(config);`
+    /// per element (no parentheses for an empty configuration), a blank
+    /// line, then the connections as chains (`a -> b\n    -> c;`), ports
+    /// written only when not 0 (`a [1] -> [2] b`).
     pub fn flat_config(&self) -> String {
         let mut s = String::new();
         for n in &self.nodes {
-            s.push_str(&format!("{} :: {}({});\n", n.name, n.class, n.config));
+            if n.config.is_empty() {
+                s.push_str(&format!("{} :: {};\n", n.name, n.class));
+            } else {
+                s.push_str(&format!("{} :: {}({});\n", n.name, n.class, n.config));
+            }
         }
-        for (f, t) in &self.connections {
-            s.push_str(&format!(
-                "{} [{}] -> [{}] {};\n",
-                self.nodes[f.element].name, f.port, t.port, self.nodes[t.element].name
-            ));
+        if !self.nodes.is_empty() {
+            s.push('\n');
+        }
+        let name = |e: usize| self.nodes[e].name.as_str();
+        for chain in chains(&self.connections) {
+            let (f, t) = self.connections[chain[0]];
+            s.push_str(name(f.element));
+            if f.port != 0 {
+                s.push_str(&format!(" [{}]", f.port));
+            }
+            for (k, &c) in chain.iter().enumerate() {
+                let t = if k == 0 { t } else { self.connections[c].1 };
+                s.push_str(if k == 0 { " -> " } else { "\n    -> " });
+                if t.port != 0 {
+                    s.push_str(&format!("[{}] ", t.port));
+                }
+                s.push_str(name(t.element));
+            }
+            s.push_str(";\n");
         }
         s
     }
+}
+
+/// Click's way of printing connections as chains: sorted by (to, from);
+/// a connection into port 0 continues with the first connection out of
+/// that element's port 0 that also goes into a port 0 (else the last one
+/// out of its port 0). Chains start at connections that continue none;
+/// what is left (cycles) starts chains of its own. Indices into `conns`.
+fn chains(conns: &[(PortRef, PortRef)]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..conns.len()).collect();
+    let key = |&i: &usize| {
+        let (f, t) = conns[i];
+        (t.element, t.port, f.element, f.port)
+    };
+    order.sort_by_key(key);
+    let mut next = vec![None; conns.len()];
+    let mut is_next = vec![false; conns.len()];
+    for &c in &order {
+        let t = conns[c].1;
+        if t.port != 0 {
+            continue;
+        }
+        let out_of = |&&i: &&usize| conns[i].0.element == t.element && conns[i].0.port == 0;
+        let succ = order
+            .iter()
+            .filter(out_of)
+            .find(|&&i| conns[i].1.port == 0)
+            .or_else(|| order.iter().rev().find(|i| out_of(i)));
+        if let Some(&s) = succ.filter(|&&s| s != c) {
+            next[c] = Some(s);
+            is_next[s] = true;
+        }
+    }
+    let mut used = vec![false; conns.len()];
+    let mut out = Vec::new();
+    for pass in [false, true] {
+        for &c in &order {
+            if used[c] || (is_next[c] && !pass) {
+                continue;
+            }
+            let mut chain = vec![c];
+            used[c] = true;
+            let mut at = c;
+            while let Some(s) = next[at].filter(|&s| !used[s]) {
+                used[s] = true;
+                chain.push(s);
+                at = s;
+            }
+            out.push(chain);
+        }
+    }
+    out
 }
 
 fn label(name: &str, class: &str) -> String {

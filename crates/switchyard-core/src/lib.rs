@@ -58,6 +58,27 @@ pub fn load_limited(
     defines: &[(String, String)],
     limits: &Limits,
 ) -> Result<Graph, Vec<Diagnostic>> {
+    load_staged(map, file, registry, defines, limits).map_err(|(diags, _)| diags)
+}
+
+/// Where loading a configuration failed: reading it (syntax, names,
+/// classes, variables) or building a router from it (ports, push and
+/// pull, arguments). Click closes the second kind of report with
+/// "Router could not be initialized!".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Read,
+    Router,
+}
+
+/// [`load_limited`], saying which [`Stage`] failed.
+pub fn load_staged(
+    map: &mut SourceMap,
+    file: FileId,
+    registry: &Registry,
+    defines: &[(String, String)],
+    limits: &Limits,
+) -> Result<Graph, (Vec<Diagnostic>, Stage)> {
     let mut read = |path: &str, from: &str| read_library(path, from, limits.library_bytes);
     let (stmts, mut diags) = switchyard_lang::parse_with_libraries(map, file, &mut read, limits);
     let names = registry.names();
@@ -71,17 +92,18 @@ pub fn load_limited(
     let (flat, more) = switchyard_lang::flatten(&stmts, &env);
     diags.extend(more);
     if flat.truncated {
-        return Err(diags);
+        return Err((diags, Stage::Read));
     }
     // Graph checks need a well-formed configuration; syntax and naming
     // errors come first, but all of them are reported at once.
+    let read_errors = !diags.is_empty();
     match build_limited(&flat, registry, limits) {
         Ok(graph) if diags.is_empty() => Ok(graph),
-        Ok(_) => Err(diags),
+        Ok(_) => Err((diags, Stage::Read)),
         Err(mut errs) => {
             diags.append(&mut errs);
             diags.sort_by_key(|d| (d.span.file, d.span.start));
-            Err(diags)
+            Err((diags, if read_errors { Stage::Read } else { Stage::Router }))
         }
     }
 }
@@ -216,6 +238,26 @@ fn load_text_as(
             Err(switchyard_lang::render_redacted(&diags, &map, file))
         }
         Err(diags) => Err(switchyard_lang::render_all(&diags, &map)),
+    }
+}
+
+/// [`load_text_limited`] with errors in Click's format
+/// ([`switchyard_lang::render_click`]), for `switchyard click`.
+pub fn load_text_click(
+    file_name: &str,
+    text: &str,
+    registry: &Registry,
+    defines: &[(String, String)],
+    limits: &Limits,
+) -> Result<(Graph, HandlerTable), (String, Stage)> {
+    let mut map = SourceMap::new();
+    let file = map.add(file_name, text);
+    match load_staged(&mut map, file, registry, defines, limits) {
+        Ok(graph) => {
+            let table = HandlerTable::named(&graph, registry, text, file_name);
+            Ok((graph, table))
+        }
+        Err((diags, stage)) => Err((switchyard_lang::render_click(&diags, &map), stage)),
     }
 }
 

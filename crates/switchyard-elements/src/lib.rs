@@ -12,6 +12,7 @@ mod rollback;
 mod standard;
 #[cfg(test)]
 mod testutil;
+mod trace;
 pub mod util;
 pub mod wire;
 
@@ -66,6 +67,7 @@ pub use standard::queue::Queue;
 pub use standard::random_switch::RandomSwitch;
 pub use standard::rated_source::RatedSource;
 pub use standard::round_robin_switch::RoundRobinSwitch;
+pub use standard::script::{DriverManager, Script};
 pub use standard::source::default_frame;
 pub use standard::static_switch::StaticSwitch;
 pub use standard::store_data::StoreData;
@@ -75,6 +77,8 @@ pub use standard::switch::Switch;
 pub use standard::tee::Tee;
 pub use standard::unqueue::Unqueue;
 pub use standard::unstrip::Unstrip;
+pub use trace::from_ip_summary_dump::FromIPSummaryDump;
+pub use trace::to_ip_summary_dump::ToIPSummaryDump;
 
 use switchyard_core::{ElementClass, Registry};
 
@@ -91,12 +95,14 @@ pub const CLASSES: &[ElementClass] = &[
     DelayUnqueue::CLASS,
     DirectIPLookup::CLASS,
     Discard::CLASS,
+    DriverManager::CLASS,
     DropBroadcasts::CLASS,
     EtherEncap::CLASS,
     EtherRewrite::CLASS,
     FixIPSrc::CLASS,
     FlowHash::CLASS,
     FlowTable::CLASS,
+    FromIPSummaryDump::CLASS,
     GetIPAddress::CLASS,
     HashSwitch::CLASS,
     HostEtherFilter::CLASS,
@@ -123,6 +129,7 @@ pub const CLASSES: &[ElementClass] = &[
     RandomSwitch::CLASS,
     RatedSource::CLASS,
     RoundRobinSwitch::CLASS,
+    Script::CLASS,
     SeqCheck::CLASS,
     SetIPAddress::CLASS,
     SetIPChecksum::CLASS,
@@ -136,6 +143,7 @@ pub const CLASSES: &[ElementClass] = &[
     Switch::CLASS,
     TCPRewriter::CLASS,
     Tee::CLASS,
+    ToIPSummaryDump::CLASS,
     UDPRewriter::CLASS,
     Unqueue::CLASS,
     Unstrip::CLASS,

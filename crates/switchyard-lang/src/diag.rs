@@ -125,6 +125,53 @@ pub fn render_all(diags: &[Diagnostic], map: &SourceMap) -> String {
     diags.iter().map(|d| d.render(map)).collect()
 }
 
+/// Renders as Click's own tools do, for `switchyard click`: one
+/// `FILE:LINE: message` line per diagnostic and note, no column, source
+/// line or suggestion. An argument error (`'x :: C': why`) takes Click's
+/// two lines (`While configuring 'x :: C':` and the reason, indented); a
+/// push/pull mismatch has no location, as in Click.
+pub fn render_click(diags: &[Diagnostic], map: &SourceMap) -> String {
+    let mut out = String::new();
+    let mut last = None;
+    for d in diags {
+        // One line per problem, as Click: an argument error repeated for
+        // each extra argument is said once.
+        if last == Some((&d.message, d.span.file)) {
+            continue;
+        }
+        last = Some((&d.message, d.span.file));
+        let (line, _) = map.line_col(d.span.file, d.span.start as usize);
+        let at = format!("{}:{line}: ", map.name(d.span.file));
+        let warning = if d.severity == Severity::Warning {
+            "warning: "
+        } else {
+            ""
+        };
+        if let Some(m) = d.message.strip_prefix("push/pull mismatch: ") {
+            let _ = writeln!(out, "{m}");
+        } else if let Some((who, why)) = configure_error(&d.message) {
+            let _ = writeln!(out, "{at}While configuring {who}:\n  {why}");
+        } else {
+            let _ = writeln!(out, "{at}{warning}{}", d.message);
+        }
+        for n in &d.notes {
+            let at = n.span.map_or(at.clone(), |s| {
+                format!("{}:{}: ", map.name(s.file), map.line_col(s.file, s.start as usize).0)
+            });
+            let _ = writeln!(out, "{at}{}", n.message);
+        }
+    }
+    out
+}
+
+/// `'x :: C': why` split into its element and reason.
+fn configure_error(message: &str) -> Option<(&str, &str)> {
+    let rest = message.strip_prefix('\'')?;
+    let close = rest.find("': ")?;
+    let who = &message[..close + 2];
+    who.contains(" :: ").then(|| (who, &rest[close + 3..]))
+}
+
 /// Renders for someone who gave only the text of `shown` (a reload over
 /// the control socket): a diagnostic about any other file (a library the
 /// router read on their behalf, with its own privileges) gives only its

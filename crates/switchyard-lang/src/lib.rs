@@ -18,7 +18,7 @@ mod parse;
 mod span;
 mod suggest;
 
-pub use diag::{render_all, render_redacted, Diagnostic, Note, Severity};
+pub use diag::{render_all, render_click, render_redacted, Diagnostic, Note, Severity};
 pub use flatten::{flatten, Environment, FlatArg, FlatConfig, FlatConnection, FlatElement, PortRef};
 pub use limits::{Exceeded, Limits, LIMIT_NAMES};
 pub use parse::{parse, parse_limited, parse_with_libraries, ReadLibrary};

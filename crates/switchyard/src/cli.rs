@@ -122,6 +122,22 @@ pub enum Command {
     },
     /// Print the element reference (all classes, or one in full).
     Elements { class: Option<String> },
+    /// Print the flattened configuration in Click's format (compounds
+    /// expanded, variables substituted), as the `flatconfig` handler.
+    Flatten {
+        file: PathBuf,
+        #[arg(value_name = "NAME=VALUE")]
+        defines: Vec<String>,
+    },
+    /// Click's command line: `switchyard click [-f FILE | -e EXPR] [-h
+    /// ELEMENT.HANDLER]... [-x HANDLER] [-q] [-o FILE] [-p PORT] [-u
+    /// PATH] [NAME=VALUE]...`, with Click's output formats, messages and
+    /// exit codes. A link named `click` to this binary runs it too.
+    #[command(disable_help_flag = true)]
+    Click {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Talk to a running router's control socket.
     Ctl {
         /// The router's Unix control socket [env: SWITCHYARD_SOCKET;

@@ -99,6 +99,18 @@ pub fn dispatch(cmd: Command, limit_settings: &[String]) -> Result<(), Failure> 
             Ok(())
         }
         Command::Elements { class } => elements(&registry, class.as_deref()),
+        Command::Flatten { file, defines } => {
+            let (graph, _) = load_file(&file, &defines, &registry, limits)?;
+            print!("{}", graph.flat_config());
+            Ok(())
+        }
+        Command::Click { args } => match crate::click::main(&args)? {
+            0 => Ok(()),
+            code => Err(Failure {
+                code,
+                message: String::new(),
+            }),
+        },
     }
 }
 
@@ -142,13 +154,13 @@ fn parse_defines(defines: &[String]) -> Result<Vec<(String, String)>, Failure> {
         .collect()
 }
 
-struct Job<'a> {
-    name: &'a str,
-    text: &'a str,
-    handlers: &'a [String],
-    stats: bool,
-    quiet: bool,
-    limits: &'a ConfigLimits,
+pub(crate) struct Job<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) text: &'a str,
+    pub(crate) handlers: &'a [String],
+    pub(crate) stats: bool,
+    pub(crate) quiet: bool,
+    pub(crate) limits: &'a ConfigLimits,
 }
 
 fn runtime(message: impl Into<String>) -> Failure {
@@ -301,6 +313,35 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
     for h in job.handlers {
         table.find(h).map_err(|e| usage(format!("--handler {h}: {e}")))?;
     }
+    let (handlers, uptime) = serve_router(registry, job, defines, control, graph, table)?;
+    if !job.quiet {
+        eprintln!(
+            "switchyard: stopped after {:.3}s: {}",
+            uptime.as_secs_f64(),
+            counters(&handlers)
+        );
+    }
+    for h in job.handlers {
+        let value = handlers.read(h).map_err(|e| runtime(format!("{h}: {e}")))?;
+        print!("{h}:\n{value}");
+        if !value.ends_with('\n') {
+            println!();
+        }
+    }
+    Ok(())
+}
+
+/// Starts a loaded, activated router with its control sockets and serves
+/// it until it stops: signals, reloads, the stats lines. Returns the
+/// handler table it ended with, and how long it ran.
+pub(crate) fn serve_router(
+    registry: &Registry,
+    job: &Job,
+    defines: &[(String, String)],
+    control: &ControlOpts,
+    graph: Graph,
+    table: HandlerTable,
+) -> Result<(Arc<HandlerTable>, Duration), Failure> {
     let table = Arc::new(table);
     // Restore switch positions before the first packet moves.
     // Reloads are accepted before any socket listens: a client that
@@ -369,21 +410,7 @@ fn run(registry: &Registry, job: &Job, defines: &[(String, String)], control: &C
     }
     let handlers = control.table();
     drop(servers);
-    if !job.quiet {
-        eprintln!(
-            "switchyard: stopped after {:.3}s: {}",
-            router.uptime().as_secs_f64(),
-            counters(&handlers)
-        );
-    }
-    for h in job.handlers {
-        let value = handlers.read(h).map_err(|e| runtime(format!("{h}: {e}")))?;
-        print!("{h}:\n{value}");
-        if !value.ends_with('\n') {
-            println!();
-        }
-    }
-    Ok(())
+    Ok((handlers, router.uptime()))
 }
 
 /// Replaces the running graph with one built from the request's text:

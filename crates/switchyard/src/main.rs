@@ -4,6 +4,7 @@
 //! switchyard-elements (the element library).
 
 mod cli;
+mod click;
 mod commands;
 mod dot;
 
@@ -11,20 +12,37 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Click's command line, as `switchyard click ...` or through a link
+    // named `click`: its options (`-h` is a handler there) are not clap's.
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as_click = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "click");
+    if invoked_as_click || args.get(1).is_some_and(|a| a == "click") {
+        init_logging(0);
+        let skip = if invoked_as_click { 1 } else { 2 };
+        return match click::main(&args[skip..]) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => fail(e),
+        };
+    }
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
     match commands::dispatch(cli.command, &cli.limits) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if !e.message.is_empty() {
-                eprint!("{}", e.message);
-                if !e.message.ends_with('\n') {
-                    eprintln!();
-                }
-            }
-            ExitCode::from(e.code)
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: commands::Failure) -> ExitCode {
+    if !e.message.is_empty() {
+        eprint!("{}", e.message);
+        if !e.message.ends_with('\n') {
+            eprintln!();
         }
     }
+    ExitCode::from(e.code)
 }
 
 fn init_logging(verbose: u8) {

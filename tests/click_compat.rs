@@ -1,0 +1,296 @@
+//! Click users' command line and scripts, run as a separate process:
+//! `switchyard click` with Click's options, output formats, messages and
+//! exit codes (checked against Click 2.1's userlevel driver and its
+//! documentation), `switchyard flatten`, and Script/DriverManager.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+fn click(args: &[&str]) -> (i32, String, String) {
+    click_with_stdin(args, None)
+}
+
+fn click_with_stdin(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.arg("click")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run switchyard click");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const FIVE: &str = "i :: InfiniteSource(LIMIT 5, STOP true) -> c :: Counter -> Discard;";
+
+#[test]
+fn handlers_print_bare_alone_and_named_together() {
+    assert_eq!(click(&["-e", FIVE, "-h", "c.count"]), (0, "5\n".into(), String::new()));
+    let (rc, out, _) = click(&["-e", FIVE, "-h", "c.count", "-h", "i.count"]);
+    assert_eq!((rc, out.as_str()), (0, "c.count:\n5\n\ni.count:\n5\n\n"));
+    // A class name or a glob names every match, even alone.
+    let (_, out, _) = click(&["-e", FIVE, "-h", "Counter.count"]);
+    assert_eq!(out, "c.count:\n5\n\n");
+    let (_, out, _) = click(&["-e", FIVE, "-h", "*.count"]);
+    assert_eq!(out, "i.count:\n5\n\nc.count:\n5\n\nDiscard@3.count:\n5\n\n");
+    // A global handler, and the list.
+    let (_, out, _) = click(&["-e", FIVE, "-h", "list"]);
+    assert_eq!(out, "3\ni\nc\nDiscard@3\n");
+    // Failures go to standard error, the rest still prints, status 1.
+    let (rc, out, err) = click(&["-e", FIVE, "-h", "c.count", "-h", "c.nosuch", "-h", "c.reset"]);
+    assert_eq!(rc, 1);
+    assert_eq!(out, "c.count:\n5\n\n");
+    assert_eq!(err, "no 'c.nosuch' handler\n'c.reset' is a write handler\n");
+    let (rc, _, err) = click(&["-e", FIVE, "-h", "nosuch.count", "-h", "z*.count"]);
+    assert_eq!(
+        (rc, err.as_str()),
+        (1, "no element 'nosuch'\nno element matching 'z*'\n")
+    );
+}
+
+#[test]
+fn quit_output_and_exit_handler() {
+    // -q: initialized, not run; -o - prints the flat configuration first.
+    let (rc, out, _) = click(&["-e", FIVE, "-qo-", "-h", "c.count"]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        out,
+        "i :: InfiniteSource(LIMIT 5, STOP true);\nc :: Counter;\nDiscard@3 :: Discard;\n\ni -> c\n    -> Discard@3;\n0\n"
+    );
+    // -x: an integer is the status, true 0, false 1, else 255.
+    assert_eq!(click(&["-e", FIVE, "-x", "c.count"]).0, 5);
+    let script = |v: &str| format!("s :: Script(TYPE PASSIVE, return {v})");
+    assert_eq!(click(&["-e", &script("300"), "-q", "-x", "s.run"]).0, 44);
+    assert_eq!(click(&["-e", &script("true"), "-q", "-x", "s.run"]).0, 0);
+    assert_eq!(click(&["-e", &script("false"), "-q", "-x", "s.run"]).0, 1);
+    let (rc, _, err) = click(&["-e", &script("abc"), "-q", "-x", "s.run"]);
+    assert_eq!((rc, err.as_str()), (255, "exit handler value should be integer\n"));
+    assert_eq!(click(&["-e", FIVE, "-q", "-x", "c.count"]).0, 0);
+}
+
+#[test]
+fn configurations_come_from_files_expressions_stdin_and_defines() {
+    let dir = common::scratch_dir();
+    let file = dir.join("c.click");
+    std::fs::write(
+        &file,
+        "define($N 7);\nInfiniteSource(LIMIT $N, STOP true) -> c :: Counter -> Discard;\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    assert_eq!(click(&[f, "-h", "c.count"]).1, "7\n");
+    assert_eq!(
+        click(&["-f", f, "N=3", "-h", "c.count"]).1,
+        "3\n",
+        "the command line wins"
+    );
+    assert_eq!(click(&["N=2", f, "-h", "c.count"]).1, "2\n", "before or after the file");
+    let (_, out, _) = click_with_stdin(&["-h", "c.count"], Some(FIVE));
+    assert_eq!(out, "5\n");
+    let (rc, _, err) = click(&["-e", "a", "-f", f]);
+    assert_eq!(rc, 1);
+    assert_eq!(
+        err,
+        "click: router configuration specified twice\nUsage: click [OPTION]... [ROUTERFILE]\nTry 'click --help' for more information.\n"
+    );
+    let missing = dir.join("nonexistent.click");
+    let (rc, _, err) = click(&[missing.to_str().unwrap()]);
+    assert_eq!(
+        (rc, err),
+        (1, format!("{}: No such file or directory\n", missing.display()))
+    );
+}
+
+#[test]
+fn errors_read_as_clicks() {
+    let (rc, _, err) = click(&["-e", "x :: Nope -> Discard;"]);
+    assert_eq!((rc, err.as_str()), (1, "config:1: unknown element class 'Nope'\n"));
+    let (rc, _, err) = click(&["-e", "p :: Print(a);\nIdle -> p;"]);
+    assert_eq!(rc, 1);
+    assert_eq!(
+        err,
+        "config:1: 'p :: Print' output 0 unused\nRouter could not be initialized!\n"
+    );
+    let (rc, _, err) = click(&["-e", "Idle -> Counter(1, 2) -> Discard;"]);
+    assert_eq!(rc, 1);
+    assert_eq!(
+        err,
+        "config:1: While configuring 'Counter@2 :: Counter':\n  too many arguments\nRouter could not be initialized!\n"
+    );
+    // From standard input, the file is <stdin>.
+    let (_, _, err) = click_with_stdin(&[], Some("\n\nx :: Nope;"));
+    assert_eq!(err, "<stdin>:3: unknown element class 'Nope'\n");
+    // An empty configuration says so and exits 0, handlers still read.
+    let (rc, out, err) = click(&["-e", "", "-h", "list"]);
+    assert_eq!((rc, out.as_str()), (0, "0\n"));
+    assert_eq!(err, "warning: config: configuration has no elements, exiting\n");
+    let (rc, _, err) = click(&["--bogus"]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.starts_with("click: unrecognized option '--bogus'\nUsage: click"),
+        "{err}"
+    );
+}
+
+#[test]
+fn flatten_prints_clicks_flat_configuration() {
+    let dir = common::scratch_dir();
+    let file = dir.join("f.click");
+    std::fs::write(
+        &file,
+        "elementclass Pipe { $n | input -> q :: Queue($n) -> u :: Unqueue -> output }\n\
+         src :: InfiniteSource(LIMIT 10, STOP true) -> Pipe(5) -> t :: Tee(2);\n\
+         t[0] -> Discard; t[1] -> c :: Counter -> Discard;\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["flatten", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Pipe@2/q :: Queue(5);\n"), "{text}");
+    assert!(text.contains("c :: Counter;\n"), "{text}");
+    assert!(
+        text.contains("\nsrc -> Pipe@2/q\n    -> Pipe@2/u\n    -> t\n    -> Discard@"),
+        "{text}"
+    );
+    assert!(text.contains("t [1] -> c\n    -> Discard@"), "{text}");
+    // The same text as the running router's flatconfig handler.
+    let (_, flat, _) = click(&["-f", file.to_str().unwrap(), "-q", "-h", "flatconfig"]);
+    assert_eq!(flat, text);
+}
+
+#[test]
+fn scripts_compute_loop_and_stop_the_router() {
+    // Click's documented loop: print 0..4, then stop.
+    let (rc, out, _) = click(&[
+        "-e",
+        "Script(set x 0, label begin_loop, print $x, set x $(add $x 1), goto begin_loop $(lt $x 5), stop)",
+    ]);
+    assert_eq!((rc, out.as_str()), (0, "0\n1\n2\n3\n4\n"));
+    // print: a handler when it starts with a letter, else unquoted text;
+    // variables keep their quotes; undefined variables stay as written.
+    let (_, out, err) = click(&[
+        "-e",
+        "c :: Counter; Idle -> c -> Discard;
+         Script(print c.count, print \"c.count\", print '\"c.count\"', set x c.count, print $x, print $($x),
+                set q \"a b\", print $q, setq u \"a b\", print $u, print $undefined,
+                print $(div 7 2) $(sprintf \"%05x\" 127) $(eq 10 0xA), read c.count, stop)",
+    ]);
+    assert_eq!(
+        out,
+        "0\nc.count\n\"c.count\"\nc.count\n0\n\"a b\"\na b\n$undefined\n3.5 0007f true\n"
+    );
+    assert_eq!(err, "c.count:\n0\n");
+    // A passive script is a computed handler.
+    let (_, out, _) = click(&[
+        "-e",
+        "s :: Script(TYPE PASSIVE, return $(add $1 $2)); Script(print $(s.run 3 4), stop)",
+    ]);
+    assert_eq!(out, "7\n");
+    // Writes report their status in $?; a refused write does not stop the script.
+    let (_, out, err) = click(&[
+        "-e",
+        "Idle -> sw :: Switch(0) -> Discard; Script(write sw.switch 5, print $?, write sw.switch 0, print $?, stop)",
+    ]);
+    assert_eq!(out, "-22\n0\n");
+    assert!(err.contains("While executing 'Script@4 :: Script':"), "{err}");
+}
+
+#[test]
+fn a_packet_script_routes_each_packet_by_its_return_value() {
+    let (_, out, _) = click(&[
+        "-e",
+        "InfiniteSource(LIMIT 4, STOP true) -> s :: Script(TYPE PACKET, init n 0, set n $(add $n 1), return $(mod $n 2));
+         s[0] -> c0 :: Counter -> Discard; s[1] -> c1 :: Counter -> Discard;",
+        "-h",
+        "c0.count",
+        "-h",
+        "c1.count",
+    ]);
+    assert_eq!(out, "c0.count:\n2\n\nc1.count:\n2\n\n");
+}
+
+#[test]
+fn a_driver_manager_decides_when_the_router_stops() {
+    // Each STOP true is a stop request the driver takes as a step.
+    let (rc, out, _) = click(&[
+        "-e",
+        "InfiniteSource(LIMIT 3, STOP true) -> c :: Counter -> Discard;
+         DriverManager(print \"dm start\", wait_stop, print \"after stop event c=$(c.count)\")",
+    ]);
+    assert_eq!((rc, out.as_str()), (0, "dm start\nafter stop event c=3\n"));
+    // Two requests from another script, one per pause; `stop 2` is two.
+    let (_, out, _) = click(&[
+        "-e",
+        "DriverManager(pause, print \"a\", pause, print \"b\");
+         Script(write stop, print \"w1\", wait 0.1, write stop, print \"w2\")",
+    ]);
+    assert_eq!(out, "w1\na\nw2\nb\n");
+    let (_, out, _) = click(&[
+        "-e",
+        "DriverManager(pause 2, print \"a\"); Script(write stop 2, print \"w2\")",
+    ]);
+    assert_eq!(out.lines().collect::<Vec<_>>().len(), 2);
+    assert!(out.contains("a\n") && out.contains("w2\n"), "{out}");
+    // After an explicit end the next request stops the router.
+    let (rc, out, _) = click(&[
+        "-e",
+        "DriverManager(wait 0.1, print \"t\", end); Script(wait 0.5, print \"still running\", write stop)",
+    ]);
+    assert_eq!((rc, out.as_str()), (0, "t\nstill running\n"));
+    // One driver per configuration.
+    let (rc, _, err) = click(&["-e", "a :: DriverManager; b :: DriverManager;"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("While configuring 'b :: DriverManager'"), "{err}");
+}
+
+#[test]
+fn a_script_rollback_procedure_writes_through_the_audited_control_plane() {
+    // The README's procedure: raise the canary while the new branch stays
+    // healthy; at the first failure, roll back. Here the new branch drops
+    // everything, so the script rolls back after the first step.
+    let config = "src :: RatedSource(RATE 20000) -> hub :: Tee(2);
+        hub[0] -> old :: Counter -> [0]canary :: CanarySwitch(WEIGHTS 100 0);
+        hub[1] -> new :: Counter -> Switch(-1) -> survived :: Counter -> [1]canary;
+        canary -> out :: Counter -> Discard;
+        rollout :: Script(export verdict pending,
+            set w 0,
+            label up,
+            set w $(min 100 $(add $w 10)),
+            write canary.weights $(sub 100 $w) $w,
+            wait 50ms,
+            goto back $(gt $(sub $(new.count) $(survived.count)) 100),
+            goto up $(lt $w 100),
+            exit,
+            label back,
+            write canary.weights 100 0,
+            set verdict rolled_back);";
+    let dir = common::scratch_dir();
+    let audit = dir.join("audit.jsonl");
+    let r = common::RouterProc::start_in(dir.clone(), config, &["--audit", audit.to_str().unwrap()]);
+    common::await_until("the script rolled back", || {
+        r.read("canary.weights").trim() == "100 0" && r.read("rollout.verdict").trim() == "rolled_back"
+    });
+    let lines = common::audit_lines(&audit);
+    let by_script: Vec<_> = lines.iter().filter(|e| e["actor"] == "script").collect();
+    assert!(by_script.len() >= 2, "{lines:?}");
+    assert_eq!(by_script[0]["handler"], "canary.weights");
+    assert_eq!(by_script[0]["new"], "90 10");
+    assert_eq!(by_script.last().unwrap()["new"], "100 0");
+    assert!(by_script[0]["reason"].as_str().unwrap().contains("rollout :: Script"));
+    r.stop();
+}
