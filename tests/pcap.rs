@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use switchyard_io::pcap::{Reader, Writer};
+use switchyard_io::pcap::{Reader, Writer, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -34,7 +34,7 @@ fn frames() -> Vec<Vec<u8>> {
 }
 
 fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut w = Writer::create(path, 65535).unwrap();
+    let mut w = Writer::create(path, 65535, LINKTYPE_ETHERNET).unwrap();
     for (i, f) in frames.iter().enumerate() {
         w.write(1_700_000_000_000_000_000 + i as u64 * 1000, f).unwrap();
     }
@@ -114,6 +114,36 @@ fn dump_through_the_rollback_graph_reads_back_in_tcpdump() {
         assert_eq!(seen.len(), sent.len());
         assert_eq!(seen, sent, "tcpdump reads every frame byte for byte");
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn clicks_positional_forms_of_the_dump_elements() {
+    // FromDump(FILE, TIMING), ToDump(FILE, SNAPLEN, ENCAP): IP packets
+    // (Strip(14)) cut to 30 bytes, in a RAW pcap that tcpdump reads.
+    let dir = scratch("positional");
+    let (input, output) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    let sent: Vec<Vec<u8>> = frames().into_iter().filter(|f| f.len() >= 64).take(20).collect();
+    write_pcap(&input, &sent);
+    let config = format!(
+        "FromDump({}, false, STOP true) -> Strip(14) -> ToDump({}, 30, IP);",
+        input.display(),
+        output.display()
+    );
+    let out = Command::new(BIN).args(["run", "-q", "-e", &config]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = Reader::open(&output).unwrap();
+    assert_eq!(r.linktype, LINKTYPE_RAW);
+    let want: Vec<Vec<u8>> = sent.iter().map(|f| f[14..44].to_vec()).collect();
+    assert_eq!(read_pcap(&output), want);
+    if let Some(seen) = tcpdump_frames(&output) {
+        assert_eq!(seen, want, "tcpdump reads the raw IP packets");
+    }
+    // FromDevice(DEVNAME, PROMISC, SNAPLEN) is accepted as Click writes it.
+    let conf = dir.join("dev.click");
+    std::fs::write(&conf, "FromDevice(eth0, true, 96) -> Discard;").unwrap();
+    let out = Command::new(BIN).arg("check").arg(&conf).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(dir).unwrap();
 }
 

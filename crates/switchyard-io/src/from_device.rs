@@ -61,7 +61,11 @@ documented! {
     ///
     /// # Arguments
     /// - `DEVNAME` (positional, mandatory): the interface.
-    /// - `PROMISC`: receive frames for other MAC addresses too; default false.
+    /// - `PROMISC` (positional): receive frames for other MAC addresses
+    ///   too; default false.
+    /// - `SNAPLEN` (positional): longest frame passed on, in bytes; longer
+    ///   frames are cut to it (Click's capture length). Default: whole
+    ///   frames.
     /// - `SNIFFER`: see above; default true.
     /// - `BURST`: frames per batch; default 128.
     /// - `METHOD`: `ring` (default) or `pnet`.
@@ -98,6 +102,8 @@ documented! {
         name: String,
         method: Method,
         promisc: bool,
+        /// Longest frame passed on; longer ones are cut (Click's SNAPLEN).
+        snaplen: usize,
         fanout: Option<(u16, Fanout)>,
         burst: usize,
         dev: Option<Box<dyn Device>>,
@@ -119,7 +125,13 @@ impl FromDevice {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let name = args.read_mp::<String>("DEVNAME")?;
-        let promisc = args.read::<bool>("PROMISC").unwrap_or(false);
+        // Click's positional order: DEVNAME, PROMISC, SNAPLEN.
+        let promisc = args.read_p::<bool>("PROMISC").unwrap_or(false);
+        let snaplen = args.read_p::<usize>("SNAPLEN").unwrap_or(usize::MAX);
+        if snaplen == 0 {
+            args.error(Some(args.span_of("SNAPLEN")), "SNAPLEN must be at least 1");
+            return None;
+        }
         let sniffer = args.read::<bool>("SNIFFER").unwrap_or(true);
         let burst = args
             .read::<usize>("BURST")
@@ -151,6 +163,7 @@ impl FromDevice {
             name,
             method,
             promisc,
+            snaplen,
             fanout,
             burst,
             dev: None,
@@ -241,6 +254,11 @@ impl Element for FromDevice {
                     tracing::warn!(device = %self.name, "receiving again");
                 }
                 self.stats.received.fetch_add(n as u64, Relaxed);
+                if self.snaplen != usize::MAX {
+                    for p in batch.packets_mut() {
+                        p.take(p.len().saturating_sub(self.snaplen));
+                    }
+                }
                 cx.push(0, batch);
                 Work::Busy
             }

@@ -20,7 +20,7 @@ documented! {
     /// # Arguments
     /// - `FILENAME` (positional, mandatory): the pcap file.
     /// - `STOP`: stop the router at the end of the file; default false.
-    /// - `TIMING`: send packets at the pace they were captured; default
+    /// - `TIMING` (positional): send packets at the pace they were captured; default
     ///   false (as fast as possible).
     /// - `ACTIVE`: start at once; default true.
     /// - `BURST`: packets per batch; default 128.
@@ -63,8 +63,9 @@ impl FromDump {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let path: PathBuf = args.read_mp::<String>("FILENAME")?.into();
+        // Click's positional order: FILENAME, TIMING.
+        let timing = args.read_p::<bool>("TIMING").unwrap_or(false);
         let stop = args.read::<bool>("STOP").unwrap_or(false);
-        let timing = args.read::<bool>("TIMING").unwrap_or(false);
         let active = args.read::<bool>("ACTIVE").unwrap_or(true);
         let burst = args
             .read::<usize>("BURST")

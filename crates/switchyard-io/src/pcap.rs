@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 /// Link type Ethernet (DLT_EN10MB).
 pub const LINKTYPE_ETHERNET: u32 = 1;
+/// Raw IPv4/IPv6 packets, no link header (Click's ENCAP IP).
+pub const LINKTYPE_RAW: u32 = 101;
 const MAGIC_US: u32 = 0xa1b2_c3d4;
 const MAGIC_NS: u32 = 0xa1b2_3c4d;
 /// Records larger than this are corrupt, not packets.
@@ -174,8 +176,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Creates (truncates) a microsecond-resolution Ethernet pcap file.
-    pub fn create(path: &Path, snaplen: u32) -> io::Result<Writer> {
+    /// Creates (truncates) a microsecond-resolution pcap file of
+    /// `linktype` frames.
+    pub fn create(path: &Path, snaplen: u32, linktype: u32) -> io::Result<Writer> {
         let file = File::create(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
         let mut h = Vec::with_capacity(24);
@@ -185,7 +188,7 @@ impl Writer {
         h.extend_from_slice(&0i32.to_le_bytes());
         h.extend_from_slice(&0u32.to_le_bytes());
         h.extend_from_slice(&snaplen.to_le_bytes());
-        h.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+        h.extend_from_slice(&linktype.to_le_bytes());
         out.write_all(&h)?;
         Ok(Writer { out, snaplen })
     }
@@ -217,7 +220,7 @@ mod tests {
     #[test]
     fn write_then_read_back() {
         let p = tmp("rt.pcap");
-        let mut w = Writer::create(&p, 65535).unwrap();
+        let mut w = Writer::create(&p, 65535, LINKTYPE_ETHERNET).unwrap();
         w.write(1_700_000_000_123_456_000, &[1, 2, 3]).unwrap();
         w.write(1_700_000_001_000_000_000, &[9; 60]).unwrap();
         w.flush().unwrap();
@@ -237,7 +240,7 @@ mod tests {
     #[test]
     fn truncation_is_reported_with_its_offset() {
         let p = tmp("trunc.pcap");
-        let mut w = Writer::create(&p, 65535).unwrap();
+        let mut w = Writer::create(&p, 65535, LINKTYPE_ETHERNET).unwrap();
         w.write(0, &[1; 10]).unwrap();
         w.write(0, &[2; 10]).unwrap();
         w.flush().unwrap();

@@ -16,7 +16,9 @@ documented! {
     /// - `FILENAME` (positional, mandatory): the file, created or truncated
     ///   when the router starts. A hot reload that keeps the ToDump (same
     ///   name, FILENAME and SNAPLEN) goes on appending to the same capture.
-    /// - `SNAPLEN`: most bytes kept per packet; default 65535.
+    /// - `SNAPLEN` (positional): most bytes kept per packet; default 65535.
+    /// - `ENCAP` (positional): `ETHER` (default) for Ethernet frames, `IP`
+    ///   for packets starting at the IP header (pcap link type RAW).
     ///
     /// # Handlers
     /// - `count` (read): packets written.
@@ -28,6 +30,7 @@ documented! {
     pub struct ToDump {
         path: PathBuf,
         snaplen: u32,
+        linktype: u32,
         writer: Option<Writer>,
         count: Arc<AtomicU64>,
         failed: bool,
@@ -45,7 +48,19 @@ impl ToDump {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let path: PathBuf = args.read_mp::<String>("FILENAME")?.into();
-        let snaplen = args.read::<u32>("SNAPLEN").unwrap_or(65535);
+        // Click's positional order: FILENAME, SNAPLEN, ENCAP.
+        let snaplen = args.read_p::<u32>("SNAPLEN").unwrap_or(65535);
+        let linktype = match args.read_p::<String>("ENCAP").as_deref() {
+            None | Some("ETHER") => crate::pcap::LINKTYPE_ETHERNET,
+            Some("IP") => crate::pcap::LINKTYPE_RAW,
+            Some(other) => {
+                args.error(
+                    Some(args.span_of("ENCAP")),
+                    format!("ENCAP '{other}' unknown: expected ETHER or IP"),
+                );
+                return None;
+            }
+        };
         // Checked here, created (truncated) only by `activate`: checking a
         // reload must not wipe the capture the running ToDump writes.
         if let Err(e) = std::fs::OpenOptions::new().append(true).create(true).open(&path) {
@@ -55,6 +70,7 @@ impl ToDump {
         Some(Box::new(ToDump {
             path,
             snaplen,
+            linktype,
             writer: None,
             count: Arc::default(),
             failed: false,
@@ -87,7 +103,7 @@ impl ToDump {
 impl Element for ToDump {
     fn take_state(&mut self, old: Box<dyn Element>) {
         if let Some(mut old) = downcast::<ToDump>(old) {
-            if old.path == self.path && old.snaplen == self.snaplen {
+            if old.path == self.path && old.snaplen == self.snaplen && old.linktype == self.linktype {
                 self.writer = old.writer.take();
                 self.failed = old.failed;
             }
@@ -97,7 +113,7 @@ impl Element for ToDump {
 
     fn activate(&mut self) -> Result<(), String> {
         if self.writer.is_none() {
-            self.writer = Some(Writer::create(&self.path, self.snaplen).map_err(|e| e.to_string())?);
+            self.writer = Some(Writer::create(&self.path, self.snaplen, self.linktype).map_err(|e| e.to_string())?);
         }
         Ok(())
     }
