@@ -88,7 +88,7 @@ fn frames(n: usize, sizes: &[usize]) -> Vec<Vec<u8>> {
 
 /// Frames `gap_ns` apart, for generators that replay with TIMING true.
 fn write_pcap_paced(path: &Path, frames: &[Vec<u8>], gap_ns: u64) {
-    let mut w = Writer::create(path, 65535).unwrap();
+    let mut w = Writer::create(path, 65535, switchyard_io::pcap::LINKTYPE_ETHERNET).unwrap();
     for (i, f) in frames.iter().enumerate() {
         w.write(i as u64 * gap_ns, f).unwrap();
     }

@@ -462,7 +462,7 @@ fn reload_continues_dumps_and_keeps_unnamed_elements() {
             f
         })
         .collect();
-    let mut w = Writer::create(&input, 65535).unwrap();
+    let mut w = Writer::create(&input, 65535, switchyard_io::pcap::LINKTYPE_ETHERNET).unwrap();
     for (i, f) in sent.iter().enumerate() {
         w.write(i as u64 * 1_000_000, f).unwrap(); // 1 ms apart: 0.4 s
     }

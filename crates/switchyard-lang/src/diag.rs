@@ -154,7 +154,9 @@ pub fn render_click(diags: &[Diagnostic], map: &SourceMap) -> String {
         } else {
             let _ = writeln!(out, "{at}{warning}{}", d.message);
         }
-        for n in &d.notes {
+        // Click prints one companion line, for a redeclaration; the other
+        // notes are Switchyard's additions.
+        for n in d.notes.iter().filter(|n| n.message.contains("previously declared")) {
             let at = n.span.map_or(at.clone(), |s| {
                 format!("{}:{}: ", map.name(s.file), map.line_col(s.file, s.start as usize).0)
             });
