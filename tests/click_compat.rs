@@ -25,7 +25,17 @@ fn click_with_stdin(args: &[&str], stdin: Option<&str>) -> (i32, String, String)
         input.write_all(text.as_bytes()).expect("write stdin");
     }
     drop(input);
+    // A hang is a failure, not a stuck test run.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if rx.recv_timeout(std::time::Duration::from_secs(60)) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    });
     let out = child.wait_with_output().expect("wait");
+    drop(tx);
+    let _ = watchdog.join();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -211,6 +221,24 @@ fn scripts_compute_loop_and_stop_the_router() {
 }
 
 #[test]
+fn passive_scripts_resume_after_a_wait_and_save_prints_to_a_file() {
+    let (_, out, _) = click(&[
+        "-e",
+        "s :: Script(TYPE PASSIVE, print \"a\", wait 0.1, print \"b\"); Script(write s.run, wait 0.5, stop)",
+    ]);
+    assert_eq!(out, "a\nb\n");
+    let dir = common::scratch_dir();
+    let file = dir.join("saved.txt");
+    let f = file.to_str().unwrap();
+    let (rc, _, _) = click(&[
+        "-e",
+        &format!("Script(save \"$(add 1 2)\" {f}, append \"$(add 2 2)\" {f}, stop)"),
+    ]);
+    assert_eq!(rc, 0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "3\n4\n");
+}
+
+#[test]
 fn a_packet_script_routes_each_packet_by_its_return_value() {
     let (_, out, _) = click(&[
         "-e",
@@ -239,7 +267,16 @@ fn a_driver_manager_decides_when_the_router_stops() {
         "DriverManager(pause, print \"a\", pause, print \"b\");
          Script(write stop, print \"w1\", wait 0.1, write stop, print \"w2\")",
     ]);
-    assert_eq!(out, "w1\na\nw2\nb\n");
+    // The driver runs on its own thread: its lines and the writer's
+    // interleave, each in its own order.
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |l: &str| {
+        lines
+            .iter()
+            .position(|x| *x == l)
+            .unwrap_or_else(|| panic!("{l} in {out}"))
+    };
+    assert!(at("a") < at("b") && at("w1") < at("w2") && at("w1") < at("b"), "{out}");
     let (_, out, _) = click(&[
         "-e",
         "DriverManager(pause 2, print \"a\"); Script(write stop 2, print \"w2\")",
@@ -252,6 +289,15 @@ fn a_driver_manager_decides_when_the_router_stops() {
         "DriverManager(wait 0.1, print \"t\", end); Script(wait 0.5, print \"still running\", write stop)",
     ]);
     assert_eq!((rc, out.as_str()), (0, "t\nstill running\n"));
+    // A driver that ends on a request lets it stop the router; an empty
+    // DriverManager waits for one request first.
+    let (rc, out, _) = click(&[
+        "-e",
+        "InfiniteSource(LIMIT 3, STOP true) -> Discard; DriverManager(wait_stop, print \"x\", end)",
+    ]);
+    assert_eq!((rc, out.as_str()), (0, "x\n"));
+    let (rc, out, _) = click(&["-e", "DriverManager; Script(wait 0.1, print \"w\", write stop)"]);
+    assert_eq!((rc, out.as_str()), (0, "w\n"), "not stopped before the request");
     // One driver per configuration.
     let (rc, _, err) = click(&["-e", "a :: DriverManager; b :: DriverManager;"]);
     assert_eq!(rc, 1);

@@ -651,3 +651,31 @@ fn a_compounds_rest_arguments_are_arguments_again_and_a_trailing_comma_is_none()
                  require(compact_config);");
     assert_eq!(count(&t, "c.count"), 10);
 }
+
+#[test]
+fn a_driver_kept_by_a_reload_still_takes_the_stop_requests() {
+    // The driver's thread is kept (its group did not change); stop
+    // requests must reach the instance that runs, not the reload's copy.
+    let registry = switchyard_elements::standard();
+    let a = "src :: RatedSource(RATE 1000) -> c :: Counter -> Discard;
+             dm :: DriverManager(wait_stop, set n 1, wait_stop, stop);";
+    let b = format!("{a} Idle -> extra :: Counter -> Discard;");
+    let (graph, table) = load_text("dm.click", a, &registry, &[]).unwrap();
+    let mut router = Router::start(graph, Arc::new(table));
+    let r = reload(&mut router, &registry, &b);
+    assert!(r.threads_kept >= 1, "{r:?}");
+    let h = router.handlers().clone();
+    h.write("stop", "").unwrap();
+    await_until("the driver took the first request", || {
+        h.read_with("dm.get", "n").is_ok()
+    });
+    assert!(
+        !router.wait_timeout(Duration::from_millis(50)),
+        "one request: still running"
+    );
+    h.write("stop", "").unwrap();
+    assert!(
+        router.wait_timeout(Duration::from_secs(30)),
+        "the second request stops it"
+    );
+}

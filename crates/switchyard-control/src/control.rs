@@ -466,7 +466,9 @@ impl Control {
         let (handler, expected) = split_generation(name);
         let mut guard = Some(self.saved.lock().expect("saved lock"));
         // The table under the lock: a reload's state sync takes it too, so
-        // a write is never applied to a table that is being replaced.
+        // a persistent write is never applied to a table being replaced.
+        // (A non-persistent one, below, drops the lock: a counter reset
+        // racing a reload may land on the outgoing element.)
         let table = self.table();
         // A write whose effect another handler keeps (a route table's
         // `add` changes `table`): that one is read for the undo, carries

@@ -166,28 +166,52 @@ pub(crate) struct Shared {
 /// the next request stops the router. Its `step` handler posts here too.
 #[derive(Default)]
 pub struct StopEvents {
-    pending: AtomicU64,
+    /// Steps from the script's `step` handler.
+    steps: AtomicU64,
+    /// Stop requests the router posted.
+    requests: AtomicU64,
     ended: AtomicBool,
     waker: WakerSlot,
 }
 
 impl StopEvents {
-    /// Adds `n` steps and wakes the script's thread.
+    /// Adds `n` steps (the `step` handler) and wakes the script's thread.
     pub fn post(&self, n: u64) {
-        self.pending.fetch_add(n, Ordering::SeqCst);
+        self.steps.fetch_add(n, Ordering::SeqCst);
         self.waker.wake(&mut WakerCache::default());
     }
 
-    /// Takes one step if there is one.
-    pub fn take(&self) -> bool {
-        self.pending
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+    /// Adds `n` stop requests of the router, each a step.
+    fn post_requests(&self, n: u64) {
+        self.requests.fetch_add(n, Ordering::SeqCst);
+        self.waker.wake(&mut WakerCache::default());
     }
 
-    /// Steps posted and not yet taken.
-    pub fn pending(&self) -> u64 {
-        self.pending.load(Ordering::SeqCst)
+    /// Takes one step if there is one: `Some(true)` for a stop request of
+    /// the router (a driver that ends on one stops the router, as
+    /// Click's), `Some(false)` for a `step`.
+    pub fn take(&self) -> Option<bool> {
+        let take = |c: &AtomicU64| {
+            c.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if take(&self.requests) {
+            Some(true)
+        } else if take(&self.steps) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Stop requests posted and not yet taken.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// True while a step of either kind waits to be taken.
+    pub fn any(&self) -> bool {
+        self.requests() > 0 || self.steps.load(Ordering::SeqCst) > 0
     }
 
     /// Marks the script ended: stop requests stop the router again.
@@ -214,7 +238,7 @@ impl Shared {
         }
         let driver = self.driver.lock().expect("driver lock").clone();
         if let Some(driver) = driver.filter(|d| !d.ended.load(Ordering::SeqCst)) {
-            driver.post((1 - *count).unsigned_abs());
+            driver.post_requests((1 - *count).unsigned_abs());
             *count = 1;
             return;
         }
@@ -365,7 +389,10 @@ impl Runner {
         self.slots.iter().flatten().all(|e| f(e.as_ref()))
     }
 
-    /// Room downstream of `elem`: the least any Queue it fills can take.
+    /// Room downstream of `elem`: the most any Queue it fills can take.
+    /// Click ORs the Queues' full notifiers: a source behind a Tee into a
+    /// live Queue and a stalled one keeps the live branch fed, and the
+    /// stalled Queue drops at its tail.
     fn room(&self, elem: usize) -> usize {
         let Some(watch) = self.watch.get(elem) else {
             return usize::MAX;
@@ -373,7 +400,7 @@ impl Runner {
         watch
             .iter()
             .filter_map(|&slot| self.slots.get(slot as usize)?.as_ref()?.room())
-            .min()
+            .max()
             .unwrap_or(usize::MAX)
     }
 }
@@ -410,9 +437,9 @@ impl Context<'_> {
         self.runner.noutputs[self.elem] as usize
     }
 
-    /// How many packets this task may push now without any Queue it
-    /// fills dropping one: the least room among the Queues its pushes
-    /// reach first (`usize::MAX` when they reach none). In-memory sources
+    /// How many packets this task may push now: the most room among the
+    /// Queues its pushes reach first (`usize::MAX` when they reach none;
+    /// with several, one may still drop, as in Click). In-memory sources
     /// produce no more than this and return [`Work::Idle`] at 0; the
     /// Queue's consumer wakes them when it takes packets out (Click's
     /// full notifier, so `InfiniteSource(LIMIT 200000) -> Queue -> ...`
@@ -608,12 +635,27 @@ impl Router {
         } = graph;
 
         let control = Arc::downgrade(&self.shared.control);
-        let mut driver = None;
-        for e in elements.iter_mut().flatten() {
+        // The driver script is the one that will run: a kept thread's
+        // goes on (its copy here is dropped unused), else the new one's.
+        let kept: std::collections::HashSet<usize> = (0..layout.groups.len())
+            .filter(|&k| keep[k])
+            .flat_map(|k| layout.groups[k].members.iter().map(|&(i, _)| i))
+            .collect();
+        let (mut driver, mut driver_kept) = (None, false);
+        for (i, e) in elements.iter_mut().enumerate() {
+            let Some(e) = e else { continue };
             e.attach_control(&control);
-            driver = driver.or_else(|| e.stop_events());
+            if let Some(d) = e.stop_events() {
+                if kept.contains(&i) {
+                    driver_kept = true;
+                } else {
+                    driver = driver.or(Some(d));
+                }
+            }
         }
-        *self.shared.driver.lock().expect("driver lock") = driver;
+        if !driver_kept {
+            *self.shared.driver.lock().expect("driver lock") = driver;
+        }
         // The pulling sides of elements split between threads, split off
         // when the first of their two groups is taken (so a reload's pause
         // splits only what it starts).

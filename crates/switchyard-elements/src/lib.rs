@@ -68,6 +68,7 @@ pub use standard::random_switch::RandomSwitch;
 pub use standard::rated_source::RatedSource;
 pub use standard::round_robin_switch::RoundRobinSwitch;
 pub use standard::script::{DriverManager, Script};
+pub use standard::script_expr::truth as script_truth;
 pub use standard::source::default_frame;
 pub use standard::static_switch::StaticSwitch;
 pub use standard::store_data::StoreData;

@@ -334,7 +334,7 @@ fn resolve(table: &HandlerTable, spec: &str) -> Result<(Vec<String>, bool), Stri
         };
     }
     let glob = element.contains(['*', '?', '[']);
-    let matched: Vec<String> = elements
+    let matched: Vec<&str> = elements
         .iter()
         .filter(|e| {
             if glob {
@@ -343,8 +343,7 @@ fn resolve(table: &HandlerTable, spec: &str) -> Result<(Vec<String>, bool), Stri
                 e.class == element
             }
         })
-        .map(|e| format!("{}.{handler}", e.name))
-        .filter(|full| table.find(full).is_ok_and(|h| h.readable()))
+        .map(|e| e.name.as_str())
         .collect();
     if matched.is_empty() {
         return Err(if glob {
@@ -353,7 +352,13 @@ fn resolve(table: &HandlerTable, spec: &str) -> Result<(Vec<String>, bool), Stri
             format!("no element '{element}'")
         });
     }
-    Ok((matched, true))
+    // Elements without that readable handler are passed over, as Click.
+    let handlers = matched
+        .into_iter()
+        .map(|e| format!("{e}.{handler}"))
+        .filter(|full| table.find(full).is_ok_and(|h| h.readable()))
+        .collect();
+    Ok((handlers, true))
 }
 
 /// Prints the `-h` handlers as Click does; false if any failed.
@@ -406,56 +411,81 @@ fn exit_status(table: &HandlerTable, spec: &str) -> u8 {
             return 255;
         }
     };
+    // Click's IntArg, then BoolArg.
     let v = value.trim();
-    if let Ok(n) = v.parse::<i64>() {
+    if let Some(n) = <i64 as switchyard_core::FromArg>::from_arg(v.strip_prefix('+').unwrap_or(v)) {
         return n as u8;
     }
-    match v {
-        "true" => 0,
-        "false" => 1,
-        _ => {
+    match switchyard_elements::script_truth(v) {
+        Some(true) => 0,
+        Some(false) => 1,
+        None => {
             eprintln!("exit handler value should be integer");
             255
         }
     }
 }
 
-/// Shell-style glob: `*`, `?` and `[...]` classes.
+/// Shell-style glob: `*`, `?` and `[...]` classes. Iterative, keeping
+/// only the last `*` to retry from: linear in each, whatever the pattern.
 fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..])),
-            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
-            Some('[') => {
-                let Some(close) = p.iter().position(|&c| c == ']').filter(|&c| c > 1) else {
-                    return n.first() == Some(&'[') && go(&p[1..], &n[1..]);
-                };
-                let Some(&c) = n.first() else { return false };
-                let set = &p[1..close];
-                let (negate, set) = match set.first() {
-                    Some('!' | '^') => (true, &set[1..]),
-                    _ => (false, set),
-                };
-                let mut hit = false;
-                let mut k = 0;
-                while k < set.len() {
-                    if k + 2 < set.len() && set[k + 1] == '-' {
-                        hit |= set[k] <= c && c <= set[k + 2];
-                        k += 3;
-                    } else {
-                        hit |= set[k] == c;
-                        k += 1;
+    // One pattern item at p[i]: its length, or None for a `*`.
+    let item = |i: usize, c: char| -> (usize, bool) {
+        match p[i] {
+            '?' => (1, true),
+            '[' => match p[i + 1..].iter().position(|&x| x == ']').map(|k| i + 1 + k) {
+                Some(close) if close > i + 1 => {
+                    let set = &p[i + 1..close];
+                    let (negate, set) = match set.first() {
+                        Some('!' | '^') => (true, &set[1..]),
+                        _ => (false, set),
+                    };
+                    let mut hit = false;
+                    let mut k = 0;
+                    while k < set.len() {
+                        if k + 2 < set.len() && set[k + 1] == '-' {
+                            hit |= set[k] <= c && c <= set[k + 2];
+                            k += 3;
+                        } else {
+                            hit |= set[k] == c;
+                            k += 1;
+                        }
                     }
+                    (close + 1 - i, hit != negate)
                 }
-                hit != negate && go(&p[close + 1..], &n[1..])
+                _ => (1, c == '['),
+            },
+            x => (1, x == c),
+        }
+    };
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && p[i] == '*' {
+            star = Some((i + 1, j));
+            i += 1;
+            continue;
+        }
+        if i < p.len() {
+            let (len, ok) = item(i, n[j]);
+            if ok {
+                i += len;
+                j += 1;
+                continue;
             }
-            Some(&c) => n.first() == Some(&c) && go(&p[1..], &n[1..]),
+        }
+        match star {
+            Some((si, sj)) => {
+                i = si;
+                j = sj + 1;
+                star = Some((si, sj + 1));
+            }
+            None => return false,
         }
     }
-    go(&p, &n)
+    p[i..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -499,5 +529,10 @@ mod tests {
         assert!(glob_match("[a-c]x", "bx"));
         assert!(!glob_match("[!a-c]x", "bx"));
         assert!(glob_match("s/*", "s/t"));
+        assert!(glob_match("*a*b", "xaxxb"));
+        assert!(
+            !glob_match("*a*a*a*a*a*a*a*a*b", &"a".repeat(4000)),
+            "linear, not exponential"
+        );
     }
 }

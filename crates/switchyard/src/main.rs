@@ -14,7 +14,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Click's command line, as `switchyard click ...` or through a link
     // named `click`: its options (`-h` is a handler there) are not clap's.
-    let args: Vec<String> = std::env::args().collect();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as_click = args
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
@@ -22,7 +22,8 @@ fn main() -> ExitCode {
     if invoked_as_click || args.get(1).is_some_and(|a| a == "click") {
         init_logging(0);
         let skip = if invoked_as_click { 1 } else { 2 };
-        return match click::main(&args[skip..]) {
+        let args: Vec<String> = args[skip..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        return match click::main(&args) {
             Ok(code) => ExitCode::from(code),
             Err(e) => fail(e),
         };

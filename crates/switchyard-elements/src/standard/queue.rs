@@ -267,7 +267,13 @@ impl Element for Queue {
             // Nobody will ever make room: what comes is dropped, counted.
             return Some(usize::MAX);
         }
-        Some(s.capacity.saturating_sub(s.length.load(Acquire)))
+        if self.tx.as_ref().is_some_and(|tx| tx.is_full()) {
+            // As many batches as the channel holds, however small.
+            return Some(0);
+        }
+        // SeqCst: read against the runtime's sleeping flag, so a consumer
+        // that makes room just before the thread sleeps is seen.
+        Some(s.capacity.saturating_sub(s.length.load(SeqCst)))
     }
 
     fn handlers(&self) -> Vec<Handler> {

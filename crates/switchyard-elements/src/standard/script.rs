@@ -113,6 +113,11 @@ pub(super) struct ScriptShared {
     /// Steps from the `step` handler and, for a driver, stop requests.
     steps: Arc<StopEvents>,
     control: OnceLock<Weak<dyn ControlPlane>>,
+    exports: Vec<String>,
+    /// See [`Host::last_error`].
+    last_error: std::sync::atomic::AtomicU64,
+    /// Blocked at `pause` or `wait`: a posted step is work for its thread.
+    awaiting: std::sync::atomic::AtomicBool,
 }
 
 impl Script {
@@ -139,6 +144,12 @@ impl Script {
             }
             None => default_driver.then_some(Kind::Driver),
         };
+        // An empty DriverManager waits for one stop request, as Click's.
+        let instructions = if instructions.is_empty() && kind == Some(Kind::Driver) {
+            vec![("pause".to_string(), args.span_of("TYPE"))]
+        } else {
+            instructions
+        };
         let program = match Program::parse(&instructions) {
             Ok(p) => p,
             Err((span, e)) => {
@@ -152,6 +163,9 @@ impl Script {
         let shared = Arc::new(ScriptShared {
             name: args.name().to_string(),
             exec: Mutex::new(Exec::new(&program, ExprEnv::new())),
+            exports: program.exports(),
+            last_error: Default::default(),
+            awaiting: Default::default(),
             program,
             kind: OnceLock::new(),
             steps: Arc::default(),
@@ -199,16 +213,36 @@ impl ScriptShared {
     }
 
     /// Runs `f` on the script's state, unless this thread is already
-    /// inside this script.
+    /// inside this script; called from inside another script, only if the
+    /// state is free at once (two scripts on two threads calling each
+    /// other would otherwise wait for each other forever).
     fn with_exec<R>(self: &Arc<Self>, f: impl FnOnce(&mut Exec) -> R) -> Result<R, String> {
+        struct Running(usize);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                RUNNING.with(|r| r.borrow_mut().retain(|&p| p != self.0));
+            }
+        }
         let me = Arc::as_ptr(self) as usize;
-        if RUNNING.with(|r| r.borrow().contains(&me)) {
+        let nested = RUNNING.with(|r| {
+            let r = r.borrow();
+            (r.contains(&me), !r.is_empty())
+        });
+        if nested.0 {
             return Err(format!("'{}' is running: a script cannot call itself", self.name));
         }
+        let mut guard = if nested.1 {
+            match self.exec.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Err(format!("'{}' is busy", self.name)),
+            }
+        } else {
+            self.exec.lock().unwrap_or_else(|p| p.into_inner())
+        };
         RUNNING.with(|r| r.borrow_mut().push(me));
-        let r = f(&mut self.exec.lock().unwrap_or_else(|p| p.into_inner()));
-        RUNNING.with(|r| r.borrow_mut().retain(|&p| p != me));
-        Ok(r)
+        let _running = Running(me);
+        Ok(f(&mut guard))
     }
 
     /// Executes from where the script stands until it blocks or ends,
@@ -220,16 +254,22 @@ impl ScriptShared {
             control,
             steps: &self.steps,
             kind: self.kind(),
+            exports: &self.exports,
+            last_error: &self.last_error,
         };
         let flow = self.program.execute(ex, &host);
+        self.awaiting
+            .store(matches!(flow, Flow::Blocked(_)), std::sync::atomic::Ordering::SeqCst);
         if let Flow::Ended(end) = &flow {
             let driver = self.kind() == Kind::Driver;
             if driver {
-                // Once it ended, stop requests stop the router again:
-                // the one `stop` makes now, or (after `end`) the next.
+                // Once it ended, stop requests stop the router again.
                 self.steps.end();
             }
-            if matches!(end, Ending::Stop) {
+            // A driver that ends on a stop request (or with one waiting)
+            // lets it stop the router, as Click's driver does.
+            let driver_stops = driver && (ex.router_step || self.steps.requests() > 0);
+            if matches!(end, Ending::Stop) || driver_stops {
                 let reason = format!("{} :: Script: stop", self.name);
                 if let Err(e) = control.write_as("stop", "1", "script", &reason) {
                     host.error(&e);
@@ -344,7 +384,8 @@ impl Element for Script {
             _ => {}
         }
         let _ = self.shared.kind.set(kind);
-        Ok(matches!(kind, Kind::Active | Kind::Driver))
+        // A passive script is a task too, for the `wait`s it blocks on.
+        Ok(matches!(kind, Kind::Active | Kind::Driver | Kind::Passive))
     }
 
     fn exports(&self) -> Vec<(String, switchyard_core::Export)> {
@@ -363,6 +404,10 @@ impl Element for Script {
         self.shared.steps.attach(waker);
     }
 
+    fn has_pending(&self) -> bool {
+        self.shared.awaiting.load(std::sync::atomic::Ordering::SeqCst) && self.shared.steps.any()
+    }
+
     fn stop_events(&self) -> Option<Arc<StopEvents>> {
         (self.shared.kind() == Kind::Driver && self.shared.kind.get().is_some()).then(|| self.shared.steps.clone())
     }
@@ -373,8 +418,10 @@ impl Element for Script {
         }
         let control = cx.control().clone();
         let shared = self.shared.clone();
+        let passive = shared.kind() == Kind::Passive;
         let flow = shared.with_exec(|ex| {
-            if !ex.is_runnable() {
+            // A passive script runs when called; its task only resumes it.
+            if !ex.is_runnable() || (passive && !ex.is_blocked()) {
                 return None;
             }
             Some(shared.execute(ex, control.as_ref()))
@@ -397,7 +444,11 @@ impl Element for Script {
                 ex.set_input(port);
                 let to = match shared.execute(ex, control.as_ref()) {
                     Flow::Ended(Ending::End) => Some(0),
-                    Flow::Ended(Ending::Return(v)) => v.trim().parse::<usize>().ok(),
+                    Flow::Ended(Ending::Return(v)) => {
+                        let v = v.trim();
+                        <i64 as switchyard_core::FromArg>::from_arg(v.strip_prefix('+').unwrap_or(v))
+                            .and_then(|n| usize::try_from(n).ok())
+                    }
                     _ => None,
                 };
                 if let Some(to) = to.filter(|&o| o < outputs) {

@@ -1069,16 +1069,24 @@ fn cat(args: &[u8]) -> Result<Vec<u8>, String> {
     }
     name.dedup_by(|a, b| *a == b'/' && *b == b'/');
     if name == b"-" {
-        use std::io::Read;
-        let mut v = Vec::new();
-        return std::io::stdin()
-            .read_to_end(&mut v)
-            .map(|_| v)
-            .map_err(|e| format!("<stdin>: {}", strerror(&e)));
+        // Standard input would block a router thread, possibly forever.
+        return Err("<stdin>: not readable from a script".to_string());
     }
+    // Bounded: `$(cat /dev/zero)` must not take the router's memory.
+    use std::io::Read;
     let path = path_from_bytes(&name);
-    std::fs::read(&path).map_err(|e| format!("{}: {}", text(&name), strerror(&e)))
+    let mut v = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_CAT + 1).read_to_end(&mut v))
+        .map_err(|e| format!("{}: {}", text(&name), strerror(&e)))?;
+    if v.len() as u64 > MAX_CAT {
+        return Err(format!("{}: larger than {MAX_CAT} bytes", text(&name)));
+    }
+    Ok(v)
 }
+
+/// The most a script's `cat` reads.
+const MAX_CAT: u64 = 1 << 20;
 
 #[cfg(unix)]
 fn path_from_bytes(b: &[u8]) -> std::path::PathBuf {

@@ -115,7 +115,7 @@ pub(super) enum Flow {
 
 /// Taken gotos without blocking before the script is disabled (Click's).
 const MAX_JUMPS: u32 = 1000;
-/// Expansion depth of nested `$(...)` and instruction text.
+/// Longest text an expansion makes.
 const MAX_TEXT: usize = 1 << 20;
 
 fn first_word(text: &str) -> (&str, &str) {
@@ -241,11 +241,26 @@ pub(super) struct Host<'a> {
     pub(super) control: &'a dyn ControlPlane,
     pub(super) steps: &'a StopEvents,
     pub(super) kind: Kind,
+    /// Variables `export` made handlers: `$(x)` reads the script's own.
+    pub(super) exports: &'a [String],
+    /// When a PACKET script last reported an error (ms since the epoch):
+    /// per packet, errors are said at most once a second.
+    pub(super) last_error: &'a std::sync::atomic::AtomicU64,
 }
 
 impl Host<'_> {
     /// Click reports a running script's errors on standard error.
     pub(super) fn error(&self, message: &str) {
+        if self.kind == Kind::Packet {
+            use std::sync::atomic::Ordering::Relaxed;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let last = self.last_error.load(Relaxed);
+            if now.saturating_sub(last) < 1000 || self.last_error.swap(now, Relaxed) != last {
+                return;
+            }
+        }
         eprintln!("While executing '{} :: Script':\n  {message}", self.name);
     }
 }
@@ -266,6 +281,8 @@ pub(super) struct Exec {
     handler: String,
     write: bool,
     input: Option<usize>,
+    /// This execution took a stop request of the router.
+    pub(super) router_step: bool,
     pub(super) env: ExprEnv,
 }
 
@@ -283,6 +300,7 @@ impl Exec {
             handler: String::new(),
             write: false,
             input: None,
+            router_step: false,
             env,
         }
     }
@@ -323,9 +341,10 @@ impl Exec {
 
     pub(super) fn shift(&mut self, var: &str) -> Result<String, String> {
         let value = self.get(var).ok_or_else(|| format!("undefined variable '{var}'"))?;
-        let words = script_expr::words(&value);
-        let first = words.first().cloned().unwrap_or_default();
-        let rest = first_word(&value).1.to_string();
+        // Click's spacevec: a quoted word is one word, quotes kept.
+        let trimmed = value.trim_start();
+        let first = script_expr::words(trimmed).into_iter().next().unwrap_or_default();
+        let rest = trimmed.get(first.len()..).unwrap_or("").trim_start().to_string();
         if var == "args" && !self.vars.contains_key("args") {
             self.args = rest;
         } else {
@@ -365,7 +384,7 @@ impl Exec {
             "input" => self.input.map(|i| i.to_string()),
             n if n.bytes().all(|b| b.is_ascii_digit()) => {
                 let i: usize = n.parse().ok()?;
-                Some(words().get(i - 1).cloned().unwrap_or_default())
+                Some(words().get(i.checked_sub(1)?).cloned().unwrap_or_default())
             }
             _ => None,
         }
@@ -399,8 +418,8 @@ fn call_read(ex: &mut Exec, host: &Host<'_>, name: &str, args: &str) -> Result<S
             }
             _ => {}
         }
-        if ex.vars.contains_key(h) && name.contains('.') {
-            return Ok(ex.vars[h].clone());
+        if host.exports.iter().any(|e| e == h) {
+            return Ok(ex.vars.get(h).cloned().unwrap_or_default());
         }
         if !name.contains('.') {
             return host.control.read(name, args);
@@ -416,6 +435,18 @@ fn call_read(ex: &mut Exec, host: &Host<'_>, name: &str, args: &str) -> Result<S
 /// text form). An undefined variable, or a handler that does not exist,
 /// stays as written.
 pub(super) fn expand(ex: &mut Exec, host: &Host<'_>, text: &str, quote_values: bool) -> String {
+    expand_at(ex, host, text, quote_values, 0)
+}
+
+/// Nesting of `$(...)` and `${...}` expanded at most: deeper text is an
+/// error, not a stack overflow.
+const MAX_NESTING: u32 = 64;
+
+fn expand_at(ex: &mut Exec, host: &Host<'_>, text: &str, quote_values: bool, depth: u32) -> String {
+    if depth > MAX_NESTING {
+        host.error("expansion nested too deep");
+        return String::new();
+    }
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -449,7 +480,7 @@ pub(super) fn expand(ex: &mut Exec, host: &Host<'_>, text: &str, quote_values: b
         let (value, end) = match b[i + 1] {
             b'(' => match matching(b, i + 1, b'(', b')') {
                 Some(close) => {
-                    let inner = expand(ex, host, &text[i + 2..close], false);
+                    let inner = expand_at(ex, host, &text[i + 2..close], false, depth + 1);
                     let (h, args) = first_word(&inner);
                     match call_read(ex, host, h, args) {
                         Ok(v) => (Some(v), close + 1),
@@ -464,7 +495,7 @@ pub(super) fn expand(ex: &mut Exec, host: &Host<'_>, text: &str, quote_values: b
             },
             b'{' => match matching(b, i + 1, b'{', b'}') {
                 Some(close) => {
-                    let name = expand(ex, host, &text[i + 2..close], false);
+                    let name = expand_at(ex, host, &text[i + 2..close], false, depth + 1);
                     (ex.lookup(&name), close + 1)
                 }
                 None => (None, i + 1),
@@ -490,7 +521,11 @@ pub(super) fn expand(ex: &mut Exec, host: &Host<'_>, text: &str, quote_values: b
         }
         if out.len() > MAX_TEXT {
             host.error("expansion too long");
-            out.truncate(MAX_TEXT);
+            let mut cut = MAX_TEXT;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
             return out;
         }
         i = end;
@@ -563,6 +598,7 @@ impl Program {
             }
         }
         ex.finished = false;
+        ex.router_step = false;
         let mut jumps = 0;
         let end = |ex: &mut Exec, e: Ending| {
             ex.finished = true;
@@ -592,10 +628,12 @@ impl Program {
                 Op::Init { .. } | Op::Export { .. } | Op::Label => {}
                 Op::Print { q, newline } => self.print(ex, host, &insn.text, *q, *newline),
                 Op::Save { append } => {
+                    // Click's `save TEXT FILE` is `print >FILE TEXT`.
                     let words = script_expr::words(&insn.text);
-                    let text = words.first().map_or(String::new(), |w| expand(ex, host, w, true));
-                    let file = words.get(1).map_or("-".to_string(), |f| unquote(f));
-                    emit(host, Some((&file, *append)), &unquote(&text));
+                    let text = words.first().cloned().unwrap_or_default();
+                    let file = words.get(1).cloned().unwrap_or_else(|| "-".to_string());
+                    let redirect = if *append { ">>" } else { ">" };
+                    self.print(ex, host, &format!("{redirect}{file} {text}"), false, true);
                 }
                 Op::Read { q } => {
                     let text = expand(ex, host, &insn.text, false);
@@ -614,8 +652,9 @@ impl Program {
                 }
                 Op::Pause(n) => {
                     while ex.paused[ex.ip] < *n {
-                        if !host.steps.take() {
-                            return Flow::Blocked(None);
+                        match host.steps.take() {
+                            None => return Flow::Blocked(None),
+                            Some(router) => ex.router_step |= router,
                         }
                         ex.paused[ex.ip] += 1;
                     }
@@ -637,8 +676,11 @@ impl Program {
                     };
                     ex.wait_until = deadline;
                     let due = deadline.is_some_and(|at| Instant::now() >= at);
-                    if !due && !host.steps.take() {
-                        return Flow::Blocked(deadline);
+                    if !due {
+                        match host.steps.take() {
+                            None => return Flow::Blocked(deadline),
+                            Some(router) => ex.router_step |= router,
+                        }
                     }
                     ex.wait_until = None;
                 }
@@ -769,6 +811,15 @@ impl Program {
             _ => {}
         }
         let target = h.strip_prefix('.').unwrap_or(h);
+        if matches!(target, "hotconfig" | "hotconfig_check" | "rollback_config") {
+            // A reload may pause the very thread this script runs on,
+            // which would then wait for itself.
+            host.error(&format!(
+                "'{target}': a script cannot replace the configuration it runs in"
+            ));
+            ex.status = -22;
+            return;
+        }
         let reason = format!("{} :: Script", host.name);
         match host.control.write_as(target, value, "script", &reason) {
             Ok(()) => ex.status = 0,
@@ -785,6 +836,8 @@ impl Program {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static LAST_ERROR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
     struct Table(std::sync::Mutex<HashMap<String, String>>);
     impl ControlPlane for Table {
@@ -823,6 +876,8 @@ mod tests {
             control: t,
             steps: &steps,
             kind,
+            exports: &[],
+            last_error: &LAST_ERROR,
         };
         let flow = p.execute(&mut ex, &host);
         (ex, flow)
@@ -899,6 +954,8 @@ mod tests {
             control: &t,
             steps: &steps,
             kind: Kind::Active,
+            exports: &[],
+            last_error: &LAST_ERROR,
         };
         assert_eq!(p.execute(&mut ex, &host), Flow::Blocked(None));
         assert_eq!(t.0.lock().unwrap()["a.h"], "1 2");
@@ -923,6 +980,8 @@ mod tests {
             control: &t,
             steps: &steps,
             kind: Kind::Active,
+            exports: &[],
+            last_error: &LAST_ERROR,
         };
         let Flow::Blocked(Some(at)) = p.execute(&mut ex, &host) else {
             panic!("wait blocks with a deadline")
@@ -932,6 +991,40 @@ mod tests {
         assert_eq!(p.execute(&mut ex, &host), Flow::Ended(Ending::Return("late".into())));
         let p = program(&["wait 0", "return now"]);
         assert_eq!(run(&p, &t, Kind::Active).1, Flow::Ended(Ending::Return("now".into())));
+    }
+
+    #[test]
+    fn hostile_text_is_bounded_not_fatal() {
+        let t = table(&[]);
+        // Nesting far past the bound: the innermost levels are an error
+        // (empty), not a stack overflow.
+        let deep = format!("set x {}1{}", "$(add 1 ".repeat(10_000), ")".repeat(10_000));
+        let p = program(&[deep.as_str(), "return $x"]);
+        let Flow::Ended(Ending::Return(v)) = run(&p, &t, Kind::Passive).1 else {
+            panic!("it ends")
+        };
+        assert!(v.parse::<u32>().is_ok_and(|n| n <= MAX_NESTING + 1), "{v}");
+        // `$00` is no word, not a panic; a doubling loop stops at the bound
+        // on a character boundary.
+        let p = program(&["return [$00]"]);
+        assert_eq!(
+            run(&p, &t, Kind::Passive).1,
+            Flow::Ended(Ending::Return("[$00]".into()))
+        );
+        let p = program(&[
+            "set x é",
+            "label l",
+            "set x $x$x",
+            "goto l $(lt $(length $x) 3000000)",
+            "return done",
+        ]);
+        let (ex, _) = run(&p, &t, Kind::Passive);
+        assert!(ex.vars["x"].len() <= MAX_TEXT);
+        // shift takes a quoted word whole.
+        let mut ex = Exec::new(&program(&[]), ExprEnv::new());
+        ex.set("v", "\"a b\" c");
+        assert_eq!(ex.shift("v").unwrap(), "\"a b\"");
+        assert_eq!(ex.get("v").unwrap(), "c");
     }
 
     #[test]
@@ -946,6 +1039,8 @@ mod tests {
             control: &t,
             steps: &steps,
             kind: Kind::Passive,
+            exports: &[],
+            last_error: &LAST_ERROR,
         };
         let Flow::Ended(Ending::Return(v)) = p.execute(&mut ex, &host) else {
             panic!()
