@@ -140,6 +140,14 @@ fn chains(conns: &[(PortRef, PortRef)]) -> Vec<Vec<usize>> {
         (t.element, t.port, f.element, f.port)
     };
     order.sort_by_key(key);
+    // Connections out of each element's port 0, in sorted order: one
+    // index, so the chains cost O(n log n) even at the element limit.
+    let mut out_of_zero: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+    for &i in &order {
+        if conns[i].0.port == 0 {
+            out_of_zero.entry(conns[i].0.element).or_default().push(i);
+        }
+    }
     let mut next = vec![None; conns.len()];
     let mut is_next = vec![false; conns.len()];
     for &c in &order {
@@ -147,12 +155,10 @@ fn chains(conns: &[(PortRef, PortRef)]) -> Vec<Vec<usize>> {
         if t.port != 0 {
             continue;
         }
-        let out_of = |&&i: &&usize| conns[i].0.element == t.element && conns[i].0.port == 0;
-        let succ = order
-            .iter()
-            .filter(out_of)
-            .find(|&&i| conns[i].1.port == 0)
-            .or_else(|| order.iter().rev().find(|i| out_of(i)));
+        let Some(outs) = out_of_zero.get(&t.element) else {
+            continue;
+        };
+        let succ = outs.iter().find(|&&i| conns[i].1.port == 0).or(outs.last());
         if let Some(&s) = succ.filter(|&&s| s != c) {
             next[c] = Some(s);
             is_next[s] = true;
