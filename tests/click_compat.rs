@@ -340,3 +340,66 @@ fn a_script_rollback_procedure_writes_through_the_audited_control_plane() {
     assert!(by_script[0]["reason"].as_str().unwrap().contains("rollout :: Script"));
     r.stop();
 }
+
+#[test]
+fn signal_scripts_run_on_their_signals_and_replace_the_default() {
+    let dir = common::scratch_dir();
+    let log = dir.join("signals.log");
+    let l = log.to_str().unwrap();
+    let config = format!(
+        "Idle -> Discard;
+         usr :: Script(TYPE SIGNAL USR1 HUP, print >>{l} \"usr1 or hup\");
+         int :: Script(TYPE SIGNAL INT, print >>{l} \"int\");"
+    );
+    let r = common::RouterProc::start_in(dir.clone(), &config, &[]);
+    assert_eq!(r.read("usr.signals").trim(), "10 1", "USR1 then HUP, as written");
+    let pid = r.child.id().to_string();
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    for (sig, want) in [
+        ("-USR1", "usr1 or hup\n"),
+        ("-INT", "usr1 or hup\nint\n"),
+        ("-HUP", "usr1 or hup\nint\nusr1 or hup\n"),
+    ] {
+        Command::new("kill").args([sig, &pid]).status().unwrap();
+        common::await_until("the script ran", || lines() == want);
+    }
+    // INT was the script's: the router still runs; TERM stops it.
+    assert_eq!(r.read("int.signals").trim(), "2");
+    let (code, _) = r.stop();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn simulated_time_is_exact_and_takes_no_wall_time() {
+    // 10 packets/s: stamped exactly 0.1 s apart from the start time.
+    let (rc, out, err) = click(&[
+        "--simtime",
+        "-e",
+        "RatedSource(RATE 10, LIMIT 5, STOP true) -> ToIPSummaryDump(-, CONTENTS timestamp);",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let stamps: Vec<&str> = out.lines().filter(|l| !l.starts_with('!')).collect();
+    assert_eq!(
+        stamps,
+        [
+            "1000000000.100000",
+            "1000000000.200000",
+            "1000000000.300000",
+            "1000000000.400000",
+            "1000000000.500000"
+        ]
+    );
+    // A script's clock and waits: an hour passes at once.
+    let (_, out, _) = click(&[
+        "--simtime=5.5",
+        "-e",
+        "Script(print $(now), wait 1h, print $(now), stop)",
+    ]);
+    assert_eq!(out, "5.500000\n3605.500000\n");
+    let (rc, _, err) = click(&["--simtime=soon", "-e", ""]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.starts_with("click: '--simtime' expects a time in seconds, not 'soon'"),
+        "{err}"
+    );
+}

@@ -679,3 +679,20 @@ fn a_driver_kept_by_a_reload_still_takes_the_stop_requests() {
         "the second request stops it"
     );
 }
+
+#[test]
+fn a_graph_that_circulates_packets_forever_still_stops() {
+    // A Tee feeding its own Queue keeps one packet going round forever:
+    // the stop delivers in-flight packets for a bounded time, then ends.
+    let text = "q :: Queue -> Unqueue -> t :: Tee(2); t[0] -> q; t[1] -> c :: Counter -> Discard;
+                InfiniteSource(LIMIT 1) -> q;";
+    let (graph, table) = load_text("cycle.click", text, &switchyard_elements::standard(), &[]).unwrap();
+    let mut router = Router::start(graph, Arc::new(table));
+    let h = router.handlers().clone();
+    await_until("the packet circulates", || count(&h, "c.count") > 100);
+    router.stopper().stop();
+    assert!(
+        router.wait_timeout(Duration::from_secs(30)),
+        "stopped despite the cycle"
+    );
+}

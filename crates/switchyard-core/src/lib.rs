@@ -10,6 +10,7 @@
 
 pub mod args;
 pub mod checksum;
+pub mod clock;
 pub mod element;
 pub mod graph;
 pub mod handler;

@@ -10,7 +10,6 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Bytes before the packet data, for prepending headers without a copy.
 pub const HEADROOM: usize = 128;
@@ -585,11 +584,10 @@ impl<'a> IntoIterator for &'a Batch {
     }
 }
 
-/// Wall-clock nanoseconds, for timestamps (read once per batch).
+/// Wall-clock nanoseconds, for timestamps (read once per batch); the
+/// simulated clock's under `--simtime` (see [`crate::clock`]).
 pub fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    crate::clock::now_ns()
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub use reload::{plan_reload, ReloadPlan, ReloadReport};
 /// The longest a thread sleeps without being woken; bounds the cost of a
 /// missed wake-up.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
+/// How long a stopping thread goes on delivering what is in flight: a
+/// graph that circulates packets forever (a Tee feeding its own Queue)
+/// would otherwise never stop, whoever asks.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Wakes one router thread when it sleeps for lack of work.
 #[derive(Clone)]
@@ -859,6 +863,7 @@ fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
         e.attach_thread(&waker);
     }
     let mut done = vec![false; tasks.len()];
+    let mut stopped_at: Option<Instant> = None;
     loop {
         // Between batches: the one place a reload pauses this thread.
         if runner.yield_req.load(Ordering::SeqCst) {
@@ -886,13 +891,25 @@ fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
         }
         if requested && !stopping {
             runner.stopping = true;
+            stopped_at = Some(Instant::now());
             continue;
+        }
+        if stopped_at.is_some_and(|at| at.elapsed() > DRAIN_LIMIT) {
+            tracing::warn!(limit = ?DRAIN_LIMIT, "stopping with packets still in flight (a cycle?)");
+            break;
         }
         if busy {
             continue;
         }
         if stopping && runner.all(|e| e.is_finished() && !e.has_pending()) {
             break;
+        }
+        // Simulated time: nothing to do now, so the clock jumps to the
+        // next timer instead of the thread sleeping until it.
+        if let Some(at) = wake_at.filter(|_| runner.all(|e| !e.has_pending())) {
+            if crate::clock::advance_to(at) {
+                continue;
+            }
         }
         // Nothing to do: sleep until woken by a Queue, a stop, a reload or
         // a timer. The flag is raised before the last look, so a wake-up

@@ -122,9 +122,11 @@ impl FromDump {
         while b.len() < self.burst.min(room) {
             let Some(rec) = self.next() else { break };
             if self.timing {
-                let (t0, start) = *self.origin.get_or_insert((rec.timestamp_ns, Instant::now()));
+                let (t0, start) = *self
+                    .origin
+                    .get_or_insert((rec.timestamp_ns, switchyard_core::clock::now()));
                 let due = start + Duration::from_nanos(rec.timestamp_ns.saturating_sub(t0));
-                if due > Instant::now() {
+                if due > switchyard_core::clock::now() {
                     self.pending = Some(rec);
                     if b.is_empty() {
                         return Err(Some(due));

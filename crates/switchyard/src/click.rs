@@ -33,6 +33,9 @@ Options:
   -j, --threads N               Accepted; Switchyard runs a thread per task
                                 group.
   -w, --no-warnings             Do not print warnings.
+      --simtime[=SECS]          Simulated time from SECS (default 1000000000):
+                                the clock jumps to the next timer when no
+                                task has work, on one thread.
       --help                    Print this message and exit.
   -v, --version                 Print version number and exit.
 ";
@@ -49,6 +52,8 @@ struct Options {
     no_warnings: bool,
     unix: Option<String>,
     port: Option<u16>,
+    /// `--simtime[=SECS]`: simulated time from SECS since the epoch.
+    simtime: Option<f64>,
 }
 
 enum Source {
@@ -107,7 +112,18 @@ fn parse(args: &[String]) -> Result<Result<Options, String>, Failure> {
                 "no-warnings" => "w",
                 "version" => "v",
                 "help" => return Ok(Err(HELP.to_string())),
-                "simtime" => return Err(fail("click: --simtime is not supported by Switchyard yet")),
+                "simtime" => {
+                    let secs = match &inline {
+                        None => 1_000_000_000.0,
+                        Some(v) => v
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|s| s.is_finite() && *s >= 0.0)
+                            .ok_or_else(|| usage_error(&format!("'--simtime' expects a time in seconds, not '{v}'")))?,
+                    };
+                    o.simtime = Some(secs);
+                    continue;
+                }
                 _ => return Err(usage_error(&format!("unrecognized option '--{name}'"))),
             };
             let takes = "fehxopuj".contains(short);
@@ -227,6 +243,9 @@ pub fn main(args: &[String]) -> Result<u8, Failure> {
             ("<stdin>".to_string(), text)
         }
     };
+    if let Some(secs) = o.simtime {
+        switchyard_core::clock::simulate(secs);
+    }
     let registry = registry();
     let limits = ConfigLimits::default();
     let (mut graph, table) = match load_text_click(&name, &text, &registry, &o.defines, &limits) {

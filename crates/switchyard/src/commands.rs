@@ -347,10 +347,14 @@ pub(crate) fn serve_router(
     // Reloads are accepted before any socket listens: a client that
     // connects as soon as it can must find `hotconfig` writable.
     let (reload_tx, reloads) = crossbeam_channel::unbounded();
+    // Signals are watched before any socket listens: once a client can
+    // connect, a SIGNAL script's signal reaches it.
+    let extra: Vec<i32> = script_signals(&table).into_iter().flat_map(|(_, s)| s).collect();
+    let signals = watch_signals(&extra)?;
     let (control, servers) = start_control(&graph, &table, control, reload_tx)?;
     tracing::info!(config = job.name, elements = graph.nodes.len(), "configuration loaded");
     let mut router = Router::start_with(graph, table, control.clone());
-    let signals = watch_signals()?;
+
     if job.stats {
         eprintln!("switchyard: running {}; Ctrl-C stops", job.name);
     }
@@ -362,12 +366,20 @@ pub(crate) fn serve_router(
             break;
         }
         while let Ok(sig) = signals.try_recv() {
+            // A SIGNAL script that takes the signal replaces its default.
+            let number = match sig {
+                Signal::Stop(n) | Signal::Other(n) => n,
+                Signal::Reload => signal_hook::consts::SIGHUP,
+            };
+            if deliver_signal(&control, number) {
+                continue;
+            }
             match sig {
-                Signal::Stop if stopping => {
+                Signal::Stop(_) | Signal::Other(_) if stopping => {
                     eprintln!("switchyard: second signal, exiting now");
                     std::process::exit(130);
                 }
-                Signal::Stop => {
+                Signal::Stop(_) | Signal::Other(_) => {
                     stopping = true;
                     router.stopper().stop();
                 }
@@ -765,16 +777,55 @@ fn live_graph(c: &mut Client) -> Result<String, ClientError> {
 }
 
 enum Signal {
-    Stop,
+    Stop(i32),
     Reload,
+    /// Another signal a SIGNAL script asked for.
+    Other(i32),
+}
+
+/// The signals SIGNAL scripts of `table` take (their `signals` handler).
+fn script_signals(table: &HandlerTable) -> Vec<(String, Vec<i32>)> {
+    table
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            let list = table.read(&format!("{}.signals", e.name)).ok()?;
+            Some((
+                e.name.clone(),
+                list.split_whitespace().filter_map(|n| n.parse().ok()).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Runs the SIGNAL scripts that take `sig` (writes their `run`, through
+/// the control plane as actor `signal`); false if none does.
+fn deliver_signal(control: &Control, sig: i32) -> bool {
+    use switchyard_core::ControlPlane;
+    let mut taken = false;
+    for (name, signals) in script_signals(&control.table()) {
+        if signals.contains(&sig) {
+            taken = true;
+            if let Err(e) =
+                ControlPlane::write_as(control, &format!("{name}.run"), "", "signal", &format!("signal {sig}"))
+            {
+                eprintln!("switchyard: signal {sig}: {name}: {e}");
+            }
+        }
+    }
+    taken
 }
 
 /// SIGINT and SIGTERM stop the router cleanly (a second one exits at
-/// once); SIGHUP reloads the configuration file. Delivered to the main
-/// loop, which owns whichever router is current.
-fn watch_signals() -> Result<crossbeam_channel::Receiver<Signal>, Failure> {
+/// once); SIGHUP reloads the configuration file; `extra` are the other
+/// signals SIGNAL scripts take. Delivered to the main loop as [`Signal`]s.
+fn watch_signals(extra: &[i32]) -> Result<crossbeam_channel::Receiver<Signal>, Failure> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+    let mut wanted = vec![SIGINT, SIGTERM, SIGHUP];
+    wanted.extend(extra.iter().filter(|s| !signal_hook::consts::FORBIDDEN.contains(s)));
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut signals = signal_hook::iterator::Signals::new(&wanted)
         .map_err(|e| runtime(format!("cannot install signal handlers: {e}")))?;
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::Builder::new()
@@ -782,7 +833,11 @@ fn watch_signals() -> Result<crossbeam_channel::Receiver<Signal>, Failure> {
         .spawn(move || {
             for sig in signals.forever() {
                 tracing::info!(signal = sig, "signal");
-                let s = if sig == SIGHUP { Signal::Reload } else { Signal::Stop };
+                let s = match sig {
+                    SIGHUP => Signal::Reload,
+                    SIGINT | SIGTERM => Signal::Stop(sig),
+                    other => Signal::Other(other),
+                };
                 if tx.send(s).is_err() {
                     return;
                 }
@@ -792,7 +847,6 @@ fn watch_signals() -> Result<crossbeam_channel::Receiver<Signal>, Failure> {
     Ok(rx)
 }
 
-/// `name.count=N ... name.switch=K` for every element that has them.
 fn counters(table: &Arc<HandlerTable>) -> String {
     let mut parts = Vec::new();
     for e in table.elements() {

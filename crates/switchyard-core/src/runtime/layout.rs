@@ -102,6 +102,13 @@ pub(super) fn layout(graph: &Graph) -> Layout {
     for (f, t) in &graph.connections {
         union(&mut parent, n + f.element, t.element);
     }
+    if crate::clock::simulated() {
+        // Simulated time runs every task on one thread, as Click's single
+        // driver does: only then is "nothing left to do" exact.
+        for x in 1..2 * n {
+            union(&mut parent, 0, x);
+        }
+    }
     // Group of each union-find root, in order of first sight.
     let mut group_of_root = vec![usize::MAX; 2 * n];
     let mut groups: Vec<GroupLayout> = Vec::new();

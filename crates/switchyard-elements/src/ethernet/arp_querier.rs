@@ -817,7 +817,7 @@ impl Element for ARPQuerier {
 
     fn push(&mut self, port: usize, batch: Batch, cx: &mut Context<'_>) {
         let mut out = Out::new(cx.noutputs() > 1);
-        self.push_at(port, batch, Instant::now(), &mut out);
+        self.push_at(port, batch, switchyard_core::clock::now(), &mut out);
         out.send(cx);
     }
 
@@ -829,7 +829,7 @@ impl Element for ARPQuerier {
             return Work::Idle;
         }
         let mut out = Out::new(cx.noutputs() > 1);
-        let next = self.tick_at(Instant::now(), &mut out);
+        let next = self.tick_at(switchyard_core::clock::now(), &mut out);
         out.send(cx);
         next.map_or(Work::Idle, Work::SleepUntil)
     }
@@ -850,7 +850,7 @@ impl Element for ARPQuerier {
         std::mem::swap(&mut *mine, &mut *theirs);
         mine.limits = self.limits;
         mine.enforce();
-        mine.next_retry = Some(Instant::now());
+        mine.next_retry = Some(switchyard_core::clock::now());
         self.shared.waiting.store(mine.packets, Relaxed);
     }
 
@@ -866,7 +866,7 @@ impl Element for ARPQuerier {
             Handler::read_only("table", move || {
                 // Copied out under the lock, which the data path takes
                 // every batch; written out after it.
-                let now = Instant::now();
+                let now = switchyard_core::clock::now();
                 let rows: Vec<(u32, bool, EtherAddr, Duration)> = {
                     let t = s1.lock();
                     let timeout = t.limits.timeout;
@@ -910,7 +910,7 @@ impl Element for ARPQuerier {
             Handler::read_only("broadcast", move || IpAddr(me.bcast).to_string()),
             Handler::write_only("insert", move |v| {
                 let (ip, eth) = parse_insert(v)?;
-                let now = Instant::now();
+                let now = switchyard_core::clock::now();
                 let mut t = s3.lock();
                 let waiting = t.learn(ip, eth, now);
                 if !waiting.is_empty() {
@@ -1036,7 +1036,7 @@ mod tests {
         fn new(config: &str) -> Rig {
             Rig {
                 q: querier(config),
-                t0: Instant::now(),
+                t0: switchyard_core::clock::now(),
             }
         }
 
@@ -1531,7 +1531,10 @@ mod tests {
     fn the_timer_sends_thousands_of_queries_in_batches_of_at_most_max_batch() {
         for outputs in [2, 1] {
             let q = querier("10.0.0.1, 00:11:22:33:44:55");
-            let mut r = Rig { q, t0: Instant::now() };
+            let mut r = Rig {
+                q,
+                t0: switchyard_core::clock::now(),
+            };
             let hops: Vec<u32> = (0..1000).map(|i| 0x0a01_0000 + i).collect();
             for chunk in hops.chunks(200) {
                 let (_, queries) = r.push(0, chunk.iter().map(|&h| ip_via(h, 0)).collect(), 0);
@@ -1561,9 +1564,9 @@ mod tests {
         let router = switchyard_core::Router::start(graph, Arc::new(table));
         let h = router.handlers().clone();
         let wait = |what: &str, ok: &dyn Fn() -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = switchyard_core::clock::now() + Duration::from_secs(20);
             while !ok() {
-                assert!(Instant::now() < deadline, "{what}");
+                assert!(switchyard_core::clock::now() < deadline, "{what}");
                 std::thread::sleep(Duration::from_millis(10));
             }
         };

@@ -490,7 +490,7 @@ impl Pins {
         // (amortised, never in steady state) rather than up front.
         let reserve = (2 * capacity).min(1 << 17);
         Pins {
-            base: Instant::now(),
+            base: switchyard_core::clock::now(),
             flows: Vec::with_capacity(capacity.min(1 << 16)),
             keys: Vec::with_capacity(capacity.min(1 << 16)),
             free: Vec::new(),

@@ -192,7 +192,7 @@ impl Watchdog {
             hold: Duration::from_secs_f64(hold.0),
             interval: Duration::from_secs_f64(interval.0),
             holding_since: None,
-            next: Instant::now(),
+            next: switchyard_core::clock::now(),
             state: Arc::default(),
         }))
     }
@@ -247,7 +247,7 @@ impl Element for Watchdog {
         if cx.stopping() {
             return Work::Done;
         }
-        let now = Instant::now();
+        let now = switchyard_core::clock::now();
         if now < self.next {
             return Work::SleepUntil(self.next);
         }

@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_core::packet::now_ns;
 use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Work};
 
@@ -85,7 +85,7 @@ impl Element for DelayUnqueue {
                 return if moved {
                     Work::Busy
                 } else {
-                    Work::SleepUntil(Instant::now() + Duration::from_nanos(due - now))
+                    Work::SleepUntil(switchyard_core::clock::now() + Duration::from_nanos(due - now))
                 };
             }
             self.count.fetch_add(batch.len() as u64, Relaxed);

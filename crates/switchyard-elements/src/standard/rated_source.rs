@@ -64,7 +64,7 @@ impl RatedSource {
         Some(Box::new(RatedSource {
             core,
             rate: Arc::new(AtomicU64::new(rate)),
-            start: Instant::now(),
+            start: switchyard_core::clock::now(),
             sent_since_start: 0,
             last_rate: rate,
             done: false,
@@ -74,7 +74,7 @@ impl RatedSource {
     /// Packets due now under the rate, and when the next one is due.
     fn due(&mut self) -> (usize, Option<Instant>) {
         let rate = self.rate.load(Relaxed);
-        let now = Instant::now();
+        let now = switchyard_core::clock::now();
         if rate != self.last_rate {
             self.start = now;
             self.sent_since_start = 0;
@@ -128,7 +128,7 @@ impl Element for RatedSource {
     }
 
     fn initialize(&mut self, ports: &PortInfo) -> Result<bool, String> {
-        self.start = Instant::now();
+        self.start = switchyard_core::clock::now();
         Ok(ports.outputs.first() == Some(&Processing::Push))
     }
 

@@ -38,11 +38,16 @@ documented! {
     ///   `PACKET` (runs per packet; `$input` is the input port, `return N`
     ///   sends it to output N, `end` to output 0, `exit` drops it; the
     ///   default with ports), `DRIVER` (decides when the router stops:
-    ///   see DriverManager). Click's PROXY and SIGNAL are refused.
+    ///   see DriverManager), `SIGNAL SIG...` (runs as `run` when the
+    ///   router process gets one of the signals: HUP, INT, QUIT, ABRT,
+    ///   USR1, USR2, PIPE, ALRM, TERM, TSTP, IO; a script taking INT or
+    ///   TERM replaces the stop they would make). Click's PROXY is
+    ///   refused.
     ///
     /// # Handlers
     /// - `run` (read with parameters, write): runs the script from the
     ///   top with `$args` set; a read returns what `return` gave.
+    /// - `signals` (read, TYPE SIGNAL only): the signal numbers it takes.
     /// - `step` (write): passes N (default 1) blocking instructions.
     /// - `goto` (write): jumps to a label and runs from there.
     /// - `get VAR` (read with parameter), `set` (write `VAR VALUE`),
@@ -114,6 +119,8 @@ pub(super) struct ScriptShared {
     steps: Arc<StopEvents>,
     control: OnceLock<Weak<dyn ControlPlane>>,
     exports: Vec<String>,
+    /// For TYPE SIGNAL: the signals that run it.
+    signals: Vec<i32>,
     /// See [`Host::last_error`].
     last_error: std::sync::atomic::AtomicU64,
     /// Blocked at `pause` or `wait`: a posted step is work for its thread.
@@ -136,8 +143,12 @@ impl Script {
     fn configure(args: &mut Args, default_driver: bool) -> Option<Box<dyn Element>> {
         let kind = args.read::<String>("TYPE").map(|t| (Kind::parse(&t), t));
         let instructions = args.rest_positional();
+        let mut signals = Vec::new();
         let kind = match kind {
-            Some((Ok(k), _)) => Some(k),
+            Some((Ok((k, s)), _)) => {
+                signals = s;
+                Some(k)
+            }
             Some((Err(e), t)) => {
                 args.error(Some(args.span_of("TYPE")), format!("TYPE {t}: {e}"));
                 None
@@ -164,6 +175,7 @@ impl Script {
             name: args.name().to_string(),
             exec: Mutex::new(Exec::new(&program, ExprEnv::new())),
             exports: program.exports(),
+            signals,
             last_error: Default::default(),
             awaiting: Default::default(),
             program,
@@ -294,7 +306,7 @@ impl ScriptShared {
 
     /// Steps a script that no task runs (PASSIVE) on the caller's thread.
     fn continue_passive(self: &Arc<Self>) -> Result<(), String> {
-        if self.kind() != Kind::Passive {
+        if !matches!(self.kind(), Kind::Passive | Kind::Signal) {
             return Ok(());
         }
         let control = self.host()?;
@@ -330,6 +342,11 @@ impl ScriptShared {
                 Ok(())
             })?
         }));
+        if !self.signals.is_empty() {
+            // What the process must deliver here (as a `run` write).
+            let list = self.signals.iter().map(i32::to_string).collect::<Vec<_>>().join(" ");
+            h.push(Handler::read_only("signals", move || list.clone()));
+        }
         let s = self.clone();
         h.push(Handler::read_with_param("get", move |v| {
             s.with_exec(|ex| {
@@ -385,7 +402,10 @@ impl Element for Script {
         }
         let _ = self.shared.kind.set(kind);
         // A passive script is a task too, for the `wait`s it blocks on.
-        Ok(matches!(kind, Kind::Active | Kind::Driver | Kind::Passive))
+        Ok(matches!(
+            kind,
+            Kind::Active | Kind::Driver | Kind::Passive | Kind::Signal
+        ))
     }
 
     fn exports(&self) -> Vec<(String, switchyard_core::Export)> {
@@ -418,7 +438,7 @@ impl Element for Script {
         }
         let control = cx.control().clone();
         let shared = self.shared.clone();
-        let passive = shared.kind() == Kind::Passive;
+        let passive = matches!(shared.kind(), Kind::Passive | Kind::Signal);
         let flow = shared.with_exec(|ex| {
             // A passive script runs when called; its task only resumes it.
             if !ex.is_runnable() || (passive && !ex.is_blocked()) {

@@ -18,7 +18,6 @@
 
 use crate::rng::Rng;
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The handlers [`call`] answers that a Script element shows as its own
 /// read handlers. `cat` and `catq` are answered too but not listed: Click
@@ -98,16 +97,9 @@ impl ExprEnv {
 }
 
 fn system_now() -> (i64, u32) {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-        Err(e) => {
-            let d = e.duration();
-            match d.subsec_nanos() {
-                0 => (-(d.as_secs() as i64), 0),
-                n => (-(d.as_secs() as i64) - 1, 1_000_000_000 - n),
-            }
-        }
-    }
+    // The router's clock: simulated under `click --simtime`.
+    let ns = switchyard_core::clock::now_ns();
+    ((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32)
 }
 
 /// Click's expression handlers by name: `call("add", "1 2", env)` is

@@ -18,17 +18,56 @@ pub(super) enum Kind {
     Passive,
     Packet,
     Driver,
+    /// Runs, as `run`, when the process gets one of its signals.
+    Signal,
 }
 
+/// The signals a SIGNAL script may name (Click's list; Linux numbers).
+const SIGNALS: [(&str, i32); 11] = [
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("ABRT", 6),
+    ("USR1", 10),
+    ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
+    ("TERM", 15),
+    ("TSTP", 20),
+    ("IO", 29),
+];
+
 impl Kind {
-    pub(super) fn parse(t: &str) -> Result<Kind, String> {
-        match t.trim() {
-            "ACTIVE" => Ok(Kind::Active),
-            "PASSIVE" => Ok(Kind::Passive),
-            "PACKET" | "PUSH" => Ok(Kind::Packet),
-            "DRIVER" => Ok(Kind::Driver),
-            t if t == "PROXY" || t.starts_with("SIGNAL") => Err("not supported by Switchyard".into()),
-            _ => Err("bad TYPE".into()),
+    /// A TYPE and, for SIGNAL, the signal numbers it names.
+    pub(super) fn parse(t: &str) -> Result<(Kind, Vec<i32>), String> {
+        let mut words = t.split_whitespace();
+        let kind = match words.next().unwrap_or("") {
+            "ACTIVE" => Kind::Active,
+            "PASSIVE" => Kind::Passive,
+            "PACKET" | "PUSH" => Kind::Packet,
+            "DRIVER" => Kind::Driver,
+            "SIGNAL" => {
+                let signals: Vec<i32> = words
+                    .map(|w| {
+                        let w = w.strip_prefix("SIG").unwrap_or(w);
+                        SIGNALS
+                            .iter()
+                            .find(|(n, _)| *n == w)
+                            .map(|&(_, n)| n)
+                            .ok_or("bad signal number")
+                    })
+                    .collect::<Result<_, _>>()?;
+                if signals.is_empty() {
+                    return Err("bad signal number".into());
+                }
+                return Ok((Kind::Signal, signals));
+            }
+            "PROXY" => return Err("PROXY is not supported by Switchyard".into()),
+            _ => return Err("bad TYPE".into()),
+        };
+        match words.next() {
+            Some(_) => Err("bad TYPE".into()),
+            None => Ok((kind, Vec::new())),
         }
     }
 }
@@ -640,6 +679,10 @@ impl Program {
                     let (h, args) = first_word(&text);
                     let args = if *q { unquote(args) } else { args.to_string() };
                     match call_read(ex, host, h, &args) {
+                        // The script's own handlers by their full name.
+                        Ok(v) if !h.contains('.') && script_expr::NAMES.contains(&h) => {
+                            eprintln!("{}.{h}:\n{v}", host.name)
+                        }
                         Ok(v) => eprintln!("{h}:\n{v}"),
                         Err(e) => host.error(&e),
                     }
@@ -666,7 +709,9 @@ impl Program {
                         None => {
                             let t = expand(ex, host, &insn.text, false);
                             match Seconds::from_arg(t.trim()) {
-                                Some(Seconds(s)) if s < 1e9 => Some(Instant::now() + Duration::from_secs_f64(s)),
+                                Some(Seconds(s)) if s < 1e9 => {
+                                    Some(switchyard_core::clock::now() + Duration::from_secs_f64(s))
+                                }
                                 _ => {
                                     host.error("syntax error at 'wait'");
                                     None
@@ -675,7 +720,7 @@ impl Program {
                         }
                     };
                     ex.wait_until = deadline;
-                    let due = deadline.is_some_and(|at| Instant::now() >= at);
+                    let due = deadline.is_some_and(|at| switchyard_core::clock::now() >= at);
                     if !due {
                         match host.steps.take() {
                             None => return Flow::Blocked(deadline),
@@ -704,7 +749,8 @@ impl Program {
                         Target::Insn(i) => {
                             jumps += 1;
                             if jumps >= MAX_JUMPS {
-                                host.error("too many jumps, giving up");
+                                // Click says this one on its own line.
+                                eprintln!("{} :: Script: too many jumps, giving up", host.name);
                                 return end(ex, Ending::Exit);
                             }
                             let lo = i.min(ex.ip);
@@ -986,7 +1032,7 @@ mod tests {
         let Flow::Blocked(Some(at)) = p.execute(&mut ex, &host) else {
             panic!("wait blocks with a deadline")
         };
-        assert!(at > Instant::now() + Duration::from_secs(3000));
+        assert!(at > switchyard_core::clock::now() + Duration::from_secs(3000));
         steps.post(1);
         assert_eq!(p.execute(&mut ex, &host), Flow::Ended(Ending::Return("late".into())));
         let p = program(&["wait 0", "return now"]);

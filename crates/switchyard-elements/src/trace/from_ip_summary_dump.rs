@@ -462,9 +462,9 @@ impl FromIPSummaryDump {
             let Some(t) = self.trace.as_mut() else { break };
             if self.timing {
                 let ts = t.parser.builder.timestamp_ns;
-                let (t0, start) = *self.origin.get_or_insert((ts, Instant::now()));
+                let (t0, start) = *self.origin.get_or_insert((ts, switchyard_core::clock::now()));
                 let due = start + Duration::from_nanos(ts.saturating_sub(t0));
-                if due > Instant::now() {
+                if due > switchyard_core::clock::now() {
                     if b.is_empty() {
                         return Err(Some(due));
                     }
