@@ -386,9 +386,16 @@ fn libraries_must_be_small_regular_files_and_a_fifo_does_not_block() {
 
 #[test]
 fn a_compound_that_doubles_its_argument_is_stopped_by_the_byte_limit() {
-    let text =
-        "elementclass D { $a | input -> D($a$a) -> output; }\nIdle -> D(xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx) -> Discard;";
-    let e = errors(text);
+    // A chain of classes, each doubling its argument for the one before
+    // (a class cannot use itself, as in Click).
+    let classes: String = (0..40)
+        .map(|k| match k {
+            0 => "elementclass D0 { $a | input -> Idle($a) -> output; }\n".to_string(),
+            k => format!("elementclass D{k} {{ $a | input -> D{}($a$a) -> output; }}\n", k - 1),
+        })
+        .collect::<String>();
+    let text = format!("{classes}Idle -> D39(xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx) -> Discard;");
+    let e = errors(&text);
     assert!(
         e.contains("more than 16777216 bytes (limit config_bytes=16777216"),
         "{e}"

@@ -511,8 +511,15 @@ fn no_single_config_sent_to_a_running_router_takes_it_down() {
         ("Idle -> Tee(100000000) -> Discard;".to_string(), "limit ports=4096"),
         (chain, "limit chain=10000"),
         (
-            "elementclass D { $a | input -> D($a$a) -> output; } Idle -> D(xxxxxxxxxxxxxxxxxxxxxxxx) -> Discard;"
-                .to_string(),
+            format!(
+                "{}Idle -> D39(xxxxxxxxxxxxxxxxxxxxxxxx) -> Discard;",
+                (0..40)
+                    .map(|k| match k {
+                        0 => "elementclass D0 { $a | input -> Idle($a) -> output; }\n".to_string(),
+                        k => format!("elementclass D{k} {{ $a | input -> D{}($a$a) -> output; }}\n", k - 1),
+                    })
+                    .collect::<String>()
+            ),
             "limit config_bytes",
         ),
         (

@@ -104,10 +104,14 @@ pub struct ElementClass {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClassBody {
     /// One compound, or several (`{ $a | ... || $a, $b | ... }`,
-    /// Click's overloading: the first that takes the arguments is used);
-    /// `extends` (a last `|| ...`) falls back to the built-in class of the
-    /// same name when none does.
-    Compound { alternatives: Vec<Compound>, extends: bool },
+    /// Click's overloading: the first whose parameters take the arguments
+    /// and whose ports match the element's connections is used); `extends`
+    /// (the span of a last `|| ...`) falls back to the class of the same
+    /// name defined before this one (a built-in or an earlier compound).
+    Compound {
+        alternatives: Vec<Compound>,
+        extends: Option<Span>,
+    },
     /// `elementclass MyQueue Queue;`
     Synonym(Ident),
 }
@@ -117,6 +121,8 @@ pub struct Compound {
     /// `$a, KEYWORD $b |` parameters.
     pub formals: Vec<Formal>,
     pub stmts: Vec<Stmt>,
+    /// From the `{` of an inline compound, or from the first token of a
+    /// version of an `elementclass`, to its `}` or `||`.
     pub span: Span,
 }
 

@@ -154,12 +154,22 @@ pub fn render_click(diags: &[Diagnostic], map: &SourceMap) -> String {
         } else {
             let _ = writeln!(out, "{at}{warning}{}", d.message);
         }
-        // Click prints one companion line, for a redeclaration; the other
-        // notes are Switchyard's additions.
-        for n in d.notes.iter().filter(|n| n.message.contains("previously declared")) {
-            let at = n.span.map_or(at.clone(), |s| {
-                format!("{}:{}: ", map.name(s.file), map.line_col(s.file, s.start as usize).0)
-            });
+        // Click prints companion lines for a redeclaration and for a
+        // compound no version of which matches (`candidates are:` at the
+        // first candidate, then one line per candidate); the other notes
+        // are Switchyard's additions.
+        let no_match = d.message.starts_with("no match for '");
+        let located = |n: &Note| {
+            n.span
+                .map(|s| format!("{}:{}: ", map.name(s.file), map.line_col(s.file, s.start as usize).0))
+        };
+        for (k, n) in d.notes.iter().enumerate() {
+            if !(no_match || n.message.contains("previously declared")) {
+                continue;
+            }
+            let at = located(n)
+                .or_else(|| d.notes[k + 1..].iter().find_map(located).filter(|_| no_match))
+                .unwrap_or_else(|| at.clone());
             let _ = writeln!(out, "{at}{}", n.message);
         }
     }

@@ -403,6 +403,12 @@ impl<'a> Parser<'a> {
                         stmts.push(s);
                     }
                 }
+                // Inside a group or compound a connection may start with
+                // an arrow: `-> x` is `input -> x`.
+                Tok::Arrow | Tok::DoubleArrow if self.nesting > 0 => match self.connection() {
+                    Some(c) => stmts.push(Stmt::Connection(c)),
+                    None => self.recover(),
+                },
                 Tok::Ident | Tok::Char('[') | Tok::Char('{') | Tok::Char('(') => match self.connection() {
                     Some(c) => stmts.push(Stmt::Connection(c)),
                     None => self.recover(),
@@ -452,20 +458,37 @@ impl<'a> Parser<'a> {
         match tok {
             Tok::Char('{') => {
                 let mut alternatives = Vec::new();
-                let mut extends = false;
-                let mut start = span2;
+                let mut extends = None;
                 loop {
-                    if self.peek().0 == Tok::Ellipsis {
+                    let (tok, _, first) = self.peek();
+                    if tok == Tok::Ellipsis {
                         let at = self.next().2;
-                        extends = true;
-                        if alternatives.is_empty() || self.peek().0 != Tok::Char('}') {
-                            self.diags.push(Diagnostic::error(
-                                at,
-                                "'...' comes last, after one or more versions: { ... || ... }",
-                            ));
+                        if extends.is_none() && (alternatives.is_empty() || self.peek().0 != Tok::Char('}')) {
+                            self.diags.push(
+                                Diagnostic::error(at, "'...' should occur last, after one or more compounds")
+                                    .with_help(format!(
+                                        "write elementclass {0} {{ VERSION || ... }}: '...' stands for the \
+                                         class '{0}' defined before this one",
+                                        name.name
+                                    )),
+                            );
                         }
-                        self.eat('}');
-                        break;
+                        extends = Some(at);
+                        match self.peek() {
+                            (Tok::Char('}'), _, _) => {
+                                self.next();
+                                break;
+                            }
+                            (Tok::DoubleBar, _, _) => {
+                                self.next();
+                                continue;
+                            }
+                            (_, text, span) => {
+                                self.error_near(span, text, "'}' or '||' after '...'");
+                                self.recover();
+                                break;
+                            }
+                        }
                     }
                     let formals = self.formals();
                     let stmts = self.statements(Some(('}', span2)));
@@ -473,13 +496,12 @@ impl<'a> Parser<'a> {
                     alternatives.push(Compound {
                         formals,
                         stmts,
-                        span: start.to(end),
+                        span: first.to(end),
                     });
                     self.next();
                     if tok != Tok::DoubleBar {
                         break;
                     }
-                    start = end;
                 }
                 Some(Stmt::ElementClass(ElementClass {
                     name,
@@ -635,7 +657,7 @@ impl<'a> Parser<'a> {
     }
 
     fn connection(&mut self) -> Option<Connection> {
-        let mut sections = vec![self.element_list()?];
+        let mut sections = vec![self.element_list(true)?.0];
         let mut arrows = Vec::new();
         loop {
             let (tok, _, span) = self.peek();
@@ -646,7 +668,16 @@ impl<'a> Parser<'a> {
             };
             self.next();
             arrows.push((kind, span));
-            sections.push(self.element_list()?);
+            let (section, implicit) = self.element_list(false)?;
+            sections.push(section);
+            let (tok, _, at) = self.peek();
+            if implicit && matches!(tok, Tok::Arrow | Tok::DoubleArrow) {
+                self.diags.push(
+                    Diagnostic::error(at, "implicit ports used in the middle of a chain")
+                        .with_help("a port without an element ('-> [1],') stands for 'output' and ends the chain"),
+                );
+                return None;
+            }
         }
         let (tok, text, span) = self.peek();
         match tok {
@@ -662,10 +693,14 @@ impl<'a> Parser<'a> {
         Some(Connection { sections, arrows })
     }
 
-    fn element_list(&mut self) -> Option<Vec<ElementRef>> {
+    /// The elements between two arrows (`first_section`: before the
+    /// first), and whether one of them is an implicit port.
+    fn element_list(&mut self, first_section: bool) -> Option<(Vec<ElementRef>, bool)> {
         let mut list: Vec<ElementRef> = Vec::new();
+        let mut any_implicit = false;
         loop {
-            let item = self.element_ref()?;
+            let (item, implicit) = self.element_ref(first_section, list.is_empty())?;
+            any_implicit |= implicit;
             if let Target::Declare { names, .. } = &item.target {
                 // `a, b :: C` declares every bare name before the `::`.
                 let mut extra = Vec::new();
@@ -699,7 +734,7 @@ impl<'a> Parser<'a> {
                 list.push(item);
             }
             if !self.eat(',') {
-                return Some(list);
+                return Some((list, any_implicit));
             }
         }
     }
@@ -780,8 +815,71 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn element_ref(&mut self) -> Option<ElementRef> {
+    /// Click's implicit ports, inside a group or compound only: where an
+    /// element is expected but a connection starts with `->` or `[p] ->`,
+    /// that is `input[p] ->`; where it ends with `->` or `-> [p]`, that is
+    /// `-> [p]output`. `port` is the port read before `tok`.
+    fn implicit(
+        &self,
+        port: &Option<Port>,
+        tok: Tok,
+        at: Span,
+        first_section: bool,
+        first_in_section: bool,
+    ) -> Option<ElementRef> {
+        let starts = first_section && (port.is_some() || first_in_section);
+        let ends = !first_section && (port.is_some() || first_in_section);
+        let input = match tok {
+            Tok::Arrow | Tok::DoubleArrow => starts.then_some(true),
+            Tok::Char(',') => port.is_some().then_some(first_section),
+            Tok::Char(')' | ';' | '}') | Tok::DoubleBar | Tok::Eof => ends.then_some(false),
+            _ => None,
+        }?;
+        // Diagnostics about it point at its port, or at the arrow (or the
+        // place just before the closing token).
+        let span = port.as_ref().map_or(
+            if input {
+                at
+            } else {
+                Span::new(at.file, at.start as usize, at.start as usize)
+            },
+            |p| p.span,
+        );
+        let target = Target::Name(Ident {
+            name: if input { "input" } else { "output" }.into(),
+            span,
+        });
+        Some(if input {
+            ElementRef {
+                input: None,
+                target,
+                output: port.clone(),
+                span,
+            }
+        } else {
+            ElementRef {
+                input: port.clone(),
+                target,
+                output: None,
+                span,
+            }
+        })
+    }
+
+    /// One element of a connection, and whether it is an implicit port.
+    fn element_ref(&mut self, first_section: bool, first_in_section: bool) -> Option<(ElementRef, bool)> {
         let input = self.port()?;
+        if self.nesting > 0 {
+            let (tok, _, span) = self.peek();
+            if let Some(r) = self.implicit(&input, tok, span, first_section, first_in_section) {
+                return Some((r, true));
+            }
+        }
+        self.element_after_port(input).map(|r| (r, false))
+    }
+
+    /// An element of a connection after its input port, if any.
+    fn element_after_port(&mut self, input: Option<Port>) -> Option<ElementRef> {
         let (tok, text, span) = self.peek();
         if tok == Tok::Char('(') {
             self.next();
