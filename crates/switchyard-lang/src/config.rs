@@ -162,6 +162,85 @@ pub fn split_keyword(arg: &str) -> Option<(&str, &str, usize)> {
     Some((word, rest, arg.len() - rest.len()))
 }
 
+/// One backslash escape at `s[i]`, Click's lenient way
+/// (`cp_process_backslash`): C escapes, up to three octal digits, `\x`
+/// and its hex digits, `\<hex pairs>` (spaces and comments between
+/// digits), a backslash-newline that vanishes, any other character
+/// standing for itself, and a lone final backslash kept. Appends to `out`;
+/// returns the index after the escape. Script's and the trace format's
+/// unquoting share it; [`unquote`] is the strict form for arguments.
+pub fn process_backslash(s: &[u8], i: usize, out: &mut Vec<u8>) -> usize {
+    let end = s.len();
+    if i + 1 >= end {
+        out.push(b'\\');
+        return end;
+    }
+    let hex = |c: u8| (c as char).to_digit(16);
+    match s[i + 1] {
+        b'\r' => {
+            if i + 2 < end && s[i + 2] == b'\n' {
+                i + 3
+            } else {
+                i + 2
+            }
+        }
+        b'\n' => i + 2,
+        b'0'..=b'7' => {
+            let (mut c, mut j) = (0u32, i + 1);
+            while j < end && j < i + 4 && (b'0'..=b'7').contains(&s[j]) {
+                c = c * 8 + u32::from(s[j] - b'0');
+                j += 1;
+            }
+            out.push(c as u8);
+            j
+        }
+        b'x' => {
+            let (mut c, mut j) = (0u32, i + 2);
+            while let Some(d) = s.get(j).and_then(|&b| hex(b)) {
+                c = c.wrapping_mul(16).wrapping_add(d);
+                j += 1;
+            }
+            out.push(c as u8);
+            j
+        }
+        b'<' => {
+            let (mut c, mut digits, mut j) = (0u32, 0, i + 2);
+            while j < end {
+                if s[j] == b'>' {
+                    return j + 1;
+                } else if let Some(d) = hex(s[j]) {
+                    c = c * 16 + d;
+                    digits += 1;
+                    if digits == 2 {
+                        out.push(c as u8);
+                        c = 0;
+                        digits = 0;
+                    }
+                    j += 1;
+                } else if let Some(after) = comment_end(s, j) {
+                    j = after;
+                } else {
+                    j += 1;
+                }
+            }
+            end
+        }
+        c => {
+            out.push(match c {
+                b'a' => 7,
+                b'b' => 8,
+                b'f' => 12,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'v' => 11,
+                c => c,
+            });
+            i + 2
+        }
+    }
+}
+
 /// Click's unquoting: `"..."` with C escapes and `\<hex>`, `'...'` literal,
 /// `\<hex>` outside quotes, anything else kept as is.
 pub fn unquote(arg: &str) -> Result<Vec<u8>, String> {

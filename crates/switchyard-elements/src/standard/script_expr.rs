@@ -349,81 +349,6 @@ fn hex_value(c: u8) -> Option<u32> {
     (c as char).to_digit(16)
 }
 
-/// Expands the backslash escape at `i` into `out`; returns the index after it.
-fn process_backslash(s: &[u8], i: usize, out: &mut Vec<u8>) -> usize {
-    let end = s.len();
-    if i + 1 == end {
-        out.push(b'\\');
-        return end;
-    }
-    let simple = |c| {
-        Some(match c {
-            b'a' => 7,
-            b'b' => 8,
-            b'f' => 12,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'v' => 11,
-            _ => return None,
-        })
-    };
-    match s[i + 1] {
-        b'\r' => {
-            if i + 2 < end && s[i + 2] == b'\n' {
-                i + 3
-            } else {
-                i + 2
-            }
-        }
-        b'\n' => i + 2,
-        b'0'..=b'7' => {
-            let (mut c, mut j) = (0u32, i + 1);
-            while j < end && j < i + 4 && (b'0'..=b'7').contains(&s[j]) {
-                c = c * 8 + u32::from(s[j] - b'0');
-                j += 1;
-            }
-            out.push(c as u8);
-            j
-        }
-        b'x' => {
-            let (mut c, mut j) = (0u32, i + 2);
-            while let Some(d) = s.get(j).and_then(|&b| hex_value(b)) {
-                c = c.wrapping_mul(16).wrapping_add(d);
-                j += 1;
-            }
-            out.push(c as u8);
-            j
-        }
-        b'<' => {
-            let (mut c, mut digits, mut j) = (0u32, 0, i + 2);
-            while j < end {
-                if s[j] == b'>' {
-                    return j + 1;
-                } else if let Some(d) = hex_value(s[j]) {
-                    c = c * 16 + d;
-                    digits += 1;
-                    if digits == 2 {
-                        out.push(c as u8);
-                        c = 0;
-                        digits = 0;
-                    }
-                    j += 1;
-                } else if starts_comment(s, j) {
-                    j = skip_comment(s, j);
-                } else {
-                    j += 1;
-                }
-            }
-            end
-        }
-        c => {
-            out.push(simple(c).unwrap_or(c));
-            i + 2
-        }
-    }
-}
-
 fn unquote_bytes(s: &[u8]) -> Vec<u8> {
     let x = uncomment(s);
     let x: &[u8] = &x;
@@ -440,7 +365,7 @@ fn unquote_bytes(s: &[u8]) -> Vec<u8> {
             }
             b'\\' if i + 1 < x.len() && (state == b'"' || (state == 0 && x[i + 1] == b'<')) => {
                 out.extend_from_slice(&x[start..i]);
-                start = process_backslash(x, i, &mut out);
+                start = switchyard_lang::config::process_backslash(x, i, &mut out);
                 i = start;
                 continue;
             }

@@ -350,7 +350,7 @@ pub fn unquote_into(b: &[u8], out: &mut Vec<u8>) -> bool {
                     match b.get(i) {
                         None => return false,
                         Some(b'"') => break,
-                        Some(b'\\') => i = backslash(b, i, out),
+                        Some(b'\\') => i = switchyard_lang::config::process_backslash(b, i, out),
                         Some(&c) => {
                             out.push(c);
                             i += 1;
@@ -366,7 +366,7 @@ pub fn unquote_into(b: &[u8], out: &mut Vec<u8>) -> bool {
                 out.extend_from_slice(&b[i + 1..i + 1 + close]);
                 i += close + 2;
             }
-            b'\\' if b.get(i + 1) == Some(&b'<') => i = backslash(b, i, out),
+            b'\\' if b.get(i + 1) == Some(&b'<') => i = switchyard_lang::config::process_backslash(b, i, out),
             c => {
                 out.push(c);
                 i += 1;
@@ -374,83 +374,6 @@ pub fn unquote_into(b: &[u8], out: &mut Vec<u8>) -> bool {
         }
     }
     true
-}
-
-fn hex_digit(c: u8) -> Option<u32> {
-    (c as char).to_digit(16)
-}
-
-/// One backslash escape at `b[at]`, Click's way (`cp_process_backslash`):
-/// C escapes, up to three octal digits, `\x` and hex digits, `\<hex
-/// pairs>`, a backslash-newline that vanishes, and any other character
-/// standing for itself. Returns the index after it.
-fn backslash(b: &[u8], at: usize, out: &mut Vec<u8>) -> usize {
-    let Some(&c) = b.get(at + 1) else {
-        out.push(b'\\');
-        return b.len();
-    };
-    let simple = match c {
-        b'a' => Some(7),
-        b'b' => Some(8),
-        b'f' => Some(12),
-        b'n' => Some(b'\n'),
-        b'r' => Some(b'\r'),
-        b't' => Some(b'\t'),
-        b'v' => Some(11),
-        _ => None,
-    };
-    if let Some(v) = simple {
-        out.push(v);
-        return at + 2;
-    }
-    match c {
-        b'\r' => at + if b.get(at + 2) == Some(&b'\n') { 3 } else { 2 },
-        b'\n' => at + 2,
-        b'0'..=b'7' => {
-            let mut i = at + 1;
-            let mut v = 0u32;
-            while i < b.len() && i < at + 4 && (b'0'..=b'7').contains(&b[i]) {
-                v = v * 8 + u32::from(b[i] - b'0');
-                i += 1;
-            }
-            out.push(v as u8);
-            i
-        }
-        b'x' => {
-            let mut i = at + 2;
-            let mut v = 0u32;
-            while let Some(d) = b.get(i).copied().and_then(hex_digit) {
-                v = (v << 4 | d) & 0xff;
-                i += 1;
-            }
-            out.push(v as u8);
-            i
-        }
-        b'<' => {
-            let mut i = at + 2;
-            let (mut v, mut n) = (0u32, 0);
-            while i < b.len() {
-                if b[i] == b'>' {
-                    return i + 1;
-                }
-                if let Some(d) = hex_digit(b[i]) {
-                    v = v << 4 | d;
-                    n += 1;
-                    if n == 2 {
-                        out.push(v as u8);
-                        v = 0;
-                        n = 0;
-                    }
-                }
-                i += 1;
-            }
-            b.len()
-        }
-        other => {
-            out.push(other);
-            at + 2
-        }
-    }
 }
 
 /// Parses an unsigned integer as Click's `IntArg` does: an optional `+`,
