@@ -403,3 +403,24 @@ fn simulated_time_is_exact_and_takes_no_wall_time() {
         "{err}"
     );
 }
+
+#[test]
+fn a_proxy_script_answers_every_handler_name_it_lacks() {
+    // Click's documented example: s.a and s.b are answered by the script;
+    // its own handlers (add) still win; anything else is its error.
+    let (rc, out, err) = click(&[
+        "-e",
+        "s :: Script(TYPE PROXY, goto nota $(ne $0 a), returnq \"you called a\", label nota,
+                     goto notb $(ne $0 b), returnq \"you called b\", label notb, error bad handler);
+         Script(print $(s.a), print $(s.b), print $(s.add 1 2), write s.foo 1 2, print $?, stop)",
+    ]);
+    assert_eq!(rc, 0);
+    assert_eq!(out, "you called a\nyou called b\n3\n-22\n");
+    assert!(err.contains("bad handler"), "{err}");
+    // $0, $args and $write as the proxy sees a write.
+    let (_, out, _) = click(&[
+        "-e",
+        "s :: Script(TYPE PROXY, print \"0=$0 args=[$args] 1=$1 write=$write\"); Script(write s.foo 1 2, stop)",
+    ]);
+    assert_eq!(out, "0=foo args=[1 2] 1=1 write=true\n");
+}

@@ -26,6 +26,10 @@ pub struct Handler {
     /// the same element, which is what the state file keeps: a route
     /// table's `add` and `remove` change `table`.
     pub persists_as: Option<String>,
+    /// Stands for every handler name the element does not have (a Script
+    /// of TYPE PROXY): reads and writes get the name asked for as their
+    /// first word.
+    pub proxy: bool,
 }
 
 impl Handler {
@@ -37,6 +41,7 @@ impl Handler {
             read_param: None,
             persistent: false,
             persists_as: None,
+            proxy: false,
         }
     }
 
@@ -48,6 +53,7 @@ impl Handler {
             read_param: None,
             persistent: false,
             persists_as: None,
+            proxy: false,
         }
     }
 
@@ -63,6 +69,7 @@ impl Handler {
             read_param: None,
             persistent: false,
             persists_as: None,
+            proxy: false,
         }
     }
 
@@ -76,6 +83,21 @@ impl Handler {
             read_param: Some(Arc::new(f)),
             persistent: false,
             persists_as: None,
+            proxy: false,
+        }
+    }
+
+    /// The catch-all handler of an element (Click's handler proxy): `read`
+    /// gets `NAME PARAM`, `write` gets `NAME VALUE`, for any name the
+    /// element has no handler of its own for.
+    pub fn proxy(
+        read: impl Fn(&str) -> Result<String, String> + Send + Sync + 'static,
+        write: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Handler {
+        Handler {
+            write: Some(Arc::new(write)),
+            proxy: true,
+            ..Handler::read_with_param("*", read)
         }
     }
 

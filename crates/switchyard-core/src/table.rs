@@ -207,6 +207,7 @@ impl HandlerTable {
                 e.handlers
                     .iter()
                     .find(|h| h.name == handler)
+                    .or_else(|| e.handlers.iter().find(|h| h.proxy))
                     .ok_or_else(|| HandlerError::NoHandler(full.to_string()))
             }
             None => self
@@ -224,7 +225,16 @@ impl HandlerTable {
     /// Reads `full` with `param` (empty for none). A handler that takes
     /// no parameter refuses one; one that needs a parameter gets it.
     pub fn read_with(&self, full: &str, param: &str) -> Result<String, HandlerError> {
-        match self.find(full)?.read_with(param) {
+        let h = self.find(full)?;
+        let proxied;
+        let param = match full.split_once('.') {
+            Some((_, name)) if h.proxy => {
+                proxied = format!("{name} {param}");
+                proxied.as_str()
+            }
+            _ => param,
+        };
+        match h.read_with(param) {
             Some(Ok(v)) => Ok(v),
             Some(Err(message)) => Err(HandlerError::ReadFailed {
                 handler: full.to_string(),
@@ -257,6 +267,14 @@ impl HandlerTable {
             .write
             .as_ref()
             .ok_or_else(|| HandlerError::NotWritable(full.to_string()))?;
+        let proxied;
+        let value = match full.split_once('.') {
+            Some((_, name)) if h.proxy => {
+                proxied = format!("{name} {value}");
+                proxied.as_str()
+            }
+            _ => value,
+        };
         write(value).map_err(|message| HandlerError::Refused {
             handler: full.to_string(),
             message,

@@ -41,8 +41,10 @@ documented! {
     ///   see DriverManager), `SIGNAL SIG...` (runs as `run` when the
     ///   router process gets one of the signals: HUP, INT, QUIT, ABRT,
     ///   USR1, USR2, PIPE, ALRM, TERM, TSTP, IO; a script taking INT or
-    ///   TERM replaces the stop they would make). Click's PROXY is
-    ///   refused.
+    ///   TERM replaces the stop they would make), `PROXY` (runs for any
+    ///   handler name the script has no handler of its own for: `$0` is
+    ///   the name, `$args` the value or parameter, `$write` whether it
+    ///   was written; a read returns what `return` gave).
     ///
     /// # Handlers
     /// - `run` (read with parameters, write): runs the script from the
@@ -293,9 +295,14 @@ impl ScriptShared {
 
     /// The `run` handler: from the top, with `args`; the return value.
     fn run(self: &Arc<Self>, args: &str, write: bool) -> Result<String, String> {
+        self.run_as("run", args, write)
+    }
+
+    /// Runs from the top as handler `handler` (`$0`) with `args`.
+    fn run_as(self: &Arc<Self>, handler: &str, args: &str, write: bool) -> Result<String, String> {
         let control = self.host()?;
         self.with_exec(|ex| {
-            ex.restart(args, "run", write);
+            ex.restart(args, handler, write);
             match self.execute(ex, control.as_ref()) {
                 Flow::Ended(Ending::Return(v)) => Ok(v),
                 Flow::Ended(Ending::Error) if write => Err("the script ended with an error".to_string()),
@@ -306,7 +313,7 @@ impl ScriptShared {
 
     /// Steps a script that no task runs (PASSIVE) on the caller's thread.
     fn continue_passive(self: &Arc<Self>) -> Result<(), String> {
-        if !matches!(self.kind(), Kind::Passive | Kind::Signal) {
+        if !matches!(self.kind(), Kind::Passive | Kind::Signal | Kind::Proxy) {
             return Ok(());
         }
         let control = self.host()?;
@@ -317,8 +324,27 @@ impl ScriptShared {
         })
     }
 
-    fn handlers(self: &Arc<Self>) -> Vec<Handler> {
+    fn handlers(self: &Arc<Self>, proxy: bool) -> Vec<Handler> {
         let mut h = Vec::new();
+        if proxy {
+            // Click's handler proxy: every name the script has no handler
+            // of its own for runs it, `$0` the name.
+            let (a, b) = (self.clone(), self.clone());
+            let split = |v: &str| -> (String, String) {
+                let (name, rest) = v.trim_start().split_once(' ').unwrap_or((v.trim(), ""));
+                (name.to_string(), rest.to_string())
+            };
+            h.push(Handler::proxy(
+                move |v| {
+                    let (name, args) = split(v);
+                    a.run_as(&name, &args, false)
+                },
+                move |v| {
+                    let (name, value) = split(v);
+                    b.run_as(&name, &value, true).map(drop)
+                },
+            ));
+        }
         let (a, b) = (self.clone(), self.clone());
         h.push(Handler {
             write: Some(Arc::new(move |v: &str| b.run(v, true).map(drop))),
@@ -438,7 +464,7 @@ impl Element for Script {
         }
         let control = cx.control().clone();
         let shared = self.shared.clone();
-        let passive = matches!(shared.kind(), Kind::Passive | Kind::Signal);
+        let passive = matches!(shared.kind(), Kind::Passive | Kind::Signal | Kind::Proxy);
         let flow = shared.with_exec(|ex| {
             // A passive script runs when called; its task only resumes it.
             if !ex.is_runnable() || (passive && !ex.is_blocked()) {
@@ -489,6 +515,6 @@ impl Element for Script {
     }
 
     fn handlers(&self) -> Vec<Handler> {
-        self.shared.handlers()
+        self.shared.handlers(self.kind == Some(Kind::Proxy))
     }
 }

@@ -20,6 +20,9 @@ pub(super) enum Kind {
     Driver,
     /// Runs, as `run`, when the process gets one of its signals.
     Signal,
+    /// Runs for any handler name the element does not have: `$0` is the
+    /// name, `$write` whether it was written.
+    Proxy,
 }
 
 /// The signals a SIGNAL script may name (Click's list; Linux numbers).
@@ -62,7 +65,7 @@ impl Kind {
                 }
                 return Ok((Kind::Signal, signals));
             }
-            "PROXY" => return Err("PROXY is not supported by Switchyard".into()),
+            "PROXY" => Kind::Proxy,
             _ => return Err("bad TYPE".into()),
         };
         match words.next() {
