@@ -424,3 +424,14 @@ fn a_proxy_script_answers_every_handler_name_it_lacks() {
     ]);
     assert_eq!(out, "0=foo args=[1 2] 1=1 write=true\n");
 }
+
+#[test]
+fn readable_and_writable_ask_the_router() {
+    let (_, out, _) = click(&[
+        "-e",
+        "c :: Counter; Idle -> c -> Discard;
+         Script(print $(readable c.count version), print $(readable c.reset), print $(writable c.reset),
+                print $(readable nosuch.x), print $(readable add stop), stop)",
+    ]);
+    assert_eq!(out, "true\nfalse\ntrue\nfalse\nfalse\n");
+}

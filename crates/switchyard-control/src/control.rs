@@ -680,6 +680,10 @@ impl switchyard_core::ControlPlane for Control {
             .map_err(|reply| reply.lines.last().cloned().unwrap_or_default())
     }
 
+    fn can(&self, handler: &str, write: bool) -> bool {
+        switchyard_core::ControlPlane::can(self.table().as_ref(), handler, write)
+    }
+
     fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String> {
         let peer = Peer {
             addr: Some(actor.to_string()),

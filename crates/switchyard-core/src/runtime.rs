@@ -132,6 +132,12 @@ pub trait ControlPlane: Send + Sync {
     fn read(&self, handler: &str, param: &str) -> Result<String, String>;
     /// Writes on behalf of `actor`, recording `reason`.
     fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String>;
+    /// True if `handler` exists and can be read (or, with `write`,
+    /// written): Click's `readable` and `writable` script handlers.
+    fn can(&self, handler: &str, write: bool) -> bool {
+        let _ = (handler, write);
+        false
+    }
 }
 
 /// The plain handler table as a control plane (no audit, no state file):
@@ -139,6 +145,11 @@ pub trait ControlPlane: Send + Sync {
 impl ControlPlane for HandlerTable {
     fn read(&self, handler: &str, param: &str) -> Result<String, String> {
         HandlerTable::read_with(self, handler, param).map_err(|e| e.to_string())
+    }
+
+    fn can(&self, handler: &str, write: bool) -> bool {
+        self.find(handler)
+            .is_ok_and(|h| if write { h.write.is_some() } else { h.readable() })
     }
 
     fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String> {

@@ -458,6 +458,17 @@ fn call_read(ex: &mut Exec, host: &Host<'_>, name: &str, args: &str) -> Result<S
             "run" | "step" | "goto" | "set" => {
                 return Err(format!("'{}.{h}': a script cannot call itself", host.name));
             }
+            // True if every named handler exists and can be read (written).
+            "readable" | "writable" => {
+                let write = h == "writable";
+                let all = script_expr::words(args).iter().all(|w| {
+                    let w = unquote(w);
+                    let own = !w.contains('.') && (script_expr::NAMES.contains(&w.as_str()) || w == "run")
+                        || w.strip_prefix(host.name).is_some_and(|r| r.starts_with('.'));
+                    own && !write || host.control.can(w.strip_prefix('.').unwrap_or(&w), write)
+                });
+                return Ok(all.to_string());
+            }
             _ => {}
         }
         if host.exports.iter().any(|e| e == h) {
