@@ -139,6 +139,15 @@ fn errors_read_as_clicks() {
         err,
         "config:1: While configuring 'Counter@2 :: Counter':\n  too many arguments\nRouter could not be initialized!\n"
     );
+    // Syntax errors in Click's shorter words.
+    assert_eq!(
+        click(&["-e", "i :: InfiniteSource ->"]).2,
+        "config:1: syntax error near ''\n"
+    );
+    assert_eq!(
+        click(&["-e", "i :: InfiniteSource -> -> Discard"]).2,
+        "config:1: syntax error near '->'\n"
+    );
     // From standard input, the file is <stdin>.
     let (_, _, err) = click_with_stdin(&[], Some("\n\nx :: Nope;"));
     assert_eq!(err, "<stdin>:3: unknown element class 'Nope'\n");

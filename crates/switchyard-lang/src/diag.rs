@@ -152,7 +152,7 @@ pub fn render_click(diags: &[Diagnostic], map: &SourceMap) -> String {
         } else if let Some((who, why)) = configure_error(&d.message) {
             let _ = writeln!(out, "{at}While configuring {who}:\n  {why}");
         } else {
-            let _ = writeln!(out, "{at}{warning}{}", d.message);
+            let _ = writeln!(out, "{at}{warning}{}", click_wording(&d.message));
         }
         // Click prints companion lines for a redeclaration and for a
         // compound no version of which matches (`candidates are:` at the
@@ -174,6 +174,25 @@ pub fn render_click(diags: &[Diagnostic], map: &SourceMap) -> String {
         }
     }
     out
+}
+
+/// Click's shorter wording for the syntax errors Switchyard explains:
+/// `syntax error near '->'` without what was expected, `near ''` at the
+/// end of the text, `expected ')'` for an unclosed parenthesis.
+fn click_wording(message: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(rest) = message.strip_prefix("syntax error near end of file") {
+        let _ = rest;
+        return "syntax error near ''".into();
+    }
+    if let Some(rest) = message.strip_prefix("syntax error near '") {
+        if let Some(close) = rest.find("'") {
+            return message[.."syntax error near '".len() + close + 1].into();
+        }
+    }
+    if message.starts_with("unbalanced '(': missing ')'") {
+        return "expected ')'".into();
+    }
+    message.into()
 }
 
 /// `'x :: C': why` split into its element and reason.
