@@ -38,9 +38,10 @@ impl FromArg for f64 {
 impl FromArg for bool {
     const EXPECTED: &'static str = "true or false";
     fn from_arg(text: &str) -> Option<Self> {
+        // Click's BoolArg words.
         match text {
-            "true" | "yes" | "1" => Some(true),
-            "false" | "no" | "0" => Some(false),
+            "true" | "yes" | "1" | "t" | "y" => Some(true),
+            "false" | "no" | "0" | "f" | "n" => Some(false),
             _ => None,
         }
     }

@@ -67,8 +67,15 @@ documented! {
     ///   frames are cut to it (Click's capture length). Default: whole
     ///   frames.
     /// - `SNIFFER`: see above; default true.
+    ///
+    /// Click's `FORCE_IP`, `BPF_FILTER`, `PROTOCOL`, `OUTBOUND`, `ENCAP`
+    /// and `TIMESTAMP` are not supported (an unknown-argument error).
     /// - `BURST`: frames per batch; default 128.
-    /// - `METHOD`: `ring` (default) or `pnet`.
+    /// - `METHOD`: `ring` (default) or `pnet`. Click's `LINUX` and `PCAP`
+    ///   mean `ring` (on Linux each reads an AF_PACKET socket); `CAPTURE`
+    ///   is Click's old name for METHOD.
+    /// - `HEADROOM`: accepted for Click's configurations, no effect (the
+    ///   packet pool decides headroom).
     /// - `FANOUT`: ring only: a PACKET_FANOUT group number (0 to 65535).
     ///   Several FromDevice elements on the same interface with the same
     ///   group share its frames, so copies of a pipeline (each on its own
@@ -137,7 +144,10 @@ impl FromDevice {
             .read::<usize>("BURST")
             .unwrap_or(128)
             .clamp(1, switchyard_core::packet::MAX_BATCH);
-        let method = read_method(args)?;
+        let method = read_method(args, Some("CAPTURE"))?;
+        // Headroom is the packet pool's business here; Click's knob for it
+        // is accepted so its configurations run.
+        let _headroom: Option<usize> = args.read("HEADROOM");
         let group = args.read::<u16>("FANOUT");
         let mode = match args.read::<String>("FANOUT_MODE").as_deref() {
             None | Some("hash") => Fanout::Hash,
@@ -176,20 +186,29 @@ impl FromDevice {
 /// One counter of [`RxStats`], for its handler.
 type StatField = fn(&RxStats) -> &AtomicU64;
 
-pub(crate) fn read_method(args: &mut Args) -> Option<Method> {
-    match args.read::<String>("METHOD") {
-        None => Some(Method::Ring),
-        Some(m) => match Method::parse(&m) {
-            Some(m) => Some(m),
-            None => {
-                args.error(
-                    Some(args.span_of("METHOD")),
-                    format!("METHOD '{m}' unknown: expected ring or pnet"),
-                );
-                None
-            }
-        },
+/// Reads METHOD (and, for FromDevice, `CAPTURE`, Click's old name for
+/// it, which Click reads after METHOD: the later wins). Click's methods
+/// that are an AF_PACKET socket on Linux (LINUX, PCAP, and ToDevice's
+/// PCAPFD, libpcap's own) are the ring here.
+pub(crate) fn read_method(args: &mut Args, old_name: Option<&'static str>) -> Option<Method> {
+    let method = args.read::<String>("METHOD").map(|m| ("METHOD", m));
+    let method = old_name
+        .and_then(|name| args.read::<String>(name).map(|m| (name, m)))
+        .or(method);
+    let Some((name, m)) = method else {
+        return Some(Method::Ring);
+    };
+    if let Some(m) = Method::parse(&m) {
+        return Some(m);
     }
+    if matches!(m.as_str(), "LINUX" | "PCAP" | "PCAPFD") {
+        return Some(Method::Ring);
+    }
+    args.error(
+        Some(args.span_of(name)),
+        format!("{name} '{m}' unknown: expected ring or pnet (or Click's LINUX or PCAP)"),
+    );
+    None
 }
 
 impl Element for FromDevice {
@@ -292,5 +311,50 @@ impl Element for FromDevice {
             v.push(Handler::read_only(name, move || field(&s).load(Relaxed).to_string()));
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configure(config: &str) -> Result<FromDevice, String> {
+        let mut args = Args::parse_str("f :: FromDevice", config);
+        let made = FromDevice::make(&mut args);
+        match args.complete() {
+            Ok(()) => Ok(*downcast::<FromDevice>(made.expect("made when no errors")).expect("a FromDevice")),
+            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
+        }
+    }
+
+    #[test]
+    fn positional_arguments_are_clicks_devname_promisc_snaplen() {
+        let f = configure("eth0, true, 1500").unwrap();
+        assert_eq!((f.name.as_str(), f.promisc, f.snaplen), ("eth0", true, 1500));
+        let f = configure("eth0, PROMISC true, SNAPLEN 100, SNIFFER false, BURST 8").unwrap();
+        assert_eq!((f.promisc, f.snaplen, f.burst), (true, 100, 8));
+        assert!(configure("eth0, true, 1500, 4").err().unwrap().contains("too many"));
+    }
+
+    #[test]
+    fn clicks_method_names_and_old_capture_keyword() {
+        for (config, method) in [
+            ("eth0, METHOD LINUX", Method::Ring),
+            ("eth0, METHOD PCAP", Method::Ring),
+            ("eth0, CAPTURE LINUX", Method::Ring),
+            ("eth0, METHOD pnet", Method::Pnet),
+            ("eth0, METHOD ring, CAPTURE pnet", Method::Pnet),
+            ("eth0, HEADROOM 64", Method::Ring),
+        ] {
+            assert_eq!(configure(config).map(|f| f.method), Ok(method), "{config}");
+        }
+        assert!(configure("eth0, METHOD NETMAP")
+            .err()
+            .unwrap()
+            .contains("METHOD 'NETMAP' unknown"));
+        assert!(configure("eth0, CAPTURE BOGUS")
+            .err()
+            .unwrap()
+            .contains("CAPTURE 'BOGUS' unknown"));
     }
 }

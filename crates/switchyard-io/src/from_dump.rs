@@ -19,11 +19,19 @@ documented! {
     ///
     /// # Arguments
     /// - `FILENAME` (positional, mandatory): the pcap file.
-    /// - `STOP`: stop the router at the end of the file; default false.
     /// - `TIMING` (positional): send packets at the pace they were captured; default
     ///   false (as fast as possible).
+    /// - `STOP`: stop the router at the end of the file; default false.
     /// - `ACTIVE`: start at once; default true.
     /// - `BURST`: packets per batch; default 128.
+    /// - `END_CALL`: `HANDLER [VALUE]`, a handler to write at the end of
+    ///   the file (`END_CALL s.run`), through the control plane; at most
+    ///   one of STOP and END_CALL.
+    /// - `MMAP`: accepted for Click's configurations (how the file is
+    ///   read is this element's business).
+    ///
+    /// Click's `SAMPLE`, `FORCE_IP`, `START`, `START_AFTER`, `END`,
+    /// `END_AFTER`, `INTERVAL` and `FILEPOS` are not supported.
     ///
     /// A hot reload that keeps the FromDump (same name and FILENAME) goes
     /// on from where it was, not from the start of the file.
@@ -40,6 +48,8 @@ documented! {
         path: PathBuf,
         reader: Option<Reader>,
         stop: bool,
+        /// END_CALL: the handler written, and the value, at the end.
+        end_call: Option<(String, String)>,
         timing: bool,
         active: bool,
         burst: usize,
@@ -71,6 +81,23 @@ impl FromDump {
             .read::<usize>("BURST")
             .unwrap_or(128)
             .clamp(1, switchyard_core::packet::MAX_BATCH);
+        let end_call = args.read::<String>("END_CALL").map(|call| {
+            let call = call.trim();
+            let (handler, value) = call.split_once(char::is_whitespace).unwrap_or((call, ""));
+            if handler.is_empty() {
+                args.error(Some(args.span_of("END_CALL")), "END_CALL: expected a handler");
+            } else if stop {
+                args.error(
+                    Some(args.span_of("END_CALL")),
+                    "END_CALL and STOP are mutually exclusive",
+                );
+            }
+            (handler.to_string(), value.trim().to_string())
+        });
+        let _mmap: Option<bool> = args.read("MMAP");
+        if args.has_errors() {
+            return None;
+        }
         let reader = match Reader::open(&path) {
             Ok(r) => r,
             Err(e) => {
@@ -85,6 +112,7 @@ impl FromDump {
             path,
             reader: Some(reader),
             stop,
+            end_call,
             timing,
             active,
             burst,
@@ -148,6 +176,14 @@ impl FromDump {
             tracing::info!(file = %self.path.display(), packets = self.count.load(Relaxed), "end of dump");
             if self.stop {
                 cx.request_stop();
+            }
+            if let Some((handler, value)) = &self.end_call {
+                if let Err(e) = cx
+                    .control()
+                    .write_as(handler, value, "FromDump", "END_CALL: end of file")
+                {
+                    tracing::error!(%handler, error = %e, "END_CALL failed");
+                }
             }
         }
     }
@@ -213,5 +249,44 @@ impl Element for FromDump {
             Handler::read_only("count", move || c.load(Relaxed).to_string()),
             Handler::read_only("error", move || e.lock().expect("error lock").clone()),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configure(config: &str) -> Result<FromDump, String> {
+        let mut args = Args::parse_str("f :: FromDump", config);
+        let made = FromDump::make(&mut args);
+        match args.complete() {
+            Ok(()) => Ok(*downcast::<FromDump>(made.expect("made when no errors")).expect("a FromDump")),
+            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
+        }
+    }
+
+    #[test]
+    fn positional_arguments_are_clicks_filename_timing() {
+        let dir = std::env::temp_dir().join(format!("sy-fromdump-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.pcap");
+        crate::pcap::Writer::create(&path, 65535, crate::pcap::LINKTYPE_ETHERNET).unwrap();
+        let f = path.display();
+        let d = configure(&format!("{f}, true")).unwrap();
+        assert!(d.timing && !d.stop);
+        let d = configure(&format!("{f}, TIMING true, STOP true, ACTIVE false, MMAP false")).unwrap();
+        assert!(d.timing && d.stop && !d.active);
+        let d = configure(&format!("{f}, END_CALL s.run 1 2")).unwrap();
+        assert_eq!(d.end_call, Some(("s.run".to_string(), "1 2".to_string())));
+        let err = configure(&format!("{f}, STOP true, END_CALL s.run")).err().unwrap();
+        assert!(err.contains("mutually exclusive"));
+        assert!(
+            configure(&format!("{f}, true, true"))
+                .err()
+                .unwrap()
+                .contains("too many"),
+            "STOP is a keyword"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,7 +25,11 @@ documented! {
     /// # Arguments
     /// - `DEVNAME` (positional, mandatory): the interface.
     /// - `BURST`: frames pulled per batch; default 128.
-    /// - `METHOD`: `ring` (default) or `pnet`.
+    /// - `METHOD`: `ring` (default) or `pnet`. Click's `LINUX`, `PCAP` and
+    ///   `PCAPFD` mean `ring` (on Linux each sends through an AF_PACKET
+    ///   socket); its `DEVBPF` and `NETMAP` are not supported.
+    /// - `DEBUG`: accepted for Click's configurations; send failures are
+    ///   logged anyway.
     ///
     /// # Handlers
     /// - `count` (read): frames sent.
@@ -61,7 +65,11 @@ impl ToDevice {
             .read::<usize>("BURST")
             .unwrap_or(128)
             .clamp(1, switchyard_core::packet::MAX_BATCH);
-        let method = read_method(args)?;
+        let method = read_method(args, None)?;
+        let _debug: Option<bool> = args.read("DEBUG");
+        if args.has_errors() {
+            return None;
+        }
         Some(Box::new(ToDevice {
             name,
             method,
@@ -144,5 +152,37 @@ impl Element for ToDevice {
             Handler::read_only("count", move || c.load(Relaxed).to_string()),
             Handler::read_only("drops", move || d.load(Relaxed).to_string()),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configure(config: &str) -> Result<ToDevice, String> {
+        let mut args = Args::parse_str("t :: ToDevice", config);
+        let made = ToDevice::make(&mut args);
+        match args.complete() {
+            Ok(()) => Ok(*downcast::<ToDevice>(made.expect("made when no errors")).expect("a ToDevice")),
+            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
+        }
+    }
+
+    #[test]
+    fn positional_devname_and_clicks_keywords() {
+        let t = configure("eth1").unwrap();
+        assert_eq!((t.name.as_str(), t.method), ("eth1", Method::Ring));
+        for config in [
+            "eth1, METHOD LINUX",
+            "eth1, METHOD PCAP",
+            "DEVNAME eth1, BURST 8, DEBUG true",
+        ] {
+            assert_eq!(configure(config).map(|t| t.method), Ok(Method::Ring), "{config}");
+        }
+        assert!(configure("eth1, METHOD DEVBPF").is_err());
+        assert!(
+            configure("eth1, 8").err().unwrap().contains("too many"),
+            "BURST is a keyword"
+        );
     }
 }

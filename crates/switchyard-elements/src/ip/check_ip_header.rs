@@ -24,8 +24,8 @@ documented! {
     /// in pull mode too). Agnostic.
     ///
     /// # Arguments
-    /// - `OFFSET` (positional or keyword): where the IP header starts.
-    ///   Default 0.
+    /// - `OFFSET` (positional, before or after the keywords, as in Click):
+    ///   where the IP header starts. Default 0.
     /// - `INTERFACES`: space-separated `ADDR/MASK` of this router's
     ///   interfaces. Their broadcast addresses, 0.0.0.0 and
     ///   255.255.255.255 become bad sources, and their addresses good
@@ -101,7 +101,6 @@ impl CheckIPHeader {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let offset = args.read_p::<usize>("OFFSET").unwrap_or(0);
         let interfaces = word_list(args, "INTERFACES", IpPrefix::parse);
         let mut bad_src = word_list(args, "BADSRC", wire::parse_ip);
         let mut good_dst = word_list(args, "GOODDST", wire::parse_ip);
@@ -117,6 +116,9 @@ impl CheckIPHeader {
         let checksum = args.read("CHECKSUM").unwrap_or(true);
         let verbose = args.read("VERBOSE").unwrap_or(false);
         let _details: Option<bool> = args.read("DETAILS");
+        // Read last, as Click does: the offset may come after the keywords
+        // (`CheckIPHeader(BADSRC 1.0.0.255, 14)`).
+        let offset = args.read_p::<usize>("OFFSET").unwrap_or(0);
         if args.has_errors() {
             return None;
         }
@@ -227,6 +229,16 @@ mod tests {
     use crate::testutil::{element, push_through, read};
     use crate::wire::tests::ipv4_packet;
     use crate::wire::{ip, put16};
+
+    #[test]
+    fn offset_is_positional_before_or_after_keywords_as_in_click() {
+        for config in ["14", "14, VERBOSE true", "BADSRC 1.0.0.255, 14", "OFFSET 14", ""] {
+            let e = crate::testutil::configure("c :: CheckIPHeader", CheckIPHeader::CLASS, config);
+            assert!(e.is_ok(), "{config}: {:?}", e.err());
+        }
+        // Click refuses the old positional BADSRC too.
+        assert!(crate::testutil::configure("c :: CheckIPHeader", CheckIPHeader::CLASS, "1.0.0.255, 14").is_err());
+    }
 
     fn run(config: &str, frames: &[Vec<u8>]) -> (Vec<Packet>, Vec<Packet>, String) {
         let e = element(CheckIPHeader::CLASS, config);

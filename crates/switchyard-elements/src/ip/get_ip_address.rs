@@ -12,14 +12,16 @@ documented! {
     /// A packet too short for the 4 bytes, or with no marked network
     /// header (or one shorter than 20 bytes) for `IP`, is dropped and
     /// counted, where Click would read past it. Click's `ANNO` argument
-    /// (another annotation) is not supported: Switchyard has one
-    /// destination address annotation.
+    /// (another annotation) is accepted only when it names the
+    /// destination address annotation (`DST_IP`, or 0, its offset in
+    /// Click's annotation area): Switchyard has no other.
     ///
     /// # Ports
     /// One input, one output; agnostic.
     ///
     /// # Arguments
     /// - `OFFSET` (positional): where the address starts in the packet.
+    /// - `ANNO` (positional): `DST_IP` (the default), as above.
     /// - `IP`: `src` or `dst`, instead of OFFSET.
     ///
     /// Exactly one of OFFSET and IP must be given.
@@ -56,6 +58,7 @@ impl GetIPAddress {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let offset = args.read_p::<usize>("OFFSET");
+        crate::standard::paint::read_anno(args, true, crate::standard::paint::Anno::DST_IP);
         let word = args.read::<String>("IP");
         if args.has_errors() {
             return None;
@@ -182,6 +185,22 @@ mod tests {
         let (out, drops) = run("IP dst", vec![Packet::from_data(&ip()), marked_short]);
         assert!(out.is_empty());
         assert_eq!(drops, "2");
+    }
+
+    #[test]
+    fn positional_arguments_are_clicks_offset_anno() {
+        for config in [
+            "16",
+            "16, DST_IP",
+            "16, 0",
+            "OFFSET 16, ANNO DST_IP",
+            "ANNO DST_IP, IP dst",
+        ] {
+            let e = crate::testutil::configure("g :: GetIPAddress", GetIPAddress::CLASS, config);
+            assert!(e.is_ok(), "{config}: {:?}", e.err());
+        }
+        let err = crate::testutil::configure("g :: GetIPAddress", GetIPAddress::CLASS, "16, PAINT").err();
+        assert!(err.is_some_and(|e| e.contains("ANNO: only DST_IP")));
     }
 
     #[test]

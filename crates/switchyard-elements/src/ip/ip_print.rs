@@ -69,11 +69,25 @@ documented! {
     }
 }
 
+/// How packet bytes are dumped (Click's CONTENTS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dump {
+pub(crate) enum Dump {
     None,
     Hex,
     Ascii,
+}
+
+impl Dump {
+    /// Click's CONTENTS value: a boolean (true meaning HEX), or `NONE`,
+    /// `HEX` or `ASCII`, in any case.
+    pub(crate) fn parse(text: &str) -> Option<Dump> {
+        match text.to_ascii_uppercase().as_str() {
+            "NONE" | "FALSE" | "NO" | "0" | "F" | "N" => Some(Dump::None),
+            "HEX" | "TRUE" | "YES" | "1" | "T" | "Y" => Some(Dump::Hex),
+            "ASCII" => Some(Dump::Ascii),
+            _ => None,
+        }
+    }
 }
 
 struct Options {
@@ -103,8 +117,9 @@ impl IPPrint {
         let label = args.read_p::<String>("LABEL").unwrap_or_default();
         let contents = args.read::<String>("CONTENTS");
         let payload = args.read::<String>("PAYLOAD");
-        let nbytes = args.read::<i64>("NBYTES");
-        let max = args.read::<i64>("MAXLENGTH").or(nbytes).unwrap_or(1500);
+        // Click reads MAXLENGTH, then its old name NBYTES: the later wins.
+        let max = args.read::<i64>("MAXLENGTH");
+        let max = args.read::<i64>("NBYTES").or(max).unwrap_or(1500);
         let id = args.read::<bool>("ID").unwrap_or(false);
         let timestamp = args.read::<bool>("TIMESTAMP").unwrap_or(true);
         let paint = args.read::<bool>("PAINT").unwrap_or(false);
@@ -114,11 +129,10 @@ impl IPPrint {
         let length = args.read::<bool>("LENGTH").unwrap_or(false);
         let active = args.read::<bool>("ACTIVE").unwrap_or(true);
         let outfile = args.read::<String>("OUTFILE");
-        let contents = match contents.as_deref().map(str::to_ascii_uppercase).as_deref() {
-            None | Some("NONE" | "FALSE" | "NO" | "0") => Dump::None,
-            Some("HEX" | "TRUE" | "YES" | "1") => Dump::Hex,
-            Some("ASCII") => Dump::Ascii,
-            Some(other) => {
+        let contents = match contents.as_deref().map(|c| (c, Dump::parse(c))) {
+            None => Dump::None,
+            Some((_, Some(d))) => d,
+            Some((other, None)) => {
                 let span = args.span_of("CONTENTS");
                 args.error(
                     Some(span),
@@ -475,7 +489,7 @@ fn udp_line(out: &mut String, e: &Segment<'_>) {
 
 /// Seconds with microseconds, or nanoseconds when there are any, as
 /// Click prints a timestamp.
-fn push_timestamp(out: &mut String, ns: u64) {
+pub(crate) fn push_timestamp(out: &mut String, ns: u64) {
     let (sec, sub) = (ns / 1_000_000_000, ns % 1_000_000_000);
     let _ = if sub % 1000 == 0 {
         write!(out, "{sec}.{:06}", sub / 1000)
@@ -538,6 +552,27 @@ mod tests {
 
     fn printer(config: &str) -> IPPrint {
         *downcast::<IPPrint>(crate::testutil::element(IPPrint::CLASS, config)).unwrap()
+    }
+
+    #[test]
+    fn positional_label_and_clicks_keyword_forms() {
+        for config in [
+            "a",
+            "a, TIMESTAMP false",
+            "\"a b\", TIMESTAMP false, PAINT true",
+            "b, CONTENTS t",
+            "NBYTES 20",
+        ] {
+            let e = crate::testutil::configure("p :: IPPrint", IPPrint::CLASS, config);
+            assert!(e.is_ok(), "{config}: {:?}", e.err());
+        }
+        assert_eq!(printer("b, CONTENTS t").opts.dump, Dump::Hex);
+        assert_eq!(
+            printer("MAXLENGTH 10, NBYTES 20").opts.max_length,
+            20,
+            "NBYTES read last, as in Click"
+        );
+        assert!(crate::testutil::configure("p :: IPPrint", IPPrint::CLASS, "a, b").is_err());
     }
 
     fn line(config: &str, p: &Packet) -> String {

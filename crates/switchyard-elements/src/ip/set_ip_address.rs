@@ -8,14 +8,16 @@ documented! {
     /// Sets every packet's destination IP address annotation to IPADDR
     /// (Click's SetIPAddress): the next hop ARPQuerier resolves, for a
     /// path with a single gateway. Click's `ANNO` argument (another
-    /// annotation) is not supported: Switchyard has one destination
-    /// address annotation.
+    /// annotation) is accepted only when it names the destination address
+    /// annotation (`DST_IP`, or 0, its offset in Click's annotation area):
+    /// Switchyard has no other.
     ///
     /// # Ports
     /// One input, one output; agnostic.
     ///
     /// # Arguments
     /// - `IPADDR` (positional, mandatory): the address.
+    /// - `ANNO`: `DST_IP` (the default), as above.
     ///
     /// # Handlers
     /// - `addr` (read/write): IPADDR; a write applies from the next batch.
@@ -39,7 +41,9 @@ impl SetIPAddress {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let addr = args.read_mp::<IpAddr>("IPADDR")?;
+        let addr = args.read_mp::<IpAddr>("IPADDR");
+        crate::standard::paint::read_anno(args, false, crate::standard::paint::Anno::DST_IP);
+        let addr = addr.filter(|_| !args.has_errors())?;
         Some(Box::new(SetIPAddress {
             addr: Arc::new(AtomicU32::new(addr.0)),
         }))
@@ -93,6 +97,17 @@ mod tests {
         b.push(Packet::from_data(&[0; 20]));
         h.push(0, b);
         assert_eq!(h.take(0)[0].packets()[0].anno.dst_ip, 0xc0a8_01fe);
+    }
+
+    #[test]
+    fn positional_argument_is_clicks_ipaddr_and_anno_a_keyword() {
+        for config in ["10.0.0.1", "10.0.0.1, ANNO DST_IP", "IPADDR 10.0.0.1, ANNO 0"] {
+            let e = crate::testutil::configure("s :: SetIPAddress", SetIPAddress::CLASS, config);
+            assert!(e.is_ok(), "{config}: {:?}", e.err());
+        }
+        for config in ["10.0.0.1, DST_IP", "10.0.0.1, ANNO PAINT"] {
+            assert!(crate::testutil::configure("s :: SetIPAddress", SetIPAddress::CLASS, config).is_err());
+        }
     }
 
     #[test]

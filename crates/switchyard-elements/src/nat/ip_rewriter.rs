@@ -112,7 +112,8 @@ documented! {
     ///   ways. Default 86400 seconds (24 hours).
     /// - `TCP_NODATA_TIMEOUT`: for other open TCP mappings. Default 300.
     /// - `TCP_DONE_TIMEOUT`: for finished TCP mappings. Default 240.
-    /// - `TCP_GUARANTEE` (also `GUARANTEE`): default 5 seconds.
+    /// - `TCP_GUARANTEE` (also `GUARANTEE`, which wins when both are
+    ///   given, as in Click): default 5 seconds.
     /// - `UDP_TIMEOUT`: default 300. `UDP_STREAMING_TIMEOUT`: default
     ///   UDP_TIMEOUT. `UDP_GUARANTEE`: default 5.
     /// - `MAPPING_CAPACITY` (also `CAPACITY`): the most mappings (flows, each
@@ -120,7 +121,7 @@ documented! {
     /// - `DST_ANNO`: set the destination IP annotation to the rewritten
     ///   destination. Default true.
     /// - `REPLY_ANNO PAINT`: see above.
-    /// - `REAP_INTERVAL`: accepted, ignored.
+    /// - `REAP_INTERVAL` (also Click's old `REAP_TIME`): accepted, ignored.
     ///
     /// Times are seconds (`300`, `0.5`, `200ms`).
     ///

@@ -194,7 +194,8 @@ impl RewriterCore {
             if let Some(t) = args.read::<Seconds>("TCP_NODATA_TIMEOUT") {
                 timeout[usize::from(table::TCP_NODATA)] = ms(t);
             }
-            if let Some(g) = seconds(args, "GUARANTEE", "TCP_GUARANTEE") {
+            // Click reads TCP_GUARANTEE before GUARANTEE: GUARANTEE wins.
+            if let Some(g) = seconds(args, "TCP_GUARANTEE", "GUARANTEE") {
                 tcp_guarantee = g;
             }
             if let Some(t) = seconds(args, "TIMEOUT", "TCP_TIMEOUT") {
@@ -227,8 +228,10 @@ impl RewriterCore {
             }
         }
         // Reaping is continuous here (a bounded amount every batch); the
-        // interval is accepted for Click's configurations.
+        // interval, and its old name REAP_TIME, are accepted for Click's
+        // configurations.
         let _ = args.read::<Seconds>("REAP_INTERVAL");
+        let _ = args.read::<Seconds>("REAP_TIME");
         let capacity = {
             let a = args.read::<u64>("CAPACITY");
             let b = args.read::<u64>("MAPPING_CAPACITY");
@@ -875,6 +878,44 @@ pub(crate) mod tests {
     use crate::wire::{checksum, fold, sum};
     use proptest::prelude::*;
     use switchyard_core::{Annotations, Element, ElementClass, Harness, Processing};
+
+    #[test]
+    fn clicks_keyword_forms_and_their_precedence() {
+        let guarantee = |class: ElementClass, config: &str| {
+            let mut args = Args::parse_str("rw :: X", config);
+            let variant = match class.name {
+                "TCPRewriter" => Variant::Tcp,
+                "UDPRewriter" => Variant::Udp,
+                _ => Variant::Ip,
+            };
+            let core = RewriterCore::configure(variant, &mut args).unwrap();
+            args.complete().unwrap();
+            let t = core.shared.table.lock().unwrap().timing.guarantee;
+            (t[0], t[usize::from(table::UDP)])
+        };
+        for class in [IPRewriter::CLASS, TCPRewriter::CLASS, UDPRewriter::CLASS] {
+            for config in [
+                "pass 0, REAP_TIME 10",
+                "pass 0, REAP_INTERVAL 10s",
+                "pass 0, CAPACITY 10",
+            ] {
+                let e = crate::testutil::configure("rw :: X", class, config);
+                assert!(e.is_ok(), "{} {config}: {:?}", class.name, e.err());
+            }
+        }
+        assert_eq!(
+            guarantee(TCPRewriter::CLASS, "pass 0, TCP_GUARANTEE 1, GUARANTEE 2").0,
+            2000
+        );
+        assert_eq!(
+            guarantee(IPRewriter::CLASS, "pass 0, GUARANTEE 2, TCP_GUARANTEE 1").0,
+            2000
+        );
+        assert_eq!(
+            guarantee(UDPRewriter::CLASS, "pass 0, UDP_GUARANTEE 1, GUARANTEE 2").1,
+            2000
+        );
+    }
 
     pub const INSIDE: [u8; 4] = [10, 0, 0, 2];
     pub const SERVER: [u8; 4] = [198, 51, 100, 7];

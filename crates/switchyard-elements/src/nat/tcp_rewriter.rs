@@ -26,10 +26,11 @@ documented! {
     ///   Default 86400 seconds.
     /// - `TCP_NODATA_TIMEOUT`: for other open mappings. Default 300.
     /// - `TCP_DONE_TIMEOUT`: after a FIN each way or an RST. Default 240.
-    /// - `TCP_GUARANTEE` (also `GUARANTEE`): default 5 seconds.
+    /// - `TCP_GUARANTEE` (also `GUARANTEE`, which wins when both are
+    ///   given, as in Click): default 5 seconds.
     /// - `MAPPING_CAPACITY` (also `CAPACITY`): default 65536.
-    /// - `DST_ANNO`: default true. `REPLY_ANNO PAINT`. `REAP_INTERVAL`:
-    ///   accepted, ignored.
+    /// - `DST_ANNO`: default true. `REPLY_ANNO PAINT`. `REAP_INTERVAL`
+    ///   (also Click's old `REAP_TIME`): accepted, ignored.
     ///
     /// # Handlers
     /// - `table` (read), also `mappings`: the mappings, as IPRewriter's.

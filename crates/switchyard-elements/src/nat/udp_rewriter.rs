@@ -20,8 +20,8 @@ documented! {
     ///   that saw three packets, one of them a reply. Default TIMEOUT.
     /// - `GUARANTEE` (also `UDP_GUARANTEE`): default 5 seconds.
     /// - `MAPPING_CAPACITY` (also `CAPACITY`): default 65536.
-    /// - `DST_ANNO`: default true. `REPLY_ANNO PAINT`. `REAP_INTERVAL`:
-    ///   accepted, ignored.
+    /// - `DST_ANNO`: default true. `REPLY_ANNO PAINT`. `REAP_INTERVAL`
+    ///   (also Click's old `REAP_TIME`): accepted, ignored.
     ///
     /// # Handlers
     /// - `table` (read), also `mappings`: the mappings, as IPRewriter's.

@@ -2,7 +2,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::packet::now_ns;
-use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Work};
+use switchyard_core::{
+    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Seconds, Work,
+};
 
 documented! {
     /// Pulls packets and pushes them out once they are DELAY old (by their
@@ -13,7 +15,8 @@ documented! {
     /// One pull input, one push output.
     ///
     /// # Arguments
-    /// - `DELAY` (positional, mandatory): seconds, e.g. `0.002`.
+    /// - `DELAY` (positional, mandatory): a time, in seconds (`0.002`) or
+    ///   with Click's units (`2ms`, `.1s`), at most an hour.
     ///
     /// # Handlers
     /// - `count` (read): packets moved.
@@ -40,7 +43,7 @@ impl DelayUnqueue {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let delay = args.read_mp::<f64>("DELAY")?;
+        let Seconds(delay) = args.read_mp::<Seconds>("DELAY")?;
         if !(0.0..=3600.0).contains(&delay) {
             args.error(None, format!("DELAY {delay} out of range: 0 to 3600 seconds"));
             return None;
@@ -118,5 +121,22 @@ impl Element for DelayUnqueue {
             Handler::read_only("count", move || c.load(Relaxed).to_string()),
             Handler::read_only("delay", move || format!("{}", d as f64 / 1e9)),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::configure;
+
+    #[test]
+    fn delay_is_positional_with_clicks_time_units() {
+        for config in ["0.002", "2ms", ".1s", "DELAY 0.03s"] {
+            let e = configure("d :: DelayUnqueue", DelayUnqueue::CLASS, config);
+            assert!(e.is_ok(), "{config}: {:?}", e.err());
+        }
+        let e = configure("d :: DelayUnqueue", DelayUnqueue::CLASS, "2ms").unwrap();
+        assert_eq!(crate::testutil::read(&e.handlers(), "delay"), "0.002");
+        assert!(configure("d :: DelayUnqueue", DelayUnqueue::CLASS, "2h").is_err());
     }
 }

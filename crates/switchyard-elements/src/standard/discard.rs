@@ -14,6 +14,8 @@ documented! {
     ///
     /// # Arguments
     /// - `ACTIVE`: when pulling, whether to pull; default true.
+    /// - `BURST`: Click's packets pulled per run, accepted for Click
+    ///   configurations: a run here pulls one batch, whatever BURST.
     ///
     /// # Handlers
     /// - `count` (read): packets dropped.
@@ -41,6 +43,10 @@ impl Discard {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let active = args.read::<bool>("ACTIVE").unwrap_or(true);
+        let _burst: Option<u32> = args.read("BURST");
+        if args.has_errors() {
+            return None;
+        }
         Some(Box::new(Discard {
             count: Arc::new(AtomicU64::new(0)),
             active: Arc::new(AtomicBool::new(active)),
@@ -79,5 +85,24 @@ impl Element for Discard {
     fn handlers(&self) -> Vec<Handler> {
         let [count, reset] = count_handlers(&self.count, "reset_counts");
         vec![count, reset, flag_handler("active", &self.active)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::configure;
+
+    #[test]
+    fn clicks_keywords_active_and_burst_are_accepted() {
+        for config in ["", "ACTIVE false", "ACTIVE true, BURST 8", "BURST 0"] {
+            let e = configure("d :: Discard", Discard::CLASS, config);
+            assert!(e.is_ok(), "{config}: {:?}", e.err());
+        }
+        assert!(configure("d :: Discard", Discard::CLASS, "BURST x").is_err());
+        assert!(
+            configure("d :: Discard", Discard::CLASS, "false").is_err(),
+            "ACTIVE is a keyword"
+        );
     }
 }

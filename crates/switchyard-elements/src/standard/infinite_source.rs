@@ -1,4 +1,4 @@
-use crate::standard::source::SourceCore;
+use crate::standard::source::{SourceClass, SourceCore};
 use switchyard_core::{
     documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
 };
@@ -18,7 +18,13 @@ documented! {
     ///   (Click's default is 1; batches are how Switchyard is fast).
     /// - `ACTIVE` (positional): start sending at once; default true.
     /// - `STOP`: stop the router when LIMIT is reached; default false.
+    /// - `END_CALL`: `HANDLER [VALUE]`, a handler to write when LIMIT is
+    ///   reached (`END_CALL s.run`), through the control plane; at most
+    ///   one of STOP and END_CALL.
     /// - `LENGTH`: packet length in bytes; pads or truncates DATA.
+    ///   `DATASIZE` is Click's old name for it.
+    /// - `TIMESTAMP`: stamp each packet with the time; default true
+    ///   (false leaves the timestamp annotation 0).
     /// - `FLOWS`: with N > 1, the UDP source port (bytes 34-35) cycles
     ///   through N values, so the packets form N flows; past 64512 flows
     ///   the destination port (bytes 36-37) varies too. Default 1.
@@ -49,7 +55,7 @@ impl InfiniteSource {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let core = SourceCore::configure(args, true, |_| {})?;
+        let core = SourceCore::configure(args, SourceClass::Infinite, |_| {})?;
         Some(Box::new(InfiniteSource { core, done: false }))
     }
 }
@@ -103,5 +109,67 @@ impl Element for InfiniteSource {
 
     fn handlers(&self) -> Vec<Handler> {
         self.core.handlers()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::configure;
+
+    #[test]
+    fn positional_arguments_are_clicks_data_limit_burst_active() {
+        let e = configure("s :: InfiniteSource", InfiniteSource::CLASS, "\\<00 01>, 5, 2, false");
+        assert!(e.is_ok(), "{:?}", e.err());
+        let err = configure("s :: InfiniteSource", InfiniteSource::CLASS, "\\<00>, 5, 2, false, 1").err();
+        assert!(err.is_some_and(|e| e.contains("too many")));
+    }
+
+    #[test]
+    fn clicks_keywords_timestamp_datasize_and_end_call_are_accepted() {
+        for config in [
+            "LIMIT 1, TIMESTAMP false",
+            "DATASIZE 100",
+            "LENGTH 60, DATASIZE 100",
+            "LIMIT 3, END_CALL s.run",
+            "LIMIT 3, END_CALL c.write 1 2",
+        ] {
+            let e = configure("s :: InfiniteSource", InfiniteSource::CLASS, config);
+            assert!(e.is_ok(), "{config}: {:?}", e.err());
+        }
+        let err = configure(
+            "s :: InfiniteSource",
+            InfiniteSource::CLASS,
+            "STOP true, END_CALL s.run",
+        )
+        .err();
+        assert!(err.is_some_and(|e| e.contains("mutually exclusive")));
+        let err = configure("s :: InfiniteSource", InfiniteSource::CLASS, "DATASIZE 100000").err();
+        assert!(err.is_some_and(|e| e.contains("DATASIZE 100000 too large")));
+    }
+
+    #[test]
+    fn end_call_writes_its_handler_at_the_limit() {
+        let config = "InfiniteSource(LIMIT 5, END_CALL stop) -> c :: Counter -> Discard;";
+        let (mut graph, table) = switchyard_core::load_text("t.click", config, &crate::standard(), &[]).unwrap();
+        switchyard_core::activate(&mut graph).unwrap();
+        let table = std::sync::Arc::new(table);
+        let mut router = switchyard_core::Router::start(graph, table.clone());
+        assert!(
+            router.wait_timeout(std::time::Duration::from_secs(20)),
+            "END_CALL stop stops the router"
+        );
+        assert_eq!(table.read("c.count").unwrap(), "5");
+    }
+
+    #[test]
+    fn timestamp_false_leaves_the_annotation_zero_and_datasize_sizes_packets() {
+        let mut args = Args::parse_str("s :: InfiniteSource", "LIMIT 2, TIMESTAMP false, DATASIZE 100");
+        let core = SourceCore::configure(&mut args, SourceClass::Infinite, |_| {}).unwrap();
+        let b = core.make_batch(2);
+        assert!(b.iter().all(|p| p.anno.timestamp_ns == 0 && p.len() == 100));
+        let mut args = Args::parse_str("s :: InfiniteSource", "LIMIT 2");
+        let core = SourceCore::configure(&mut args, SourceClass::Infinite, |_| {}).unwrap();
+        assert!(core.make_batch(1).iter().all(|p| p.anno.timestamp_ns > 0));
     }
 }

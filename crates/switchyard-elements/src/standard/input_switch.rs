@@ -40,7 +40,8 @@ documented! {
     ///
     /// # Arguments
     /// - `K` (positional): the input to forward at start; -1 forwards none.
-    ///   Default 0.
+    ///   Default 0. `OUTPUT` is Click's keyword for it (Click's code reads
+    ///   OUTPUT, though its documentation says INPUT).
     /// - `PIN`: the FlowTable that pins flows (pinned mode).
     ///
     /// # Handlers
@@ -97,7 +98,7 @@ impl InputSwitch {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let k = args.read_p::<i64>("K").unwrap_or(0);
+        let k = crate::standard::switch::read_output(args, false).unwrap_or(0);
         let pin = args.read::<String>("PIN");
         let position = SwitchPosition::new(k);
         Some(Box::new(InputSwitch {
@@ -288,6 +289,14 @@ impl Element for InputSwitch {
 mod tests {
     use super::*;
     use switchyard_core::{Annotations, Harness, Processing};
+
+    #[test]
+    fn input_is_positional_or_clicks_output_keyword() {
+        for config in ["1", "K 1", "OUTPUT 1", "1, PIN flows"] {
+            let e = crate::testutil::configure("sel :: InputSwitch", InputSwitch::CLASS, config);
+            assert!(e.is_ok(), "{config}: {:?}", e.err());
+        }
+    }
 
     fn batch(seqs: std::ops::Range<u64>) -> Batch {
         let mut b = Batch::new();

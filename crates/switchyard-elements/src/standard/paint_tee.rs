@@ -10,14 +10,16 @@ documented! {
     /// they came in on, for an ICMP redirect. The copy shares the data.
     ///
     /// Click's `ANNO` argument (any one-byte annotation instead of paint)
-    /// is not supported: Switchyard packets carry named annotations, and
-    /// paint is the one-byte colour.
+    /// is accepted only when it names paint: Switchyard packets carry
+    /// named annotations, and paint is the one-byte colour.
     ///
     /// # Ports
     /// One input, two outputs; input and output 0 agnostic, output 1 push.
     ///
     /// # Arguments
     /// - `COLOR` (positional, mandatory): the paint value to copy, 0 to 255.
+    /// - `ANNO` (positional): `PAINT` (the default) or 16, its offset in
+    ///   Click's annotation area.
     ///
     /// # Handlers
     /// - `color` (read/write): COLOR; a write applies from the next batch.
@@ -42,7 +44,9 @@ impl PaintTee {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let color = args.read_mp::<u8>("COLOR")?;
+        let color = args.read_mp::<u8>("COLOR");
+        super::paint::read_anno(args, true, super::paint::Anno::PAINT);
+        let color = color.filter(|_| !args.has_errors())?;
         Some(Box::new(PaintTee {
             color: Arc::new(AtomicU8::new(color)),
         }))
@@ -96,6 +100,16 @@ impl Element for PaintTee {
 mod tests {
     use super::*;
     use switchyard_core::{Harness, Packet};
+
+    #[test]
+    fn positional_arguments_are_clicks_color_anno() {
+        for config in ["2", "2, PAINT", "2, 16", "COLOR 2, ANNO PAINT"] {
+            let e = crate::testutil::configure("pt :: PaintTee", PaintTee::CLASS, config);
+            assert!(e.is_ok(), "{config}: {:?}", e.err());
+        }
+        let err = crate::testutil::configure("pt :: PaintTee", PaintTee::CLASS, "2, 17").err();
+        assert!(err.is_some_and(|e| e.contains("ANNO: only PAINT")));
+    }
 
     #[test]
     fn copies_only_the_matching_colour() {

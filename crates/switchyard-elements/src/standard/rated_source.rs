@@ -1,9 +1,9 @@
-use crate::standard::source::SourceCore;
+use crate::standard::source::{SourceClass, SourceCore};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::{
-    documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Processing, Work,
+    documented, downcast, Args, Batch, Context, Element, ElementClass, FromArg, Handler, PortInfo, Processing, Work,
 };
 
 documented! {
@@ -23,6 +23,10 @@ documented! {
     /// - `LENGTH`: packet length in bytes; pads or truncates DATA.
     /// - `FLOWS`: with N > 1, the UDP source port (bytes 34-35) cycles
     ///   through N values, so the packets form N flows; default 1.
+    /// - `LENGTH`'s old name `DATASIZE` is accepted, as in Click.
+    /// - `BANDWIDTH`: instead of RATE, bytes per second (`2000Bps`,
+    ///   `100kbps`, `1Mb/s`; a bare number is bytes): the rate becomes
+    ///   BANDWIDTH divided by the packet length.
     /// - `BURST`: most packets per batch when catching up; default 128.
     ///
     /// # Handlers
@@ -45,6 +49,42 @@ documented! {
     }
 }
 
+/// Click's bandwidth argument, in bytes per second: a number, an
+/// optional `k`/`K`, `M` or `G` (powers of 1000), and a unit: `Bps` or
+/// `B/s` (bytes), `bps`, `b/s` or `baud` (bits). A bare number is bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Bandwidth(u64);
+
+impl FromArg for Bandwidth {
+    const EXPECTED: &'static str = "a bandwidth (2000Bps, 100kbps)";
+    fn from_arg(text: &str) -> Option<Self> {
+        const UNITS: [(&str, f64); 5] = [
+            ("Bps", 1.0),
+            ("B/s", 1.0),
+            ("bps", 0.125),
+            ("b/s", 0.125),
+            ("baud", 0.125),
+        ];
+        let text = text.trim();
+        let (num, scale) = match UNITS
+            .iter()
+            .find_map(|&(u, scale)| Some((text.strip_suffix(u)?, scale)))
+        {
+            // A prefix only before a unit, as in Click.
+            Some((rest, scale)) => match rest.as_bytes().last() {
+                Some(b'k' | b'K') => (&rest[..rest.len() - 1], scale * 1e3),
+                Some(b'M') => (&rest[..rest.len() - 1], scale * 1e6),
+                Some(b'G') => (&rest[..rest.len() - 1], scale * 1e9),
+                _ => (rest, scale),
+            },
+            None => (text, 1.0),
+        };
+        let v: f64 = num.parse().ok()?;
+        let bytes = v * scale;
+        (v.is_finite() && v >= 0.0 && bytes <= f64::from(u32::MAX)).then(|| Bandwidth(bytes.round() as u64))
+    }
+}
+
 impl RatedSource {
     pub const CLASS: ElementClass = ElementClass {
         name: "RatedSource",
@@ -56,11 +96,17 @@ impl RatedSource {
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
         let mut rate = 10u64;
-        let core = SourceCore::configure(args, false, |a| {
+        let mut bandwidth = None;
+        let core = SourceCore::configure(args, SourceClass::Rated, |a| {
             if let Some(r) = a.read_p::<u64>("RATE") {
                 rate = r;
             }
+            bandwidth = a.read::<Bandwidth>("BANDWIDTH");
         })?;
+        // Click: BANDWIDTH, in bytes per second, sets the packet rate.
+        if let Some(Bandwidth(b)) = bandwidth.filter(|b| b.0 > 0) {
+            rate = b / core.packet_len().max(1) as u64;
+        }
         Some(Box::new(RatedSource {
             core,
             rate: Arc::new(AtomicU64::new(rate)),
@@ -179,5 +225,21 @@ mod tests {
         assert!(e.is_ok(), "{:?}", e.err());
         let err = crate::testutil::configure("s :: RatedSource", RatedSource::CLASS, "\\<00>, 10, 5, false, 3").err();
         assert!(err.is_some_and(|e| e.contains("too many")), "BURST is a keyword");
+    }
+
+    #[test]
+    fn clicks_bandwidth_sets_the_rate_and_datasize_the_length() {
+        let rate = |config: &str| {
+            let e = crate::testutil::configure("s :: RatedSource", RatedSource::CLASS, config).unwrap();
+            crate::testutil::read(&e.handlers(), "rate")
+        };
+        assert_eq!(rate("LENGTH 100, BANDWIDTH 2000Bps"), "20");
+        assert_eq!(rate("DATASIZE 100, BANDWIDTH 16kbps"), "20");
+        assert_eq!(rate("\\<00 01 02 03>, BANDWIDTH 1kB/s"), "250");
+        assert_eq!(rate("LENGTH 125, BANDWIDTH 1Mb/s"), "1000");
+        assert_eq!(Bandwidth::from_arg("2000"), Some(Bandwidth(2000)));
+        for bad in ["2k", "fast", "-1Bps"] {
+            assert_eq!(Bandwidth::from_arg(bad), None, "{bad}");
+        }
     }
 }

@@ -44,32 +44,71 @@ pub struct SourceCore {
     /// With FLOWS N > 1, the UDP ports cycle through N values.
     flows: u64,
     pub burst: usize,
+    /// Stamp packets with the time (InfiniteSource's TIMESTAMP).
+    timestamp: bool,
+    /// InfiniteSource's END_CALL: the handler written, and the value,
+    /// when LIMIT is reached.
+    end_call: Option<(String, String)>,
+}
+
+/// Which source is being configured: their positional arguments and
+/// keywords differ a little, as in Click.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SourceClass {
+    /// DATA, LIMIT, BURST, ACTIVE; TIMESTAMP and END_CALL.
+    Infinite,
+    /// DATA, RATE, LIMIT, ACTIVE; BURST a keyword.
+    Rated,
 }
 
 impl SourceCore {
     /// Reads DATA (positional first), then the keywords both sources
     /// share; `extra` reads the class's own arguments in between, in
-    /// Click's positional order. BURST is positional (after LIMIT) where
-    /// `burst_positional`, as in Click's InfiniteSource; RatedSource's
-    /// fourth positional argument is ACTIVE.
-    pub fn configure(args: &mut Args, burst_positional: bool, extra: impl FnOnce(&mut Args)) -> Option<SourceCore> {
+    /// Click's positional order. BURST is positional (after LIMIT) for
+    /// InfiniteSource, as in Click; RatedSource's fourth positional
+    /// argument is ACTIVE.
+    pub fn configure(args: &mut Args, class: SourceClass, extra: impl FnOnce(&mut Args)) -> Option<SourceCore> {
+        let infinite = class == SourceClass::Infinite;
         let data = args.read_p::<Data>("DATA");
         extra(args);
         let limit = args.read_p::<i64>("LIMIT");
-        let burst = if burst_positional {
+        let burst = if infinite {
             args.read_p::<usize>("BURST")
         } else {
             args.read::<usize>("BURST")
         };
         let active = args.read_p::<bool>("ACTIVE").unwrap_or(true);
         let stop = args.read::<bool>("STOP").unwrap_or(false);
-        // Bounded before anything is built from it: LENGTH 6455555555555
-        // (found by fuzzing) asked for a 6 TB template.
-        let length = args.read::<usize>("LENGTH").map(|len| {
+        let (timestamp, end_call) = if infinite {
+            let timestamp = args.read::<bool>("TIMESTAMP").unwrap_or(true);
+            (timestamp, args.read::<String>("END_CALL"))
+        } else {
+            (true, None)
+        };
+        let end_call = end_call.map(|call| {
+            let call = call.trim();
+            let (handler, value) = call.split_once(char::is_whitespace).unwrap_or((call, ""));
+            if handler.is_empty() {
+                args.error(Some(args.span_of("END_CALL")), "END_CALL: expected a handler");
+            } else if stop {
+                args.error(
+                    Some(args.span_of("END_CALL")),
+                    "END_CALL and STOP are mutually exclusive",
+                );
+            }
+            (handler.to_string(), value.trim().to_string())
+        });
+        // DATASIZE is Click's old name for LENGTH (the later one wins, as
+        // Click reads them in that order). Bounded before anything is
+        // built from it: LENGTH 6455555555555 (found by fuzzing) asked for
+        // a 6 TB template.
+        let length = args.read::<usize>("LENGTH").map(|len| ("LENGTH", len));
+        let length = args.read::<usize>("DATASIZE").map(|len| ("DATASIZE", len)).or(length);
+        let length = length.map(|(name, len)| {
             if len > 65535 {
                 args.error(
-                    Some(args.span_of("LENGTH")),
-                    format!("LENGTH {len} too large (at most 65535)"),
+                    Some(args.span_of(name)),
+                    format!("{name} {len} too large (at most 65535)"),
                 );
             }
             len.min(65535)
@@ -108,7 +147,14 @@ impl SourceCore {
             stop,
             flows,
             burst: burst.clamp(1, MAX_BATCH),
+            timestamp,
+            end_call,
         })
+    }
+
+    /// The length of the packets sent.
+    pub fn packet_len(&self) -> usize {
+        self.data.len()
     }
 
     /// Hot reload: the count (so LIMIT goes on where it was) and whether it
@@ -136,7 +182,7 @@ impl SourceCore {
     /// destination port is 1024 + f / PORTS.
     pub fn make_batch(&self, n: usize) -> Batch {
         let anno = Annotations {
-            timestamp_ns: now_ns(),
+            timestamp_ns: if self.timestamp { now_ns() } else { 0 },
             ..Annotations::default()
         };
         let first = self.count.fetch_add(n as u64, Relaxed);
@@ -155,10 +201,19 @@ impl SourceCore {
         Batch::from_template(&self.data, n, anno)
     }
 
-    /// Called when the limit is reached: with STOP, ask the router to stop.
+    /// Called when the limit is reached: with STOP, ask the router to
+    /// stop; with END_CALL, write its handler.
     pub fn finish(&self, cx: &Context<'_>) {
         if self.stop {
             cx.request_stop();
+        }
+        if let Some((handler, value)) = &self.end_call {
+            if let Err(e) = cx
+                .control()
+                .write_as(handler, value, "source", "END_CALL: LIMIT reached")
+            {
+                tracing::error!(%handler, error = %e, "END_CALL failed");
+            }
         }
     }
 

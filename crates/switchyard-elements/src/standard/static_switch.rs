@@ -9,6 +9,7 @@ documented! {
     ///
     /// # Arguments
     /// - `K` (positional, mandatory): the output; -1 drops everything.
+    ///   `OUTPUT` is Click's keyword for it.
     ///
     /// # Handlers
     /// None (use Switch for a position that changes at run time).
@@ -32,7 +33,7 @@ impl StaticSwitch {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let k = args.read_mp::<i64>("K")?;
+        let k = crate::standard::switch::read_output(args, true)?;
         Some(Box::new(StaticSwitch { k }))
     }
 }
@@ -47,5 +48,23 @@ impl Element for StaticSwitch {
         if self.k >= 0 {
             cx.push(self.k as usize, batch);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::configure;
+
+    #[test]
+    fn output_is_positional_or_clicks_output_keyword() {
+        for config in ["1", "K 1", "OUTPUT 1"] {
+            assert!(
+                configure("s :: StaticSwitch", StaticSwitch::CLASS, config).is_ok(),
+                "{config}"
+            );
+        }
+        let err = configure("s :: StaticSwitch", StaticSwitch::CLASS, "").err();
+        assert!(err.is_some_and(|e| e.contains("missing mandatory argument K")));
     }
 }

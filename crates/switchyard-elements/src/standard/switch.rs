@@ -9,7 +9,7 @@ documented! {
     ///
     /// # Arguments
     /// - `K` (positional): the output to use at start; -1 drops everything.
-    ///   Default 0.
+    ///   Default 0. `OUTPUT` is Click's keyword for it.
     ///
     /// # Handlers
     /// - `switch` (read/write, persistent): the output in use. A write of
@@ -36,12 +36,24 @@ impl Switch {
     };
 
     fn make(args: &mut Args) -> Option<Box<dyn Element>> {
-        let k = args.read_p::<i64>("K").unwrap_or(0);
+        let k = read_output(args, false).unwrap_or(0);
         Some(Box::new(Switch {
             position: SwitchPosition::new(k),
             ports: 0,
         }))
     }
+}
+
+/// The output (or input) to use: positional, or keyword `K` or Click's
+/// `OUTPUT` (which wins over a positional value, as in Click). With
+/// `mandatory`, an error when none is given.
+pub(crate) fn read_output(args: &mut Args, mandatory: bool) -> Option<i64> {
+    let k = args.read_p::<i64>("K");
+    let output = args.read::<i64>("OUTPUT").or(k);
+    if output.is_none() && mandatory && !args.has_errors() {
+        args.error(None, "missing mandatory argument K");
+    }
+    output
 }
 
 impl Element for Switch {
@@ -68,5 +80,20 @@ impl Element for Switch {
 
     fn handlers(&self) -> Vec<Handler> {
         vec![self.position.handler(self.ports)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::configure;
+
+    #[test]
+    fn output_is_positional_or_clicks_output_keyword() {
+        for config in ["1", "K 1", "OUTPUT 1", ""] {
+            assert!(configure("sw :: Switch", Switch::CLASS, config).is_ok(), "{config}");
+        }
+        let err = configure("sw :: Switch", Switch::CLASS, "1, 2").err();
+        assert!(err.is_some_and(|e| e.contains("too many")));
     }
 }
