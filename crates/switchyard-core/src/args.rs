@@ -88,6 +88,27 @@ impl FromArg for Seconds {
     }
 }
 
+/// A handler write to make later (Click's handler call arguments:
+/// END_CALL, COUNT_CALL): `HANDLER [VALUE]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerCall {
+    pub handler: String,
+    pub value: String,
+}
+
+impl FromArg for HandlerCall {
+    const EXPECTED: &'static str = "a handler call, HANDLER [VALUE]";
+    fn from_arg(text: &str) -> Option<Self> {
+        let text = String::from_arg(text)?;
+        let text = text.trim();
+        let (handler, value) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+        (!handler.is_empty()).then(|| HandlerCall {
+            handler: handler.to_string(),
+            value: value.trim().to_string(),
+        })
+    }
+}
+
 /// Packet contents: a Click string, usually hex data `\<00 11 22>`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Data(pub Vec<u8>);

@@ -265,6 +265,20 @@ pub struct ElementClass {
     pub factory: Factory,
 }
 
+impl ElementClass {
+    /// An element of this class configured from `config` outside any
+    /// graph (unit tests, tools), named `label` (`f :: FromDump`) in its
+    /// errors; every error, one per line.
+    pub fn configure(&self, label: &str, config: &str) -> Result<Box<dyn Element>, String> {
+        let mut args = Args::parse_str(label, config);
+        let made = (self.factory)(&mut args);
+        match args.complete() {
+            Ok(()) => made.ok_or_else(|| format!("{label}: not configured")),
+            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
+        }
+    }
+}
+
 impl std::fmt::Debug for ElementClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ElementClass").field("name", &self.name).finish()

@@ -18,7 +18,7 @@ pub mod packet;
 pub mod runtime;
 pub mod table;
 
-pub use args::{Args, Data, FromArg, Seconds};
+pub use args::{Args, Data, FromArg, HandlerCall, Seconds};
 pub use element::{Element, ElementClass, Export, PortCount, PortInfo, Processing, Scope, Work};
 pub use graph::{build, build_limited, Graph, Registry};
 pub use handler::{Handler, HandlerError};

@@ -18,12 +18,7 @@ pub fn element(class: ElementClass, config: &str) -> Box<dyn Element> {
 /// An element of `class` named as `label` (`f :: IPFilter`) in error
 /// messages, configured from `config`, or every error, one per line.
 pub fn configure(label: &str, class: ElementClass, config: &str) -> Result<Box<dyn Element>, String> {
-    let mut args = Args::parse_str(label, config);
-    let made = (class.factory)(&mut args);
-    match args.complete() {
-        Ok(()) => Ok(made.expect("made when no errors")),
-        Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
-    }
+    class.configure(label, config)
 }
 
 /// [`element`], initialized as the graph would with one push input and

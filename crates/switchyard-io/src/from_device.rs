@@ -319,12 +319,8 @@ mod tests {
     use super::*;
 
     fn configure(config: &str) -> Result<FromDevice, String> {
-        let mut args = Args::parse_str("f :: FromDevice", config);
-        let made = FromDevice::make(&mut args);
-        match args.complete() {
-            Ok(()) => Ok(*downcast::<FromDevice>(made.expect("made when no errors")).expect("a FromDevice")),
-            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
-        }
+        let e = FromDevice::CLASS.configure("f :: FromDevice", config)?;
+        Ok(*downcast::<FromDevice>(e).expect("a FromDevice"))
     }
 
     #[test]

@@ -49,7 +49,7 @@ documented! {
         reader: Option<Reader>,
         stop: bool,
         /// END_CALL: the handler written, and the value, at the end.
-        end_call: Option<(String, String)>,
+        end_call: Option<switchyard_core::HandlerCall>,
         timing: bool,
         active: bool,
         burst: usize,
@@ -81,19 +81,13 @@ impl FromDump {
             .read::<usize>("BURST")
             .unwrap_or(128)
             .clamp(1, switchyard_core::packet::MAX_BATCH);
-        let end_call = args.read::<String>("END_CALL").map(|call| {
-            let call = call.trim();
-            let (handler, value) = call.split_once(char::is_whitespace).unwrap_or((call, ""));
-            if handler.is_empty() {
-                args.error(Some(args.span_of("END_CALL")), "END_CALL: expected a handler");
-            } else if stop {
-                args.error(
-                    Some(args.span_of("END_CALL")),
-                    "END_CALL and STOP are mutually exclusive",
-                );
-            }
-            (handler.to_string(), value.trim().to_string())
-        });
+        let end_call = args.read::<switchyard_core::HandlerCall>("END_CALL");
+        if end_call.is_some() && stop {
+            args.error(
+                Some(args.span_of("END_CALL")),
+                "END_CALL and STOP are mutually exclusive",
+            );
+        }
         let _mmap: Option<bool> = args.read("MMAP");
         if args.has_errors() {
             return None;
@@ -177,7 +171,7 @@ impl FromDump {
             if self.stop {
                 cx.request_stop();
             }
-            if let Some((handler, value)) = &self.end_call {
+            if let Some(switchyard_core::HandlerCall { handler, value }) = &self.end_call {
                 if let Err(e) = cx
                     .control()
                     .write_as(handler, value, "FromDump", "END_CALL: end of file")
@@ -257,12 +251,8 @@ mod tests {
     use super::*;
 
     fn configure(config: &str) -> Result<FromDump, String> {
-        let mut args = Args::parse_str("f :: FromDump", config);
-        let made = FromDump::make(&mut args);
-        match args.complete() {
-            Ok(()) => Ok(*downcast::<FromDump>(made.expect("made when no errors")).expect("a FromDump")),
-            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
-        }
+        let e = FromDump::CLASS.configure("f :: FromDump", config)?;
+        Ok(*downcast::<FromDump>(e).expect("a FromDump"))
     }
 
     #[test]
@@ -277,7 +267,13 @@ mod tests {
         let d = configure(&format!("{f}, TIMING true, STOP true, ACTIVE false, MMAP false")).unwrap();
         assert!(d.timing && d.stop && !d.active);
         let d = configure(&format!("{f}, END_CALL s.run 1 2")).unwrap();
-        assert_eq!(d.end_call, Some(("s.run".to_string(), "1 2".to_string())));
+        assert_eq!(
+            d.end_call,
+            Some(switchyard_core::HandlerCall {
+                handler: "s.run".into(),
+                value: "1 2".into()
+            })
+        );
         let err = configure(&format!("{f}, STOP true, END_CALL s.run")).err().unwrap();
         assert!(err.contains("mutually exclusive"));
         assert!(

@@ -160,12 +160,8 @@ mod tests {
     use super::*;
 
     fn configure(config: &str) -> Result<ToDevice, String> {
-        let mut args = Args::parse_str("t :: ToDevice", config);
-        let made = ToDevice::make(&mut args);
-        match args.complete() {
-            Ok(()) => Ok(*downcast::<ToDevice>(made.expect("made when no errors")).expect("a ToDevice")),
-            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
-        }
+        let e = ToDevice::CLASS.configure("t :: ToDevice", config)?;
+        Ok(*downcast::<ToDevice>(e).expect("a ToDevice"))
     }
 
     #[test]

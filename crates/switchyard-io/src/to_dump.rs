@@ -211,12 +211,8 @@ mod tests {
     use super::*;
 
     fn configure(config: &str) -> Result<ToDump, String> {
-        let mut args = Args::parse_str("d :: ToDump", config);
-        let made = ToDump::make(&mut args);
-        match args.complete() {
-            Ok(()) => Ok(*downcast::<ToDump>(made.expect("made when no errors")).expect("a ToDump")),
-            Err(e) => Err(e.into_iter().map(|d| d.message).collect::<Vec<_>>().join("\n")),
-        }
+        let e = ToDump::CLASS.configure("d :: ToDump", config)?;
+        Ok(*downcast::<ToDump>(e).expect("a ToDump"))
     }
 
     #[test]

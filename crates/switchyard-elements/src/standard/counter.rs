@@ -59,13 +59,12 @@ impl Call {
         let text = args.read::<String>(name)?;
         let mut words = text.trim().splitn(2, char::is_whitespace);
         let at = words.next().and_then(|n| n.parse::<u64>().ok());
-        let rest = words.next().unwrap_or("").trim();
-        let (handler, value) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-        match at {
-            Some(at) if !handler.is_empty() => Some(Call {
+        let call = <switchyard_core::HandlerCall as switchyard_core::FromArg>::from_arg(words.next().unwrap_or(""));
+        match (at, call) {
+            (Some(at), Some(call)) => Some(Call {
                 at,
-                handler: handler.to_string(),
-                value: value.trim().to_string(),
+                handler: call.handler,
+                value: call.value,
             }),
             _ => {
                 let span = args.span_of(name);

@@ -48,7 +48,7 @@ pub struct SourceCore {
     timestamp: bool,
     /// InfiniteSource's END_CALL: the handler written, and the value,
     /// when LIMIT is reached.
-    end_call: Option<(String, String)>,
+    end_call: Option<switchyard_core::HandlerCall>,
 }
 
 /// Which source is being configured: their positional arguments and
@@ -81,23 +81,16 @@ impl SourceCore {
         let stop = args.read::<bool>("STOP").unwrap_or(false);
         let (timestamp, end_call) = if infinite {
             let timestamp = args.read::<bool>("TIMESTAMP").unwrap_or(true);
-            (timestamp, args.read::<String>("END_CALL"))
+            (timestamp, args.read::<switchyard_core::HandlerCall>("END_CALL"))
         } else {
             (true, None)
         };
-        let end_call = end_call.map(|call| {
-            let call = call.trim();
-            let (handler, value) = call.split_once(char::is_whitespace).unwrap_or((call, ""));
-            if handler.is_empty() {
-                args.error(Some(args.span_of("END_CALL")), "END_CALL: expected a handler");
-            } else if stop {
-                args.error(
-                    Some(args.span_of("END_CALL")),
-                    "END_CALL and STOP are mutually exclusive",
-                );
-            }
-            (handler.to_string(), value.trim().to_string())
-        });
+        if end_call.is_some() && stop {
+            args.error(
+                Some(args.span_of("END_CALL")),
+                "END_CALL and STOP are mutually exclusive",
+            );
+        }
         // DATASIZE is Click's old name for LENGTH (the later one wins, as
         // Click reads them in that order). Bounded before anything is
         // built from it: LENGTH 6455555555555 (found by fuzzing) asked for
@@ -207,7 +200,7 @@ impl SourceCore {
         if self.stop {
             cx.request_stop();
         }
-        if let Some((handler, value)) = &self.end_call {
+        if let Some(switchyard_core::HandlerCall { handler, value }) = &self.end_call {
             if let Err(e) = cx
                 .control()
                 .write_as(handler, value, "source", "END_CALL: LIMIT reached")
