@@ -139,6 +139,20 @@ fn errors_read_as_clicks() {
         err,
         "config:1: While configuring 'Counter@2 :: Counter':\n  too many arguments\nRouter could not be initialized!\n"
     );
+    // A reused port is reported where it was first connected.
+    let (_, _, err) = click(&["-e", "i :: InfiniteSource -> Discard;\ni -> Discard;"]);
+    assert_eq!(
+        err,
+        "config:1: illegal reuse of 'i :: InfiniteSource' push output 0\nRouter could not be initialized!\n"
+    );
+    // Click's other names for a Queue.
+    let (_, out, _) = click(&[
+        "-e",
+        "InfiniteSource(LIMIT 3, STOP true) -> SimpleQueue -> Unqueue -> c :: Counter -> Discard;",
+        "-h",
+        "c.count",
+    ]);
+    assert_eq!(out, "3\n");
     // Syntax errors in Click's shorter words.
     assert_eq!(
         click(&["-e", "i :: InfiniteSource ->"]).2,
@@ -187,6 +201,19 @@ fn flatten_prints_clicks_flat_configuration() {
         "{text}"
     );
     assert!(text.contains("t [1] -> c\n    -> Discard@"), "{text}");
+    // Errors in click-flatten's format.
+    let bad = dir.join("bad.click");
+    std::fs::write(&bad, "->Null;\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("flatten")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("{}:1: syntax error near '->'\n", bad.display())
+    );
     // The same text as the running router's flatconfig handler.
     let (_, flat, _) = click(&["-f", file.to_str().unwrap(), "-q", "-h", "flatconfig"]);
     assert_eq!(flat, text);

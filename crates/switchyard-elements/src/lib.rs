@@ -83,6 +83,12 @@ pub use trace::to_ip_summary_dump::ToIPSummaryDump;
 
 use switchyard_core::{ElementClass, Registry};
 
+/// Click's names for a Queue: without notifiers (SimpleQueue) or with
+/// them (NotifierQueue, FullNoteQueue); Switchyard's Queue is all three.
+const fn queue_named(name: &'static str) -> ElementClass {
+    ElementClass { name, ..Queue::CLASS }
+}
+
 /// Every standard class, sorted by name. Adding an element is one file
 /// and one line here.
 pub const CLASSES: &[ElementClass] = &[
@@ -104,6 +110,7 @@ pub const CLASSES: &[ElementClass] = &[
     FlowHash::CLASS,
     FlowTable::CLASS,
     FromIPSummaryDump::CLASS,
+    queue_named("FullNoteQueue"),
     GetIPAddress::CLASS,
     HashSwitch::CLASS,
     HostEtherFilter::CLASS,
@@ -121,6 +128,7 @@ pub const CLASSES: &[ElementClass] = &[
     InputSwitch::CLASS,
     LinearIPLookup::CLASS,
     MarkIPHeader::CLASS,
+    queue_named("NotifierQueue"),
     Paint::CLASS,
     PaintSwitch::CLASS,
     PaintTee::CLASS,
@@ -136,6 +144,7 @@ pub const CLASSES: &[ElementClass] = &[
     SetIPChecksum::CLASS,
     SetIPDSCP::CLASS,
     ShadowCompare::CLASS,
+    queue_named("SimpleQueue"),
     StaticIPLookup::CLASS,
     StaticSwitch::CLASS,
     StoreData::CLASS,

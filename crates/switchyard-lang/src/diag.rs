@@ -140,8 +140,13 @@ pub fn render_click(diags: &[Diagnostic], map: &SourceMap) -> String {
             continue;
         }
         last = Some((&d.message, d.span.file));
-        let (line, _) = map.line_col(d.span.file, d.span.start as usize);
-        let at = format!("{}:{line}: ", map.name(d.span.file));
+        // Click reports a reused port where it was first connected.
+        let span = match d.notes.first().and_then(|n| n.span) {
+            Some(first) if d.message.starts_with("illegal reuse of ") => first,
+            _ => d.span,
+        };
+        let (line, _) = map.line_col(span.file, span.start as usize);
+        let at = format!("{}:{line}: ", map.name(span.file));
         let warning = if d.severity == Severity::Warning {
             "warning: "
         } else {

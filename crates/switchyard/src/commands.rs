@@ -100,7 +100,12 @@ pub fn dispatch(cmd: Command, limit_settings: &[String]) -> Result<(), Failure> 
         }
         Command::Elements { class } => elements(&registry, class.as_deref()),
         Command::Flatten { file, defines } => {
-            let (graph, _) = load_file(&file, &defines, &registry, limits)?;
+            // click-flatten's output, and its error format too.
+            let text = read(&file)?;
+            let name = file.display().to_string();
+            let (graph, _) =
+                switchyard_core::load_text_click(&name, &text, &registry, &parse_defines(&defines)?, limits)
+                    .map_err(|(errors, _)| config_error(errors))?;
             print!("{}", graph.flat_config());
             Ok(())
         }
