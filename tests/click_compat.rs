@@ -471,3 +471,30 @@ fn readable_and_writable_ask_the_router() {
     ]);
     assert_eq!(out, "true\nfalse\ntrue\nfalse\nfalse\n");
 }
+
+#[test]
+fn elements_cannot_reload_the_router_they_run_in_and_proxies_stay_hidden() {
+    // A reload from a router thread would wait for that very thread: the
+    // control plane refuses it, and the router goes on and stops.
+    let (rc, out, err) = click(&[
+        "-e",
+        "InfiniteSource(LIMIT 5) -> Counter(COUNT_CALL 3 hotconfig Idle) -> Discard;
+         Script(write hotconfig Idle, print $?, wait 0.2, stop)",
+    ]);
+    assert_eq!((rc, out.as_str()), (0, "-22\n"), "{err}");
+    assert!(err.contains("cannot replace the configuration it runs in"), "{err}");
+    // The proxy answers names, but is not a handler of its own.
+    let proxy = "s :: Script(TYPE PROXY, return $0)";
+    let (_, out, _) = click(&["-e", proxy, "-q", "-h", "s.handlers"]);
+    assert!(!out.contains('*'), "{out}");
+    assert_eq!(click(&["-e", proxy, "-q", "-h", "s.whatever"]).1, "whatever\n");
+    // A script cannot export a variable named like one of its handlers.
+    let (rc, _, err) = click(&["-e", "Script(TYPE SIGNAL USR1, export signals 2)"]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("export signals: Script has a handler of that name"),
+        "{err}"
+    );
+    let (rc, _, _) = click(&["--simtime=1e12", "-e", ""]);
+    assert_eq!(rc, 1, "a start past what the clock holds is refused");
+}

@@ -509,6 +509,15 @@ fn no_single_config_sent_to_a_running_router_takes_it_down() {
         ),
         ("Watchdog(,\n//\néET);\n".to_string(), "Watchdog"),
         ("Idle -> Tee(100000000) -> Discard;".to_string(), "limit ports=4096"),
+        // A port number a group would count up to, or overflow past.
+        (
+            "Idle -> (input[4000000000] -> Discard);".to_string(),
+            "limit ports=4096",
+        ),
+        (
+            "Idle -> (input[4294967295] -> Discard);".to_string(),
+            "limit ports=4096",
+        ),
         (chain, "limit chain=10000"),
         (
             format!(

@@ -685,6 +685,13 @@ impl switchyard_core::ControlPlane for Control {
     }
 
     fn write_as(&self, handler: &str, value: &str, actor: &str, reason: &str) -> Result<(), String> {
+        // An element writes from a router thread, which a reload may
+        // pause: that thread would then wait for itself.
+        if matches!(handler, "hotconfig" | "hotconfig_check" | "rollback_config") {
+            return Err(format!(
+                "'{handler}': an element cannot replace the configuration it runs in"
+            ));
+        }
         let peer = Peer {
             addr: Some(actor.to_string()),
             ..Peer::default()

@@ -24,10 +24,14 @@ struct Sim {
 
 static SIM: OnceLock<Sim> = OnceLock::new();
 
+/// The latest start a simulation may have (in the year 2286).
+pub const MAX_START_SECS: f64 = 1e10;
+
 /// Switches this process to simulated time starting at `start_secs`
 /// seconds since the epoch. False if simulation was already chosen.
 pub fn simulate(start_secs: f64) -> bool {
-    let epoch_ns = (start_secs.max(0.0) * 1e9) as u64;
+    // Bounded so that centuries of simulated time still fit in u64 ns.
+    let epoch_ns = (start_secs.clamp(0.0, MAX_START_SECS) * 1e9) as u64;
     SIM.set(Sim {
         base: Instant::now(),
         epoch_ns,
@@ -52,7 +56,7 @@ pub fn now() -> Instant {
 /// Nanoseconds since the Unix epoch, for packet timestamps.
 pub fn now_ns() -> u64 {
     match SIM.get() {
-        Some(s) => s.epoch_ns + s.elapsed_ns.load(Ordering::SeqCst),
+        Some(s) => s.epoch_ns.saturating_add(s.elapsed_ns.load(Ordering::SeqCst)),
         None => SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
@@ -60,10 +64,9 @@ pub fn now_ns() -> u64 {
 }
 
 /// In simulated time, moves the clock forward to `to` (never back): the
-/// runtime's jump to the next timer. False in real time.
+/// runtime's jump to the next timer. True if the clock moved.
 pub(crate) fn advance_to(to: Instant) -> bool {
     let Some(s) = SIM.get() else { return false };
     let target = to.saturating_duration_since(s.base).as_nanos().min(u64::MAX as u128) as u64;
-    s.elapsed_ns.fetch_max(target, Ordering::SeqCst);
-    true
+    s.elapsed_ns.fetch_max(target, Ordering::SeqCst) < target
 }

@@ -111,7 +111,11 @@ impl HandlerTable {
                 fixed("ports", ports),
             ];
             handlers.extend(node.handlers.iter().cloned());
-            let mut listing: String = handlers.iter().map(|h| format!("{}\t{}\n", h.name, h.mode())).collect();
+            let mut listing: String = handlers
+                .iter()
+                .filter(|h| !h.proxy)
+                .map(|h| format!("{}\t{}\n", h.name, h.mode()))
+                .collect();
             listing.push_str("handlers\tr\n");
             handlers.push(fixed("handlers", listing));
             elements.push(ElementEntry {
@@ -206,8 +210,11 @@ impl HandlerTable {
                     .ok_or_else(|| HandlerError::NoElement(element.to_string()))?;
                 e.handlers
                     .iter()
-                    .find(|h| h.name == handler)
-                    .or_else(|| e.handlers.iter().find(|h| h.proxy))
+                    .find(|h| h.name == handler && !h.proxy)
+                    .or_else(|| {
+                        let plain = !handler.is_empty() && !handler.contains(char::is_whitespace);
+                        e.handlers.iter().find(|h| h.proxy).filter(|_| plain)
+                    })
                     .ok_or_else(|| HandlerError::NoHandler(full.to_string()))
             }
             None => self

@@ -25,7 +25,7 @@ const WINDOW_NS: u64 = 100_000_000;
 
 impl RateMeter {
     pub fn new() -> RateMeter {
-        let now = Instant::now();
+        let now = switchyard_core::clock::now();
         RateMeter {
             window_start: now,
             window_count: 0,
@@ -40,7 +40,7 @@ impl RateMeter {
     #[inline]
     pub fn add(&mut self, n: u64) {
         self.window_count += n;
-        let now = Instant::now();
+        let now = switchyard_core::clock::now();
         let dt = now.duration_since(self.window_start).as_nanos() as u64;
         if dt >= WINDOW_NS {
             let inst = self.window_count as f64 * 1e9 / dt as f64;

@@ -3,7 +3,7 @@ use crate::offload::RxStats;
 use crate::ring::Fanout;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_core::{documented, downcast, Args, Batch, Context, Element, ElementClass, Handler, PortInfo, Work};
 
 documented! {
@@ -266,7 +266,7 @@ impl Element for FromDevice {
             r = dev.recv(&mut batch, self.burst);
         }
         match r {
-            Ok(0) => Work::SleepUntil(Instant::now()),
+            Ok(0) => Work::SleepUntil(switchyard_core::clock::now()),
             Ok(n) => {
                 if self.failing {
                     self.failing = false;
@@ -286,7 +286,7 @@ impl Element for FromDevice {
                     self.failing = true;
                     tracing::warn!(device = %self.name, error = %e, "receive failed (interface down?); retrying");
                 }
-                Work::SleepUntil(Instant::now() + Duration::from_millis(10))
+                Work::SleepUntil(switchyard_core::clock::now() + Duration::from_millis(10))
             }
         }
     }

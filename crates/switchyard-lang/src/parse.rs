@@ -136,6 +136,8 @@ struct Parser<'a> {
     /// The last token peeked: where the look started, and the token.
     peeked: Option<(usize, (Tok, &'a str, Span))>,
     max_nesting: usize,
+    /// Ports per element (a port number must be below it).
+    max_ports: usize,
 }
 
 /// Parses one file of the map. Returns the statements that parsed and every
@@ -156,6 +158,7 @@ pub fn parse_limited(map: &SourceMap, file: FileId, limits: &Limits) -> (Vec<Stm
         nesting: 0,
         peeked: None,
         max_nesting: limits.nesting,
+        max_ports: limits.ports,
     };
     let stmts = p.statements(None);
     (stmts, p.diags)
@@ -758,6 +761,19 @@ impl<'a> Parser<'a> {
                 self.error_near(span, text, "a port number inside '[...]'");
                 return None;
             };
+            // Bounded here: later stages count up to a port number (a
+            // group's implied ports), so 4000000000 must not get that far.
+            if number as usize >= self.max_ports {
+                self.diags.push(Diagnostic::error(
+                    span,
+                    format!(
+                        "port {number} out of range: at most {} ports per element {}",
+                        self.max_ports,
+                        Exceeded("ports", self.max_ports as u64)
+                    ),
+                ));
+                return None;
+            }
             numbers.push(number);
             let (tok, text, span) = self.next();
             match tok {

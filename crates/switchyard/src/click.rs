@@ -118,7 +118,7 @@ fn parse(args: &[String]) -> Result<Result<Options, String>, Failure> {
                         Some(v) => v
                             .parse::<f64>()
                             .ok()
-                            .filter(|s| s.is_finite() && *s >= 0.0)
+                            .filter(|s| (0.0..=switchyard_core::clock::MAX_START_SECS).contains(s))
                             .ok_or_else(|| usage_error(&format!("'--simtime' expects a time in seconds, not '{v}'")))?,
                     };
                     o.simtime = Some(secs);

@@ -380,11 +380,15 @@ pub(crate) fn serve_router(
                 continue;
             }
             match sig {
-                Signal::Stop(_) | Signal::Other(_) if stopping => {
+                Signal::Other(n) => {
+                    // Its script is gone (a reload removed it): ignored.
+                    tracing::warn!(signal = n, "signal no SIGNAL script takes now; ignored");
+                }
+                Signal::Stop(_) if stopping => {
                     eprintln!("switchyard: second signal, exiting now");
                     std::process::exit(130);
                 }
-                Signal::Stop(_) | Signal::Other(_) => {
+                Signal::Stop(_) => {
                     stopping = true;
                     router.stopper().stop();
                 }
@@ -793,6 +797,7 @@ fn script_signals(table: &HandlerTable) -> Vec<(String, Vec<i32>)> {
     table
         .elements()
         .iter()
+        .filter(|e| e.class == "Script" && e.handlers.iter().any(|h| h.name == "signals" && !h.proxy))
         .filter_map(|e| {
             let list = table.read(&format!("{}.signals", e.name)).ok()?;
             Some((
@@ -852,6 +857,7 @@ fn watch_signals(extra: &[i32]) -> Result<crossbeam_channel::Receiver<Signal>, F
     Ok(rx)
 }
 
+/// One line of every Counter's count and every switch's position.
 fn counters(table: &Arc<HandlerTable>) -> String {
     let mut parts = Vec::new();
     for e in table.elements() {

@@ -93,8 +93,10 @@ const TH_RST: u8 = 0x04;
 /// handed over at a reload keeps meaning the same times. The rewriter's
 /// time: the data path reads it once per batch and passes it down.
 pub fn real_ms() -> u64 {
+    // The router's clock, so NAT timeouts follow simulated time too.
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    let now = switchyard_core::clock::now();
+    now.saturating_duration_since(*EPOCH.get_or_init(|| now)).as_millis() as u64
 }
 
 #[derive(Default)]

@@ -170,6 +170,14 @@ impl Script {
                 return None;
             }
         };
+        // An exported variable is a handler: it may not take the name of
+        // one the script has (`signals` would even steer the process).
+        const OWN: [&str; 7] = ["run", "step", "goto", "get", "set", "shift", "signals"];
+        for var in program.exports() {
+            if OWN.contains(&var.as_str()) || script_expr::NAMES.contains(&var.as_str()) {
+                args.error(None, format!("export {var}: Script has a handler of that name"));
+            }
+        }
         if args.has_errors() {
             return None;
         }

@@ -463,8 +463,12 @@ fn call_read(ex: &mut Exec, host: &Host<'_>, name: &str, args: &str) -> Result<S
                 let write = h == "writable";
                 let all = script_expr::words(args).iter().all(|w| {
                     let w = unquote(w);
-                    let own = !w.contains('.') && (script_expr::NAMES.contains(&w.as_str()) || w == "run")
-                        || w.strip_prefix(host.name).is_some_and(|r| r.starts_with('.'));
+                    let bare = match w.split_once('.') {
+                        None => w.as_str(),
+                        Some((element, h)) if element == host.name => h,
+                        Some(_) => "",
+                    };
+                    let own = script_expr::NAMES.contains(&bare) || bare == "run";
                     own && !write || host.control.can(w.strip_prefix('.').unwrap_or(&w), write)
                 });
                 return Ok(all.to_string());
@@ -871,15 +875,6 @@ impl Program {
             _ => {}
         }
         let target = h.strip_prefix('.').unwrap_or(h);
-        if matches!(target, "hotconfig" | "hotconfig_check" | "rollback_config") {
-            // A reload may pause the very thread this script runs on,
-            // which would then wait for itself.
-            host.error(&format!(
-                "'{target}': a script cannot replace the configuration it runs in"
-            ));
-            ex.status = -22;
-            return;
-        }
         let reason = format!("{} :: Script", host.name);
         match host.control.write_as(target, value, "script", &reason) {
             Ok(()) => ex.status = 0,
