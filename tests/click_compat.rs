@@ -498,3 +498,28 @@ fn elements_cannot_reload_the_router_they_run_in_and_proxies_stay_hidden() {
     let (rc, _, _) = click(&["--simtime=1e12", "-e", ""]);
     assert_eq!(rc, 1, "a start past what the clock holds is refused");
 }
+
+#[test]
+fn a_unix_control_socket_steps_a_script_and_stops_the_router() {
+    // `click -u PATH`: Click's control socket; a paused script goes on at
+    // a write to its `step` handler, and the global `stop` ends the run.
+    let dir = common::scratch_dir();
+    let sock = dir.join("click.sock");
+    let log = dir.join("steps.log");
+    let config = format!("s :: Script(pause, print >>{} \"stepped\");", log.display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["click", "-u", sock.to_str().unwrap(), "-e", &config])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let connect = || switchyard_control::client::Client::unix(&sock);
+    common::await_until("the socket", || connect().is_ok());
+    let mut c = connect().unwrap();
+    c.write("s.step", "").unwrap();
+    common::await_until("the step", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l == "stepped\n")
+    });
+    c.write("stop", "").unwrap();
+    assert!(child.wait().unwrap().success());
+}
