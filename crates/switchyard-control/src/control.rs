@@ -323,6 +323,14 @@ impl Control {
         line
     }
 
+    /// The audit log's last `n` lines (JSON objects); none without --audit.
+    pub fn audit_tail(&self, n: usize) -> Vec<String> {
+        self.audit
+            .as_ref()
+            .map(|a| a.tail(n).lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
     /// Configurations loaded so far (1 plus accepted reloads).
     pub fn config_generation(&self) -> u64 {
         self.config_generation.load(std::sync::atomic::Ordering::Relaxed)

@@ -1,4 +1,6 @@
-//! Switchyard's HTTP side: today the Prometheus endpoint (`GET /metrics`).
+//! Switchyard's HTTP side: the Prometheus endpoint (`GET /metrics`) and
+//! the JSON API (`/api/v1/...`, see [`api`]), with bearer tokens
+//! ([`tokens`]).
 //!
 //! hyper's HTTP/1 server runs on a current-thread tokio runtime in a
 //! thread of its own, never on the data path. Every connection is its own
@@ -10,7 +12,10 @@
 //! control plane every other door uses.
 #![forbid(unsafe_code)]
 
-use http_body_util::Full;
+pub mod api;
+pub mod tokens;
+
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use std::io;
@@ -23,6 +28,23 @@ use switchyard_control::Control;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 256;
+
+/// The largest request body read (a configuration for a reload).
+pub const MAX_BODY: usize = 16 << 20;
+
+/// What an HTTP server serves besides `/metrics`.
+#[derive(Default)]
+pub struct Options {
+    /// Serve `/api/v1`.
+    pub api: bool,
+    /// Bearer tokens; with them every API call needs one.
+    pub tokens: Option<tokens::Tokens>,
+    /// Listen on an address other than loopback.
+    pub allow_remote: bool,
+}
+
+/// A running HTTP server; dropping it stops it.
+pub type HttpServer = MetricsServer;
 
 /// A running metrics endpoint; dropping it stops the server.
 pub struct MetricsServer {
@@ -40,10 +62,30 @@ impl Drop for MetricsServer {
 
 /// Serves `GET /metrics` on `addr` (loopback unless `allow_remote`).
 pub fn serve_metrics(addr: SocketAddr, control: Arc<Control>, allow_remote: bool) -> io::Result<MetricsServer> {
-    if !addr.ip().is_loopback() && !allow_remote {
+    serve(
+        addr,
+        control,
+        Options {
+            allow_remote,
+            ..Options::default()
+        },
+    )
+}
+
+/// Serves `/metrics` and, with `options.api`, the JSON API on `addr`.
+/// A non-loopback address needs `allow_remote`, and for the API a token
+/// file too: an open API on the network would let anyone read it.
+pub fn serve(addr: SocketAddr, control: Arc<Control>, options: Options) -> io::Result<MetricsServer> {
+    if !addr.ip().is_loopback() && !options.allow_remote {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("refusing to serve metrics on {addr}: not a loopback address (allow it with --allow-remote)"),
+            format!("refusing to serve HTTP on {addr}: not a loopback address (allow it with --allow-remote)"),
+        ));
+    }
+    if !addr.ip().is_loopback() && options.api && options.tokens.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("refusing to serve the API on {addr} without a token file (--http-tokens)"),
         ));
     }
     let std_listener = std::net::TcpListener::bind(addr)?;
@@ -52,23 +94,24 @@ pub fn serve_metrics(addr: SocketAddr, control: Arc<Control>, allow_remote: bool
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
+    let options = Arc::new(options);
     std::thread::Builder::new().name("http".into()).spawn(move || {
         runtime.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(std_listener) {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::error!(error = %e, "metrics endpoint could not start");
+                    tracing::error!(error = %e, "HTTP server could not start");
                     return;
                 }
             };
             let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
             tokio::select! {
-                () = accept_loop(listener, control, started, slots) => {}
+                () = accept_loop(listener, control, started, slots, options) => {}
                 _ = stopped => {}
             }
         });
     })?;
-    tracing::info!(addr = %local, "metrics endpoint listening");
+    tracing::info!(addr = %local, "HTTP server listening");
     Ok(MetricsServer {
         local,
         stop: Some(stop),
@@ -80,12 +123,13 @@ async fn accept_loop(
     control: Arc<Control>,
     started: Instant,
     slots: Arc<tokio::sync::Semaphore>,
+    options: Arc<Options>,
 ) {
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // EMFILE and the like: wait a little rather than spin.
@@ -95,10 +139,12 @@ async fn accept_loop(
             }
         };
         let control = control.clone();
+        let options = options.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let control = control.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(&req, &control, started)) }
+                let options = options.clone();
+                async move { Ok::<_, std::convert::Infallible>(respond(req, control, started, options, peer).await) }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -114,20 +160,87 @@ async fn accept_loop(
     }
 }
 
-fn answer<B>(req: &Request<B>, control: &Control, started: Instant) -> Response<Full<Bytes>> {
-    let (status, body, kind) = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
-        (
+/// Answers one request: `/metrics`, or an API call (its body read, at
+/// most [`MAX_BODY`], and run off the runtime's thread: a reload or an
+/// fsync'd write must not hold up the other connections).
+async fn respond(
+    req: Request<hyper::body::Incoming>,
+    control: Arc<Control>,
+    started: Instant,
+    options: Arc<Options>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    if req.method() == hyper::Method::GET && path == "/metrics" {
+        let body = switchyard_control::metrics::render(&control, started);
+        return text(
             StatusCode::OK,
-            switchyard_control::metrics::render(control, started),
+            body,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )
-    } else {
-        (
-            StatusCode::NOT_FOUND,
-            "try GET /metrics\n".to_string(),
-            "text/plain; charset=utf-8",
-        )
+        );
+    }
+    if !(options.api && path.starts_with("/api/v1/")) {
+        let hint = if options.api {
+            "try GET /metrics or /api/v1/elements\n"
+        } else {
+            "try GET /metrics\n"
+        };
+        return text(StatusCode::NOT_FOUND, hint.to_string(), "text/plain; charset=utf-8");
+    }
+    let method = req.method().as_str().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let header = |name: hyper::header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     };
+    let if_match = header(hyper::header::IF_MATCH);
+    let bearer =
+        header(hyper::header::AUTHORIZATION).and_then(|a| a.strip_prefix("Bearer ").map(|t| t.trim().to_string()));
+    let grant = match (&options.tokens, &bearer) {
+        (Some(t), Some(secret)) => match t.check(secret) {
+            Some(g) => Some(g),
+            None => return json(api::error(401, None, "unknown token")),
+        },
+        (None, Some(_)) => return json(api::error(401, None, "this router has no tokens (--http-tokens)")),
+        _ => None,
+    };
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return json(api::error(
+                413,
+                None,
+                format!("the body is larger than {MAX_BODY} bytes"),
+            ))
+        }
+    };
+    let tokens_required = options.tokens.is_some();
+    let answer = tokio::task::spawn_blocking(move || {
+        let call = api::Call {
+            method: &method,
+            path: &path,
+            query: &query,
+            if_match: if_match.as_deref(),
+            body: &body,
+            grant,
+            tokens_required,
+            peer: peer.to_string(),
+        };
+        api::answer(&call, &control, started)
+    })
+    .await
+    .unwrap_or_else(|e| api::error(500, None, format!("the request failed: {e}")));
+    json(answer)
+}
+
+fn json(a: api::Answer) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    text(status, format!("{}\n", a.body), "application/json")
+}
+
+fn text(status: StatusCode, body: String, kind: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

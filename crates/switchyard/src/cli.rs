@@ -81,6 +81,17 @@ pub struct ControlOpts {
     /// --allow-remote.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Serve the JSON API (/api/v1) and /metrics at http://ADDR/; ADDR is
+    /// PORT or HOST:PORT, loopback unless --allow-remote (which also needs
+    /// --http-tokens).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Bearer tokens for --http, one `NAME read|write SECRET` per line, in
+    /// a file only the router's user can read; with it every API call
+    /// needs a token, without it reads are open (loopback) and nothing can
+    /// write.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub http_tokens: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -106,7 +117,7 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
         #[command(flatten)]
-        control: ControlOpts,
+        control: Box<ControlOpts>,
     },
     /// Check a configuration and report every error; exit 3 if any.
     Check {

@@ -179,7 +179,7 @@ fn runtime(message: impl Into<String>) -> Failure {
 /// them (and removes the control socket files).
 struct Servers {
     _control: Vec<Server>,
-    _metrics: Option<switchyard_http::MetricsServer>,
+    _http: Vec<switchyard_http::HttpServer>,
 }
 
 /// Opens the audit log and state file, restores persistent handlers, and
@@ -228,18 +228,37 @@ fn start_control(
         tracing::warn!("{note}");
         eprintln!("switchyard: warning: {note}");
     }
-    let mut metrics = None;
-    if let Some(m) = &opts.metrics {
-        let addr: std::net::SocketAddr = match m.parse::<u16>() {
-            Ok(port) => (std::net::Ipv4Addr::LOCALHOST, port).into(),
+    let address = |flag: &str, m: &str| -> Result<std::net::SocketAddr, Failure> {
+        match m.parse::<u16>() {
+            Ok(port) => Ok((std::net::Ipv4Addr::LOCALHOST, port).into()),
             Err(_) => m
                 .parse()
-                .map_err(|_| usage(format!("--metrics '{m}': expected PORT or HOST:PORT")))?,
-        };
-        let server = switchyard_http::serve_metrics(addr, control.clone(), opts.allow_remote)
+                .map_err(|_| usage(format!("{flag} '{m}': expected PORT or HOST:PORT"))),
+        }
+    };
+    let mut metrics = Vec::new();
+    if let Some(m) = &opts.metrics {
+        let server = switchyard_http::serve_metrics(address("--metrics", m)?, control.clone(), opts.allow_remote)
             .map_err(|e| runtime(format!("--metrics: {e}")))?;
         eprintln!("switchyard: metrics on http://{}/metrics", server.local);
-        metrics = Some(server);
+        metrics.push(server);
+    }
+    if let Some(h) = &opts.http {
+        let tokens = match &opts.http_tokens {
+            Some(p) => {
+                Some(switchyard_http::tokens::Tokens::from_file(p).map_err(|e| runtime(format!("--http-tokens {e}")))?)
+            }
+            None => None,
+        };
+        let options = switchyard_http::Options {
+            api: true,
+            tokens,
+            allow_remote: opts.allow_remote,
+        };
+        let server = switchyard_http::serve(address("--http", h)?, control.clone(), options)
+            .map_err(|e| runtime(format!("--http: {e}")))?;
+        eprintln!("switchyard: HTTP API on http://{}/api/v1/", server.local);
+        metrics.push(server);
     }
     // --control last: its "listening" line means every socket is ready.
     let mut listens = Vec::new();
@@ -302,7 +321,7 @@ fn start_control(
         control,
         Servers {
             _control: servers,
-            _metrics: metrics,
+            _http: metrics,
         },
     ))
 }

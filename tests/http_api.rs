@@ -1,0 +1,281 @@
+//! The HTTP API (`--http`, `api/v1`) of a real router process, spoken to
+//! over a real TCP connection: its JSON shapes (the contract), bearer
+//! tokens and scopes, compare-and-set writes, and that every write goes
+//! through the same validation, audit and state as the control socket.
+
+mod common;
+
+use common::RouterProc;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+
+const WRITER: &str = "alice-secret-0123456789";
+const READER: &str = "bob-dashboard-9876543210";
+
+/// One HTTP/1.1 request; the status and the JSON body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status: u16 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body.trim()).unwrap_or(Value::Null))
+}
+
+fn tokens_file(dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
+    let p = dir.join("tokens");
+    std::fs::write(&p, format!("alice write {WRITER}\nbob read {READER}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
+}
+
+/// The API's address from the router's start-up lines.
+fn api_addr(r: &RouterProc) -> String {
+    let line = r
+        .banner
+        .lines()
+        .find(|l| l.contains("HTTP API on http://"))
+        .expect("the API line");
+    line.split("http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/api/v1/")
+        .to_string()
+}
+
+const CONFIG: &str = "src :: RatedSource(RATE 1000) -> hub :: Tee(2);
+    hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
+    hub[1] -> new :: Counter -> [1]sel;
+    sel -> out :: Counter -> Discard;
+    rt :: RadixIPLookup(10.0.0.0/8 0, 0.0.0.0/0 0); Idle -> rt -> Discard;";
+
+fn start(dir: std::path::PathBuf, tokens: bool) -> (RouterProc, String, std::path::PathBuf) {
+    let audit = dir.join("audit.jsonl");
+    let mut args = vec![
+        "--http".to_string(),
+        "127.0.0.1:0".into(),
+        "--audit".into(),
+        audit.display().to_string(),
+    ];
+    if tokens {
+        args.push("--http-tokens".into());
+        args.push(tokens_file(&dir, 0o600).display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = RouterProc::start_in(dir, CONFIG, &args);
+    let addr = api_addr(&r);
+    (r, addr, audit)
+}
+
+#[test]
+fn the_v1_shapes_are_the_contract() {
+    let (r, addr, _) = start(common::scratch_dir(), true);
+    let (status, body) = http(&addr, "GET", "/api/v1/elements", Some(READER), &[], "");
+    assert_eq!(status, 200);
+    let sel = body["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "sel")
+        .unwrap();
+    assert_eq!(sel["class"], "InputSwitch");
+    let switch = sel["handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "switch")
+        .unwrap();
+    assert_eq!(switch, &json!({"name": "switch", "mode": "rw", "persistent": true}));
+    let (status, body) = http(&addr, "GET", "/api/v1/elements/sel/switch", Some(READER), &[], "");
+    assert_eq!(
+        (status, body),
+        (200, json!({"handler": "sel.switch", "value": "0", "generation": 0}))
+    );
+    // A read with a parameter; a handler without generation has none.
+    let (status, body) = http(
+        &addr,
+        "GET",
+        "/api/v1/elements/rt/lookup?param=10.1.2.3",
+        Some(READER),
+        &[],
+        "",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["handler"], "rt.lookup");
+    assert!(body.get("generation").is_none());
+    let (status, body) = http(&addr, "GET", "/api/v1/status", Some(READER), &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(body["config_generation"], 1);
+    assert!(body["uptime_seconds"].as_f64().is_some());
+    assert!(body["last_reload"].is_null());
+    // Errors have one shape, with the socket's code where there is one.
+    let (status, body) = http(&addr, "GET", "/api/v1/elements/nosuch/count", Some(READER), &[], "");
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"error": {"status": 404, "code": 510, "message": "No element named 'nosuch'"}})
+    );
+    let (status, _) = http(&addr, "GET", "/api/v1/frobnicate", Some(READER), &[], "");
+    assert_eq!(status, 404);
+    let (status, _) = http(&addr, "DELETE", "/api/v1/elements", Some(WRITER), &[], "");
+    assert_eq!(status, 405);
+    // /metrics is on the same server.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    assert!(
+        page.contains("switchyard_count{element=\"out\",class=\"Counter\"}"),
+        "{page}"
+    );
+    r.stop();
+}
+
+#[test]
+fn tokens_decide_who_reads_and_who_writes() {
+    let (r, addr, _) = start(common::scratch_dir(), true);
+    assert_eq!(
+        http(&addr, "GET", "/api/v1/elements", None, &[], "").0,
+        401,
+        "a token is required"
+    );
+    assert_eq!(
+        http(
+            &addr,
+            "GET",
+            "/api/v1/elements",
+            Some("guess-guess-guess-guess"),
+            &[],
+            ""
+        )
+        .0,
+        401
+    );
+    let (status, body) = http(&addr, "PUT", "/api/v1/elements/sel/switch", Some(READER), &[], "1");
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["message"], "token 'bob' may only read");
+    assert_eq!(r.read("sel.switch"), "0", "nothing written");
+    r.stop();
+    // Without a token file: reads are open on loopback, writes are not.
+    let (r, addr, _) = start(common::scratch_dir(), false);
+    assert_eq!(http(&addr, "GET", "/api/v1/elements/sel/switch", None, &[], "").0, 200);
+    assert_eq!(http(&addr, "PUT", "/api/v1/elements/sel/switch", None, &[], "1").0, 401);
+    r.stop();
+    // A token file others can read is refused at start.
+    let dir = common::scratch_dir();
+    let file = tokens_file(&dir, 0o644);
+    let config = dir.join("r.click");
+    std::fs::write(&config, CONFIG).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .arg("run")
+        .arg(&config)
+        .args(["--http", "127.0.0.1:0", "--http-tokens", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("readable by others (mode 644)"));
+}
+
+#[test]
+fn writes_go_through_validation_audit_and_compare_and_set() {
+    let (r, addr, audit) = start(common::scratch_dir(), true);
+    let (status, body) = http(&addr, "PUT", "/api/v1/elements/sel/switch", Some(WRITER), &[], "1");
+    assert_eq!(status, 200);
+    assert_eq!(body["ok"], true);
+    let generation = body["generation"].as_u64().unwrap();
+    assert_eq!(r.read("sel.switch"), "1");
+    // Audited as the socket's writes, with the actor and the token's name.
+    let lines = common::audit_lines(&audit);
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (last["actor"].as_str(), last["reason"].as_str()),
+        (Some("http"), Some("token alice"))
+    );
+    assert_eq!(
+        (last["handler"].as_str(), last["new"].as_str()),
+        (Some("sel.switch"), Some("1"))
+    );
+    // Compare-and-set: a stale generation is refused with 412.
+    let stale = (generation - 1).to_string();
+    let (status, body) = http(
+        &addr,
+        "PUT",
+        "/api/v1/elements/sel/switch",
+        Some(WRITER),
+        &[("If-Match", &stale)],
+        "0",
+    );
+    assert_eq!(status, 412);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("generation is {generation}")));
+    assert_eq!(r.read("sel.switch"), "1");
+    let current = format!("\"{generation}\"");
+    let (status, _) = http(
+        &addr,
+        "PUT",
+        "/api/v1/elements/sel/switch",
+        Some(WRITER),
+        &[("If-Match", &current)],
+        "0",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(r.read("sel.switch"), "0");
+    // A refused value: the router's reason, production untouched.
+    let (status, body) = http(&addr, "PUT", "/api/v1/elements/sel/switch", Some(WRITER), &[], "7");
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("7 out of range: expected -1 to 1"),
+        "{body}"
+    );
+    assert_eq!(r.read("sel.switch"), "0");
+    // The audit tail through the API.
+    let (status, body) = http(&addr, "GET", "/api/v1/audit?n=2", Some(READER), &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(body["entries"].as_array().unwrap().len(), 2);
+    r.stop();
+}
+
+#[test]
+fn reloads_checks_and_config_rollback() {
+    let (r, addr, _) = start(common::scratch_dir(), true);
+    let (status, body) = http(&addr, "POST", "/api/v1/reload/check", Some(WRITER), &[], "x :: Nope;");
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown element class 'Nope'"),
+        "{body}"
+    );
+    let next = CONFIG.replace("new :: Counter", "new :: Counter -> extra :: Counter");
+    let (status, body) = http(&addr, "POST", "/api/v1/reload", Some(WRITER), &[], &next);
+    assert_eq!((status, body["config_generation"].as_u64()), (200, Some(2)));
+    assert!(r.read("extra.count").parse::<u64>().is_ok());
+    let (status, body) = http(&addr, "POST", "/api/v1/rollback-config", Some(WRITER), &[], "");
+    assert_eq!((status, body["config_generation"].as_u64()), (200, Some(3)));
+    let mut c = r.client();
+    assert!(c.read("extra.count").is_err(), "the element is gone again");
+    assert_eq!(http(&addr, "POST", "/api/v1/reload", Some(READER), &[], &next).0, 403);
+    r.stop();
+}
