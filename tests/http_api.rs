@@ -279,3 +279,94 @@ fn reloads_checks_and_config_rollback() {
     assert_eq!(http(&addr, "POST", "/api/v1/reload", Some(READER), &[], &next).0, 403);
     r.stop();
 }
+
+/// An Alertmanager webhook body (version 4) with one alert.
+fn alert(status: &str, name: &str, fingerprint: &str) -> String {
+    json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"x\"}",
+        "status": status,
+        "receiver": "switchyard",
+        "groupLabels": {"alertname": name},
+        "commonLabels": {"alertname": name},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager",
+        "truncatedAlerts": 0,
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": name, "severity": "page"},
+            "annotations": {"summary": "the new branch diverges"},
+            "startsAt": "2026-11-30T08:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph",
+            "fingerprint": fingerprint
+        }]
+    })
+    .to_string()
+}
+
+#[test]
+fn a_firing_alert_rolls_back_once_and_a_resolved_one_never_promotes() {
+    let dir = common::scratch_dir();
+    let audit = dir.join("audit.jsonl");
+    let tokens = tokens_file(&dir, 0o600);
+    let r = RouterProc::start_in(
+        dir,
+        CONFIG,
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--http-tokens",
+            tokens.to_str().unwrap(),
+            "--audit",
+            audit.to_str().unwrap(),
+            "--alert-rule",
+            "alertname=ShadowDivergence => sel.switch 0",
+        ],
+    );
+    let addr = api_addr(&r);
+    let mut c = r.client();
+    c.write("sel.switch", "1").unwrap();
+    let post = |body: &str, token| http(&addr, "POST", "/api/v1/alertmanager", token, &[], body);
+    assert_eq!(
+        post(&alert("firing", "ShadowDivergence", "ab12"), None).0,
+        401,
+        "Alertmanager sends a bearer token"
+    );
+    let (status, body) = post(&alert("firing", "ShadowDivergence", "ab12"), Some(WRITER));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["applied"][0]["handler"], "sel.switch");
+    assert_eq!(r.read("sel.switch"), "0", "rolled back");
+    let by_alert: Vec<Value> = common::audit_lines(&audit)
+        .into_iter()
+        .filter(|e| e["actor"] == "alertmanager")
+        .collect();
+    assert_eq!(by_alert.len(), 1);
+    assert_eq!(by_alert[0]["reason"], "alert ShadowDivergence fingerprint ab12");
+    // A resend (same fingerprint and start) does nothing more, even after
+    // an operator went live again; a resolved alert never promotes.
+    c.write("sel.switch", "1").unwrap();
+    let (status, body) = post(&alert("firing", "ShadowDivergence", "ab12"), Some(WRITER));
+    assert_eq!((status, body["duplicates"].as_u64()), (200, Some(1)));
+    assert_eq!(r.read("sel.switch"), "1");
+    let (status, body) = post(&alert("resolved", "ShadowDivergence", "ab12"), Some(WRITER));
+    assert_eq!((status, body["applied"].as_array().map(Vec::len)), (200, Some(0)));
+    // Another alert name matches no rule; a malformed body is a 400.
+    let (_, body) = post(&alert("firing", "DiskFull", "cd34"), Some(WRITER));
+    assert_eq!(body["applied"].as_array().map(Vec::len), Some(0));
+    assert_eq!(r.read("sel.switch"), "1");
+    assert_eq!(post("{", Some(WRITER)).0, 400);
+    r.stop();
+    // A rule that would promote is refused at start.
+    let dir = common::scratch_dir();
+    let config = dir.join("r.click");
+    std::fs::write(&config, CONFIG).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .arg("run")
+        .arg(&config)
+        .args(["--http", "127.0.0.1:0", "--alert-rule", "alertname=X => sel.switch 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an alert may only roll back"));
+}

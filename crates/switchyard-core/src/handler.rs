@@ -192,6 +192,22 @@ impl fmt::Display for HandlerError {
 
 impl std::error::Error for HandlerError {}
 
+/// True if writing `value` to `handler` can only move traffic back to the
+/// old branch: `X.switch 0`, or `X.weights N 0 ...` with N > 0. What an
+/// automatic writer (a rollback gate, an alert rule) may do: a faulty one
+/// must not be able to promote a release.
+pub fn moves_traffic_back(handler: &str, value: &str) -> bool {
+    match handler.rsplit('.').next().unwrap_or("") {
+        "switch" => value.trim() == "0",
+        "weights" => {
+            let w: Vec<&str> = value.split_whitespace().collect();
+            w.first().is_some_and(|f| f.parse::<u32>().is_ok_and(|v| v > 0))
+                && w[1..].iter().all(|x| x.parse::<u32>() == Ok(0))
+        }
+        _ => false,
+    }
+}
+
 /// Parses an integer handler value and checks it against `range`, for
 /// switch-like write handlers (an out-of-range switch is an error, never a
 /// silent blackhole).

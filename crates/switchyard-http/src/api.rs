@@ -13,6 +13,7 @@
 //! | `GET /api/v1/audit?n=N` | the audit log's last N entries |
 //! | `POST /api/v1/reload`, `/api/v1/reload/check` | replace (or check) the configuration with the body |
 //! | `POST /api/v1/rollback-config` | go back to the configuration before the last reload |
+//! | `POST /api/v1/alertmanager` | Alertmanager's webhook: firing alerts matching a rule roll back ([`crate::alerts`]) |
 
 use crate::tokens::{Grant, Scope};
 use serde_json::{json, Value};
@@ -67,6 +68,8 @@ pub struct Call<'a> {
     /// Whether a token file is configured (then every call needs one).
     pub tokens_required: bool,
     pub peer: String,
+    /// The alert rules and the alerts already acted on.
+    pub alerts: (&'a [crate::alerts::Rule], &'a std::sync::Mutex<crate::alerts::Seen>),
 }
 
 fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
@@ -135,6 +138,10 @@ pub fn answer(call: &Call<'_>, control: &Control, started: Instant) -> Answer {
                 "dropped_holding": r.dropped_holding,
             })),
         })),
+        ("POST", ["alertmanager"]) => {
+            let (status, body) = crate::alerts::webhook(call.body, call.alerts.0, call.alerts.1, control, &call.peer);
+            Answer { status, body }
+        }
         ("GET", ["audit"]) => {
             let n = query_param(call.query, "n")
                 .and_then(|n| n.parse::<usize>().ok())

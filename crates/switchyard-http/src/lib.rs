@@ -12,6 +12,7 @@
 //! control plane every other door uses.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod api;
 pub mod tokens;
 
@@ -41,6 +42,10 @@ pub struct Options {
     pub tokens: Option<tokens::Tokens>,
     /// Listen on an address other than loopback.
     pub allow_remote: bool,
+    /// Rules for `POST /api/v1/alertmanager`.
+    pub alert_rules: Vec<alerts::Rule>,
+    /// Alerts already acted on.
+    pub alerts_seen: std::sync::Mutex<alerts::Seen>,
 }
 
 /// A running HTTP server; dropping it stops it.
@@ -217,7 +222,9 @@ async fn respond(
         }
     };
     let tokens_required = options.tokens.is_some();
+    let options_ = options.clone();
     let answer = tokio::task::spawn_blocking(move || {
+        let options = options_;
         let call = api::Call {
             method: &method,
             path: &path,
@@ -227,6 +234,7 @@ async fn respond(
             grant,
             tokens_required,
             peer: peer.to_string(),
+            alerts: (&options.alert_rules, &options.alerts_seen),
         };
         api::answer(&call, &control, started)
     })

@@ -92,6 +92,12 @@ pub struct ControlOpts {
     /// write.
     #[arg(long, value_name = "FILE", requires = "http")]
     pub http_tokens: Option<PathBuf>,
+    /// Roll back when Alertmanager posts a firing alert to
+    /// /api/v1/alertmanager whose labels match: `LABEL=VALUE,... =>
+    /// HANDLER VALUE; ...` (repeatable; the writes may only move traffic
+    /// back, as a Watchdog's).
+    #[arg(long = "alert-rule", value_name = "RULE", requires = "http")]
+    pub alert_rules: Vec<String>,
 }
 
 #[derive(Subcommand)]

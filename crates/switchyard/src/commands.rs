@@ -250,10 +250,18 @@ fn start_control(
             }
             None => None,
         };
+        let alert_rules = opts
+            .alert_rules
+            .iter()
+            .map(|r| switchyard_http::alerts::Rule::parse(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| usage(format!("--alert-rule: {e}")))?;
         let options = switchyard_http::Options {
             api: true,
             tokens,
             allow_remote: opts.allow_remote,
+            alert_rules,
+            ..switchyard_http::Options::default()
         };
         let server = switchyard_http::serve(address("--http", h)?, control.clone(), options)
             .map_err(|e| runtime(format!("--http: {e}")))?;

@@ -125,17 +125,7 @@ fn parse_condition(text: &str) -> Result<Condition, String> {
 
 /// A write a gate may make: only towards the old branch.
 fn check_write(handler: &str, value: &str) -> Result<(), String> {
-    let name = handler.rsplit('.').next().unwrap_or("");
-    let ok = match name {
-        "switch" => value.trim() == "0",
-        "weights" => {
-            let w: Vec<&str> = value.split_whitespace().collect();
-            w.first().is_some_and(|f| f.parse::<u32>().is_ok_and(|v| v > 0))
-                && w[1..].iter().all(|x| x.parse::<u32>() == Ok(0))
-        }
-        _ => false,
-    };
-    if ok {
+    if switchyard_core::handler::moves_traffic_back(handler, value) {
         Ok(())
     } else {
         Err(format!(
