@@ -245,3 +245,41 @@ fn libraries_are_read_beside_the_configuration() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn readiness_is_sent_to_systemd_once_the_router_runs() {
+    // Type=notify: READY=1 on $NOTIFY_SOCKET once the graph runs and the
+    // sockets listen, STOPPING=1 when a signal stops it.
+    let dir = std::env::temp_dir().join(format!("sy-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    let control = dir.join("ctl.sock");
+    let mut child = bin()
+        .args([
+            "run",
+            "-q",
+            "-e",
+            "Idle -> Discard;",
+            "--control",
+            control.to_str().unwrap(),
+        ])
+        .env("NOTIFY_SOCKET", &path)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("READY=1 within a minute");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(control.exists(), "ready means the control socket listens");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

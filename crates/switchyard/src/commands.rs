@@ -386,6 +386,8 @@ pub(crate) fn serve_router(
     let (control, servers) = start_control(&graph, &table, control, reload_tx)?;
     tracing::info!(config = job.name, elements = graph.nodes.len(), "configuration loaded");
     let mut router = Router::start_with(graph, table, control.clone());
+    // The graph runs and every socket listens: ready, for systemd.
+    crate::notify::notify("READY=1");
 
     if job.stats {
         eprintln!("switchyard: running {}; Ctrl-C stops", job.name);
@@ -417,6 +419,7 @@ pub(crate) fn serve_router(
                 }
                 Signal::Stop(_) => {
                     stopping = true;
+                    crate::notify::notify("STOPPING=1");
                     router.stopper().stop();
                 }
                 Signal::Reload => {

@@ -7,6 +7,7 @@ mod cli;
 mod click;
 mod commands;
 mod dot;
+mod notify;
 
 use clap::Parser;
 use std::process::ExitCode;
