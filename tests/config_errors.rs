@@ -2,6 +2,8 @@
 //! The configurations are real files' worth of text; the errors are what
 //! `switchyard check` prints.
 
+mod common;
+
 use switchyard_core::load_text;
 
 /// The rendered errors of `text`, loaded as file `t.click`.
@@ -390,12 +392,7 @@ fn libraries_must_be_small_regular_files_and_a_fifo_does_not_block() {
 fn a_compound_that_doubles_its_argument_is_stopped_by_the_byte_limit() {
     // A chain of classes, each doubling its argument for the one before
     // (a class cannot use itself, as in Click).
-    let classes: String = (0..40)
-        .map(|k| match k {
-            0 => "elementclass D0 { $a | input -> Idle($a) -> output; }\n".to_string(),
-            k => format!("elementclass D{k} {{ $a | input -> D{}($a$a) -> output; }}\n", k - 1),
-        })
-        .collect::<String>();
+    let classes = common::doubling_classes();
     let text = format!("{classes}Idle -> D39(xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx) -> Discard;");
     let e = errors(&text);
     assert!(

@@ -522,12 +522,7 @@ fn no_single_config_sent_to_a_running_router_takes_it_down() {
         (
             format!(
                 "{}Idle -> D39(xxxxxxxxxxxxxxxxxxxxxxxx) -> Discard;",
-                (0..40)
-                    .map(|k| match k {
-                        0 => "elementclass D0 { $a | input -> Idle($a) -> output; }\n".to_string(),
-                        k => format!("elementclass D{k} {{ $a | input -> D{}($a$a) -> output; }}\n", k - 1),
-                    })
-                    .collect::<String>()
+                common::doubling_classes()
             ),
             "limit config_bytes",
         ),

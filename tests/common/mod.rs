@@ -22,6 +22,18 @@ hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
 hub[1] -> $NEWnew :: Counter -> [1]sel;
 sel -> check :: SeqCheck -> out :: Counter -> Discard;";
 
+/// 40 element classes D0..D39, each passing its argument doubled to the
+/// one before: `D39(x)` asks for 2^39 copies of x, which the config byte
+/// limit must stop (a class cannot use itself, as in Click).
+pub fn doubling_classes() -> String {
+    (0..40)
+        .map(|k| match k {
+            0 => "elementclass D0 { $a | input -> Idle($a) -> output; }\n".to_string(),
+            k => format!("elementclass D{k} {{ $a | input -> D{}($a$a) -> output; }}\n", k - 1),
+        })
+        .collect()
+}
+
 pub fn scratch_dir() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let d = std::env::temp_dir().join(format!(

@@ -226,20 +226,15 @@ fn load_text_as(
     limits: &Limits,
     redact: bool,
 ) -> Result<(Graph, HandlerTable), String> {
-    let mut map = SourceMap::new();
-    let file = map.add(file_name, text);
-    match load_limited(&mut map, file, registry, defines, limits) {
-        Ok(graph) => {
-            let table = HandlerTable::named(&graph, registry, text, file_name);
-            Ok((graph, table))
-        }
-        Err(diags) if redact => {
-            let full = switchyard_lang::render_all(&diags, &map);
+    load_text_rendered(file_name, text, registry, defines, limits, |diags, map, file, _| {
+        if redact {
+            let full = switchyard_lang::render_all(diags, map);
             tracing::warn!(errors = %full, "configuration refused");
-            Err(switchyard_lang::render_redacted(&diags, &map, file))
+            switchyard_lang::render_redacted(diags, map, file)
+        } else {
+            switchyard_lang::render_all(diags, map)
         }
-        Err(diags) => Err(switchyard_lang::render_all(&diags, &map)),
-    }
+    })
 }
 
 /// [`load_text_limited`] with errors in Click's format
@@ -251,6 +246,20 @@ pub fn load_text_click(
     defines: &[(String, String)],
     limits: &Limits,
 ) -> Result<(Graph, HandlerTable), (String, Stage)> {
+    load_text_rendered(file_name, text, registry, defines, limits, |diags, map, _, stage| {
+        (switchyard_lang::render_click(diags, map), stage)
+    })
+}
+
+/// Loads `text` as the file `file_name`, its errors rendered by `render`.
+fn load_text_rendered<E>(
+    file_name: &str,
+    text: &str,
+    registry: &Registry,
+    defines: &[(String, String)],
+    limits: &Limits,
+    render: impl FnOnce(&[Diagnostic], &SourceMap, FileId, Stage) -> E,
+) -> Result<(Graph, HandlerTable), E> {
     let mut map = SourceMap::new();
     let file = map.add(file_name, text);
     match load_staged(&mut map, file, registry, defines, limits) {
@@ -258,7 +267,7 @@ pub fn load_text_click(
             let table = HandlerTable::named(&graph, registry, text, file_name);
             Ok((graph, table))
         }
-        Err((diags, stage)) => Err((switchyard_lang::render_click(&diags, &map), stage)),
+        Err((diags, stage)) => Err(render(&diags, &map, file, stage)),
     }
 }
 

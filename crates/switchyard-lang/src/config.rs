@@ -782,22 +782,25 @@ fn word(value: &str, k: usize) -> &str {
 /// Appends `v` escaped for the inside of a double-quoted string (Click's
 /// `cp_quote` without its quotes): it reads back as `v`.
 fn quote_inside(v: &str, out: &mut String) {
-    for &c in v.as_bytes() {
+    let mut b = Vec::with_capacity(v.len());
+    quote_into(v.as_bytes(), &mut b);
+    out.push_str(std::str::from_utf8(&b).expect("quoting writes ASCII"));
+}
+
+/// Click's `cp_quote` without the surrounding quotes: backslash, double
+/// quote and dollar escaped with a backslash, tab, CR and LF as `\t`,
+/// `\r`, `\n`, other bytes outside 32..126 as three octal digits. The
+/// result is ASCII and unquotes back to `data`. Shared by expansion,
+/// Script's `quote` and the trace format's `payload`.
+pub fn quote_into(data: &[u8], out: &mut Vec<u8>) {
+    for &c in data {
         match c {
-            b'\\' | b'"' | b'$' => {
-                out.push('\\');
-                out.push(c as char);
-            }
-            b'\t' => out.push_str("\\t"),
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            c if !(32..127).contains(&c) => {
-                out.push('\\');
-                for shift in [6, 3, 0] {
-                    out.push((b'0' + ((c >> shift) & 7)) as char);
-                }
-            }
-            c => out.push(c as char),
+            b'\\' | b'"' | b'$' => out.extend_from_slice(&[b'\\', c]),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            32..=126 => out.push(c),
+            _ => out.extend_from_slice(&[b'\\', b'0' + (c >> 6), b'0' + ((c >> 3) & 7), b'0' + (c & 7)]),
         }
     }
 }

@@ -116,19 +116,14 @@ impl Counter {
     fn account(&mut self, batch: &Batch, cx: &Context<'_>) {
         let n = batch.len() as u64;
         let count = self.stats.count.fetch_add(n, Relaxed);
-        let bytes = self.stats.bytes.fetch_add(batch.byte_len(), Relaxed);
+        let nbytes = batch.byte_len();
+        let bytes = self.stats.bytes.fetch_add(nbytes, Relaxed);
         self.meter.add(n);
         if let Some(c) = &self.count_call {
             c.check(count, count + n, &self.stats.count_called, "COUNT_CALL", cx);
         }
         if let Some(c) = &self.byte_call {
-            c.check(
-                bytes,
-                bytes + batch.byte_len(),
-                &self.stats.byte_called,
-                "BYTE_COUNT_CALL",
-                cx,
-            );
+            c.check(bytes, bytes + nbytes, &self.stats.byte_called, "BYTE_COUNT_CALL", cx);
         }
     }
 }

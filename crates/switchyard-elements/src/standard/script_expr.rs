@@ -380,18 +380,7 @@ fn unquote_bytes(s: &[u8]) -> Vec<u8> {
 fn quote_bytes(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() + 2);
     out.push(b'"');
-    for &c in s {
-        match c {
-            b'\\' | b'"' | b'$' => out.extend_from_slice(&[b'\\', c]),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            c if !(32..127).contains(&c) => {
-                out.extend_from_slice(&[b'\\', b'0' + (c >> 6), b'0' + ((c >> 3) & 7), b'0' + (c & 7)])
-            }
-            c => out.push(c),
-        }
-    }
+    switchyard_lang::config::quote_into(s, &mut out);
     out.push(b'"');
     out
 }

@@ -317,16 +317,7 @@ pub fn skip_double_quote(b: &[u8], at: usize) -> usize {
 /// bytes below 32 or above 126 as three octal digits.
 pub fn quote(data: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
-    for &c in data {
-        match c {
-            b'\\' | b'"' | b'$' => out.extend_from_slice(&[b'\\', c]),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            32..=126 => out.push(c),
-            _ => out.extend_from_slice(&[b'\\', b'0' + (c >> 6), b'0' + ((c >> 3) & 7), b'0' + (c & 7)]),
-        }
-    }
+    switchyard_lang::config::quote_into(data, out);
     out.push(b'"');
 }
 
