@@ -28,7 +28,7 @@ pub use runtime::{
     WakerCache, WakerSlot,
 };
 pub use switchyard_lang::Limits;
-pub use table::{HandlerTable, RouterLink};
+pub use table::{HandlerTable, RouterLink, Wire};
 
 use switchyard_lang::{Diagnostic, Environment, FileId, SourceMap};
 

@@ -15,6 +15,19 @@ pub struct ElementEntry {
     pub name: String,
     pub class: &'static str,
     pub handlers: Vec<Handler>,
+    /// How many input and output ports it has.
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+/// One connection of the running graph, by element index and port
+/// (`from[from_port] -> [to_port]to`), for pictures of the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wire {
+    pub from: usize,
+    pub from_port: u32,
+    pub to: usize,
+    pub to_port: u32,
 }
 
 pub struct HandlerTable {
@@ -24,6 +37,7 @@ pub struct HandlerTable {
     /// the configuration (status pages and metrics look up every element).
     index: std::collections::HashMap<String, usize>,
     link: Arc<RouterLink>,
+    wires: Vec<Wire>,
 }
 
 /// What the global handlers know of the router running the table: the
@@ -122,6 +136,8 @@ impl HandlerTable {
                 name: node.name.clone(),
                 class: node.class,
                 handlers,
+                inputs: node.ports.inputs.len(),
+                outputs: node.ports.outputs.len(),
             });
         }
         let mut list = format!("{}\n", graph.nodes.len());
@@ -143,12 +159,28 @@ impl HandlerTable {
         ];
         globals.extend(router_handlers(&link));
         let index = elements.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        let wires = graph
+            .connections
+            .iter()
+            .map(|(f, t)| Wire {
+                from: f.element,
+                from_port: f.port,
+                to: t.element,
+                to_port: t.port,
+            })
+            .collect();
         HandlerTable {
             elements,
             globals,
             index,
             link,
+            wires,
         }
+    }
+
+    /// The graph's connections, in the order they were made.
+    pub fn wires(&self) -> &[Wire] {
+        &self.wires
     }
 
     /// The router link the global `cycle_drops` and `stop` handlers use.

@@ -23,6 +23,23 @@ pub struct Rule {
     pub writes: Vec<(String, String)>,
 }
 
+/// Reads a rules file (`--alert-rules`): one rule per line as
+/// [`Rule::parse`] takes it; blank lines and `#` comments are skipped. An
+/// error names the file and line.
+pub fn rules_file(path: &std::path::Path) -> Result<Vec<Rule>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    rules_text(&text).map_err(|(line, e)| format!("{}:{line}: {e}", path.display()))
+}
+
+fn rules_text(text: &str) -> Result<Vec<Rule>, (usize, String)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.split('#').next().unwrap_or("").trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(n, l)| Rule::parse(l).map_err(|e| (n, e)))
+        .collect()
+}
+
 impl Rule {
     /// Parses `alertname=X,severity=page => sel.switch 0; c.weights 100 0`.
     pub fn parse(text: &str) -> Result<Rule, String> {
@@ -180,6 +197,20 @@ mod tests {
         assert!(Rule::parse("alertname=X => c.weights 0 100").is_err());
         assert!(Rule::parse("alertname=X sel.switch 0").is_err());
         assert!(Rule::parse("alertname=X =>").is_err());
+    }
+
+    #[test]
+    fn a_rules_file_has_a_rule_a_line_and_errors_name_the_line() {
+        let rules = rules_text(
+            "# what pages roll back\nalertname=ShadowDivergence => sel.switch 0\n\n\
+             alertname=Errors, team=edge => c.weights 100 0  # the canary\n",
+        )
+        .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1].labels[1], ("team".into(), "edge".into()));
+        let (line, e) = rules_text("alertname=A => sel.switch 0\nalertname=B => sel.switch 1\n").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(e.contains("may only roll back"), "{e}");
     }
 
     #[test]

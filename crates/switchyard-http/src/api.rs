@@ -9,6 +9,9 @@
 //! | `GET /api/v1/elements` | every element: name, class, handlers and their modes |
 //! | `GET /api/v1/elements/{e}/{h}` | a handler's value (`?param=` for a read with a parameter), and its generation if persistent |
 //! | `PUT /api/v1/elements/{e}/{h}` | writes the body; `If-Match: N` writes only at generation N |
+//! | `GET /api/v1/graph` | the running graph: elements with their port counts, connections |
+//! | `GET /api/v1/events` | Server-Sent Events: a snapshot every 500 ms (counters, selectors, gates, audit tail, the live path) |
+//! | `GET /api/v1/whoami` | the token's name and scope (`read` or `write`) |
 //! | `GET /api/v1/status` | configuration generation, uptime, the last reload |
 //! | `GET /api/v1/audit?n=N` | the audit log's last N entries |
 //! | `POST /api/v1/reload`, `/api/v1/reload/check` | replace (or check) the configuration with the body |
@@ -105,25 +108,42 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Who may: with a token file every call needs a token (reads a read or
+/// write one); without one, reads are open (loopback only) and nothing
+/// may write. The refusal, if any.
+pub fn refuse(grant: Option<&Grant>, write: bool, tokens_required: bool) -> Option<Answer> {
+    match (grant, write) {
+        (None, true) => Some(error(
+            401,
+            None,
+            "a write needs a bearer token (Authorization: Bearer ...)",
+        )),
+        (None, false) if tokens_required => Some(error(
+            401,
+            None,
+            "a bearer token is required (Authorization: Bearer ...)",
+        )),
+        (Some(g), true) if g.scope < Scope::Write => {
+            Some(error(403, None, format!("token '{}' may only read", g.name)))
+        }
+        _ => None,
+    }
+}
+
 /// Answers one API call.
 pub fn answer(call: &Call<'_>, control: &Control, started: Instant) -> Answer {
     let write = call.method != "GET";
-    // Who may: with a token file every call needs a token (reads a read
-    // or write one); without one, reads are open (loopback only) and
-    // nothing may write.
-    match (&call.grant, write) {
-        (None, true) => return error(401, None, "a write needs a bearer token (Authorization: Bearer ...)"),
-        (None, false) if call.tokens_required => {
-            return error(401, None, "a bearer token is required (Authorization: Bearer ...)")
-        }
-        (Some(g), true) if g.scope < Scope::Write => {
-            return error(403, None, format!("token '{}' may only read", g.name))
-        }
-        _ => {}
+    if let Some(refused) = refuse(call.grant.as_ref(), write, call.tokens_required) {
+        return refused;
     }
     let parts: Vec<&str> = call.path.trim_start_matches("/api/v1/").split('/').collect();
     match (call.method, parts.as_slice()) {
         ("GET", ["elements"]) => elements(control),
+        ("GET", ["graph"]) => ok(crate::dashboard::graph(control)),
+        ("GET", ["whoami"]) => ok(match &call.grant {
+            Some(g) => json!({"token": g.name, "scope": if g.scope >= Scope::Write { "write" } else { "read" }}),
+            None => json!({"token": null, "scope": "read"}),
+        }),
         ("GET", ["elements", element, handler]) => read(control, element, handler, call.query),
         ("PUT", ["elements", element, handler]) => put(control, call, element, handler),
         ("GET", ["status"]) => ok(json!({
@@ -168,7 +188,9 @@ pub fn answer(call: &Call<'_>, control: &Control, started: Instant) -> Answer {
             }
         }
         (_, ["elements"] | ["elements", _, _] | ["status"] | ["audit"] | ["reload"] | ["reload", "check"])
-        | (_, ["rollback-config"]) => error(405, None, format!("{} is not allowed on {}", call.method, call.path)),
+        | (_, ["rollback-config"] | ["graph"] | ["whoami"] | ["events"]) => {
+            error(405, None, format!("{} is not allowed on {}", call.method, call.path))
+        }
         _ => error(404, None, format!("no API at {}", call.path)),
     }
 }

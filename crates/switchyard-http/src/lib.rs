@@ -14,10 +14,12 @@
 
 pub mod alerts;
 pub mod api;
+pub mod dashboard;
 pub mod tokens;
 
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Frame};
 use hyper::{Request, Response, StatusCode};
 use std::io;
 use std::net::SocketAddr;
@@ -32,6 +34,28 @@ pub const MAX_CONNECTIONS: usize = 256;
 
 /// The largest request body read (a configuration for a reload).
 pub const MAX_BODY: usize = 16 << 20;
+
+/// How often the event stream pushes a snapshot to the dashboard.
+pub const EVENT_INTERVAL: Duration = Duration::from_millis(500);
+
+type Body = BoxBody<Bytes, std::convert::Infallible>;
+
+/// A response body fed by a channel: the event stream, one frame per
+/// message, ending when the sender does. hyper drops it when the client
+/// goes away, which ends the sender's loop.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
+    }
+}
 
 /// What an HTTP server serves besides `/metrics`.
 #[derive(Default)]
@@ -174,8 +198,13 @@ async fn respond(
     started: Instant,
     options: Arc<Options>,
     peer: SocketAddr,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if req.method() == hyper::Method::GET && options.api {
+        if let Some((bytes, kind)) = dashboard::asset(&path) {
+            return page(bytes, kind);
+        }
+    }
     if req.method() == hyper::Method::GET && path == "/metrics" {
         let body = switchyard_control::metrics::render(&control, started);
         return text(
@@ -186,7 +215,7 @@ async fn respond(
     }
     if !(options.api && path.starts_with("/api/v1/")) {
         let hint = if options.api {
-            "try GET /metrics or /api/v1/elements\n"
+            "try GET / (the dashboard), /metrics or /api/v1/elements\n"
         } else {
             "try GET /metrics\n"
         };
@@ -211,6 +240,12 @@ async fn respond(
         (None, Some(_)) => return json(api::error(401, None, "this router has no tokens (--http-tokens)")),
         _ => None,
     };
+    if req.method() == hyper::Method::GET && path == "/api/v1/events" {
+        if let Some(refused) = api::refuse(grant.as_ref(), false, options.tokens.is_some()) {
+            return json(refused);
+        }
+        return events(control, started);
+    }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -243,13 +278,71 @@ async fn respond(
     json(answer)
 }
 
-fn json(a: api::Answer) -> Response<Full<Bytes>> {
+/// `GET /api/v1/events`: a snapshot ([`dashboard::snapshot`]) every
+/// [`EVENT_INTERVAL`] as Server-Sent Events, until the client leaves or
+/// the server stops. Each stream is its own task; the reads run off the
+/// runtime's thread, and a client that does not read holds only its own
+/// stream (the channel is bounded).
+fn events(control: Arc<Control>, started: Instant) -> Response<Body> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    tokio::spawn(async move {
+        if tx.send(Bytes::from_static(b"retry: 1000\n\n")).await.is_err() {
+            return;
+        }
+        let mut tick = tokio::time::interval(EVENT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let c = control.clone();
+            let Ok(snapshot) = tokio::task::spawn_blocking(move || dashboard::snapshot(&c, started)).await else {
+                return;
+            };
+            let frame = format!("event: state\ndata: {snapshot}\n\n");
+            if tx.send(Bytes::from(frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut resp = Response::new(ChannelBody(rx).boxed());
+    let h = resp.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+/// A file of the dashboard, with headers that keep it to itself: scripts
+/// and data from this server only, never framed.
+fn page(bytes: &'static [u8], kind: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(bytes)).boxed());
+    let h = resp.headers_mut();
+    let set = |h: &mut hyper::HeaderMap, k: hyper::header::HeaderName, v: &'static str| {
+        h.insert(k, hyper::header::HeaderValue::from_static(v));
+    };
+    set(h, hyper::header::CONTENT_TYPE, kind);
+    set(h, hyper::header::CACHE_CONTROL, "no-cache");
+    set(
+        h,
+        hyper::header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+    set(h, hyper::header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, hyper::header::REFERRER_POLICY, "no-referrer");
+    resp
+}
+
+fn json(a: api::Answer) -> Response<Body> {
     let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     text(status, format!("{}\n", a.body), "application/json")
 }
 
-fn text(status: StatusCode, body: String, kind: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+fn text(status: StatusCode, body: String, kind: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
