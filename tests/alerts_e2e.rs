@@ -119,8 +119,11 @@ fn an_alert_from_prometheus_through_alertmanager_rolls_back() {
             tokens.to_str().unwrap(),
             "--audit",
             audit.to_str().unwrap(),
-            "--alert-rule",
-            "alertname=ShadowDivergence => sel.switch 0",
+            "--alert-rules",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../examples/prometheus/switchyard-alert-rules"
+            ),
         ],
     );
     // The example configs, pointed at this test's ports and token.

@@ -1,6 +1,8 @@
 //! The `switchyard` binary as users run it: a separate process, its exit
 //! status, what it prints, and how it reacts to signals.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -113,8 +115,11 @@ fn print_writes_click_style_lines() {
 /// The default job: runs the built-in rollback graph, prints a line of
 /// counters a second, and stops cleanly on a signal with final counters.
 fn default_run_stops_on(signal: &str) {
+    // The demo's socket goes in the runtime directory: a scratch one.
+    let runtime_dir = common::scratch_dir();
     let mut child = bin()
         .arg("run")
+        .env("XDG_RUNTIME_DIR", &runtime_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -150,6 +155,88 @@ fn default_run_stops_on(signal: &str) {
         .find(|l| l.starts_with("switchyard: stopped after"))
         .expect("final counters");
     assert!(last.contains("out.count="), "{last}");
+    // The demo's socket is gone with it.
+    let left: Vec<_> = std::fs::read_dir(&runtime_dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// `switchyard run` alone is the rollback itself: it prints the dashboard's
+/// address with a write token, and the exact lines that go live and roll
+/// back, on a control socket in the runtime directory. Run as printed,
+/// they move production; the token works on the API.
+#[test]
+fn the_demo_opens_a_socket_and_the_dashboard_and_says_how() {
+    let runtime_dir = common::scratch_dir();
+    let mut child = bin()
+        .arg("run")
+        .env("XDG_RUNTIME_DIR", &runtime_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let done = line.starts_with("switchyard: control socket listening on");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    let find = |label: &str| {
+        said.iter()
+            .find_map(|l| l.strip_prefix(&format!("switchyard:   {label}")))
+            .unwrap_or_else(|| panic!("no {label} line in {said:#?}"))
+            .trim()
+            .to_string()
+    };
+    let (dashboard, go_live, roll_back) = (find("dashboard"), find("go live"), find("roll back"));
+    let socket = runtime_dir.join("switchyard.sock");
+    assert!(
+        go_live.ends_with(&format!("ctl -s {} write sel.switch 1", socket.display())),
+        "{go_live}"
+    );
+    assert!(roll_back.ends_with("write sel.switch 0"), "{roll_back}");
+    // The printed commands, run as printed (through a shell).
+    let sh = |cmd: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let read = |h: &str| {
+        let out = bin()
+            .args(["ctl", "-s", socket.to_str().unwrap(), "read", h])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    sh(&go_live);
+    assert_eq!(read("sel.switch"), "1");
+    sh(&roll_back);
+    assert_eq!(read("sel.switch"), "0");
+    // The dashboard's address carries a write token for its API.
+    let (addr, token) = dashboard
+        .strip_prefix("http://")
+        .and_then(|d| d.split_once("/#token="))
+        .unwrap_or_else(|| panic!("{dashboard}"));
+    let (status, page) = common::http(addr, "GET", "/", None, &[], "");
+    assert_eq!((status, page), (200, serde_json::Value::Null), "the page is HTML");
+    let (status, who) = common::http(addr, "GET", "/api/v1/whoami", Some(token), &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(who["scope"], "write");
+    let (status, _) = common::http(addr, "GET", "/api/v1/whoami", None, &[], "");
+    assert_eq!(status, 401, "without the token nothing is open");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
+    assert!(!socket.exists());
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::RouterProc;
+use common::{http, RouterProc};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,28 +15,6 @@ const WRITER: &str = "alice-secret-0123456789";
 const READER: &str = "bob-dashboard-9876543210";
 
 /// One HTTP/1.1 request; the status and the JSON body.
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    for (k, v) in extra {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status: u16 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body.trim()).unwrap_or(Value::Null))
-}
-
 fn tokens_file(dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
     let p = dir.join("tokens");
     std::fs::write(&p, format!("alice write {WRITER}\nbob read {READER}\n")).unwrap();
@@ -369,4 +347,98 @@ fn a_firing_alert_rolls_back_once_and_a_resolved_one_never_promotes() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("an alert may only roll back"));
+}
+
+/// The dashboard's side of the API: the page and its assets (served from
+/// the binary, kept to themselves by their headers), the graph, the
+/// token's scope, and the event stream's snapshots.
+#[test]
+fn the_dashboard_page_graph_and_event_stream() {
+    let (r, addr, _) = start(common::scratch_dir(), true);
+    // The page: no data in it, so no token needed; scripts from itself.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let lower = page.to_ascii_lowercase();
+    assert!(lower.contains("content-security-policy: default-src 'self'"), "{page}");
+    assert!(lower.contains("content-type: text/html"));
+    assert!(page.contains("<script src=\"/assets/dashboard.js\""));
+    for asset in ["/assets/dashboard.js", "/assets/dashboard.css", "/assets/dagre.min.js"] {
+        let (status, _) = http(&addr, "GET", asset, None, &[], "");
+        assert_eq!(status, 200, "{asset}");
+    }
+
+    // The graph: elements with their ports, connections by name.
+    let (status, g) = http(&addr, "GET", "/api/v1/graph", Some(READER), &[], "");
+    assert_eq!(status, 200, "{g}");
+    let sel = g["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "sel")
+        .unwrap();
+    assert_eq!(
+        *sel,
+        json!({"name": "sel", "class": "InputSwitch", "inputs": 2, "outputs": 1})
+    );
+    assert!(g["wires"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"from": "new", "from_port": 0, "to": "sel", "to_port": 1})));
+    assert_eq!(g["config_generation"], 1);
+    assert_eq!(http(&addr, "GET", "/api/v1/graph", None, &[], "").0, 401);
+
+    // Who the page is talking as.
+    let (_, who) = http(&addr, "GET", "/api/v1/whoami", Some(READER), &[], "");
+    assert_eq!(who, json!({"token": "bob", "scope": "read"}));
+    let (_, who) = http(&addr, "GET", "/api/v1/whoami", Some(WRITER), &[], "");
+    assert_eq!(who, json!({"token": "alice", "scope": "write"}));
+
+    // The event stream: a token needed; then a snapshot every 500 ms.
+    assert_eq!(http(&addr, "GET", "/api/v1/events", None, &[], "").0, 401);
+    let (_, w) = http(&addr, "PUT", "/api/v1/elements/sel/switch", Some(WRITER), &[], "1");
+    assert_eq!(w["ok"], true);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READER}\r\n\r\n"
+    )
+    .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(s));
+    let head: Vec<String> = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(head[0].starts_with("HTTP/1.1 200"), "{head:?}");
+    assert!(
+        head.iter()
+            .any(|h| h.eq_ignore_ascii_case("content-type: text/event-stream")),
+        "{head:?}"
+    );
+    let mut snapshots = lines.map_while(Result::ok).filter_map(|l| {
+        l.strip_prefix("data: ")
+            .map(|d| serde_json::from_str::<Value>(d).unwrap())
+    });
+    let first = snapshots.next().unwrap();
+    let second = snapshots.next().unwrap();
+    assert!(second["t"].as_f64().unwrap() > first["t"].as_f64().unwrap());
+    assert!(second["counts"]["old"].as_u64().unwrap() >= first["counts"]["old"].as_u64().unwrap());
+    let control = &first["controls"][0];
+    assert_eq!(
+        (&control["element"], &control["handler"], &control["value"]),
+        (&json!("sel"), &json!("switch"), &json!("1"))
+    );
+    assert_eq!(control["generation"], r.num("sel.switch@gen"));
+    assert_eq!(first["standby"], json!(["old"]));
+    assert_eq!(
+        first["audit"].as_array().unwrap().last().unwrap()["handler"],
+        "sel.switch"
+    );
+    assert_eq!(
+        first["wires_live"].as_array().unwrap().len(),
+        g["wires"].as_array().unwrap().len()
+    );
 }

@@ -98,6 +98,13 @@ pub struct ControlOpts {
     /// back, as a Watchdog's).
     #[arg(long = "alert-rule", value_name = "RULE", requires = "http")]
     pub alert_rules: Vec<String>,
+    /// Alert rules from a file, one `--alert-rule` a line (`#` comments),
+    /// besides those given with --alert-rule.
+    #[arg(long = "alert-rules", value_name = "FILE", requires = "http")]
+    pub alert_rules_file: Option<PathBuf>,
+    /// Set for the built-in demo: what it opens that was not asked for.
+    #[arg(skip)]
+    pub demo: Option<crate::commands::Demo>,
 }
 
 #[derive(Subcommand)]

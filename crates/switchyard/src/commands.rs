@@ -64,7 +64,7 @@ pub fn dispatch(cmd: Command, limit_settings: &[String]) -> Result<(), Failure> 
             handlers,
             stats,
             quiet,
-            control,
+            mut control,
         } => {
             let file = split_define_like_file(file, &mut defines);
             let (name, text, builtin) = match (&expression, &file) {
@@ -78,6 +78,9 @@ pub fn dispatch(cmd: Command, limit_settings: &[String]) -> Result<(), Failure> 
                 (None, Some(f)) => (f.display().to_string(), read(f)?, false),
                 (None, None) => (DEFAULT_NAME.to_string(), DEFAULT_CONFIG.to_string(), true),
             };
+            if builtin {
+                Demo::fill(&mut control);
+            }
             let job = Job {
                 name: &name,
                 text: &text,
@@ -243,19 +246,29 @@ fn start_control(
         eprintln!("switchyard: metrics on http://{}/metrics", server.local);
         metrics.push(server);
     }
+    let mut dashboard = None;
     if let Some(h) = &opts.http {
-        let tokens = match &opts.http_tokens {
-            Some(p) => {
+        let tokens = match (&opts.http_tokens, &opts.demo) {
+            (Some(p), _) => {
                 Some(switchyard_http::tokens::Tokens::from_file(p).map_err(|e| runtime(format!("--http-tokens {e}")))?)
             }
-            None => None,
+            (None, Some(demo)) => demo.token.as_ref().map(|t| {
+                switchyard_http::tokens::Tokens::parse(&format!("demo write {t}")).expect("a well-formed token")
+            }),
+            (None, None) => None,
         };
         let alert_rules = opts
             .alert_rules
             .iter()
             .map(|r| switchyard_http::alerts::Rule::parse(r))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| usage(format!("--alert-rule: {e}")))?;
+            .map_err(|e| usage(format!("--alert-rule: {e}")))?
+            .into_iter()
+            .chain(match &opts.alert_rules_file {
+                Some(f) => switchyard_http::alerts::rules_file(f).map_err(|e| usage(format!("--alert-rules {e}")))?,
+                None => Vec::new(),
+            })
+            .collect();
         let options = switchyard_http::Options {
             api: true,
             tokens,
@@ -263,9 +276,25 @@ fn start_control(
             alert_rules,
             ..switchyard_http::Options::default()
         };
-        let server = switchyard_http::serve(address("--http", h)?, control.clone(), options)
-            .map_err(|e| runtime(format!("--http: {e}")))?;
+        let addr = address("--http", h)?;
+        let server = match switchyard_http::serve(addr, control.clone(), options) {
+            // The demo's usual port is taken (another demo): any port will do.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && opts.demo.is_some() => {
+                let options = switchyard_http::Options {
+                    api: true,
+                    tokens: opts.demo.as_ref().and_then(|d| d.token.as_ref()).map(|t| {
+                        switchyard_http::tokens::Tokens::parse(&format!("demo write {t}")).expect("a well-formed token")
+                    }),
+                    ..switchyard_http::Options::default()
+                };
+                switchyard_http::serve((addr.ip(), 0).into(), control.clone(), options)
+            }
+            r => r,
+        }
+        .map_err(|e| runtime(format!("--http: {e}")))?;
         eprintln!("switchyard: HTTP API on http://{}/api/v1/", server.local);
+        eprintln!("switchyard: dashboard on http://{}/", server.local);
+        dashboard = Some(server.local);
         metrics.push(server);
     }
     // --control last: its "listening" line means every socket is ready.
@@ -321,9 +350,33 @@ fn start_control(
     };
     let mut servers = Vec::new();
     for l in &listens {
-        let server = serve(l, control.clone(), limits).map_err(|e| runtime(format!("control socket: {e}")))?;
-        eprintln!("switchyard: control socket listening on {}", server.local());
+        let server = match serve(l, control.clone(), limits) {
+            // The demo's usual socket is another demo's: one of its own.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && opts.demo.is_some() => {
+                let Listen::Unix { mode, group, .. } = l else {
+                    return Err(runtime(format!("control socket: {e}")));
+                };
+                let path = Demo::own_socket();
+                let unix = Listen::Unix {
+                    path: path.clone(),
+                    mode: *mode,
+                    group: group.clone(),
+                };
+                if let Some(d) = &opts.demo {
+                    *d.socket.lock().expect("demo socket") = path;
+                }
+                serve(&unix, control.clone(), limits)
+            }
+            r => r,
+        }
+        .map_err(|e| runtime(format!("control socket: {e}")))?;
         servers.push(server);
+    }
+    if let Some(demo) = &opts.demo {
+        demo.explain(dashboard);
+    }
+    for server in &servers {
+        eprintln!("switchyard: control socket listening on {}", server.local());
     }
     Ok((
         control,
@@ -985,4 +1038,90 @@ fn dot(graph: &switchyard_core::Graph, table: &HandlerTable) -> String {
         })
         .collect();
     crate::dot::render(&nodes, &edges)
+}
+
+/// What the built-in demo opens when the command line does not say: a
+/// control socket at a default path and the dashboard on a loopback port
+/// with a fresh write token, so that a newcomer can go live and roll back
+/// without restarting anything.
+pub struct Demo {
+    /// The dashboard's write token (None: the user gave --http-tokens).
+    token: Option<String>,
+    /// The control socket (None: the user gave --control or
+    /// --control-tcp); another demo's socket makes it one of its own.
+    socket: std::sync::Mutex<PathBuf>,
+    has_socket: bool,
+}
+
+/// The demo's dashboard port, when free.
+pub const DEMO_HTTP: &str = "127.0.0.1:8421";
+
+impl Demo {
+    fn fill(opts: &mut ControlOpts) {
+        let has_socket = opts.control.is_none() && opts.control_tcp.is_none();
+        let socket = Demo::default_socket();
+        if has_socket {
+            opts.control = Some(socket.clone());
+        }
+        let token = if opts.http.is_none() {
+            opts.http = Some(DEMO_HTTP.to_string());
+            Some(random_token())
+        } else if opts.http_tokens.is_none() {
+            Some(random_token())
+        } else {
+            None
+        };
+        opts.demo = Some(Demo {
+            token,
+            socket: std::sync::Mutex::new(socket),
+            has_socket,
+        });
+    }
+
+    /// `$XDG_RUNTIME_DIR/switchyard.sock`, else `./switchyard.sock`.
+    fn default_socket() -> PathBuf {
+        let dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("."));
+        dir.join("switchyard.sock")
+    }
+
+    fn own_socket() -> PathBuf {
+        Demo::default_socket().with_file_name(format!("switchyard-{}.sock", std::process::id()))
+    }
+
+    /// Prints where the dashboard is and the two lines that go live and
+    /// roll back.
+    fn explain(&self, dashboard: Option<std::net::SocketAddr>) {
+        let me = std::env::args().next().unwrap_or_else(|| "switchyard".into());
+        eprintln!("switchyard: the rollback demo: both branches see every packet; sel.switch picks which one reaches production (0 old, 1 new)");
+        if let Some(addr) = dashboard {
+            let token = self.token.as_ref().map(|t| format!("#token={t}")).unwrap_or_default();
+            eprintln!("switchyard:   dashboard  http://{addr}/{token}");
+        }
+        if self.has_socket {
+            let socket = self.socket.lock().expect("demo socket").display().to_string();
+            eprintln!("switchyard:   go live    {me} ctl -s {socket} write sel.switch 1");
+            eprintln!("switchyard:   roll back  {me} ctl -s {socket} write sel.switch 0");
+        }
+    }
+}
+
+/// 128 random bits, hex: the demo's write token.
+fn random_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if filled.is_err() {
+        // No /dev/urandom: the time and pid, which is still no default.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes[..8].copy_from_slice(&(t as u64).to_le_bytes());
+        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
