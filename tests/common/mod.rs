@@ -125,17 +125,12 @@ impl RouterProc {
     }
 
     pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(BIN)
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        output(
+            Command::new(BIN)
+                .arg("ctl")
+                .arg("--socket")
+                .arg(&self.socket)
+                .args(args),
         )
     }
 
@@ -318,4 +313,23 @@ pub fn http(
         status,
         serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// Runs a command to its end: exit status, stdout, stderr.
+pub fn output(command: &mut Command) -> (i32, String, String) {
+    let out = command.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A loopback TCP port free a moment ago, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

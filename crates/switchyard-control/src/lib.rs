@@ -17,7 +17,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod state;
-mod time;
+pub mod time;
 
 pub use control::{config_hash, Control, Peer, ReloadRequest};
 pub use element::ControlSocket;

@@ -30,6 +30,10 @@ pub struct Handler {
     /// of TYPE PROXY): reads and writes get the name asked for as their
     /// first word.
     pub proxy: bool,
+    /// Validates a value without writing it (a fleet's prepare phase
+    /// asks every router whether it could apply a change before any
+    /// router does). None: the handler has no check of its own.
+    pub check: Option<WriteFn>,
 }
 
 impl Handler {
@@ -42,6 +46,7 @@ impl Handler {
             persistent: false,
             persists_as: None,
             proxy: false,
+            check: None,
         }
     }
 
@@ -54,6 +59,7 @@ impl Handler {
             persistent: false,
             persists_as: None,
             proxy: false,
+            check: None,
         }
     }
 
@@ -70,6 +76,7 @@ impl Handler {
             persistent: false,
             persists_as: None,
             proxy: false,
+            check: None,
         }
     }
 
@@ -84,6 +91,7 @@ impl Handler {
             persistent: false,
             persists_as: None,
             proxy: false,
+            check: None,
         }
     }
 
@@ -130,6 +138,23 @@ impl Handler {
     pub fn persistent(mut self) -> Handler {
         self.persistent = true;
         self
+    }
+
+    /// Sets the check [`check_value`](Self::check_value) runs: the write's
+    /// validation, without its effect.
+    pub fn checked(mut self, f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) -> Handler {
+        self.check = Some(Arc::new(f));
+        self
+    }
+
+    /// Whether `value` would be accepted by a write, without writing it:
+    /// an error if the handler is not writable or its check refuses.
+    /// Handlers without a check accept any value here.
+    pub fn check_value(&self, value: &str) -> Result<(), String> {
+        if self.write.is_none() {
+            return Err("not writable".into());
+        }
+        self.check.as_ref().map_or(Ok(()), |c| c(value))
     }
 
     /// `r`, `w` or `rw`, as Click's `handlers` handler lists them.

@@ -128,6 +128,7 @@ impl SwitchPosition {
             },
         )
         .persistent()
+        .checked(move |v| parse_in_range(v, -1..=max).map(drop))
     }
 }
 

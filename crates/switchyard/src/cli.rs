@@ -102,6 +102,20 @@ pub struct ControlOpts {
     /// besides those given with --alert-rule.
     #[arg(long = "alert-rules", value_name = "FILE", requires = "http")]
     pub alert_rules_file: Option<PathBuf>,
+    /// Join a fleet coordinated through etcd: etcd://HOST:PORT/PREFIX.
+    /// The router registers under a lease, applies the fleet's desired
+    /// values (checked first, audited as actor `fleet`), and acks; without
+    /// etcd it keeps its state and never flips on its own.
+    #[arg(long, value_name = "URL")]
+    pub fleet: Option<String>,
+    /// This router's name in the fleet [default: the host name].
+    #[arg(long, value_name = "NAME", requires = "fleet")]
+    pub fleet_name: Option<String>,
+    /// What a gate (Watchdog) tripping here does to the fleet: `fleet`
+    /// rolls every router back (a release that fails on one router is bad
+    /// everywhere), `local` only this one (the fleet sees a divergence).
+    #[arg(long, value_name = "POLICY", default_value = "fleet")]
+    pub fleet_gate_policy: String,
     /// Set for the built-in demo: what it opens that was not asked for.
     #[arg(skip)]
     pub demo: Option<crate::commands::Demo>,
@@ -162,6 +176,16 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Move a fleet of routers as one, through etcd: `status`, `set
+    /// HANDLER VALUE` (two phases: every router checks, then every router
+    /// applies; all or none), `rollback`, `watch`.
+    Fleet {
+        /// The fleet: etcd://HOST:PORT/PREFIX [env: SWITCHYARD_ETCD].
+        #[arg(long, value_name = "URL")]
+        etcd: Option<String>,
+        #[command(subcommand)]
+        action: FleetCmd,
+    },
     /// Talk to a running router's control socket.
     Ctl {
         /// The router's Unix control socket [env: SWITCHYARD_SOCKET;
@@ -180,6 +204,42 @@ pub enum Command {
         timeout: u64,
         #[command(subcommand)]
         action: Ctl,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum FleetCmd {
+    /// Each router: alive, the desired revision it applied, its values
+    /// and generations, where it diverges, tripped gates.
+    Status,
+    /// Set a handler on every router: all routers check the value, then
+    /// all apply it; if any cannot, none keeps it.
+    Set {
+        handler: String,
+        /// The value; several words are joined with spaces.
+        #[arg(required = true, allow_negative_numbers = true)]
+        value: Vec<String>,
+        /// Seconds to wait for every router's answer, in each phase.
+        #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+        timeout: f64,
+        /// Keep what the routers that applied it did, even if others
+        /// failed (default: put every router back).
+        #[arg(long)]
+        no_atomic: bool,
+        /// Seconds to hold the prepared change before the commit.
+        #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+        pause: f64,
+    },
+    /// Go back to the values before the last change (a new revision).
+    Rollback {
+        #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// Print every change to the fleet's keys as it happens.
+    Watch {
+        /// Stop after this many lines.
+        #[arg(long)]
+        count: Option<u64>,
     },
 }
 

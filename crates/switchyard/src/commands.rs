@@ -112,6 +112,7 @@ pub fn dispatch(cmd: Command, limit_settings: &[String]) -> Result<(), Failure> 
             print!("{}", graph.flat_config());
             Ok(())
         }
+        Command::Fleet { etcd, action } => fleet(etcd, action),
         Command::Click { args } => match crate::click::main(&args)? {
             0 => Ok(()),
             code => Err(Failure {
@@ -183,6 +184,7 @@ fn runtime(message: impl Into<String>) -> Failure {
 struct Servers {
     _control: Vec<Server>,
     _http: Vec<switchyard_http::HttpServer>,
+    _fleet: Option<switchyard_fleet::agent::Agent>,
 }
 
 /// Opens the audit log and state file, restores persistent handlers, and
@@ -378,11 +380,33 @@ fn start_control(
     for server in &servers {
         eprintln!("switchyard: control socket listening on {}", server.local());
     }
+    // The fleet last: a router that acks must already be reachable.
+    let fleet = match &opts.fleet {
+        Some(url) => {
+            let url = switchyard_fleet::FleetUrl::parse(url).map_err(|e| usage(format!("--fleet {e}")))?;
+            let name = match &opts.fleet_name {
+                Some(n) => n.clone(),
+                None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_default(),
+            };
+            switchyard_fleet::check_name(&name).map_err(|e| usage(format!("--fleet-name: {e}")))?;
+            let gate_policy = switchyard_fleet::agent::GatePolicy::parse(&opts.fleet_gate_policy)
+                .map_err(|e| usage(format!("--fleet-gate-policy: {e}")))?;
+            let options = switchyard_fleet::agent::Options { url, name, gate_policy };
+            Some(
+                switchyard_fleet::agent::start(control.clone(), options)
+                    .map_err(|e| runtime(format!("--fleet: {e}")))?,
+            )
+        }
+        None => None,
+    };
     Ok((
         control,
         Servers {
             _control: servers,
             _http: metrics,
+            _fleet: fleet,
         },
     ))
 }
@@ -1124,4 +1148,46 @@ fn random_token() -> String {
         bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `switchyard fleet ...`: the operator's side.
+fn fleet(etcd: Option<String>, action: crate::cli::FleetCmd) -> Result<(), Failure> {
+    use crate::cli::FleetCmd;
+    use switchyard_fleet::operator::Action;
+    let url = etcd
+        .or_else(|| std::env::var("SWITCHYARD_ETCD").ok())
+        .ok_or_else(|| usage("fleet: give --etcd etcd://HOST:PORT/PREFIX (or SWITCHYARD_ETCD)"))?;
+    let url = switchyard_fleet::FleetUrl::parse(&url).map_err(|e| usage(format!("--etcd {e}")))?;
+    let secs = |t: f64| {
+        if t.is_finite() && t > 0.0 && t <= 3600.0 {
+            Ok(Duration::from_secs_f64(t))
+        } else {
+            Err(usage(format!(
+                "--timeout {t}: expected seconds, more than 0, at most 3600"
+            )))
+        }
+    };
+    let action = match action {
+        FleetCmd::Status => Action::Status,
+        FleetCmd::Set {
+            handler,
+            value,
+            timeout,
+            no_atomic,
+            pause,
+        } => Action::Set {
+            values: vec![(handler, value.join(" "))],
+            timeout: secs(timeout)?,
+            atomic: !no_atomic,
+            pause: if pause == 0.0 { Duration::ZERO } else { secs(pause)? },
+        },
+        FleetCmd::Rollback { timeout } => Action::Rollback {
+            timeout: secs(timeout)?,
+        },
+        FleetCmd::Watch { count } => Action::Watch { count },
+    };
+    switchyard_fleet::operator::run(&url, action).map_err(|(code, message)| Failure {
+        code: code as u8,
+        message: format!("fleet: {message}"),
+    })
 }

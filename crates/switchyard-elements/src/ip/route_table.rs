@@ -923,7 +923,15 @@ impl<T: Lookup> RouteCore<T> {
                 Ok(())
             })
         })
-        .persistent();
+        .persistent()
+        .checked({
+            let s = self.shared.clone();
+            move |text| {
+                let n = lock(&s.edit).noutputs;
+                let routes = parse_table(text, n, T::MAX_ROUTES)?;
+                admit::<T>(&routes.to_vec())
+            }
+        });
         let command = |verb: &'static str| {
             let s = self.shared.clone();
             Handler::write_only(verb, move |text| {

@@ -359,7 +359,8 @@ impl Element for CanarySwitch {
                 Ok(())
             },
         )
-        .persistent()];
+        .persistent()
+        .checked(move |v| parse_weights(v, Some(n)).map(drop))];
         if let Some(flows) = &self.flows {
             let c = self.shared.clone();
             let current = move |i: usize| c.values().get(i).is_some_and(|&w| w > 0);

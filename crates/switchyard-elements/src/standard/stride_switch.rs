@@ -216,6 +216,7 @@ impl Element for StrideSwitch {
                     },
                 )
                 .persistent()
+                .checked(|v| parse_tickets(v).map(drop))
             })
             .collect()
     }
