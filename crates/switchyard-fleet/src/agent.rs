@@ -32,7 +32,7 @@ use switchyard_control::{Control, Peer};
 /// within this many seconds.
 pub const LEASE_TTL: i64 = 3;
 /// How often gates and divergence are looked at.
-pub const TICK: Duration = Duration::from_millis(100);
+pub const TICK: Duration = Duration::from_millis(200);
 
 /// Whether a gate that trips on this router rolls the whole fleet back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +91,8 @@ struct Memory {
     published: Option<Value>,
     /// The connection and lease of the session now, to revoke on stop.
     lease: Option<(Client, i64)>,
+    /// The configuration's hash, and the generation it is of.
+    config_hash: Option<(u64, String)>,
 }
 
 /// Starts the agent's thread. It connects in the background: a router
@@ -240,10 +242,8 @@ async fn publish(
     memory: &mut Memory,
     lease: i64,
 ) -> Result<()> {
-    let c = control.clone();
-    let values = tokio::task::spawn_blocking(move || persistent(&c))
-        .await
-        .map_err(|e| e.to_string())?;
+    // Atomic loads, no I/O: read in place, not on a blocking thread.
+    let values = persistent(control);
     let diverged: Vec<Value> = memory
         .desired
         .as_ref()
@@ -259,11 +259,16 @@ async fn publish(
                 .collect()
         })
         .unwrap_or_default();
-    let config = control.table().read("config").unwrap_or_default();
+    // The configuration's hash, computed again only after a reload.
+    let generation = control.config_generation();
+    if !matches!(&memory.config_hash, Some((g, _)) if *g == generation) {
+        let config = control.table().read("config").unwrap_or_default();
+        memory.config_hash = Some((generation, switchyard_control::config_hash(&config)));
+    }
     let doc = json!({
         "name": options.name,
         "pid": std::process::id(),
-        "config_hash": switchyard_control::config_hash(&config),
+        "config_hash": memory.config_hash.as_ref().map(|(_, h)| h.clone()),
         "config_generation": control.config_generation(),
         "values": values,
         "applied": memory.applied,

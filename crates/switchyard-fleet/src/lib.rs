@@ -255,6 +255,29 @@ pub fn show(values: &BTreeMap<String, String>) -> String {
         .join(" ")
 }
 
+/// Starts a watch on `key` (a prefix if `prefix`) from now on, and waits
+/// until etcd confirms it. Such a watcher is in step with the store:
+/// etcd sends it each change at once. (One that starts at a past
+/// revision is caught up by a background loop every 100 ms, which would
+/// add up to 100 ms to every ack.)
+pub async fn watch_from_now(
+    client: &mut etcd_client::Client,
+    key: String,
+    prefix: bool,
+) -> Result<etcd_client::WatchStream, etcd_client::Error> {
+    let options = etcd_client::WatchOptions::new();
+    let options = if prefix { options.with_prefix() } else { options };
+    let mut stream = client.watch(key, Some(options)).await?;
+    while let Some(resp) = stream.message().await? {
+        if resp.created() {
+            return Ok(stream);
+        }
+    }
+    Err(etcd_client::Error::WatchError(
+        "the watch ended before it started".into(),
+    ))
+}
+
 /// The connect options every client here uses: short timeouts, so a lost
 /// etcd is noticed within seconds, never hangs a command.
 pub fn connect_options() -> etcd_client::ConnectOptions {

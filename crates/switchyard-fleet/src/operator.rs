@@ -15,7 +15,7 @@
 //! rollback is always a new revision, never a toggle.
 
 use crate::{epoch, now, show, Ack, Desired, FleetUrl, Phase};
-use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, WatchOptions, WatchStream};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -270,10 +270,11 @@ async fn write_desired(
     ))
 }
 
-/// Waits until every router in `names` acked `revision`, one leaves the
-/// fleet (its lease ran out), or `timeout`. Each router's ack, in order.
+/// Waits until every router in `names` acked `revision` (or left the
+/// fleet: its lease ran out), or `timeout`: each router's ack. The
+/// `watch` (on the whole fleet, started before the write) sees them.
 async fn await_acks(
-    client: &mut Client,
+    watch: &mut WatchStream,
     url: &FleetUrl,
     names: &[String],
     revision: i64,
@@ -283,14 +284,6 @@ async fn await_acks(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut acks: BTreeMap<String, (Ack, Duration)> = BTreeMap::new();
     let mut gone = Vec::new();
-    // The watch starts at the write: no ack can come before it.
-    let mut watch = client
-        .watch(
-            url.all(),
-            Some(WatchOptions::new().with_prefix().with_start_revision(revision)),
-        )
-        .await
-        .map_err(etcd)?;
     while acks.len() + gone.len() < names.len() {
         let msg = match tokio::time::timeout_at(deadline, watch.message()).await {
             Err(_) => break,
@@ -405,6 +398,8 @@ async fn set(
     for (h, value) in &pairs {
         values.insert(h.clone(), value.trim().to_string());
     }
+    // Every ack of this change comes after this watch starts.
+    let mut watch = crate::watch_from_now(client, url.all(), true).await.map_err(etcd)?;
     let started = Instant::now();
     let by = who();
     // 1. Prepare.
@@ -423,7 +418,7 @@ async fn set(
         show(&values),
         names.len()
     );
-    let (acks, gone) = await_acks(client, url, &names, r1, timeout).await?;
+    let (acks, gone) = await_acks(&mut watch, url, &names, r1, timeout).await?;
     let failed = report(&names, &acks, &gone, timeout);
     if !failed.is_empty() {
         // Close the change; every router still runs the previous values.
@@ -466,7 +461,7 @@ async fn set(
     };
     let r2 = write_desired(client, url, r1, &commit).await?;
     println!("fleet: revision {r2}: commit {}", show(&values));
-    let (acks, gone) = await_acks(client, url, &names, r2, timeout).await?;
+    let (acks, gone) = await_acks(&mut watch, url, &names, r2, timeout).await?;
     let failed = report(&names, &acks, &gone, timeout);
     if failed.is_empty() {
         println!(
@@ -496,7 +491,7 @@ async fn set(
     let r3 = write_desired(client, url, r2, &back).await?;
     println!("fleet: revision {r3}: rolling back to {}", show(&back.values));
     let live: Vec<String> = names.iter().filter(|n| !gone.contains(n)).cloned().collect();
-    let (acks, gone3) = await_acks(client, url, &live, r3, timeout).await?;
+    let (acks, gone3) = await_acks(&mut watch, url, &live, r3, timeout).await?;
     let back_failed = report(&live, &acks, &gone3, timeout);
     Err((
         1,
@@ -540,9 +535,10 @@ async fn rollback(client: &mut Client, url: &FleetUrl, timeout: Duration) -> Out
         time: now(),
         deadline: 0.0,
     };
+    let mut watch = crate::watch_from_now(client, url.all(), true).await.map_err(etcd)?;
     let r = write_desired(client, url, rev, &back).await?;
     println!("fleet: revision {r}: rollback to {}", show(&back.values));
-    let (acks, gone) = await_acks(client, url, &names, r, timeout).await?;
+    let (acks, gone) = await_acks(&mut watch, url, &names, r, timeout).await?;
     let failed = report(&names, &acks, &gone, timeout);
     if failed.is_empty() {
         println!(
