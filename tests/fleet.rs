@@ -161,11 +161,13 @@ fn fleet_set_flips_twenty_routers_and_each_acks() {
         out.contains("desired: revision") && out.contains("(commit) sel.switch=1"),
         "{out}"
     );
-    assert_eq!(
-        out.lines()
-            .filter(|l| l.starts_with('r') && l.contains(" yes "))
-            .count(),
-        20,
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('r') && !l.starts_with("routers:"))
+        .collect();
+    assert_eq!(rows.len(), 20, "{out}");
+    assert!(
+        rows.iter().all(|r| r.contains("sel.switch=1") && r.contains(" 0 ")),
         "{out}"
     );
 

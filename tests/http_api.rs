@@ -442,3 +442,67 @@ fn the_dashboard_page_graph_and_event_stream() {
         g["wires"].as_array().unwrap().len()
     );
 }
+
+/// What keeps the API's connections for those who need them: a write
+/// without a token is refused before its body is read, the event streams
+/// are limited, and without tokens only a loopback Host is answered.
+#[test]
+fn refusals_come_before_bodies_streams_are_limited_and_hosts_checked() {
+    let (r, addr, _) = start(common::scratch_dir(), true);
+    // A megabyte announced, nothing sent: the refusal does not wait for it.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST /api/v1/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).expect("an answer without the body");
+    assert_eq!(&head, b"HTTP/1.1 401");
+
+    let open = |n: usize| -> Vec<(TcpStream, String)> {
+        (0..n)
+            .map(|_| {
+                let mut s = TcpStream::connect(&addr).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+                write!(
+                    s,
+                    "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READER}\r\n\r\n"
+                )
+                .unwrap();
+                let mut head = [0u8; 12];
+                s.read_exact(&mut head).unwrap();
+                (s, String::from_utf8_lossy(&head).into_owned())
+            })
+            .collect()
+    };
+    let streams = open(16);
+    assert!(streams.iter().all(|(_, h)| h == "HTTP/1.1 200"));
+    let more = open(1);
+    assert_eq!(more[0].1, "HTTP/1.1 503", "the 17th waits for one to close");
+    // Scrapes still get through.
+    let (status, _) = http(&addr, "GET", "/api/v1/status", Some(READER), &[], "");
+    assert_eq!(status, 200);
+    drop(streams);
+    common::await_until("a stream slot free again", || open(1)[0].1 == "HTTP/1.1 200");
+    drop(r);
+
+    // No tokens: reads are open, to loopback Hosts only.
+    let (r, addr, _) = start(common::scratch_dir(), false);
+    let host = |h: &str| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /api/v1/elements HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_whitespace().nth(1).unwrap().to_string()
+    };
+    assert_eq!(host("rebound.example:8080"), "403");
+    assert_eq!(host(&addr), "200");
+    assert_eq!(host("localhost"), "200");
+    drop(r);
+}

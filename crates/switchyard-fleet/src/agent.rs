@@ -20,17 +20,18 @@
 //! reads the desired state afresh rather than trusting missed events.
 
 use crate::{Ack, Desired, FleetUrl, Phase};
-use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_control::protocol::code;
 use switchyard_control::{Control, Peer};
+use switchyard_core::handler::moves_traffic_back;
 
 /// The registration's lease: a router that dies leaves the fleet's view
 /// within this many seconds.
-pub const LEASE_TTL: i64 = 3;
+pub const LEASE_TTL: i64 = 5;
 /// How often gates and divergence are looked at.
 pub const TICK: Duration = Duration::from_millis(200);
 
@@ -144,8 +145,8 @@ fn etcd(e: etcd_client::Error) -> String {
 }
 
 /// One connection's life: until etcd is lost (an error) or the agent is
-/// stopped (the caller's select drops this future; the lease then runs
-/// out, or is revoked below when the stop comes through `revoke`).
+/// stopped (the caller's select drops this future; the lease is revoked
+/// there).
 async fn session(control: &Arc<Control>, options: &Options, memory: &mut Memory) -> Result<()> {
     let url = &options.url;
     let mut client = Client::connect([url.endpoint.as_str()], Some(crate::connect_options()))
@@ -154,15 +155,48 @@ async fn session(control: &Arc<Control>, options: &Options, memory: &mut Memory)
     let lease = client.lease_grant(LEASE_TTL, None).await.map_err(etcd)?.id();
     let (mut keeper, mut alive) = client.lease_keep_alive(lease).await.map_err(etcd)?;
     memory.lease = Some((client.clone(), lease));
+    // The lease is kept alive by a task of its own: a slow etcd call in
+    // the loop below must not let it run out (the fleet would see this
+    // router leave in the middle of a change).
+    let (lost_tx, mut lost) = tokio::sync::oneshot::channel::<String>();
+    let keeping = tokio::spawn(async move {
+        let why = loop {
+            if let Err(e) = keeper.keep_alive().await {
+                break etcd(e);
+            }
+            match alive.message().await {
+                Ok(Some(r)) if r.ttl() > 0 => {}
+                Ok(_) => break "etcd: the lease expired".to_string(),
+                Err(e) => break etcd(e),
+            }
+            tokio::time::sleep(Duration::from_millis((LEASE_TTL as u64 * 1000) / 4)).await;
+        };
+        let _ = lost_tx.send(why);
+    });
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _keeping = Abort(keeping);
     memory.published = None;
     publish(&mut client, control, options, memory, lease).await?;
     eprintln!(
         "switchyard: fleet: registered as {} at {}{}",
         options.name, url.endpoint, url.prefix
     );
-    // Afresh: the desired state now, then every change after it.
+    // Afresh: every change from now on, then the desired state now (a
+    // change seen twice is handled once).
+    let mut watch = crate::watch_from_now(&mut client, url.desired(), false)
+        .await
+        .map_err(etcd)?;
     let got = client.get(url.desired(), None).await.map_err(etcd)?;
-    let start = got.header().map_or(0, |h| h.revision()) + 1;
+    // A store restored from a backup may be behind what this router saw:
+    // its revisions start over, and so does the memory of them.
+    if got.header().is_some_and(|h| h.revision() < memory.handled) {
+        memory.handled = 0;
+    }
     if let Some(kv) = got.kvs().first() {
         handle(
             &mut client,
@@ -175,12 +209,7 @@ async fn session(control: &Arc<Control>, options: &Options, memory: &mut Memory)
         )
         .await?;
     }
-    let mut watch = client
-        .watch(url.desired(), Some(WatchOptions::new().with_start_revision(start)))
-        .await
-        .map_err(etcd)?;
     let mut tick = tokio::time::interval(TICK);
-    let mut keep = tokio::time::interval(Duration::from_millis((LEASE_TTL as u64 * 1000) / 3));
     loop {
         tokio::select! {
             msg = watch.message() => {
@@ -196,14 +225,8 @@ async fn session(control: &Arc<Control>, options: &Options, memory: &mut Memory)
                     }
                 }
             }
-            _ = keep.tick() => {
-                keeper.keep_alive().await.map_err(etcd)?;
-            }
-            msg = alive.message() => {
-                match msg.map_err(etcd)? {
-                    Some(r) if r.ttl() > 0 => {}
-                    _ => return Err("etcd: the lease expired".into()),
-                }
+            why = &mut lost => {
+                return Err(why.unwrap_or_else(|_| "etcd: the lease keeper stopped".into()));
             }
             _ = tick.tick() => {
                 gates(&mut client, control, options, memory).await?;
@@ -232,6 +255,30 @@ fn persistent(control: &Control) -> Map<String, Value> {
 
 fn read(control: &Control, handler: &str) -> Option<String> {
     control.table().read(handler).ok().map(|v| v.trim().to_string())
+}
+
+/// A value as compared: words separated by single spaces (`90  10` and
+/// `90 10` are the same weights).
+fn normal(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The gates (Watchdog elements) tripped now, with their reasons.
+fn tripped_gates(control: &Control) -> Vec<(String, String)> {
+    let table = control.table();
+    table
+        .elements()
+        .iter()
+        .filter(|e| {
+            table
+                .read(&format!("{}.tripped", e.name))
+                .is_ok_and(|t| t.trim() == "true")
+        })
+        .map(|e| {
+            let reason = table.read(&format!("{}.reason", e.name)).unwrap_or_default();
+            (e.name.clone(), reason.trim().to_string())
+        })
+        .collect()
 }
 
 /// This router's registration, republished when it changed.
@@ -338,8 +385,17 @@ pub fn apply(control: &Control, values: &BTreeMap<String, String>, revision: i64
     };
     let reason = format!("revision {revision}");
     let mut problems = Vec::new();
+    let tripped = tripped_gates(control);
     for (h, v) in values {
-        if read(control, h).as_deref() == Some(v.trim()) {
+        if read(control, h).as_deref().map(normal) == Some(normal(v)) {
+            continue;
+        }
+        // A gate that tripped here latches until reset by hand, as in the
+        // router alone: the fleet cannot undo its rollback either.
+        if let Some((gate, why)) = tripped.first() {
+            problems.push(format!(
+                "{h}: gate {gate} tripped on this router ({why}); reset it ({gate}.reset) first"
+            ));
             continue;
         }
         let reply = control.write_as(h, v, &peer, Some(("fleet", &reason)));
@@ -367,7 +423,6 @@ async fn handle(
     if revision <= memory.handled {
         return Ok(());
     }
-    memory.handled = revision;
     let desired = match Desired::from_json(value) {
         Ok(d) => d,
         Err(e) => {
@@ -377,22 +432,30 @@ async fn handle(
                 status: "error".into(),
                 error: e,
             };
-            return ack(client, options, lease, &a).await;
+            ack(client, options, lease, &a).await?;
+            memory.handled = revision;
+            return Ok(());
         }
     };
+    if desired.phase == Phase::Abort {
+        // A change refused in its prepare: nothing to do, nobody waits.
+        memory.desired = Some(desired);
+        memory.handled = revision;
+        return Ok(());
+    }
     let c = control.clone();
     let (phase, values) = (desired.phase, desired.values.clone());
     let outcome = tokio::task::spawn_blocking(move || match phase {
-        Phase::Prepare => check(&c, &values),
         Phase::Commit => apply(&c, &values, revision),
+        _ => check(&c, &values),
     })
     .await
     .map_err(|e| e.to_string())?;
     let status = match (desired.phase, outcome.is_ok()) {
-        (Phase::Prepare, true) => "ready",
-        (Phase::Prepare, false) => "rejected",
         (Phase::Commit, true) => "applied",
         (Phase::Commit, false) => "error",
+        (_, true) => "ready",
+        (_, false) => "rejected",
     };
     if desired.phase == Phase::Commit {
         if outcome.is_ok() {
@@ -408,43 +471,32 @@ async fn handle(
         status: status.into(),
         error: outcome.err().unwrap_or_default(),
     };
-    ack(client, options, lease, &a).await
+    ack(client, options, lease, &a).await?;
+    // Handled once acked: an ack lost with the connection is sent again
+    // after it (checking is pure, and applying skips equal values).
+    memory.handled = revision;
+    Ok(())
 }
 
 /// Gates that tripped since the last look; with the fleet policy, a new
-/// desired revision carrying this router's rolled-back values.
+/// desired revision carrying this router's rolled-back values. A trip is
+/// remembered once the fleet has it (an etcd error tries again).
 async fn gates(client: &mut Client, control: &Arc<Control>, options: &Options, memory: &mut Memory) -> Result<()> {
-    let table = control.table();
-    let mut fresh = Vec::new();
-    for e in table.elements() {
-        let Ok(t) = table.read(&format!("{}.tripped", e.name)) else {
+    let tripped = tripped_gates(control);
+    memory.tripped.retain(|g| tripped.iter().any(|(t, _)| t == g));
+    for (gate, reason) in tripped {
+        if memory.tripped.contains(&gate) {
             continue;
-        };
-        match t.trim() == "true" {
-            true if !memory.tripped.contains(&e.name) => {
-                let reason = table.read(&format!("{}.reason", e.name)).unwrap_or_default();
-                fresh.push((e.name.clone(), reason.trim().to_string()));
-            }
-            false => {
-                memory.tripped.remove(&e.name);
-            }
-            true => {}
         }
-    }
-    drop(table);
-    for (gate, reason) in fresh {
-        memory.tripped.insert(gate.clone());
+        let fleet = options.gate_policy == GatePolicy::Fleet;
         eprintln!(
             "switchyard: fleet: gate {gate} tripped ({reason}){}",
-            if options.gate_policy == GatePolicy::Fleet {
-                "; rolling the fleet back"
-            } else {
-                ""
-            }
+            if fleet { "; rolling the fleet back" } else { "" }
         );
-        if options.gate_policy == GatePolicy::Fleet {
+        if fleet {
             roll_fleet_back(client, control, options, &gate, &reason).await?;
         }
+        memory.tripped.insert(gate);
     }
     Ok(())
 }
@@ -468,18 +520,27 @@ async fn roll_fleet_back(
         let Ok(current) = Desired::from_json(kv.value()) else {
             return Ok(());
         };
-        let mut values = current.values.clone();
+        // What the fleet runs: a prepare in flight has changed nothing yet.
+        let running = match current.phase {
+            Phase::Commit | Phase::Abort => current.values.clone(),
+            Phase::Prepare => current.previous.clone(),
+        };
+        // Only what the gate moved back goes to the fleet: a local
+        // override of another kind (a drain, say) stays local.
+        let mut values = running.clone();
         for (h, v) in values.iter_mut() {
             if let Some(local) = read(control, h) {
-                *v = local;
+                if normal(&local) != normal(v) && moves_traffic_back(h, &local) {
+                    *v = local;
+                }
             }
         }
-        if values == current.values && current.phase == Phase::Commit {
+        if values == running && current.phase != Phase::Prepare {
             return Ok(());
         }
         let next = Desired {
             phase: Phase::Commit,
-            previous: current.values.clone(),
+            previous: running,
             values,
             by: format!("router {}", options.name),
             reason: format!("gate {gate} tripped on {}: {reason}", options.name),

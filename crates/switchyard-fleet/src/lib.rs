@@ -104,6 +104,9 @@ pub enum Phase {
     Prepare,
     /// Apply the values; ack applied or error.
     Commit,
+    /// A change refused in its prepare: the values are the ones running
+    /// (nothing to apply, nothing to ack).
+    Abort,
 }
 
 impl Phase {
@@ -111,6 +114,7 @@ impl Phase {
         match self {
             Phase::Prepare => "prepare",
             Phase::Commit => "commit",
+            Phase::Abort => "abort",
         }
     }
 }
@@ -283,7 +287,7 @@ pub async fn watch_from_now(
 pub fn connect_options() -> etcd_client::ConnectOptions {
     etcd_client::ConnectOptions::new()
         .with_connect_timeout(std::time::Duration::from_secs(2))
-        .with_timeout(std::time::Duration::from_secs(5))
+        .with_timeout(std::time::Duration::from_secs(3))
         .with_keep_alive(std::time::Duration::from_secs(2), std::time::Duration::from_secs(2))
 }
 

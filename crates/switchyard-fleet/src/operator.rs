@@ -78,6 +78,10 @@ pub fn run(url: &FleetUrl, action: Action) -> Outcome {
 /// The fleet as etcd holds it now.
 struct View {
     desired: Option<(Desired, i64)>,
+    /// The revision of a desired state that is not readable (a `set`
+    /// may replace it).
+    unreadable: Option<i64>,
+    unreadable_why: String,
     routers: BTreeMap<String, Value>,
     acks: BTreeMap<String, Ack>,
 }
@@ -89,14 +93,21 @@ async fn view(client: &mut Client, url: &FleetUrl) -> Result<View, (i32, String)
         .map_err(etcd)?;
     let mut v = View {
         desired: None,
+        unreadable: None,
+        unreadable_why: String::new(),
         routers: BTreeMap::new(),
         acks: BTreeMap::new(),
     };
     for kv in got.kvs() {
         let key = String::from_utf8_lossy(kv.key());
         if key == url.desired() {
-            let d = Desired::from_json(kv.value()).map_err(|e| (1, e))?;
-            v.desired = Some((d, kv.mod_revision()));
+            match Desired::from_json(kv.value()) {
+                Ok(d) => v.desired = Some((d, kv.mod_revision())),
+                Err(e) => {
+                    v.unreadable = Some(kv.mod_revision());
+                    v.unreadable_why = e;
+                }
+            }
         } else if let Some(name) = key.strip_prefix(&url.routers()) {
             if let Ok(doc) = serde_json::from_slice::<Value>(kv.value()) {
                 v.routers.insert(name.to_string(), doc);
@@ -128,14 +139,27 @@ async fn status(client: &mut Client, url: &FleetUrl) -> Outcome {
             d.time,
             d.reason
         )),
-        None => out.push_str("desired: nothing yet (no fleet set)\n"),
+        None => match v.unreadable {
+            Some(rev) => out.push_str(&format!(
+                "desired: revision {rev} is unreadable ({}); a `fleet set` replaces it\n",
+                v.unreadable_why
+            )),
+            None => out.push_str("desired: nothing yet (no fleet set)\n"),
+        },
     }
-    out.push_str(&format!("routers: {} registered\n", v.routers.len()));
     out.push_str(&format!(
-        "{:<16} {:<7} {:>8} {:>5}  {:<28} {}\n",
-        "ROUTER", "ALIVE", "APPLIED", "LAG", "VALUES", "DIVERGED"
+        "routers: {} registered (alive: each holds a lease)\n",
+        v.routers.len()
     ));
-    let desired_rev = v.desired.as_ref().map_or(0, |(_, r)| *r);
+    out.push_str(&format!(
+        "{:<16} {:>8} {:>6}  {:<28} {}\n",
+        "ROUTER", "APPLIED", "LAG", "VALUES", "DIVERGED"
+    ));
+    let last_commit = v
+        .desired
+        .as_ref()
+        .filter(|(d, _)| d.phase == Phase::Commit)
+        .map_or(0, |(_, r)| *r);
     for (name, doc) in &v.routers {
         let applied = doc["applied"].as_i64().unwrap_or(0);
         let values = doc["values"]
@@ -180,22 +204,16 @@ async fn status(client: &mut Client, url: &FleetUrl) -> Outcome {
                 )
             })
             .unwrap_or_default();
-        let lag = if desired_rev > 0 && applied < desired_rev {
-            "behind".to_string()
+        // Behind: the last commit is not applied here (a prepare or an
+        // abort in flight changes nothing).
+        let lag = if last_commit > 0 && applied < last_commit {
+            "behind"
         } else {
-            "0".to_string()
+            "0"
         };
         out.push_str(&format!(
-            "{name:<16} {:<7} {applied:>8} {lag:>5}  {values:<28} {diverged}{gates}\n",
-            "yes"
+            "{name:<16} {applied:>8} {lag:>6}  {values:<28} {diverged}{gates}\n"
         ));
-    }
-    // Routers that acked but whose registration is gone (their lease ran
-    // out): not alive.
-    for (name, a) in &v.acks {
-        if !v.routers.contains_key(name) {
-            out.push_str(&format!("{name:<16} {:<7} {:>8}\n", "no", a.revision));
-        }
     }
     print!("{out}");
     Ok(())
@@ -265,9 +283,14 @@ async fn write_desired(
     Err((
         2,
         format!(
-            "another change won: the desired state moved from revision {expected} to {rev} by {who}; nothing was written: read `fleet status` and run again"
+            "another change won: the desired state moved from revision {expected} to {rev} by {who}; this step wrote nothing: read `fleet status` and run again"
         ),
     ))
+}
+
+/// An error in a later step of a change, with what the earlier steps did.
+fn after((code, message): (i32, String), done: &str) -> (i32, String) {
+    (code, format!("{done}; then: {message}"))
 }
 
 /// Waits until every router in `names` acked `revision` (or left the
@@ -298,6 +321,7 @@ async fn await_acks(
                     continue;
                 }
                 if let Some(a) = Ack::from_json(kv.value()).filter(|a| a.revision == revision) {
+                    gone.retain(|g| g != name);
                     acks.entry(name.to_string()).or_insert((a, started.elapsed()));
                 }
             } else if let Some(name) = key.strip_prefix(&url.routers()) {
@@ -364,6 +388,9 @@ async fn set(
     atomic: bool,
     pause: Duration,
 ) -> Outcome {
+    // Every ack of this change, and every router leaving, comes after
+    // this watch starts: it starts before the routers are counted.
+    let mut watch = crate::watch_from_now(client, url.all(), true).await.map_err(etcd)?;
     let v = view(client, url).await?;
     let names: Vec<String> = v.routers.keys().cloned().collect();
     if names.is_empty() {
@@ -380,8 +407,11 @@ async fn set(
                 ),
             ))
         }
+        // A prepare past its deadline (its operator went away) changed
+        // nothing: the fleet runs its previous values.
+        Some((d, rev)) if d.phase == Phase::Prepare => (d.previous.clone(), d.previous.clone(), *rev),
         Some((d, rev)) => (d.values.clone(), d.previous.clone(), *rev),
-        None => (BTreeMap::new(), BTreeMap::new(), 0),
+        None => (BTreeMap::new(), BTreeMap::new(), v.unreadable.unwrap_or(0)),
     };
     // The fleet's previous values; for a handler it never set, what the
     // routers run now.
@@ -398,8 +428,6 @@ async fn set(
     for (h, value) in &pairs {
         values.insert(h.clone(), value.trim().to_string());
     }
-    // Every ack of this change comes after this watch starts.
-    let mut watch = crate::watch_from_now(client, url.all(), true).await.map_err(etcd)?;
     let started = Instant::now();
     let by = who();
     // 1. Prepare.
@@ -421,9 +449,10 @@ async fn set(
     let (acks, gone) = await_acks(&mut watch, url, &names, r1, timeout).await?;
     let failed = report(&names, &acks, &gone, timeout);
     if !failed.is_empty() {
-        // Close the change; every router still runs the previous values.
+        // Close the change: every router still runs the previous values,
+        // and an abort asks none to apply anything.
         let close = Desired {
-            phase: Phase::Commit,
+            phase: Phase::Abort,
             values: previous_or_base(&base, &previous),
             previous: base_previous.clone(),
             by,
@@ -431,7 +460,9 @@ async fn set(
             time: now(),
             deadline: 0.0,
         };
-        let r2 = write_desired(client, url, r1, &close).await?;
+        let r2 = write_desired(client, url, r1, &close)
+            .await
+            .map_err(|e| after(e, &format!("revision {r1} (the prepare) was written")))?;
         return Err((
             1,
             format!(
@@ -459,7 +490,12 @@ async fn set(
         time: now(),
         deadline: 0.0,
     };
-    let r2 = write_desired(client, url, r1, &commit).await?;
+    let r2 = write_desired(client, url, r1, &commit).await.map_err(|e| {
+        after(
+            e,
+            &format!("revision {r1} (the prepare) was written and every router was ready"),
+        )
+    })?;
     println!("fleet: revision {r2}: commit {}", show(&values));
     let (acks, gone) = await_acks(&mut watch, url, &names, r2, timeout).await?;
     let failed = report(&names, &acks, &gone, timeout);
@@ -470,6 +506,19 @@ async fn set(
             slowest(&acks),
             started.elapsed().as_secs_f64() * 1e3
         );
+        // A gate may have rolled the fleet back meanwhile: say so.
+        let now_at = view(client, url).await?;
+        if let Some((d, rev)) = now_at.desired.filter(|(_, rev)| *rev != r2) {
+            return Err((
+                1,
+                format!(
+                    "revision {r2} was applied, but revision {rev} has replaced it since: {} by {}: {}",
+                    show(&d.values),
+                    d.by,
+                    d.reason
+                ),
+            ));
+        }
         return Ok(());
     }
     if !atomic {
@@ -488,7 +537,15 @@ async fn set(
         time: now(),
         deadline: 0.0,
     };
-    let r3 = write_desired(client, url, r2, &back).await?;
+    let r3 = write_desired(client, url, r2, &back).await.map_err(|e| {
+        after(
+            e,
+            &format!(
+                "revision {r2} (the commit) was written and failed on {}",
+                failed.join("; ")
+            ),
+        )
+    })?;
     println!("fleet: revision {r3}: rolling back to {}", show(&back.values));
     let live: Vec<String> = names.iter().filter(|n| !gone.contains(n)).cloned().collect();
     let (acks, gone3) = await_acks(&mut watch, url, &live, r3, timeout).await?;
@@ -522,6 +579,20 @@ async fn rollback(client: &mut Client, url: &FleetUrl, timeout: Duration) -> Out
     let Some((d, rev)) = v.desired else {
         return Err((1, "nothing to roll back: the fleet was never set".into()));
     };
+    if d.phase == Phase::Prepare && d.deadline > epoch() {
+        return Err((
+            2,
+            format!(
+                "a change is in progress (revision {rev} by {}); run again when it ends",
+                d.by
+            ),
+        ));
+    }
+    // What the fleet runs: a prepare or an abort applied nothing.
+    let running = match d.phase {
+        Phase::Commit | Phase::Abort => d.values.clone(),
+        Phase::Prepare => d.previous.clone(),
+    };
     if d.previous.is_empty() {
         return Err((1, format!("revision {rev} records no previous values")));
     }
@@ -529,7 +600,7 @@ async fn rollback(client: &mut Client, url: &FleetUrl, timeout: Duration) -> Out
     let back = Desired {
         phase: Phase::Commit,
         values: d.previous.clone(),
-        previous: d.values.clone(),
+        previous: running,
         by: who(),
         reason: format!("rollback of revision {rev}"),
         time: now(),

@@ -9,7 +9,7 @@ const TOKEN_KEY = "switchyard-token";
 const state = {
   token: null,
   scope: null, // "read" | "write" | null (unknown)
-  graphGeneration: null,
+  graphKey: null, // boot and configuration generation of the graph drawn
   graph: null,
   prev: null, // the snapshot before the last, for rates
   controls: new Map(), // "element.handler" -> DOM block
@@ -109,10 +109,13 @@ function applyScope() {
 async function loadGraph() {
   const g = await api("GET", "graph");
   state.graph = g;
-  state.graphGeneration = g.config_generation;
+  state.graphKey = `${g.boot}/${g.config_generation}`;
   drawGraph(g);
   state.controls.clear();
   $("controls").replaceChildren();
+  // A question asked about the old graph is not one about this one.
+  const dialog = $("confirm");
+  if (dialog.open) { dialog.returnValue = "cancel"; dialog.close(); }
 }
 
 function drawGraph(g) {
@@ -160,9 +163,12 @@ function drawGraph(g) {
 
 // --- a snapshot from the event stream
 async function onSnapshot(s) {
-  if (s.config_generation !== state.graphGeneration) {
+  const key = `${s.boot}/${s.config_generation}`;
+  if (key !== state.graphKey) {
     await loadGraph();
     state.prev = null;
+    // A reload between this snapshot and the graph: wait for the next.
+    if (key !== state.graphKey) return;
   }
   $("config").textContent = `configuration generation ${s.config_generation}`;
   const standby = new Set(s.standby);
@@ -170,12 +176,12 @@ async function onSnapshot(s) {
   document.querySelectorAll("#graph .node").forEach((n) => {
     const name = n.getAttribute("data-element");
     n.classList.toggle("standby", standby.has(name));
-    const c = s.counts[name];
+    const c = Object.hasOwn(s.counts, name) ? s.counts[name] : undefined;
     const text = n.querySelector(".count");
-    if (c === undefined) { text.textContent = ""; return; }
+    if (typeof c !== "number") { text.textContent = ""; return; }
     n.setAttribute("data-count", String(c));
     let label = fmt(c);
-    if (dt > 0 && state.prev.counts[name] !== undefined) {
+    if (dt > 0 && Object.hasOwn(state.prev.counts, name)) {
       const rate = Math.max(0, c - state.prev.counts[name]) / dt;
       n.setAttribute("data-rate", rate.toFixed(1));
       label += " · " + fmt(rate) + "/s";
@@ -249,8 +255,9 @@ function switchBlock(c) {
     buttons.append(b);
   }
   const back = el("button", { class: "back write", type: "button", "data-element": c.element }, "Back");
-  back.addEventListener("click", () => confirmWrite(current, "0",
-    `Roll back: production traffic through ${names[0]} (${c.element}.switch 0)?`));
+  back.addEventListener("click", () => confirmWrite(current, "0", current.pinned
+    ? `Roll back: new flows through ${names[0]} (${c.element}.switch 0)? Established flows stay on their branch until they end (${c.element}.force moves them too).`
+    : `Roll back: production traffic through ${names[0]} (${c.element}.switch 0)?`));
   buttons.append(back);
   const block = el("div", { class: "control", "data-element": c.element, "data-handler": c.handler },
     el("div", {}, el("span", { class: "name" }, `${c.element}`), ` :: ${c.class} `),
@@ -283,7 +290,7 @@ function canaryBlock(c) {
     slider.addEventListener("input", () => { shown.textContent = `${slider.value}% to ${names[1]}`; slider.dataset.dirty = "1"; });
     slider.addEventListener("change", () => confirmWrite(current, `${100 - Number(slider.value)} ${slider.value}`,
       `Send ${slider.value}% of flows through ${names[1]} (${c.element}.weights ${100 - Number(slider.value)} ${slider.value})?`,
-      () => { delete slider.dataset.dirty; }));
+      () => { delete slider.dataset.dirty; slider.blur(); block.update(current); }));
     buttons.append(slider, shown);
   } else {
     text = el("input", { type: "text", size: 12, class: "write" });
@@ -396,6 +403,7 @@ async function stream() {
         throw new Error(msg);
       }
       setConn("live", "live");
+      state.graphKey = null; // a new connection may be to a new router
       const reader = r.body.getReader();
       const decoder = new TextDecoder();
       let buf = "";

@@ -21,6 +21,18 @@ use switchyard_core::HandlerTable;
 /// The audit entries a snapshot carries.
 pub const AUDIT_TAIL: usize = 12;
 
+/// This process's boot: configuration generations start at 1 in every
+/// process, so a page that outlives a restart tells graphs apart by it.
+pub fn boot() -> u64 {
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        t ^ u64::from(std::process::id()).rotate_left(48)
+    })
+}
+
 /// A file of the page: its bytes and content type.
 pub fn asset(path: &str) -> Option<(&'static [u8], &'static str)> {
     Some(match path {
@@ -60,6 +72,7 @@ pub fn graph(control: &Control) -> Value {
         .map(|w| json!({"from": name(w.from), "from_port": w.from_port, "to": name(w.to), "to_port": w.to_port}))
         .collect();
     json!({
+        "boot": boot().to_string(),
         "config_generation": control.config_generation(),
         "elements": elements,
         "wires": wires,
@@ -106,10 +119,26 @@ fn pass_of(table: &HandlerTable, i: usize) -> Pass {
         return Pass::Any;
     };
     let value = h.read.as_ref().map(|r| r()).unwrap_or_default();
+    let ports = if e.inputs > 1 { e.inputs } else { e.outputs };
+    let mut open = open_positions(&h.name, &value, ports);
+    // A pinned selector keeps established flows on their branch after a
+    // flip: a position still holding flows (not `drained`) is live.
+    if let Some(drained) = e
+        .handlers
+        .iter()
+        .find(|h| h.name == "drained")
+        .and_then(|h| h.read_param.as_ref())
+    {
+        for (k, o) in open.iter_mut().enumerate() {
+            if !*o && drained(&k.to_string()).is_ok_and(|d| d.trim() == "false") {
+                *o = true;
+            }
+        }
+    }
     if e.inputs > 1 {
-        Pass::Inputs(open_positions(&h.name, &value, e.inputs))
+        Pass::Inputs(open)
     } else {
-        Pass::Outputs(open_positions(&h.name, &value, e.outputs))
+        Pass::Outputs(open)
     }
 }
 
@@ -223,6 +252,8 @@ pub fn snapshot(control: &Control, started: Instant) -> Value {
                 "element": e.name,
                 "class": e.class,
                 "handler": h.name,
+                // Pinned: a flip moves new flows; `force` moves them all.
+                "pinned": e.handlers.iter().any(|x| x.name == "force"),
                 "value": value.trim(),
                 "generation": control.generation(&full),
                 "inputs": e.inputs,
@@ -254,6 +285,7 @@ pub fn snapshot(control: &Control, started: Instant) -> Value {
         .collect();
     json!({
         "t": started.elapsed().as_secs_f64(),
+        "boot": boot().to_string(),
         "config_generation": control.config_generation(),
         "counts": counts,
         "controls": controls,
@@ -343,6 +375,20 @@ mod tests {
             s.contains(&"a".to_string()) && !s.contains(&"b".to_string()) && s.len() == 2,
             "{s:?}"
         );
+    }
+
+    #[test]
+    fn a_pinned_selector_dims_a_branch_once_it_holds_no_flows() {
+        let t = table(
+            "src :: InfiniteSource -> [0]flows :: FlowTable[0] -> hub :: Tee(2);
+             hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0, PIN flows);
+             hub[1] -> new :: Counter -> [1]sel; sel -> Discard;
+             Idle -> [1]flows[1] -> Discard;",
+        );
+        assert_eq!(standby(&t), ["new"]);
+        // No flow was ever pinned: after the flip the old branch is drained.
+        t.write("sel.switch", "1").unwrap();
+        assert_eq!(standby(&t), ["old"]);
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub const MAX_BODY: usize = 16 << 20;
 
 /// How often the event stream pushes a snapshot to the dashboard.
 pub const EVENT_INTERVAL: Duration = Duration::from_millis(500);
+/// Event streams served at once: dashboards must leave connections for
+/// scrapes and webhooks.
+pub const MAX_STREAMS: usize = 16;
+/// How long a client may take to send a request's body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = BoxBody<Bytes, std::convert::Infallible>;
 
@@ -70,6 +75,10 @@ pub struct Options {
     pub alert_rules: Vec<alerts::Rule>,
     /// Alerts already acted on.
     pub alerts_seen: std::sync::Mutex<alerts::Seen>,
+    /// The dashboard's last snapshot, shared by every event stream.
+    pub snapshot: std::sync::Mutex<Option<(Instant, Bytes)>>,
+    /// Event streams open now (at most [`MAX_STREAMS`]).
+    pub streams: std::sync::atomic::AtomicUsize,
 }
 
 /// A running HTTP server; dropping it stops it.
@@ -240,19 +249,40 @@ async fn respond(
         (None, Some(_)) => return json(api::error(401, None, "this router has no tokens (--http-tokens)")),
         _ => None,
     };
-    if req.method() == hyper::Method::GET && path == "/api/v1/events" {
-        if let Some(refused) = api::refuse(grant.as_ref(), false, options.tokens.is_some()) {
-            return json(refused);
-        }
-        return events(control, started);
+    // Without tokens, reads are open on loopback: a page from elsewhere
+    // must not reach them through a name that resolves to 127.0.0.1 (DNS
+    // rebinding). The Host header must name loopback.
+    if options.tokens.is_none() && !loopback_host(header(hyper::header::HOST).as_deref()) {
+        return json(api::error(
+            403,
+            None,
+            "this API answers only to a loopback Host (or use tokens)",
+        ));
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    // Who may, before any body is read: a client without the right token
+    // holds no buffer and no slot for long.
+    let write = req.method() != hyper::Method::GET;
+    if let Some(refused) = api::refuse(grant.as_ref(), write, options.tokens.is_some()) {
+        return json(refused);
+    }
+    if req.method() == hyper::Method::GET && path == "/api/v1/events" {
+        return events(control, started, options);
+    }
+    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), MAX_BODY).collect()).await;
+    let body = match collected {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
             return json(api::error(
                 413,
                 None,
                 format!("the body is larger than {MAX_BODY} bytes"),
+            ))
+        }
+        Err(_) => {
+            return json(api::error(
+                408,
+                None,
+                format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
             ))
         }
     };
@@ -280,12 +310,29 @@ async fn respond(
 
 /// `GET /api/v1/events`: a snapshot ([`dashboard::snapshot`]) every
 /// [`EVENT_INTERVAL`] as Server-Sent Events, until the client leaves or
-/// the server stops. Each stream is its own task; the reads run off the
-/// runtime's thread, and a client that does not read holds only its own
-/// stream (the channel is bounded).
-fn events(control: Arc<Control>, started: Instant) -> Response<Body> {
+/// the server stops. Every stream sends the same snapshot, made at most
+/// once an interval whatever the number of streams, off the runtime's
+/// thread; a client that does not read holds only its own stream (the
+/// channel is bounded), and at most [`MAX_STREAMS`] are open at once.
+fn events(control: Arc<Control>, started: Instant, options: Arc<Options>) -> Response<Body> {
+    use std::sync::atomic::Ordering::SeqCst;
+    if options.streams.fetch_add(1, SeqCst) >= MAX_STREAMS {
+        options.streams.fetch_sub(1, SeqCst);
+        return json(api::error(
+            503,
+            None,
+            format!("{MAX_STREAMS} dashboards are open already; close one"),
+        ));
+    }
+    struct Open(Arc<Options>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.streams.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
     tokio::spawn(async move {
+        let open = Open(options);
         if tx.send(Bytes::from_static(b"retry: 1000\n\n")).await.is_err() {
             return;
         }
@@ -293,12 +340,10 @@ fn events(control: Arc<Control>, started: Instant) -> Response<Body> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let c = control.clone();
-            let Ok(snapshot) = tokio::task::spawn_blocking(move || dashboard::snapshot(&c, started)).await else {
+            let Some(frame) = shared_snapshot(&control, started, &open.0).await else {
                 return;
             };
-            let frame = format!("event: state\ndata: {snapshot}\n\n");
-            if tx.send(Bytes::from(frame)).await.is_err() {
+            if tx.send(frame).await.is_err() {
                 return;
             }
         }
@@ -314,6 +359,36 @@ fn events(control: Arc<Control>, started: Instant) -> Response<Body> {
         hyper::header::HeaderValue::from_static("no-store"),
     );
     resp
+}
+
+/// The snapshot frame, made again only if the last is older than most of
+/// an interval.
+async fn shared_snapshot(control: &Arc<Control>, started: Instant, options: &Options) -> Option<Bytes> {
+    let fresh = EVENT_INTERVAL * 4 / 5;
+    if let Some((at, frame)) = options.snapshot.lock().expect("snapshot").as_ref() {
+        if at.elapsed() < fresh {
+            return Some(frame.clone());
+        }
+    }
+    let c = control.clone();
+    let snapshot = tokio::task::spawn_blocking(move || dashboard::snapshot(&c, started))
+        .await
+        .ok()?;
+    let frame = Bytes::from(format!("event: state\ndata: {snapshot}\n\n"));
+    *options.snapshot.lock().expect("snapshot") = Some((Instant::now(), frame.clone()));
+    Some(frame)
+}
+
+/// Whether a Host header names loopback (`127.0.0.1:8080`, `localhost`,
+/// `[::1]:80`); none at all (HTTP/1.0) is taken as loopback.
+fn loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else { return true };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A file of the dashboard, with headers that keep it to itself: scripts
@@ -349,4 +424,25 @@ fn text(status: StatusCode, body: String, kind: &'static str) -> Response<Body> 
         hyper::header::HeaderValue::from_static(kind),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_host;
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        for h in ["127.0.0.1:8080", "localhost", "LOCALHOST:1", "[::1]:80", "127.1.2.3"] {
+            assert!(loopback_host(Some(h)), "{h}");
+        }
+        for h in [
+            "evil.example:8080",
+            "10.0.0.1",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(Some(h)), "{h}");
+        }
+        assert!(loopback_host(None));
+    }
 }

@@ -250,16 +250,7 @@ fn start_control(
     }
     let mut dashboard = None;
     if let Some(h) = &opts.http {
-        let tokens = match (&opts.http_tokens, &opts.demo) {
-            (Some(p), _) => {
-                Some(switchyard_http::tokens::Tokens::from_file(p).map_err(|e| runtime(format!("--http-tokens {e}")))?)
-            }
-            (None, Some(demo)) => demo.token.as_ref().map(|t| {
-                switchyard_http::tokens::Tokens::parse(&format!("demo write {t}")).expect("a well-formed token")
-            }),
-            (None, None) => None,
-        };
-        let alert_rules = opts
+        let alert_rules: Vec<switchyard_http::alerts::Rule> = opts
             .alert_rules
             .iter()
             .map(|r| switchyard_http::alerts::Rule::parse(r))
@@ -271,25 +262,30 @@ fn start_control(
                 None => Vec::new(),
             })
             .collect();
-        let options = switchyard_http::Options {
-            api: true,
-            tokens,
-            allow_remote: opts.allow_remote,
-            alert_rules,
-            ..switchyard_http::Options::default()
+        let options = || -> Result<switchyard_http::Options, Failure> {
+            let tokens = match (&opts.http_tokens, opts.demo.as_ref().and_then(|d| d.token.as_ref())) {
+                (Some(p), _) => Some(
+                    switchyard_http::tokens::Tokens::from_file(p).map_err(|e| runtime(format!("--http-tokens {e}")))?,
+                ),
+                (None, Some(t)) => Some(
+                    switchyard_http::tokens::Tokens::parse(&format!("demo write {t}")).expect("a well-formed token"),
+                ),
+                (None, None) => None,
+            };
+            Ok(switchyard_http::Options {
+                api: true,
+                tokens,
+                allow_remote: opts.allow_remote,
+                alert_rules: alert_rules.clone(),
+                ..switchyard_http::Options::default()
+            })
         };
         let addr = address("--http", h)?;
-        let server = match switchyard_http::serve(addr, control.clone(), options) {
-            // The demo's usual port is taken (another demo): any port will do.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && opts.demo.is_some() => {
-                let options = switchyard_http::Options {
-                    api: true,
-                    tokens: opts.demo.as_ref().and_then(|d| d.token.as_ref()).map(|t| {
-                        switchyard_http::tokens::Tokens::parse(&format!("demo write {t}")).expect("a well-formed token")
-                    }),
-                    ..switchyard_http::Options::default()
-                };
-                switchyard_http::serve((addr.ip(), 0).into(), control.clone(), options)
+        let server = match switchyard_http::serve(addr, control.clone(), options()?) {
+            // The demo's own port is taken (another demo): any port will
+            // do. An address the user gave is theirs: an error.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && opts.demo.as_ref().is_some_and(|d| d.chose_http) => {
+                switchyard_http::serve((addr.ip(), 0).into(), control.clone(), options()?)
             }
             r => r,
         }
@@ -353,8 +349,9 @@ fn start_control(
     let mut servers = Vec::new();
     for l in &listens {
         let server = match serve(l, control.clone(), limits) {
-            // The demo's usual socket is another demo's: one of its own.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && opts.demo.is_some() => {
+            // The demo's own socket is another demo's: one of its own. A
+            // path the user gave is theirs: an error.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && opts.demo.as_ref().is_some_and(|d| d.has_socket) => {
                 let Listen::Unix { mode, group, .. } = l else {
                     return Err(runtime(format!("control socket: {e}")));
                 };
@@ -1075,6 +1072,8 @@ pub struct Demo {
     /// --control-tcp); another demo's socket makes it one of its own.
     socket: std::sync::Mutex<PathBuf>,
     has_socket: bool,
+    /// The dashboard's address is the demo's (not --http's).
+    chose_http: bool,
 }
 
 /// The demo's dashboard port, when free.
@@ -1087,18 +1086,18 @@ impl Demo {
         if has_socket {
             opts.control = Some(socket.clone());
         }
-        let token = if opts.http.is_none() {
+        // The dashboard, with a write token of its own, unless the user
+        // chose an address (then the usual rules: --http-tokens or
+        // read-only).
+        let chose_http = opts.http.is_none();
+        if chose_http {
             opts.http = Some(DEMO_HTTP.to_string());
-            Some(random_token())
-        } else if opts.http_tokens.is_none() {
-            Some(random_token())
-        } else {
-            None
-        };
+        }
         opts.demo = Some(Demo {
-            token,
+            token: (chose_http && opts.http_tokens.is_none()).then(random_token),
             socket: std::sync::Mutex::new(socket),
             has_socket,
+            chose_http,
         });
     }
 
@@ -1179,7 +1178,11 @@ fn fleet(etcd: Option<String>, action: crate::cli::FleetCmd) -> Result<(), Failu
             values: vec![(handler, value.join(" "))],
             timeout: secs(timeout)?,
             atomic: !no_atomic,
-            pause: if pause == 0.0 { Duration::ZERO } else { secs(pause)? },
+            pause: if pause == 0.0 {
+                Duration::ZERO
+            } else {
+                secs(pause).map_err(|_| usage(format!("--pause {pause}: expected seconds, at most 3600")))?
+            },
         },
         FleetCmd::Rollback { timeout } => Action::Rollback {
             timeout: secs(timeout)?,
