@@ -45,7 +45,7 @@ hub[1] -> new :: Counter -> [1]sel;
 sel -> out :: Counter -> Discard;
 CLICK
 
-registered() { "$B" fleet --etcd "$1" status 2>/dev/null | sed -n 's/^routers: \([0-9]*\) registered/\1/p'; }
+registered() { "$B" fleet --etcd "$1" status 2>/dev/null | sed -n 's/^routers: \([0-9]*\) registered.*/\1/p'; }
 
 for n in $ROUTERS; do
   url="etcd://127.0.0.1:$CP/bench-$n"
