@@ -5,7 +5,8 @@
 #   1. the kernel's own IP forwarding (the reference),
 #   2. Switchyard FromDevice -> ToDevice, ring backend,
 #   3. the same, pnet backend,
-#   4. Switchyard's hub/switch rollback graph, ring backend.
+#   4. the same, xdp backend (AF_XDP, copy mode on veth),
+#   5. Switchyard's hub/switch rollback graph, ring backend, and xdp.
 # The generator is Switchyard itself (InfiniteSource -> ToDevice, ring) in
 # the gen namespace; loss is exact: frames sent minus frames received,
 # counted after the generator stops and the path drains. With the router's
@@ -65,6 +66,7 @@ measure() { # label: the router (if any) is already running
   printf '%-34s %8d frames/s  %8s per router CPU-second   sent %d, received %d, lost %d\n' \
     "$1" "$rate" "$percore" "$sent" "$recv" $((sent - recv))
   echo "$rate" > "$T/rate.$2"
+  echo "${percore/-/0}" > "$T/cpu.$2"
   jobs -p | xargs -r kill 2>/dev/null || true; wait 2>/dev/null || true
   rm -f "$T"/*.sock "$T"/*.log "$T"/*.pid
 }
@@ -77,9 +79,20 @@ start $R rtr 'FromDevice(rtr0) -> ToDevice(rtr1);'
 measure "switchyard ring FromDevice->ToDevice" ring
 start $R rtr 'FromDevice(rtr0, METHOD pnet) -> ToDevice(rtr1, METHOD pnet);'
 measure "switchyard pnet FromDevice->ToDevice" pnet
-start $R rtr 'FromDevice(rtr0) -> hub :: Tee(2); hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0); hub[1] -> new :: Counter -> [1]sel; sel -> ToDevice(rtr1);'
+start $R rtr 'FromDevice(rtr0, METHOD xdp) -> ToDevice(rtr1, METHOD xdp);'
+measure "switchyard xdp FromDevice->ToDevice" xdp
+HUB='hub :: Tee(2); hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0); hub[1] -> new :: Counter -> [1]sel;'
+start $R rtr "FromDevice(rtr0) -> $HUB sel -> ToDevice(rtr1);"
 measure "switchyard ring hub/switch graph" hubswitch
+start $R rtr "FromDevice(rtr0, METHOD xdp) -> $HUB sel -> ToDevice(rtr1, METHOD xdp);"
+measure "switchyard xdp hub/switch graph" xdphub
 k=$(cat "$T/rate.kernel")
-for x in ring pnet hubswitch; do
+for x in ring pnet xdp hubswitch xdphub; do
   printf '%-10s %5.2f x kernel forwarding\n' "$x" "$(python3 -c "print($(cat "$T/rate.$x") / max($k, 1))")"
+done
+# Per router CPU-second, the issue's measure: xdp against ring.
+for pair in "xdp ring" "xdphub hubswitch"; do
+  set -- $pair
+  printf '%-10s %5.2f x %s per router CPU-second\n' "$1" \
+    "$(python3 -c "print($(cat "$T/cpu.$1") / max($(cat "$T/cpu.$2"), 1))")" "$2"
 done

@@ -1,7 +1,9 @@
 //! One batch-oriented interface to a network device, with backends:
 //! `ring` (AF_PACKET with a TPACKET_V3 receive ring and a TPACKET_V2
-//! transmit ring that bypasses the qdisc: no system call per frame) and
-//! `pnet` (pnet's datalink channel: one system call per frame; portable).
+//! transmit ring that bypasses the qdisc: no system call per frame),
+//! `pnet` (pnet's datalink channel: one system call per frame; portable)
+//! and, with the `xdp` feature (on by default), `xdp` (AF_XDP: an XSK per
+//! interface queue, the kernel's XDP program redirecting frames to it).
 
 use crate::offload::RxStats;
 use std::io;
@@ -27,6 +29,9 @@ pub trait Device: Send {
 pub enum Method {
     Ring,
     Pnet,
+    /// AF_XDP on one queue of the interface.
+    #[cfg(feature = "xdp")]
+    Xdp(crate::xdp::XdpOptions),
 }
 
 impl Method {
@@ -34,7 +39,19 @@ impl Method {
         match s.to_ascii_lowercase().as_str() {
             "ring" | "mmap" | "packet_mmap" => Some(Method::Ring),
             "pnet" => Some(Method::Pnet),
+            #[cfg(feature = "xdp")]
+            "xdp" | "af_xdp" => Some(Method::Xdp(crate::xdp::XdpOptions::default())),
             _ => None,
+        }
+    }
+
+    /// The method's name, as its `method` handler reads it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Ring => "ring",
+            Method::Pnet => "pnet",
+            #[cfg(feature = "xdp")]
+            Method::Xdp(_) => "xdp",
         }
     }
 }
@@ -91,6 +108,10 @@ pub fn open_transmit(name: &str, method: Method) -> Result<Box<dyn Device>, Stri
             crate::ring::TxRing::open(index).map_err(|e| format!("{name}: {e}"))?,
         )),
         Method::Pnet => Ok(Box::new(crate::pnet_dev::PnetDevice::open(name, Direction::Transmit)?)),
+        #[cfg(feature = "xdp")]
+        Method::Xdp(o) => Ok(Box::new(
+            crate::xdp::open_transmit(name, index, o).map_err(|e| format!("{name}: {e}"))?,
+        )),
     }
 }
 
@@ -112,5 +133,9 @@ pub fn open_receive(
             name,
             Direction::Receive { promisc, fanout },
         )?)),
+        #[cfg(feature = "xdp")]
+        Method::Xdp(o) => Ok(Box::new(
+            crate::xdp::open_receive(name, index, o).map_err(|e| format!("{name}: {e}"))?,
+        )),
     }
 }

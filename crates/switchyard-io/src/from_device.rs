@@ -71,9 +71,20 @@ documented! {
     /// Click's `FORCE_IP`, `BPF_FILTER`, `PROTOCOL`, `OUTBOUND`, `ENCAP`
     /// and `TIMESTAMP` are not supported (an unknown-argument error).
     /// - `BURST`: frames per batch; default 128.
-    /// - `METHOD`: `ring` (default) or `pnet`. Click's `LINUX` and `PCAP`
-    ///   mean `ring` (on Linux each reads an AF_PACKET socket); `CAPTURE`
-    ///   is Click's old name for METHOD.
+    /// - `METHOD`: `ring` (default), `pnet` or `xdp`. Click's `LINUX` and
+    ///   `PCAP` mean `ring` (on Linux each reads an AF_PACKET socket);
+    ///   `CAPTURE` is Click's old name for METHOD. `xdp` (a Switchyard
+    ///   addition) is AF_XDP: Switchyard attaches its XDP program to the
+    ///   interface, which redirects every frame of the queue to the
+    ///   router's socket: unlike `ring`, the kernel no longer sees them
+    ///   (the router answers ARP itself, as an IP router config does). The
+    ///   program is detached when the router stops; one left by something
+    ///   else is replaced at start, with a log line.
+    /// - `QUEUE`: `xdp` only: the interface queue (0 to 63); default 0.
+    /// - `ZEROCOPY`: `xdp` only: AF_XDP zero-copy, for drivers that have
+    ///   it (veth has not: the open fails); default false (copy mode).
+    /// - `XDP_MODE`: `xdp` only: `native` (default; in the driver, falling
+    ///   back to generic where the driver has no XDP) or `generic`.
     /// - `HEADROOM`: accepted for Click's configurations, no effect (the
     ///   packet pool decides headroom).
     /// - `FANOUT`: ring only: a PACKET_FANOUT group number (0 to 65535).
@@ -195,20 +206,58 @@ pub(crate) fn read_method(args: &mut Args, old_name: Option<&'static str>) -> Op
     let method = old_name
         .and_then(|name| args.read::<String>(name).map(|m| (name, m)))
         .or(method);
-    let Some((name, m)) = method else {
-        return Some(Method::Ring);
+    // The AF_XDP options: with METHOD xdp only.
+    let queue = args.read::<u32>("QUEUE").map(|q| ("QUEUE", q));
+    let zerocopy = args.read::<bool>("ZEROCOPY").map(|z| ("ZEROCOPY", z));
+    let mode = args.read::<String>("XDP_MODE").map(|m| ("XDP_MODE", m));
+    let found = match &method {
+        None => Some(Method::Ring),
+        Some((_, m)) => Method::parse(m).or(matches!(m.as_str(), "LINUX" | "PCAP" | "PCAPFD").then_some(Method::Ring)),
     };
-    if let Some(m) = Method::parse(&m) {
-        return Some(m);
+    let Some(found) = found else {
+        let (name, m) = method.expect("named");
+        let xdp = if cfg!(feature = "xdp") { ", xdp" } else { "" };
+        args.error(
+            Some(args.span_of(name)),
+            format!("{name} '{m}' unknown: expected ring, pnet{xdp} (or Click's LINUX or PCAP)"),
+        );
+        return None;
+    };
+    #[cfg(feature = "xdp")]
+    if let Method::Xdp(mut o) = found {
+        if let Some((_, q)) = queue {
+            if q >= 64 {
+                args.error(Some(args.span_of("QUEUE")), "QUEUE: at most 63 (the XSK map's slots)");
+                return None;
+            }
+            o.queue = q;
+        }
+        if let Some((_, z)) = zerocopy {
+            o.zerocopy = z;
+        }
+        if let Some((_, m)) = mode {
+            match crate::xdp::AttachMode::parse(&m) {
+                Some(a) => o.mode = a,
+                None => {
+                    args.error(
+                        Some(args.span_of("XDP_MODE")),
+                        format!("XDP_MODE '{m}' unknown: expected native or generic"),
+                    );
+                    return None;
+                }
+            }
+        }
+        return Some(Method::Xdp(o));
     }
-    if matches!(m.as_str(), "LINUX" | "PCAP" | "PCAPFD") {
-        return Some(Method::Ring);
+    if let Some((name, _)) = queue
+        .map(|(n, _)| (n, ()))
+        .or(zerocopy.map(|(n, _)| (n, ())))
+        .or(mode.map(|(n, _)| (n, ())))
+    {
+        args.error(Some(args.span_of(name)), format!("{name} needs METHOD xdp"));
+        return None;
     }
-    args.error(
-        Some(args.span_of(name)),
-        format!("{name} '{m}' unknown: expected ring or pnet (or Click's LINUX or PCAP)"),
-    );
-    None
+    Some(found)
 }
 
 impl Element for FromDevice {
@@ -293,7 +342,7 @@ impl Element for FromDevice {
 
     fn handlers(&self) -> Vec<Handler> {
         let s = self.stats.clone();
-        let m = format!("{:?}", self.method).to_lowercase();
+        let m = self.method.name().to_string();
         let mut v = vec![
             Handler::read_only("count", move || s.received.load(Relaxed).to_string()),
             Handler::read_only("method", move || m.clone()),

@@ -12,6 +12,8 @@ mod pnet_dev;
 pub mod ring;
 mod to_device;
 mod to_dump;
+#[cfg(feature = "xdp")]
+pub mod xdp;
 
 pub use from_device::FromDevice;
 pub use from_dump::FromDump;

@@ -25,9 +25,13 @@ documented! {
     /// # Arguments
     /// - `DEVNAME` (positional, mandatory): the interface.
     /// - `BURST`: frames pulled per batch; default 128.
-    /// - `METHOD`: `ring` (default) or `pnet`. Click's `LINUX`, `PCAP` and
-    ///   `PCAPFD` mean `ring` (on Linux each sends through an AF_PACKET
-    ///   socket); its `DEVBPF` and `NETMAP` are not supported.
+    /// - `METHOD`: `ring` (default), `pnet` or `xdp`. Click's `LINUX`,
+    ///   `PCAP` and `PCAPFD` mean `ring` (on Linux each sends through an
+    ///   AF_PACKET socket); its `DEVBPF` and `NETMAP` are not supported.
+    ///   `xdp` (a Switchyard addition) sends through the AF_XDP socket of
+    ///   the interface queue, the one a FromDevice with `METHOD xdp` on
+    ///   the same interface and queue receives from.
+    /// - `QUEUE`, `ZEROCOPY`, `XDP_MODE`: `xdp` only, as FromDevice's.
     /// - `DEBUG`: accepted for Click's configurations; send failures are
     ///   logged anyway.
     ///
