@@ -383,3 +383,38 @@ fn a_stale_xdp_program_is_replaced_at_start() {
         String::from_utf8_lossy(&shown.stdout)
     );
 }
+
+/// A reload that removes the receiving side gives its rings back (and
+/// detaches the program); one that brings it back opens it again, on the
+/// socket the transmitting side kept.
+#[test]
+fn an_xdp_side_removed_by_a_reload_can_come_back() {
+    let Some(t) = Topology::new() else { return };
+    let out = t.path("out.pcap");
+    let sink = t.start(2, "sink", &SINK.replace("$OUT", out.to_str().unwrap()));
+    let a = "rx :: FromDevice(rtr0, METHOD xdp) -> c :: Counter -> tx :: ToDevice(rtr1, METHOD xdp);";
+    let b = "Idle -> tx :: ToDevice(rtr1, METHOD xdp);";
+    let rtr = t.start(1, "rtr", a);
+    let batch = frames(100, &[60]);
+    let input = t.path("in.pcap");
+    write_pcap(&input, &batch);
+    let gen = format!("FromDump({}, STOP true) -> ToDevice(gen0);", input.display());
+    t.run(0, &gen);
+    await_count(&sink, "got.count", 100);
+    let xdp_on_rtr0 = || {
+        let shown = Command::new("ip")
+            .args(["-n", t.ns.name(1), "link", "show", "dev", "rtr0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&shown.stdout).contains("xdp")
+    };
+    assert!(xdp_on_rtr0());
+    let mut c = rtr.client();
+    c.write("hotconfig", b).unwrap();
+    await_until("the program detached with the receiving side", || !xdp_on_rtr0());
+    c.write("hotconfig", a).unwrap();
+    assert!(xdp_on_rtr0());
+    t.run(0, &gen);
+    await_count(&sink, "got.count", 200);
+    assert_eq!(read_pcap(&out), [batch.clone(), batch].concat());
+}

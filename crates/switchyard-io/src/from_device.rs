@@ -264,9 +264,14 @@ impl Element for FromDevice {
     fn take_state(&mut self, old: Box<dyn Element>) {
         // Keep the open ring: frames that arrived during the swap wait in it.
         if let Some(mut old) = downcast::<FromDevice>(old) {
+            // An XSK takes every frame of its queue: PROMISC is moot there.
+            #[cfg(feature = "xdp")]
+            let promisc_moot = matches!(self.method, Method::Xdp(_));
+            #[cfg(not(feature = "xdp"))]
+            let promisc_moot = false;
             if old.name == self.name
                 && old.method == self.method
-                && old.promisc == self.promisc
+                && (promisc_moot || old.promisc == self.promisc)
                 && old.fanout == self.fanout
             {
                 self.dev = old.dev.take();

@@ -160,8 +160,8 @@ impl Drop for Area {
 struct Port {
     // Fields drop in this order: the sides' parts first (taken already),
     // the socket and UMEM, then the memory they used.
-    rx: Mutex<Option<(FillQueue, RingRx)>>,
-    tx: Mutex<Option<(CompletionQueue, RingTx)>>,
+    rx: Mutex<Option<RxParts>>,
+    tx: Mutex<Option<TxParts>>,
     fd: i32,
     _socket: Socket,
     _umem: Umem,
@@ -179,6 +179,13 @@ unsafe impl Send for Port {}
 unsafe impl Sync for Port {}
 
 type Key = (u32, u32);
+
+/// What the receiving side uses, handed back to the port when it goes
+/// (a reload may open the side again later).
+type RxParts = (FillQueue, RingRx);
+/// What the transmitting side uses, with its free frames (frames still
+/// in flight come back through the completion ring to whoever has it).
+type TxParts = (CompletionQueue, RingTx, Vec<u64>);
 
 fn ports() -> &'static Mutex<HashMap<Key, Weak<Port>>> {
     static PORTS: std::sync::OnceLock<Mutex<HashMap<Key, Weak<Port>>>> = std::sync::OnceLock::new();
@@ -248,9 +255,12 @@ impl Port {
             w.insert((0..RX_FRAMES).map(|i| u64::from(i * FRAME)));
             w.commit();
         }
+        let free = (RX_FRAMES..RX_FRAMES + TX_FRAMES)
+            .map(|i| u64::from(i * FRAME))
+            .collect();
         Ok(Port {
             rx: Mutex::new(Some((fill, rx))),
-            tx: Mutex::new(Some((comp, tx))),
+            tx: Mutex::new(Some((comp, tx, free))),
             fd,
             _socket: socket,
             _umem: umem,
@@ -343,8 +353,7 @@ impl Program {
 
 /// The receiving side of a port.
 pub struct XdpRx {
-    fill: FillQueue,
-    rx: RingRx,
+    parts: Option<RxParts>,
     refill: Vec<u64>,
     host: [u8; 6],
     // Dropped after the rings: the port (socket, UMEM) outlives them.
@@ -358,8 +367,10 @@ unsafe impl Send for XdpRx {}
 
 impl Drop for XdpRx {
     fn drop(&mut self) {
-        // The program must not redirect to a socket that is going.
+        // The program must not redirect to a socket no one reads; the
+        // rings go back to the port for a later receiving side.
         let _ = self.program.xsks.lock().expect("xsks").unset(self.port.queue);
+        *self.port.rx.lock().expect("rx") = self.parts.take();
     }
 }
 
@@ -374,6 +385,18 @@ pub struct XdpTx {
 // SAFETY: as for `XdpRx`.
 unsafe impl Send for XdpTx {}
 
+/// The transmitting side, its parts returned to the port when it goes.
+pub struct XdpTxSide(Option<XdpTx>);
+
+impl Drop for XdpTxSide {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let port = t.port.clone();
+            *port.tx.lock().expect("tx") = Some((t.comp, t.tx, t.free));
+        }
+    }
+}
+
 /// The interface's own address, for the packet-type annotation.
 fn mac_of(name: &str) -> [u8; 6] {
     let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap_or_default();
@@ -387,10 +410,12 @@ fn mac_of(name: &str) -> [u8; 6] {
 /// Opens the receiving side of `name`'s queue.
 pub fn open_receive(name: &str, ifindex: u32, options: XdpOptions) -> io::Result<XdpRx> {
     let port = Port::get(name, ifindex, options)?;
-    let (fill, rx) =
-        port.rx.lock().expect("rx").take().ok_or_else(|| {
-            io::Error::other(format!("{name} queue {} is received by another element", options.queue))
-        })?;
+    if port.rx.lock().expect("rx").is_none() {
+        return Err(io::Error::other(format!(
+            "{name} queue {} is received by another element",
+            options.queue
+        )));
+    }
     let program = Program::get(name, ifindex, options.mode)?;
     program
         .xsks
@@ -398,9 +423,12 @@ pub fn open_receive(name: &str, ifindex: u32, options: XdpOptions) -> io::Result
         .expect("xsks")
         .set(options.queue, port.fd, 0)
         .map_err(|e| io::Error::other(format!("{name}: the XSK map: {e}")))?;
+    let parts =
+        port.rx.lock().expect("rx").take().ok_or_else(|| {
+            io::Error::other(format!("{name} queue {} is received by another element", options.queue))
+        })?;
     Ok(XdpRx {
-        fill,
-        rx,
+        parts: Some(parts),
         refill: Vec::with_capacity(256),
         host: mac_of(name),
         program,
@@ -409,18 +437,15 @@ pub fn open_receive(name: &str, ifindex: u32, options: XdpOptions) -> io::Result
 }
 
 /// Opens the transmitting side of `name`'s queue.
-pub fn open_transmit(name: &str, ifindex: u32, options: XdpOptions) -> io::Result<XdpTx> {
+pub fn open_transmit(name: &str, ifindex: u32, options: XdpOptions) -> io::Result<XdpTxSide> {
     let port = Port::get(name, ifindex, options)?;
-    let (comp, tx) = port
+    let (comp, tx, free) = port
         .tx
         .lock()
         .expect("tx")
         .take()
         .ok_or_else(|| io::Error::other(format!("{name} queue {} is sent to by another element", options.queue)))?;
-    let free = (RX_FRAMES..RX_FRAMES + TX_FRAMES)
-        .map(|i| u64::from(i * FRAME))
-        .collect();
-    Ok(XdpTx { comp, tx, free, port })
+    Ok(XdpTxSide(Some(XdpTx { comp, tx, free, port })))
 }
 
 /// Linux's packet type (`PACKET_HOST`...) from the destination address.
@@ -438,8 +463,11 @@ impl Device for XdpRx {
     fn recv(&mut self, batch: &mut Batch, max: usize) -> io::Result<usize> {
         let ts = switchyard_core::packet::now_ns();
         let mut got = 0;
+        let Some((fill, rx)) = self.parts.as_mut() else {
+            return Ok(0);
+        };
         {
-            let mut r = self.rx.receive(max.min(u32::MAX as usize) as u32);
+            let mut r = rx.receive(max.min(u32::MAX as usize) as u32);
             while let Some(XdpDesc { addr, len, .. }) = r.read() {
                 // The frame goes back to the fill ring whatever it held;
                 // a descriptor outside the UMEM is the kernel's bug, skipped.
@@ -456,12 +484,12 @@ impl Device for XdpRx {
             r.release();
         }
         if !self.refill.is_empty() {
-            let mut w = self.fill.fill(self.refill.len() as u32);
+            let mut w = fill.fill(self.refill.len() as u32);
             w.insert(self.refill.drain(..));
             w.commit();
         }
-        if self.fill.needs_wakeup() {
-            self.fill.wake();
+        if fill.needs_wakeup() {
+            fill.wake();
         }
         Ok(got)
     }
@@ -474,7 +502,7 @@ impl Device for XdpRx {
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        if self.rx.available() > 0 {
+        if self.parts.as_ref().is_some_and(|(_, rx)| rx.available() > 0) {
             return Ok(());
         }
         let mut p = libc::pollfd {
@@ -565,11 +593,25 @@ impl XdpTx {
     }
 }
 
-impl Device for XdpTx {
+impl Device for XdpTxSide {
     fn recv(&mut self, _batch: &mut Batch, _max: usize) -> io::Result<usize> {
         Ok(0)
     }
 
+    fn send(&mut self, batch: &Batch) -> io::Result<usize> {
+        match self.0.as_mut() {
+            Some(t) => t.send(batch),
+            None => Ok(0),
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        std::thread::sleep(timeout.min(Duration::from_millis(1)));
+        Ok(())
+    }
+}
+
+impl XdpTx {
     fn send(&mut self, batch: &Batch) -> io::Result<usize> {
         let started = std::time::Instant::now();
         let mut dropped = 0;
@@ -586,11 +628,6 @@ impl Device for XdpTx {
             self.wait_writable(Duration::from_millis(1));
         }
         Ok(i - dropped)
-    }
-
-    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        std::thread::sleep(timeout.min(Duration::from_millis(1)));
-        Ok(())
     }
 }
 
