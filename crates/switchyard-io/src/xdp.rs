@@ -12,10 +12,10 @@
 //!
 //! The program is attached once per interface while a receiving side
 //! exists (through a bpf_link, which the kernel removes if the process
-//! dies), its XSKMAP slot Q holding the socket of queue Q. A program
-//! left on the interface by something else (an older version, a crash
-//! with netlink attachment) is detected at start and replaced, with a
-//! log line.
+//! dies), its XSKMAP slot Q holding the socket of queue Q. A program of
+//! ours left on the interface (an older version, a crash with netlink
+//! attachment) is detected at start and replaced, with a log line;
+//! another program is an error at start, not removed.
 //!
 //! Copy mode by default (veth has no zero-copy); `ZEROCOPY true` asks
 //! for zero-copy and fails to open where the driver has none. Frames are
@@ -87,8 +87,18 @@ impl Default for XdpOptions {
 }
 
 fn errno(what: &str, e: xdpilone::Errno) -> io::Error {
-    let e = io::Error::from_raw_os_error(e.get_raw());
-    io::Error::new(e.kind(), format!("{what}: {e}"))
+    let raw = e.get_raw();
+    if raw == libc::EBUSY {
+        // Kept raw: Port::get waits on it.
+        return io::Error::from_raw_os_error(raw);
+    }
+    let e = io::Error::from_raw_os_error(raw);
+    let hint = if raw == libc::ENOBUFS || raw == libc::ENOMEM {
+        " (the UMEM is locked memory: root, CAP_IPC_LOCK or a higher RLIMIT_MEMLOCK)"
+    } else {
+        ""
+    };
+    io::Error::new(e.kind(), format!("{what}: {e}{hint}"))
 }
 
 /// The UMEM's memory: an anonymous mapping, unmapped on drop.
@@ -199,7 +209,21 @@ impl Port {
         if let Some(p) = all.get(&(ifindex, options.queue)).and_then(Weak::upgrade) {
             return Ok(p);
         }
-        let p = Arc::new(Port::open(name, ifindex, options)?);
+        all.retain(|_, w| w.strong_count() > 0);
+        // A socket closed a moment ago (a reload dropped the last side of
+        // this queue) may still hold the queue in the kernel: the bind
+        // says busy until it lets go.
+        let mut tries = 0;
+        let port = loop {
+            match Port::open(name, ifindex, options) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 40 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                r => break r?,
+            }
+        };
+        let p = Arc::new(port);
         all.insert((ifindex, options.queue), Arc::downgrade(&p));
         Ok(p)
     }
@@ -282,22 +306,36 @@ fn programs() -> &'static Mutex<HashMap<u32, Weak<Program>>> {
     PROGRAMS.get_or_init(Default::default)
 }
 
-/// The XDP program attached to `ifindex` now, if any (its id), read from
-/// `ip -j link`: the kernel's view, whoever attached it.
-fn attached_program(name: &str) -> Option<u64> {
+/// The XDP program attached to `name` now, if any: its id and name, read
+/// from `ip -j link` (the kernel's view, whoever attached it).
+fn attached_program(name: &str) -> Option<(u64, String)> {
     let out = std::process::Command::new("ip")
         .args(["-j", "link", "show", "dev", name])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    // `"xdp":{"mode":1,"prog":{"id":42,...}}`, without a JSON parser here.
-    let at = text.find("\"xdp\"")?;
-    let id_at = text[at..].find("\"id\":")? + at + 5;
-    text[id_at..]
+    // `"xdp":{"mode":1,"prog":{"id":42,"name":"switchyard_xsk",...}}`,
+    // without a JSON parser here.
+    let at = text.find("\"xdp\":{")?;
+    let prog = &text[at..];
+    let field = |key: &str| -> Option<&str> {
+        let i = prog.find(key)? + key.len();
+        Some(&prog[i..])
+    };
+    let id = field("\"id\":")?
         .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
+        .next()?
+        .parse()
+        .ok()?;
+    let prog_name = field("\"name\":\"")
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("")
+        .to_string();
+    Some((id, prog_name))
 }
+
+/// The name our program has in the kernel (names are cut to 15 bytes).
+const PROGRAM_NAME: &str = "switchyard_xsk";
 
 impl Program {
     fn get(name: &str, ifindex: u32, mode: AttachMode) -> io::Result<Arc<Program>> {
@@ -308,14 +346,23 @@ impl Program {
         // A program someone left here (ours from a crashed netlink
         // attachment, or another tool's) would make the attach fail:
         // replace it, and say so.
-        if let Some(id) = attached_program(name) {
-            tracing::warn!(device = name, program = id, "replacing a stale XDP program");
-            eprintln!("switchyard: {name}: replacing a stale XDP program (id {id})");
-            for kind in ["xdp", "xdpgeneric", "xdpdrv"] {
-                let _ = std::process::Command::new("ip")
-                    .args(["link", "set", "dev", name, kind, "off"])
-                    .status();
+        match attached_program(name) {
+            Some((id, prog)) if prog == PROGRAM_NAME => {
+                tracing::warn!(device = name, program = id, "replacing a stale XDP program");
+                eprintln!("switchyard: {name}: replacing a stale XDP program (id {id})");
+                for kind in ["xdp", "xdpgeneric", "xdpdrv"] {
+                    let _ = std::process::Command::new("ip")
+                        .args(["link", "set", "dev", name, kind, "off"])
+                        .status();
+                }
             }
+            // Someone else's program: not ours to remove.
+            Some((id, prog)) => {
+                return Err(io::Error::other(format!(
+                    "{name}: another XDP program is attached (id {id}, '{prog}'): remove it (ip link set dev {name} xdp off) or use METHOD ring"
+                )))
+            }
+            None => {}
         }
         let p = Arc::new(Program::attach(name, ifindex, mode)?);
         all.insert(ifindex, Arc::downgrade(&p));
@@ -361,16 +408,17 @@ pub struct XdpRx {
     port: Arc<Port>,
 }
 
-// SAFETY: the rings are this side's alone (see `Port`), used from one
-// thread at a time; moving them between threads is what a reload does.
-unsafe impl Send for XdpRx {}
-
 impl Drop for XdpRx {
     fn drop(&mut self) {
         // The program must not redirect to a socket no one reads; the
         // rings go back to the port for a later receiving side.
-        let _ = self.program.xsks.lock().expect("xsks").unset(self.port.queue);
-        *self.port.rx.lock().expect("rx") = self.parts.take();
+        let _ = self
+            .program
+            .xsks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unset(self.port.queue);
+        *self.port.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = self.parts.take();
     }
 }
 
@@ -382,9 +430,6 @@ pub struct XdpTx {
     port: Arc<Port>,
 }
 
-// SAFETY: as for `XdpRx`.
-unsafe impl Send for XdpTx {}
-
 /// The transmitting side, its parts returned to the port when it goes.
 pub struct XdpTxSide(Option<XdpTx>);
 
@@ -392,7 +437,7 @@ impl Drop for XdpTxSide {
     fn drop(&mut self) {
         if let Some(t) = self.0.take() {
             let port = t.port.clone();
-            *port.tx.lock().expect("tx") = Some((t.comp, t.tx, t.free));
+            *port.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((t.comp, t.tx, t.free));
         }
     }
 }
@@ -410,6 +455,14 @@ fn mac_of(name: &str) -> [u8; 6] {
 /// Opens the receiving side of `name`'s queue.
 pub fn open_receive(name: &str, ifindex: u32, options: XdpOptions) -> io::Result<XdpRx> {
     let port = Port::get(name, ifindex, options)?;
+    // A reload's old side may be closing on another thread: it hands its
+    // rings back as it goes.
+    for _ in 0..40 {
+        if port.rx.lock().expect("rx").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
     if port.rx.lock().expect("rx").is_none() {
         return Err(io::Error::other(format!(
             "{name} queue {} is received by another element",
@@ -439,6 +492,12 @@ pub fn open_receive(name: &str, ifindex: u32, options: XdpOptions) -> io::Result
 /// Opens the transmitting side of `name`'s queue.
 pub fn open_transmit(name: &str, ifindex: u32, options: XdpOptions) -> io::Result<XdpTxSide> {
     let port = Port::get(name, ifindex, options)?;
+    for _ in 0..40 {
+        if port.tx.lock().expect("tx").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
     let (comp, tx, free) = port
         .tx
         .lock()
@@ -469,9 +528,14 @@ impl Device for XdpRx {
         {
             let mut r = rx.receive(max.min(u32::MAX as usize) as u32);
             while let Some(XdpDesc { addr, len, .. }) = r.read() {
-                // The frame goes back to the fill ring whatever it held;
-                // a descriptor outside the UMEM is the kernel's bug, skipped.
-                self.refill.push(addr & !u64::from(FRAME - 1));
+                // The frame goes back to the fill ring whatever it held. A
+                // descriptor outside the receive frames (the kernel's bug)
+                // is skipped, and never handed back.
+                let frame = addr & !u64::from(FRAME - 1);
+                if frame >= u64::from(RX_FRAMES * FRAME) {
+                    continue;
+                }
+                self.refill.push(frame);
                 let Some(data) = self.port.area.bytes(addr, len as usize) else {
                     continue;
                 };
@@ -484,9 +548,13 @@ impl Device for XdpRx {
             r.release();
         }
         if !self.refill.is_empty() {
+            // Only what went in leaves the list: a short reservation keeps
+            // the rest for the next call rather than losing the frames.
             let mut w = fill.fill(self.refill.len() as u32);
-            w.insert(self.refill.drain(..));
+            let n = w.insert(self.refill.iter().copied());
             w.commit();
+            drop(w);
+            self.refill.drain(..n as usize);
         }
         if fill.needs_wakeup() {
             fill.wake();
@@ -521,45 +589,47 @@ impl Device for XdpRx {
 }
 
 impl XdpTx {
-    /// Frames the kernel has sent come back to the free list.
-    fn reclaim(&mut self) {
+    /// Frames the kernel has sent come back to the free list (only
+    /// transmit frames, aligned: anything else would be the kernel's bug).
+    fn reclaim(&mut self) -> usize {
+        let tx_range = u64::from(RX_FRAMES * FRAME)..u64::from((RX_FRAMES + TX_FRAMES) * FRAME);
+        let mut n = 0;
         let mut c = self.comp.complete(TX_FRAMES);
         while let Some(addr) = c.read() {
-            self.free.push(addr);
+            if tx_range.contains(&addr) && addr % u64::from(FRAME) == 0 {
+                self.free.push(addr);
+                n += 1;
+            }
         }
         c.release();
+        n
     }
 
+    /// Has the kernel send what is on the TX ring. In copy mode each
+    /// wakeup sends a bounded number of frames: wake again while the ring
+    /// drains, stop as soon as a wakeup moved nothing (the driver is busy;
+    /// the next batch tries again).
     fn kick(&mut self) {
         for _ in 0..KICKS {
-            if self.tx.pending() == 0 {
+            let before = self.tx.pending();
+            if before == 0 {
                 break;
             }
             self.tx.wake();
+            if self.tx.pending() >= before {
+                break;
+            }
         }
     }
 }
 
-/// How long a send may wait, in all, for the kernel to give frames back
-/// (a slow receiver holds them): the ring backend waits for room too.
+/// How long a send may wait, in all, for frames the kernel gives back
+/// while it is giving them back (a receiver that is slow, not stopped).
 const TX_WAIT: Duration = Duration::from_millis(20);
+/// How long a send waits when nothing comes back at all.
+const TX_STALL: Duration = Duration::from_millis(1);
 
 impl XdpTx {
-    /// Waits up to `d` for the socket to be writable (frames sent, so
-    /// their completions come back).
-    fn wait_writable(&self, d: Duration) {
-        let mut p = libc::pollfd {
-            fd: self.port.fd,
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, count 1; the fd is the port's socket,
-        // open while `self.port` lives.
-        unsafe {
-            libc::poll(&mut p, 1, d.as_millis().clamp(1, 1000) as i32);
-        }
-    }
-
     /// Puts `batch[from..]` on the TX ring, as far as free frames and the
     /// ring allow; the index reached.
     fn enqueue(&mut self, batch: &Batch, from: usize, dropped: &mut usize) -> usize {
@@ -574,6 +644,8 @@ impl XdpTx {
             }
             let Some(addr) = self.free.pop() else { break };
             let Some(frame) = self.port.area.bytes_mut(addr, data.len()) else {
+                self.free.push(addr);
+                *dropped += 1;
                 i += 1;
                 continue;
             };
@@ -614,18 +686,29 @@ impl Device for XdpTxSide {
 impl XdpTx {
     fn send(&mut self, batch: &Batch) -> io::Result<usize> {
         let started = std::time::Instant::now();
+        let mut stalled: Option<std::time::Instant> = None;
         let mut dropped = 0;
         let mut i = 0;
+        self.reclaim();
         loop {
-            self.reclaim();
             i = self.enqueue(batch, i, &mut dropped);
             self.kick();
             if i == batch.len() || started.elapsed() >= TX_WAIT {
                 break;
             }
             // Out of frames: the kernel holds them until the receiver
-            // frees what it sent. Wait for some to come back.
-            self.wait_writable(Duration::from_millis(1));
+            // frees what it sent. Wait while they come back; give up soon
+            // if none do (the caller counts the rest as dropped).
+            if self.reclaim() > 0 {
+                stalled = None;
+                continue;
+            }
+            let since = *stalled.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= TX_STALL {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+            self.reclaim();
         }
         Ok(i - dropped)
     }
