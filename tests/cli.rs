@@ -174,6 +174,15 @@ fn the_demo_opens_a_socket_and_the_dashboard_and_says_how() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Stopped however the test ends: a failed assertion must not leave a
+    // demo running.
+    struct Stop(u32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+        }
+    }
+    let guard = Stop(child.id());
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut said = Vec::new();
     for line in lines.by_ref().map_while(Result::ok) {
@@ -236,7 +245,9 @@ fn the_demo_opens_a_socket_and_the_dashboard_and_says_how() {
         .unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
+    std::mem::forget(guard);
     assert!(!socket.exists());
+    let _ = std::fs::remove_dir_all(&runtime_dir);
 }
 
 #[test]

@@ -38,10 +38,14 @@ impl Etcd {
             eprintln!("SKIPPED: Debian's etcd-server is not installed");
             return None;
         }
+        let client = free_port();
+        let peer = std::iter::repeat_with(free_port)
+            .find(|&p| p != client)
+            .expect("a second port");
         let mut e = Etcd {
             child: None,
-            client: free_port(),
-            peer: free_port(),
+            client,
+            peer,
             dir: dir.join("etcd"),
         };
         e.run();
@@ -210,9 +214,18 @@ fn a_router_that_cannot_apply_stops_the_set_before_any_router_changes() {
         out.contains("old-config") && out.contains("rejected") && out.contains("No element named 'sel'"),
         "{out}"
     );
+    // The refused change was closed by an abort revision, which status
+    // reads (and no router applied).
+    let (code, out, err) = fleet(&url, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(abort) sel.switch=0"), "{out}");
     // A value a router's check refuses is stopped the same way.
     let (code, _, err) = fleet(&url, &["set", "sel.switch", "7"]);
     assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("refused in the prepare phase") && err.contains("7 out of range"),
+        "{err}"
+    );
     for r in &routers[..4] {
         assert_eq!(r.read("sel.switch"), "0");
         assert!(fleet_writes(r).is_empty(), "no router wrote anything");
@@ -385,4 +398,12 @@ fn a_gate_that_trips_on_one_router_rolls_the_fleet_back() {
     }
     let (_, out, _) = fleet(&url, &["status"]);
     assert!(out.contains("gate gate tripped on r02"), "{out}");
+    // Until the gate is reset by hand, the fleet cannot move r02 again:
+    // refused in the prepare phase, nobody moves.
+    let (code, _, err) = fleet(&url, &["set", "sel.switch", "1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("gate gate tripped on this router"), "{err}");
+    for r in &routers {
+        assert_eq!(r.read("sel.switch"), "0");
+    }
 }

@@ -268,6 +268,8 @@ pub fn http(
     body: &str,
 ) -> (u16, serde_json::Value) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
+    // A server that stops answering fails the test, not hangs the run.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

@@ -32,6 +32,9 @@ use switchyard_core::handler::moves_traffic_back;
 /// The registration's lease: a router that dies leaves the fleet's view
 /// within this many seconds.
 pub const LEASE_TTL: i64 = 5;
+/// Longest handler value published as such in the registration (longer
+/// ones, route tables, are published as a hash).
+const MAX_PUBLISHED: usize = 512;
 /// How often gates and divergence are looked at.
 pub const TICK: Duration = Duration::from_millis(200);
 
@@ -149,7 +152,7 @@ fn etcd(e: etcd_client::Error) -> String {
 /// there).
 async fn session(control: &Arc<Control>, options: &Options, memory: &mut Memory) -> Result<()> {
     let url = &options.url;
-    let mut client = Client::connect([url.endpoint.as_str()], Some(crate::connect_options()))
+    let mut client = Client::connect(url.endpoints(), Some(crate::connect_options()))
         .await
         .map_err(etcd)?;
     let lease = client.lease_grant(LEASE_TTL, None).await.map_err(etcd)?.id();
@@ -244,10 +247,16 @@ fn persistent(control: &Control) -> Map<String, Value> {
         for h in e.handlers.iter().filter(|h| h.persistent && h.write.is_some()) {
             let Some(read) = &h.read else { continue };
             let full = format!("{}.{}", e.name, h.name);
-            values.insert(
-                full.clone(),
-                json!({"value": read().trim(), "generation": control.generation(&full)}),
-            );
+            let value = read();
+            let value = value.trim();
+            let generation = control.generation(&full);
+            // A whole route table would not fit an etcd value: its hash.
+            let shown = if value.len() > MAX_PUBLISHED {
+                json!({"hash": switchyard_control::config_hash(value), "generation": generation})
+            } else {
+                json!({"value": value, "generation": generation})
+            };
+            values.insert(full, shown);
         }
     }
     values
@@ -356,6 +365,18 @@ async fn ack(client: &mut Client, options: &Options, lease: i64, ack: &Ack) -> R
 pub fn check(control: &Control, values: &BTreeMap<String, String>) -> std::result::Result<(), String> {
     let table = control.table();
     let mut problems = Vec::new();
+    // What the commit would refuse, the prepare refuses: a tripped gate
+    // here latches until reset by hand.
+    if let Some((gate, why)) = tripped_gates(control).first() {
+        let moves = values
+            .iter()
+            .any(|(h, v)| read(control, h).as_deref().map(normal) != Some(normal(v)));
+        if moves {
+            problems.push(format!(
+                "gate {gate} tripped on this router ({why}); reset it ({gate}.reset) first"
+            ));
+        }
+    }
     for (h, v) in values {
         match table.find(h) {
             Err(e) => problems.push(e.to_string()),
@@ -521,10 +542,7 @@ async fn roll_fleet_back(
             return Ok(());
         };
         // What the fleet runs: a prepare in flight has changed nothing yet.
-        let running = match current.phase {
-            Phase::Commit | Phase::Abort => current.values.clone(),
-            Phase::Prepare => current.previous.clone(),
-        };
+        let running = current.running();
         // Only what the gate moved back goes to the fleet: a local
         // override of another kind (a drain, say) stays local.
         let mut values = running.clone();

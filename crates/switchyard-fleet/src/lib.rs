@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 /// Where the fleet lives: an etcd endpoint and a key prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FleetUrl {
-    /// `HOST:PORT`, as etcd-client takes it.
+    /// `HOST:PORT[,HOST:PORT...]`: the cluster's endpoints, as given.
     pub endpoint: String,
     /// No trailing slash, never empty (`/switchyard` by default).
     pub prefix: String,
@@ -46,9 +46,9 @@ impl FleetUrl {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        if endpoint.is_empty() || !endpoint.contains(':') {
+        if endpoint.split(',').any(|e| e.is_empty() || !e.contains(':')) {
             return Err(format!(
-                "'{text}': expected etcd://HOST:PORT/PREFIX (the port is needed)"
+                "'{text}': expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX (each port is needed)"
             ));
         }
         let prefix = prefix.trim_end_matches('/');
@@ -62,6 +62,11 @@ impl FleetUrl {
             endpoint: endpoint.to_string(),
             prefix: prefix.to_string(),
         })
+    }
+
+    /// The endpoints, for the client (it balances and fails over).
+    pub fn endpoints(&self) -> Vec<&str> {
+        self.endpoint.split(',').collect()
     }
 
     pub fn desired(&self) -> String {
@@ -153,6 +158,15 @@ fn json_map(v: &Value) -> BTreeMap<String, String> {
 }
 
 impl Desired {
+    /// What the fleet runs while this is the desired state: a prepare
+    /// has changed nothing yet; an abort's values are the running ones.
+    pub fn running(&self) -> BTreeMap<String, String> {
+        match self.phase {
+            Phase::Commit | Phase::Abort => self.values.clone(),
+            Phase::Prepare => self.previous.clone(),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         json!({
             "phase": self.phase.as_str(),
@@ -171,14 +185,22 @@ impl Desired {
         let phase = match v["phase"].as_str() {
             Some("prepare") => Phase::Prepare,
             Some("commit") => Phase::Commit,
+            Some("abort") => Phase::Abort,
             other => {
                 return Err(format!(
-                    "the desired state's phase {other:?}: expected prepare or commit"
+                    "the desired state's phase {other:?}: expected prepare, commit or abort"
                 ))
             }
         };
         if !v["values"].is_object() {
             return Err("the desired state has no values".into());
+        }
+        // Values are text, as handlers take them: anything else would be
+        // acked as applied having applied nothing.
+        for key in ["values", "previous"] {
+            if let Some((h, _)) = v[key].as_object().and_then(|o| o.iter().find(|(_, x)| !x.is_string())) {
+                return Err(format!("the desired state's {key}: {h} is not a string"));
+            }
         }
         Ok(Desired {
             phase,
@@ -226,7 +248,9 @@ impl Ack {
             revision: v["revision"].as_i64()?,
             phase: match v["phase"].as_str()? {
                 "prepare" => Phase::Prepare,
-                _ => Phase::Commit,
+                "commit" => Phase::Commit,
+                "abort" => Phase::Abort,
+                _ => return None,
             },
             status: v["status"].as_str()?.to_string(),
             error: v["error"].as_str().unwrap_or("").to_string(),
@@ -305,6 +329,9 @@ mod tests {
         assert_eq!(FleetUrl::parse("etcd://h:1").unwrap().prefix, "/switchyard");
         assert!(FleetUrl::parse("http://h:1/x").is_err());
         assert!(FleetUrl::parse("etcd://h/x").is_err());
+        let u = FleetUrl::parse("etcd://a:1,b:2/p").unwrap();
+        assert_eq!(u.endpoints(), ["a:1", "b:2"]);
+        assert!(FleetUrl::parse("etcd://a:1,b/p").is_err());
         assert!(FleetUrl::parse("etcd://h:1/a b").is_err());
     }
 
@@ -330,6 +357,10 @@ mod tests {
         assert_eq!(Desired::from_json(d.to_json().as_bytes()).unwrap(), d);
         assert!(Desired::from_json(b"{\"phase\":\"maybe\",\"values\":{}}").is_err());
         assert!(Desired::from_json(b"not json").is_err());
+        assert!(Desired::from_json(br#"{"phase":"commit","values":{"sel.switch":1}}"#).is_err());
+        let mut abort = d.clone();
+        abort.phase = Phase::Abort;
+        assert_eq!(Desired::from_json(abort.to_json().as_bytes()).unwrap(), abort);
         let a = Ack {
             revision: 9,
             phase: Phase::Commit,

@@ -58,7 +58,7 @@ pub fn run(url: &FleetUrl, action: Action) -> Outcome {
         .build()
         .map_err(|e| (3, e.to_string()))?;
     runtime.block_on(async move {
-        let mut client = Client::connect([url.endpoint.as_str()], Some(crate::connect_options()))
+        let mut client = Client::connect(url.endpoints(), Some(crate::connect_options()))
             .await
             .map_err(etcd)?;
         match action {
@@ -588,11 +588,7 @@ async fn rollback(client: &mut Client, url: &FleetUrl, timeout: Duration) -> Out
             ),
         ));
     }
-    // What the fleet runs: a prepare or an abort applied nothing.
-    let running = match d.phase {
-        Phase::Commit | Phase::Abort => d.values.clone(),
-        Phase::Prepare => d.previous.clone(),
-    };
+    let running = d.running();
     if d.previous.is_empty() {
         return Err((1, format!("revision {rev} records no previous values")));
     }

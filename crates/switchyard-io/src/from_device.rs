@@ -16,8 +16,9 @@ documented! {
     /// frame: portable, slower (measured in the closing note of the devices
     /// work and in benches/netns_forward.sh).
     ///
-    /// Like Click's userlevel FromDevice, it sees a copy of each frame; the
-    /// kernel still gets the frame too. `SNIFFER false` is accepted for
+    /// Like Click's userlevel FromDevice, with `ring` and `pnet` it sees a
+    /// copy of each frame; the kernel still gets the frame too (with `xdp`
+    /// it does not: see METHOD). `SNIFFER false` is accepted for
     /// Click configurations but cannot take frames off the kernel's path
     /// from user space: keep the kernel from forwarding them by leaving IP
     /// forwarding off in the router's namespace, or drop them at ingress
@@ -51,8 +52,9 @@ documented! {
     ///
     /// The device is opened when the router starts; checking a
     /// configuration (`switchyard check`, a reload) only checks that it
-    /// could be. A hot reload that keeps the element (same DEVNAME, METHOD,
-    /// PROMISC and FANOUT) keeps the open ring: frames that arrive while
+    /// could be. A hot reload that keeps the element (same DEVNAME, METHOD
+    /// with its QUEUE, ZEROCOPY and XDP_MODE, PROMISC (not for xdp) and
+    /// FANOUT) keeps the open ring or socket: frames that arrive while
     /// its thread is swapped wait in it, and a FANOUT group never sees a
     /// second socket.
     ///
@@ -77,7 +79,8 @@ documented! {
     ///   addition) is AF_XDP: Switchyard attaches its XDP program to the
     ///   interface, which redirects every frame of the queue to the
     ///   router's socket: unlike `ring`, the kernel no longer sees them
-    ///   (the router answers ARP itself, as an IP router config does). The
+    ///   (the router answers ARP itself, as an IP router config does), and
+    ///   PROMISC has no effect (`ip link set IF promisc on` does that). The
     ///   program is detached when the router stops; one left by something
     ///   else is replaced at start, with a log line.
     /// - `QUEUE`: `xdp` only: the interface queue (0 to 63); default 0.

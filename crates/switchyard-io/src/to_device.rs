@@ -32,6 +32,9 @@ documented! {
     ///   the interface queue, the one a FromDevice with `METHOD xdp` on
     ///   the same interface and queue receives from.
     /// - `QUEUE`, `ZEROCOPY`, `XDP_MODE`: `xdp` only, as FromDevice's.
+    ///   With `xdp`, a frame must fit 2048 bytes, and a send waits (at most
+    ///   20 ms, only while the kernel gives frames back) when the receiver
+    ///   holds them all.
     /// - `DEBUG`: accepted for Click's configurations; send failures are
     ///   logged anyway.
     ///

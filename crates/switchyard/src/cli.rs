@@ -102,7 +102,8 @@ pub struct ControlOpts {
     /// besides those given with --alert-rule.
     #[arg(long = "alert-rules", value_name = "FILE", requires = "http")]
     pub alert_rules_file: Option<PathBuf>,
-    /// Join a fleet coordinated through etcd: etcd://HOST:PORT/PREFIX.
+    /// Join a fleet coordinated through etcd:
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX.
     /// The router registers under a lease, applies the fleet's desired
     /// values (checked first, audited as actor `fleet`), and acks; without
     /// etcd it keeps its state and never flips on its own.
@@ -114,7 +115,7 @@ pub struct ControlOpts {
     /// What a gate (Watchdog) tripping here does to the fleet: `fleet`
     /// rolls every router back (a release that fails on one router is bad
     /// everywhere), `local` only this one (the fleet sees a divergence).
-    #[arg(long, value_name = "POLICY", default_value = "fleet")]
+    #[arg(long, value_name = "POLICY", default_value = "fleet", requires = "fleet")]
     pub fleet_gate_policy: String,
     /// Set for the built-in demo: what it opens that was not asked for.
     #[arg(skip)]

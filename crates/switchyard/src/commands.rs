@@ -1094,7 +1094,7 @@ impl Demo {
             opts.http = Some(DEMO_HTTP.to_string());
         }
         opts.demo = Some(Demo {
-            token: (chose_http && opts.http_tokens.is_none()).then(random_token),
+            token: (chose_http && opts.http_tokens.is_none()).then(random_token).flatten(),
             socket: std::sync::Mutex::new(socket),
             has_socket,
             chose_http,
@@ -1133,20 +1133,17 @@ impl Demo {
 }
 
 /// 128 random bits, hex: the demo's write token.
-fn random_token() -> String {
+/// None without /dev/urandom: then the demo's dashboard is read-only
+/// rather than guarded by a guessable token.
+fn random_token() -> Option<String> {
     use std::io::Read;
     let mut bytes = [0u8; 16];
     let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if filled.is_err() {
-        // No /dev/urandom: the time and pid, which is still no default.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        bytes[..8].copy_from_slice(&(t as u64).to_le_bytes());
-        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    if let Err(e) = filled {
+        eprintln!("switchyard: warning: /dev/urandom: {e}; the demo's dashboard is read-only");
+        return None;
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// `switchyard fleet ...`: the operator's side.
