@@ -9,7 +9,6 @@
 mod common;
 
 use common::{await_until, free_port, RouterProc};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -97,9 +96,7 @@ fn an_alert_from_prometheus_through_alertmanager_rolls_back() {
     };
     let dir = common::scratch_dir();
     let (http, prom_port, am_port) = (free_port(), free_port(), free_port());
-    let tokens = dir.join("tokens");
-    std::fs::write(&tokens, format!("alertmanager write {TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tokens = common::token_file(&dir, &format!("alertmanager write {TOKEN}\n"), 0o600);
     let audit = dir.join("audit.jsonl");
     let r = RouterProc::start_in(
         dir.clone(),

@@ -8,7 +8,6 @@ mod common;
 
 use common::{audit_lines, await_until, http, RouterProc};
 use serde_json::{json, Value};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -186,9 +185,7 @@ fn has_class(b: &Browser, css: &str, class: &str) -> bool {
 }
 
 fn start_router(dir: &Path) -> (RouterProc, String) {
-    let tokens = dir.join("tokens");
-    std::fs::write(&tokens, format!("ops write {WRITER}\nviewer read {READER}\n")).unwrap();
-    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tokens = common::token_file(dir, &format!("ops write {WRITER}\nviewer read {READER}\n"), 0o600);
     let audit = dir.join("audit.jsonl");
     let r = RouterProc::start_in(
         dir.to_path_buf(),

@@ -9,17 +9,13 @@ use common::{http, RouterProc};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
 
 const WRITER: &str = "alice-secret-0123456789";
 const READER: &str = "bob-dashboard-9876543210";
 
-/// One HTTP/1.1 request; the status and the JSON body.
+/// The tests' token file: alice may write, bob may read.
 fn tokens_file(dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
-    let p = dir.join("tokens");
-    std::fs::write(&p, format!("alice write {WRITER}\nbob read {READER}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    p
+    common::token_file(dir, &format!("alice write {WRITER}\nbob read {READER}\n"), mode)
 }
 
 /// The API's address from the router's start-up lines.

@@ -335,3 +335,13 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A bearer-token file for `--http-tokens` (`NAME SCOPE SECRET` lines) in
+/// `dir`, with `mode`: the router refuses one that others can read.
+pub fn token_file(dir: &std::path::Path, lines: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("tokens");
+    std::fs::write(&p, lines).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
+}

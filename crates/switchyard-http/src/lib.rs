@@ -286,7 +286,6 @@ async fn respond(
             ))
         }
     };
-    let tokens_required = options.tokens.is_some();
     let options_ = options.clone();
     let answer = tokio::task::spawn_blocking(move || {
         let options = options_;
@@ -297,7 +296,6 @@ async fn respond(
             if_match: if_match.as_deref(),
             body: &body,
             grant,
-            tokens_required,
             peer: peer.to_string(),
             alerts: (&options.alert_rules, &options.alerts_seen),
         };

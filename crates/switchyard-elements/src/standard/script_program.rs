@@ -923,17 +923,22 @@ mod tests {
         ))
     }
 
-    fn run(p: &Program, t: &Table, kind: Kind) -> (Exec, Flow) {
-        let steps = StopEvents::default();
-        let mut ex = Exec::new(p, ExprEnv::new());
-        let host = Host {
+    /// A script's host for the tests: the table, its steps, its kind.
+    fn host<'a>(t: &'a Table, steps: &'a StopEvents, kind: Kind) -> Host<'a> {
+        Host {
             name: "s",
             control: t,
-            steps: &steps,
+            steps,
             kind,
             exports: &[],
             last_error: &LAST_ERROR,
-        };
+        }
+    }
+
+    fn run(p: &Program, t: &Table, kind: Kind) -> (Exec, Flow) {
+        let steps = StopEvents::default();
+        let mut ex = Exec::new(p, ExprEnv::new());
+        let host = host(t, &steps, kind);
         let flow = p.execute(&mut ex, &host);
         (ex, flow)
     }
@@ -1004,14 +1009,7 @@ mod tests {
         ]);
         let steps = StopEvents::default();
         let mut ex = Exec::new(&p, ExprEnv::new());
-        let host = Host {
-            name: "s",
-            control: &t,
-            steps: &steps,
-            kind: Kind::Active,
-            exports: &[],
-            last_error: &LAST_ERROR,
-        };
+        let host = host(&t, &steps, Kind::Active);
         assert_eq!(p.execute(&mut ex, &host), Flow::Blocked(None));
         assert_eq!(t.0.lock().unwrap()["a.h"], "1 2");
         assert_eq!((ex.vars["ok"].as_str(), ex.vars["bad"].as_str()), ("0", "-22"));
@@ -1030,14 +1028,7 @@ mod tests {
         let p = program(&["wait 1h", "return late"]);
         let steps = StopEvents::default();
         let mut ex = Exec::new(&p, ExprEnv::new());
-        let host = Host {
-            name: "s",
-            control: &t,
-            steps: &steps,
-            kind: Kind::Active,
-            exports: &[],
-            last_error: &LAST_ERROR,
-        };
+        let host = host(&t, &steps, Kind::Active);
         let Flow::Blocked(Some(at)) = p.execute(&mut ex, &host) else {
             panic!("wait blocks with a deadline")
         };
@@ -1089,14 +1080,7 @@ mod tests {
         let steps = StopEvents::default();
         let mut ex = Exec::new(&p, ExprEnv::new());
         ex.restart("a \"b c\" d", "run", true);
-        let host = Host {
-            name: "s",
-            control: &t,
-            steps: &steps,
-            kind: Kind::Passive,
-            exports: &[],
-            last_error: &LAST_ERROR,
-        };
+        let host = host(&t, &steps, Kind::Passive);
         let Flow::Ended(Ending::Return(v)) = p.execute(&mut ex, &host) else {
             panic!()
         };
