@@ -92,6 +92,16 @@ pub trait Element: std::any::Any + Send + 'static {
         Vec::new()
     }
 
+    /// A resource this element needs for itself when the pipeline runs as
+    /// several copies (`Copies(N)`): what it would do (`"receive every
+    /// frame of 'eth0'"`) and how to share it instead (`"give it FANOUT"`).
+    /// Two copies asking for the same resource is a configuration error.
+    /// A FromDevice without FANOUT would hand every copy every frame; a
+    /// ToDump without `$COPY` in its file name would write one file twice.
+    fn exclusive(&self) -> Option<(String, String)> {
+        None
+    }
+
     /// What this element lends under its own name, to elements that name
     /// it in their arguments (a FlowTable to its pinned selectors).
     fn lends(&self) -> Option<Export> {

@@ -70,6 +70,11 @@ pub struct Node {
     pub ports: PortInfo,
     pub is_task: bool,
     pub handlers: Vec<Handler>,
+    /// Which copy of the pipeline this element belongs to, when the
+    /// configuration runs as several (`Copies(N)`): its name is then
+    /// `name#k`. None for an element of a single pipeline, or one kept
+    /// once (an element with no connections: a Script, a Watchdog).
+    pub copy: Option<u32>,
 }
 
 /// A checked graph, ready to run.
@@ -83,6 +88,8 @@ pub struct Graph {
     /// The limits it was checked against; a router sizes its threads'
     /// stacks for `limits.chain`.
     pub limits: Limits,
+    /// How many copies of the pipeline run (`Copies(N)`), 1 without.
+    pub copies: usize,
 }
 
 impl Graph {
@@ -516,6 +523,7 @@ pub fn build_limited(flat: &FlatConfig, registry: &Registry, limits: &Limits) ->
             ports,
             is_task,
             handlers,
+            copy: None,
         });
     }
     if !errors.is_empty() {
@@ -526,6 +534,7 @@ pub fn build_limited(flat: &FlatConfig, registry: &Registry, limits: &Limits) ->
         connections: valid.into_iter().map(|(f, t, _)| (f, t)).collect(),
         chain,
         limits: *limits,
+        copies: 1,
     })
 }
 

@@ -34,6 +34,36 @@ pub struct Handler {
     /// asks every router whether it could apply a change before any
     /// router does). None: the handler has no check of its own.
     pub check: Option<WriteFn>,
+    /// How the values of the copies of an element make the one value a
+    /// read gives, when the pipeline runs as several (`Copies(N)`).
+    pub merge: Merge,
+}
+
+/// How a read of an element that runs as several copies combines the
+/// copies' values ([`crate::copies`]). Values are compared and combined
+/// token by token (words between blanks), the blanks of copy 0's value
+/// kept: `50 20` and `5 2` sum to `55 22`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// [`Same`](Merge::Same) for a setting (a writable or persistent
+    /// handler: every write reaches every copy), else
+    /// [`Sum`](Merge::Sum) where every value is numbers, the common value
+    /// where they are equal text, and one line per copy otherwise.
+    Auto,
+    /// The value every copy has; a read error if they differ.
+    Same,
+    /// Numbers summed (counts, rates).
+    Sum,
+    /// The highest number (high-water marks, the worst copy's ratio).
+    Max,
+    /// `true` only if every copy says `true` (`drained`).
+    All,
+    /// The first copy's value that is not empty: a lookup of state only
+    /// one copy holds (a flow's NAT mapping).
+    First,
+    /// Every copy's value, in copy order, space-separated (one per line
+    /// if any has blanks of its own).
+    List,
 }
 
 impl Handler {
@@ -47,6 +77,7 @@ impl Handler {
             persists_as: None,
             proxy: false,
             check: None,
+            merge: Merge::Auto,
         }
     }
 
@@ -60,6 +91,7 @@ impl Handler {
             persists_as: None,
             proxy: false,
             check: None,
+            merge: Merge::Auto,
         }
     }
 
@@ -77,6 +109,7 @@ impl Handler {
             persists_as: None,
             proxy: false,
             check: None,
+            merge: Merge::Auto,
         }
     }
 
@@ -92,6 +125,7 @@ impl Handler {
             persists_as: None,
             proxy: false,
             check: None,
+            merge: Merge::Auto,
         }
     }
 
@@ -132,6 +166,12 @@ impl Handler {
     /// accepted write.
     pub fn persists_as(mut self, other: &str) -> Handler {
         self.persists_as = Some(other.to_string());
+        self
+    }
+
+    /// Sets how copies' values combine ([`Merge`]).
+    pub fn merged(mut self, merge: Merge) -> Handler {
+        self.merge = merge;
         self
     }
 

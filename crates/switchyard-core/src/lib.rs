@@ -11,6 +11,7 @@
 pub mod args;
 pub mod checksum;
 pub mod clock;
+pub mod copies;
 pub mod element;
 pub mod graph;
 pub mod handler;
@@ -21,7 +22,7 @@ pub mod table;
 pub use args::{Args, Data, FromArg, HandlerCall, Seconds};
 pub use element::{Element, ElementClass, Export, PortCount, PortInfo, Processing, Scope, Work};
 pub use graph::{build, build_limited, Graph, Registry};
-pub use handler::{Handler, HandlerError};
+pub use handler::{Handler, HandlerError, Merge};
 pub use packet::{Annotations, Batch, Packet};
 pub use runtime::{
     plan_reload, Context, ControlPlane, Harness, ReloadPlan, ReloadReport, Router, StopEvents, Stopper, Waker,
@@ -83,22 +84,42 @@ pub fn load_staged(
     let mut read = |path: &str, from: &str| read_library(path, from, limits.library_bytes);
     let (stmts, mut diags) = switchyard_lang::parse_with_libraries(map, file, &mut read, limits);
     let names = registry.names();
-    let env = Environment {
-        classes: &names,
-        provides: PROVIDES,
-        defines,
-        scripts: SCRIPTS,
-        limits: *limits,
+    let flatten = |k: usize| {
+        let defines = copies::defines_for(defines, k);
+        let env = Environment {
+            classes: &names,
+            provides: PROVIDES,
+            defines: &defines,
+            scripts: SCRIPTS,
+            limits: *limits,
+        };
+        switchyard_lang::flatten(&stmts, &env)
     };
-    let (flat, more) = switchyard_lang::flatten(&stmts, &env);
+    let (flat, more) = flatten(0);
     diags.extend(more);
     if flat.truncated {
         return Err((diags, Stage::Read));
     }
+    let copies = match copies::requested(&flat) {
+        Ok(n) => n,
+        Err(d) => {
+            diags.push(d);
+            1
+        }
+    };
     // Graph checks need a well-formed configuration; syntax and naming
     // errors come first, but all of them are reported at once.
     let read_errors = !diags.is_empty();
-    match build_limited(&flat, registry, limits) {
+    let built = if copies > 1 && !read_errors {
+        // Each copy flattened with its own `$COPY`; the text read without
+        // errors once, so it does again.
+        let mut flats = vec![flat];
+        flats.extend((1..copies).map(|k| flatten(k).0));
+        copies::build(&flats, registry, limits)
+    } else {
+        build_limited(&flat, registry, limits)
+    };
+    match built {
         Ok(graph) if diags.is_empty() => Ok(graph),
         Ok(_) => Err((diags, Stage::Read)),
         Err(mut errs) => {

@@ -44,6 +44,19 @@ const MAX_SLEEP: Duration = Duration::from_millis(20);
 /// graph that circulates packets forever (a Tee feeding its own Queue)
 /// would otherwise never stop, whoever asks.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// The longest a write to copies waits for every thread to take it.
+pub(crate) const AWAIT_LIMIT: Duration = Duration::from_secs(2);
+
+/// How many times a router thread has gone round its loop (between
+/// batches), when the router runs copies: a write to the copies waits
+/// until every thread has started a round after it, so every copy has
+/// taken it. On a cache line of its own, written by its thread only.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Round(AtomicU64);
+
+/// A thread's round once it has handed its elements back or ended.
+const RETIRED: u64 = u64::MAX;
 
 /// Wakes one router thread when it sleeps for lack of work.
 #[derive(Clone)]
@@ -166,6 +179,10 @@ pub(crate) struct Shared {
     /// The configuration's driver script, if it has one.
     driver: Mutex<Option<Arc<StopEvents>>>,
     threads: Mutex<Vec<Thread>>,
+    /// With copies, each running thread's [`Round`].
+    rounds: Mutex<Vec<Arc<Round>>>,
+    /// How many copies of the pipeline the router runs.
+    pub(crate) copies: usize,
     control: Arc<dyn ControlPlane>,
     /// Packets lost to push cycles, all threads together, which the
     /// global `cycle_drops` handler reads, and the way back here for the
@@ -271,6 +288,50 @@ impl Shared {
             t.unpark();
         }
     }
+
+    /// Waits until every running thread has started a round after the
+    /// caller's writes (which the caller made before calling), waking the
+    /// sleeping ones: then every copy has taken them. True once all have,
+    /// false after `limit`. A router thread (a Script's, a Watchdog's)
+    /// does not wait: it would wait for itself.
+    pub(crate) fn await_rounds(&self, limit: Duration) -> bool {
+        let threads = self.threads.lock().expect("threads lock").clone();
+        let me = std::thread::current().id();
+        if threads.iter().any(|t| t.id() == me) {
+            return true;
+        }
+        let rounds = self.rounds.lock().expect("rounds lock").clone();
+        // Pairs with the fence after each thread's round count: either
+        // the thread's next load sees the writes, or this load sees its
+        // new round (and then the round after it sees them).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let marks: Vec<u64> = rounds.iter().map(|r| r.0.load(Ordering::Relaxed)).collect();
+        for t in &threads {
+            t.unpark();
+        }
+        let deadline = Instant::now() + limit;
+        let mut spins = 0u32;
+        loop {
+            let taken = rounds.iter().zip(&marks).all(|(r, &mark)| {
+                let now = r.0.load(Ordering::Acquire);
+                // A round begun after the mark: every packet from then on
+                // is handled with the writes seen.
+                mark == RETIRED || now > mark
+            });
+            if taken {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            if spins < 200 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        }
+    }
 }
 
 const NONE: u32 = u32::MAX;
@@ -298,6 +359,8 @@ struct Runner {
     shared: Arc<Shared>,
     /// Set when a reload wants this thread paused and its elements back.
     yield_req: Arc<AtomicBool>,
+    /// With copies: where this thread counts its rounds.
+    round: Option<Arc<Round>>,
     /// Batches pushed to an element that is on the call stack (a push
     /// cycle), delivered when it returns; see [`Runner::push`].
     cycle: CycleState,
@@ -519,6 +582,7 @@ struct Running {
     members: Vec<String>,
     signature: Vec<String>,
     yield_req: Arc<AtomicBool>,
+    round: Option<Arc<Round>>,
 }
 
 /// A running router: its threads and its handlers.
@@ -606,9 +670,15 @@ impl Router {
     pub fn start_with(graph: Graph, handlers: Arc<HandlerTable>, control: Arc<dyn ControlPlane>) -> Router {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            runcount: Mutex::new(1),
+            // Click's run count is 1: the first STOP source stops the
+            // router. With copies, each copy's stop counts once, so the
+            // router stops when every copy has (and a plain write to
+            // the global `stop` lowers it by the copies).
+            runcount: Mutex::new(graph.copies as i64),
             driver: Mutex::default(),
             threads: Mutex::new(Vec::new()),
+            rounds: Mutex::default(),
+            copies: graph.copies,
             control,
             link: handlers.link().clone(),
         });
@@ -726,8 +796,10 @@ impl Router {
                 stopping: false,
                 shared: self.shared.clone(),
                 yield_req: yield_req.clone(),
+                round: (self.shared.copies > 1).then(Arc::default),
                 cycle: CycleState::default(),
             };
+            let round = runner.round.clone();
             let worker = self.spare.pop().unwrap_or_else(|| self.spawn_worker(k));
             let members = reload::members(g, &layout.names);
             worker
@@ -735,6 +807,7 @@ impl Router {
                 .send((runner, std::mem::take(&mut g.tasks)))
                 .expect("a spare thread waits");
             self.workers.push(Running {
+                round,
                 worker,
                 names: layout.names.clone(),
                 slot_elems,
@@ -747,6 +820,8 @@ impl Router {
         }
         *self.shared.threads.lock().expect("threads lock") =
             self.workers.iter().map(|w| w.worker.thread.clone()).collect();
+        *self.shared.rounds.lock().expect("rounds lock") =
+            self.workers.iter().filter_map(|w| w.round.clone()).collect();
         let running_at = Instant::now();
         // Phase 2: bookkeeping.
         // Elements a kept thread already runs: dropped off this thread
@@ -875,10 +950,25 @@ fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
     }
     let mut done = vec![false; tasks.len()];
     let mut stopped_at: Option<Instant> = None;
+    let mut rounds = 0u64;
+    let retire = |round: &Option<Arc<Round>>| {
+        if let Some(r) = round {
+            r.0.store(RETIRED, Ordering::SeqCst);
+        }
+    };
     loop {
         // Between batches: the one place a reload pauses this thread.
         if runner.yield_req.load(Ordering::SeqCst) {
+            retire(&runner.round);
             return (std::mem::take(&mut runner.slots), true);
+        }
+        // With copies: a new round, after which every write to the copies
+        // made before it is seen (the fence pairs with the writer's, see
+        // [`Shared::await_rounds`]).
+        if let Some(r) = &runner.round {
+            rounds += 1;
+            r.0.store(rounds, Ordering::Relaxed);
+            std::sync::atomic::fence(Ordering::SeqCst);
         }
         // A stop reaches the elements one round after it is requested, so
         // every task runs at least once after it (Click's driver gives
@@ -943,6 +1033,7 @@ fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
         }
         waker.0.sleeping.store(false, Ordering::SeqCst);
     }
+    retire(&runner.round);
     // Queue sides that push into other threads are dropped here, which
     // tells consumers that nothing more will come.
     let mut slots = std::mem::take(&mut runner.slots);
@@ -988,6 +1079,8 @@ impl Harness {
             runcount: Mutex::new(1),
             driver: Mutex::default(),
             threads: Mutex::new(Vec::new()),
+            rounds: Mutex::default(),
+            copies: 1,
             control: Arc::new(NoControl),
             link: Arc::default(),
         });
@@ -1023,6 +1116,7 @@ impl Harness {
             stopping: false,
             shared,
             yield_req: Arc::default(),
+            round: None,
             cycle: CycleState::default(),
         };
         Harness { runner, sinks }

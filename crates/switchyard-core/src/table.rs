@@ -18,11 +18,15 @@ pub struct ElementEntry {
     /// How many input and output ports it has.
     pub inputs: usize,
     pub outputs: usize,
+    /// How many copies of it run (`Copies(N)`): 1 for an element of a
+    /// single pipeline. An entry with more stands for its copies
+    /// `name#0`... (see [`crate::copies`]), each also found by its name.
+    pub copies: usize,
 }
 
 /// One connection of the running graph, by element index and port
 /// (`from[from_port] -> [to_port]to`), for pictures of the graph.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Wire {
     pub from: usize,
     pub from_port: u32,
@@ -31,13 +35,28 @@ pub struct Wire {
 }
 
 pub struct HandlerTable {
+    /// The elements as the operator sees them: one entry per element,
+    /// one for all the copies of a copied one.
     elements: Vec<ElementEntry>,
+    /// Each copy of a copied element (`sel#1`), found by name only.
+    copies: Vec<ElementEntry>,
     globals: Vec<Handler>,
     /// Element index by name: lookups stay constant-time however large
     /// the configuration (status pages and metrics look up every element).
-    index: std::collections::HashMap<String, usize>,
+    index: std::collections::HashMap<String, Slot>,
+    /// Where each element of the graph is, by graph index.
+    nodes: Vec<Slot>,
+    /// For each entry of `elements` that stands for copies, the copies.
+    groups: Vec<(usize, Vec<usize>)>,
     link: Arc<RouterLink>,
     wires: Vec<Wire>,
+}
+
+/// Where an element's entry is: among the visible elements or the copies.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Element(usize),
+    Copy(usize),
 }
 
 /// What the global handlers know of the router running the table: the
@@ -50,18 +69,94 @@ pub struct RouterLink {
 }
 
 impl RouterLink {
+    /// Waits until every thread of the running router has taken the
+    /// writes the caller just made to copies (a round begun after them);
+    /// at once without a running router (a state file restored before
+    /// the start).
+    pub(crate) fn await_threads(&self) {
+        let Some(shared) = self.router.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        if !shared.await_rounds(crate::runtime::AWAIT_LIMIT) {
+            tracing::warn!(limit = ?crate::runtime::AWAIT_LIMIT, "a write to the copies was not taken by every thread in time (a thread blocked?); it applies as each thread goes on");
+        }
+    }
+
     /// Asks the running router to stop (the global `stop` handler):
     /// lowers its run count by `value`, 1 if it is not a number, as Click.
     fn request_stop(&self, value: &str) -> Result<(), String> {
         let shared = self.router.get().and_then(std::sync::Weak::upgrade);
         let shared = shared.ok_or("no router is running this configuration")?;
-        shared.request_stop(value.trim().parse().unwrap_or(1));
+        // With copies, a plain stop is one per copy (see the run count).
+        shared.request_stop(value.trim().parse().unwrap_or(shared.copies as i64));
         Ok(())
     }
 }
 
 fn fixed(name: &str, value: String) -> Handler {
     Handler::read_only(name, move || value.clone())
+}
+
+/// An element's entry: the generic handlers (`name`, `class`, `config`,
+/// `ports`), its own, and `handlers` listing them all.
+fn entry(name: &str, node: &crate::graph::Node, ports: String, own: Vec<Handler>, copies: usize) -> ElementEntry {
+    let mut e = entry_shell(name, node, ports);
+    e.handlers.extend(own);
+    e.handlers.push(listing(&e.handlers));
+    e.copies = copies;
+    e
+}
+
+/// An entry with the generic handlers only.
+fn entry_shell(name: &str, node: &crate::graph::Node, ports: String) -> ElementEntry {
+    ElementEntry {
+        name: name.to_string(),
+        class: node.class,
+        handlers: vec![
+            fixed("name", name.to_string()),
+            fixed("class", node.class.to_string()),
+            fixed("config", node.config.clone()),
+            fixed("ports", ports),
+        ],
+        inputs: node.ports.inputs.len(),
+        outputs: node.ports.outputs.len(),
+        copies: 1,
+    }
+}
+
+/// Click's `handlers` handler: one `name<TAB>mode` line per handler.
+fn listing(handlers: &[Handler]) -> Handler {
+    let mut text: String = handlers
+        .iter()
+        .filter(|h| !h.proxy)
+        .map(|h| format!("{}\t{}\n", h.name, h.mode()))
+        .collect();
+    text.push_str("handlers\tr\n");
+    fixed("handlers", text)
+}
+
+/// An entry's own handlers: after the four generic ones, before the
+/// listing.
+fn own_handlers(e: &ElementEntry) -> &[Handler] {
+    let n = e.handlers.len();
+    if n < 5 {
+        return &[];
+    }
+    &e.handlers[4..n - 1]
+}
+
+/// `text` with the copy suffixes (`#k`) of the names in it removed.
+fn without_copy_suffixes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '#' && chars.peek().is_some_and(char::is_ascii_digit) {
+            while chars.next_if(char::is_ascii_digit).is_some() {}
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The globals that read or steer the running router: `cycle_drops`,
@@ -84,7 +179,15 @@ impl HandlerTable {
     /// Like [`new`](Self::new), recording where the configuration came
     /// from (the global `config_name` handler).
     pub fn named(graph: &Graph, registry: &Registry, config_text: &str, source: &str) -> HandlerTable {
-        let mut elements = Vec::with_capacity(graph.nodes.len());
+        // The name the operator knows each element by: copies by the
+        // element they are copies of.
+        let shown = |i: usize| -> &str {
+            let node = &graph.nodes[i];
+            match node.copy {
+                Some(_) => crate::copies::logical_name(&node.name),
+                None => &node.name,
+            }
+        };
         // Each port's peers, from one pass over the connections (in
         // connection order, as they were listed before).
         let mut peers_out: std::collections::HashMap<(usize, u32), Vec<String>> = Default::default();
@@ -99,6 +202,11 @@ impl HandlerTable {
                 .or_default()
                 .push(format!("{}[{}]", graph.nodes[f.element].name, f.port));
         }
+        let mut elements = Vec::with_capacity(graph.nodes.len());
+        let mut copies = Vec::new();
+        let mut nodes = Vec::with_capacity(graph.nodes.len());
+        let mut group_of: std::collections::HashMap<&str, usize> = Default::default();
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
         for (i, node) in graph.nodes.iter().enumerate() {
             let mut ports = String::new();
             for (side, list, output) in [
@@ -118,31 +226,27 @@ impl HandlerTable {
                     ports.push_str(&format!("{word}\t-\t{peers}\n"));
                 }
             }
-            let mut handlers = vec![
-                fixed("name", node.name.clone()),
-                fixed("class", node.class.to_string()),
-                fixed("config", node.config.clone()),
-                fixed("ports", ports),
-            ];
-            handlers.extend(node.handlers.iter().cloned());
-            let mut listing: String = handlers
-                .iter()
-                .filter(|h| !h.proxy)
-                .map(|h| format!("{}\t{}\n", h.name, h.mode()))
-                .collect();
-            listing.push_str("handlers\tr\n");
-            handlers.push(fixed("handlers", listing));
-            elements.push(ElementEntry {
-                name: node.name.clone(),
-                class: node.class,
-                handlers,
-                inputs: node.ports.inputs.len(),
-                outputs: node.ports.outputs.len(),
+            let entry = entry(&node.name, node, ports.clone(), node.handlers.clone(), 1);
+            if node.copy.is_none() {
+                nodes.push(Slot::Element(elements.len()));
+                elements.push(entry);
+                continue;
+            }
+            nodes.push(Slot::Copy(copies.len()));
+            copies.push(entry);
+            let logical = shown(i);
+            let g = *group_of.entry(logical).or_insert_with(|| {
+                // The group's entry, in place of its first copy; its own
+                // handlers are made from the copies' below.
+                elements.push(entry_shell(logical, node, without_copy_suffixes(&ports)));
+                groups.push((elements.len() - 1, Vec::new()));
+                groups.len() - 1
             });
+            groups[g].1.push(copies.len() - 1);
         }
-        let mut list = format!("{}\n", graph.nodes.len());
-        for n in &graph.nodes {
-            list.push_str(&n.name);
+        let mut list = format!("{}\n", elements.len());
+        for e in &elements {
+            list.push_str(&e.name);
             list.push('\n');
         }
         let classes: String = registry.names().iter().map(|c| format!("{c}\n")).collect();
@@ -158,24 +262,58 @@ impl HandlerTable {
             fixed("flatconfig", graph.flat_config()),
         ];
         globals.extend(router_handlers(&link));
-        let index = elements.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        let mut index: std::collections::HashMap<String, Slot> = elements
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), Slot::Element(i)))
+            .collect();
+        index.extend(copies.iter().enumerate().map(|(j, e)| (e.name.clone(), Slot::Copy(j))));
+        // Connections between elements as shown: a copied element's wires
+        // once, between the entries that stand for the copies.
+        let at = |i: usize| match nodes[i] {
+            Slot::Element(e) => e,
+            Slot::Copy(j) => groups.iter().find(|g| g.1.contains(&j)).map_or(0, |g| g.0),
+        };
+        let mut seen = std::collections::HashSet::new();
         let wires = graph
             .connections
             .iter()
             .map(|(f, t)| Wire {
-                from: f.element,
+                from: at(f.element),
                 from_port: f.port,
-                to: t.element,
+                to: at(t.element),
                 to_port: t.port,
             })
+            .filter(|w| seen.insert(*w))
             .collect();
-        HandlerTable {
+        let mut table = HandlerTable {
             elements,
+            copies,
             globals,
             index,
+            nodes,
+            groups,
             link,
             wires,
+        };
+        for g in 0..table.groups.len() {
+            table.merge_group(g);
         }
+        table
+    }
+
+    /// Makes the handlers of group `g`'s entry from its copies' (again,
+    /// after a copy's handlers changed or the router link did).
+    fn merge_group(&mut self, g: usize) {
+        let (e, members) = &self.groups[g];
+        let copies: Vec<&[Handler]> = members.iter().map(|&j| own_handlers(&self.copies[j])).collect();
+        let merged = crate::copies::merge_handlers(&copies, &self.link);
+        let entry = &mut self.elements[*e];
+        entry.copies = members.len();
+        let generic: Vec<Handler> = entry.handlers.drain(..).take(4).collect();
+        entry.handlers = generic;
+        entry.handlers.extend(merged);
+        entry.handlers.push(listing(&entry.handlers));
     }
 
     /// The graph's connections, in the order they were made.
@@ -197,26 +335,39 @@ impl HandlerTable {
             }
         }
         self.link = link;
+        // Copies' writes wait on the running router's threads.
+        for g in 0..self.groups.len() {
+            self.merge_group(g);
+        }
     }
 
     /// Puts element `i`'s own handlers (after it took its predecessor's
     /// state, which may have replaced what they point at) in place of the
     /// ones the table was built with; the generic handlers stay.
     pub fn refresh(&mut self, i: usize, own: &[Handler]) {
-        let Some(e) = self.elements.get_mut(i) else { return };
-        // Layout: name, class, config, ports, own handlers..., handlers.
-        let n = e.handlers.len();
-        if n < 5 {
-            return;
+        let e = match self.nodes.get(i) {
+            Some(&Slot::Element(e)) => self.elements.get_mut(e),
+            Some(&Slot::Copy(j)) => {
+                replace_own(&mut self.copies[j], own);
+                if let Some(g) = self.groups.iter().position(|g| g.1.contains(&j)) {
+                    self.merge_group(g);
+                }
+                return;
+            }
+            None => None,
+        };
+        if let Some(e) = e {
+            replace_own(e, own);
         }
-        let listing = e.handlers.pop().expect("n >= 5");
-        e.handlers.truncate(4);
-        e.handlers.extend(own.iter().cloned());
-        e.handlers.push(listing);
     }
 
     pub fn elements(&self) -> &[ElementEntry] {
         &self.elements
+    }
+
+    /// How many copies of the pipeline run (`Copies(N)`), 1 without.
+    pub fn copies(&self) -> usize {
+        self.groups.first().map_or(1, |g| g.1.len())
     }
 
     pub fn globals(&self) -> &[Handler] {
@@ -224,14 +375,30 @@ impl HandlerTable {
     }
 
     /// Finds an element by name, or by its index in the configuration
-    /// (`3.class`), as Click allows.
+    /// (`3.class`), as Click allows. A copy is found by its name
+    /// (`sel#1`).
     pub fn element(&self, name: &str) -> Option<&ElementEntry> {
-        self.index
-            .get(name)
-            .and_then(|&i| self.elements.get(i))
-            .or_else(|| name.parse::<usize>().ok().and_then(|i| self.elements.get(i)))
+        match self.index.get(name) {
+            Some(&Slot::Element(i)) => self.elements.get(i),
+            Some(&Slot::Copy(j)) => self.copies.get(j),
+            None => name.parse::<usize>().ok().and_then(|i| self.elements.get(i)),
+        }
     }
+}
 
+/// Puts `own` in place of an entry's own handlers; the generic ones stay.
+fn replace_own(e: &mut ElementEntry, own: &[Handler]) {
+    // Layout: name, class, config, ports, own handlers..., handlers.
+    if e.handlers.len() < 5 {
+        return;
+    }
+    let listing = e.handlers.pop().expect("5 handlers at least");
+    e.handlers.truncate(4);
+    e.handlers.extend(own.iter().cloned());
+    e.handlers.push(listing);
+}
+
+impl HandlerTable {
     /// Resolves `element.handler` or a global handler name.
     pub fn find(&self, full: &str) -> Result<&Handler, HandlerError> {
         // Element names never contain '.', so the first one splits.

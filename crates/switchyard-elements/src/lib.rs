@@ -51,6 +51,7 @@ pub use rollback::seq_check::SeqCheck;
 pub use rollback::shadow_compare::ShadowCompare;
 pub use rollback::watchdog::Watchdog;
 pub use standard::classifier::Classifier;
+pub use standard::copies::Copies;
 pub use standard::counter::Counter;
 pub use standard::delay_unqueue::DelayUnqueue;
 pub use standard::discard::Discard;
@@ -97,6 +98,7 @@ pub const CLASSES: &[ElementClass] = &[
     CanarySwitch::CLASS,
     CheckIPHeader::CLASS,
     Classifier::CLASS,
+    Copies::CLASS,
     Counter::CLASS,
     DecIPTTL::CLASS,
     DelayUnqueue::CLASS,

@@ -264,6 +264,22 @@ pub(crate) fn read_method(args: &mut Args, old_name: Option<&'static str>) -> Op
 }
 
 impl Element for FromDevice {
+    fn exclusive(&self) -> Option<(String, String)> {
+        match &self.method {
+            // A FANOUT group spreads the frames over the copies' sockets.
+            Method::Ring if self.fanout.is_some() => None,
+            #[cfg(feature = "xdp")]
+            Method::Xdp(x) => Some((
+                format!("receive from queue {} of '{}'", x.queue, self.name),
+                "give each copy its own queue (QUEUE $COPY)".into(),
+            )),
+            _ => Some((
+                format!("receive every frame of '{}'", self.name),
+                "give it FANOUT N (METHOD ring; the copies share group N), or use METHOD xdp with QUEUE $COPY".into(),
+            )),
+        }
+    }
+
     fn take_state(&mut self, old: Box<dyn Element>) {
         // Keep the open ring: frames that arrived during the swap wait in it.
         if let Some(mut old) = downcast::<FromDevice>(old) {

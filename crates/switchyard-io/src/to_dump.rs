@@ -157,6 +157,13 @@ fn linktype(name: &str) -> Option<u32> {
 }
 
 impl Element for ToDump {
+    fn exclusive(&self) -> Option<(String, String)> {
+        Some((
+            format!("write '{}'", self.path.display()),
+            "put $COPY in its file name".into(),
+        ))
+    }
+
     fn take_state(&mut self, old: Box<dyn Element>) {
         if let Some(mut old) = downcast::<ToDump>(old) {
             if old.path == self.path && old.snaplen == self.snaplen && old.linktype == self.linktype {

@@ -345,7 +345,8 @@ fn resolve(table: &HandlerTable, spec: &str) -> Result<(Vec<String>, bool), Stri
         };
     };
     let elements = table.elements();
-    if elements.iter().any(|e| e.name == element) {
+    // An element by name, or one copy of a copied one (`out#1`).
+    if table.element(element).is_some_and(|e| e.name == element) {
         return match table.find(spec) {
             Ok(h) if h.readable() => Ok((vec![spec.to_string()], false)),
             Ok(_) => Err(format!("'{spec}' is a write handler")),

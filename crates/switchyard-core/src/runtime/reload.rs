@@ -128,6 +128,14 @@ impl Router {
         if self.shared.stop.load(Ordering::SeqCst) {
             return Err("the router is stopping".into());
         }
+        if graph.copies != self.shared.copies {
+            return Err(format!(
+                "the configuration runs {} cop{} of its pipeline and the router {}: a reload cannot change the number of copies (restart the router)",
+                graph.copies,
+                if graph.copies == 1 { "y" } else { "ies" },
+                self.shared.copies
+            ));
+        }
         if graph.chain > self.chain_capacity {
             return Err(format!(
                 "a call chain of {} elements is longer than this router's threads have stack for ({}; restart with a higher --limit chain=N)",

@@ -306,7 +306,8 @@ impl Element for ARPResponder {
                 let ip = crate::wire::parse_ip(arg.trim())
                     .ok_or_else(|| format!("'{}': expected IP address", arg.trim()))?;
                 Ok(lookup(&s2.current(), ip).map(|e| e.unparse()).unwrap_or_default())
-            }),
+            })
+            .merged(switchyard_core::Merge::Same),
             Handler::write_only("add", move |v| {
                 let new = parse_entries(v)?;
                 s3.write(|t| merged(t, &new))

@@ -915,7 +915,8 @@ impl<T: Lookup> RouteCore<T> {
                 Some(h) => h.port.to_string(),
                 None => "-1".to_string(),
             })
-        });
+        })
+        .merged(switchyard_core::Merge::Same);
         let s = self.shared.clone();
         let table = Handler::read_write("table", dump, move |text| {
             s.edit(|routes, n| {

@@ -631,24 +631,28 @@ impl RewriterCore {
         }
         for &(name, map) in lookups {
             let (s, now) = (self.shared.clone(), now.clone());
-            hs.push(Handler::read_with_param(name, move |arg| {
-                let flow = parse_flow(arg)?;
-                let now = now();
-                let mut t = lock(&s.table);
-                Ok(match t.lookup(&Key { map, flow }, now) {
-                    Some((idx, dir)) => {
-                        let r = t.flow(idx).rewritten(dir);
-                        format!(
-                            "{} {} {} {}",
-                            wire::IpAddr(r.saddr),
-                            r.sport,
-                            wire::IpAddr(r.daddr),
-                            r.dport
-                        )
-                    }
-                    None => String::new(),
+            hs.push(
+                Handler::read_with_param(name, move |arg| {
+                    let flow = parse_flow(arg)?;
+                    let now = now();
+                    let mut t = lock(&s.table);
+                    Ok(match t.lookup(&Key { map, flow }, now) {
+                        Some((idx, dir)) => {
+                            let r = t.flow(idx).rewritten(dir);
+                            format!(
+                                "{} {} {} {}",
+                                wire::IpAddr(r.saddr),
+                                r.sport,
+                                wire::IpAddr(r.daddr),
+                                r.dport
+                            )
+                        }
+                        None => String::new(),
+                    })
                 })
-            }));
+                // A flow is in one copy's table.
+                .merged(switchyard_core::Merge::First),
+            );
         }
         for name in ["table_size", "nmappings", "size"] {
             let (s, now) = (self.shared.clone(), now.clone());

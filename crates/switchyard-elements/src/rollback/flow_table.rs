@@ -850,7 +850,8 @@ pub fn pinned_handlers(
         let counts = d.pinned();
         let stale = counts.iter().enumerate().filter(|&(i, _)| !current(i));
         (stale.map(|(_, &c)| c).sum::<u64>() == 0).to_string()
-    });
+    })
+    .merged(switchyard_core::Merge::All);
     let max = ports as i64 - 1;
     drained.read_param = Some(Arc::new(move |k: &str| {
         let k = parse_in_range(k, 0..=max)?;
@@ -1053,7 +1054,8 @@ impl Element for FlowTable {
         vec![
             Handler::read_only("count", move || c.swept().count().to_string()),
             s.pinned_handler(),
-            Handler::read_only("capacity", move || cap.pins().capacity.to_string()),
+            Handler::read_only("capacity", move || cap.pins().capacity.to_string())
+                .merged(switchyard_core::Merge::Same),
             Handler::read_only("overflow", move || o.pins().overflow.to_string()),
             Handler::read_only("forced", move || f.pins().forced.to_string()),
         ]

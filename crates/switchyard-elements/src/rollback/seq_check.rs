@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler};
+use switchyard_core::{documented, downcast, Args, Batch, Element, ElementClass, Handler, Merge};
 
 documented! {
     /// Checks the hub's sequence numbers of the packets passing through:
@@ -125,12 +125,12 @@ impl Element for SeqCheck {
             read("count", COUNT),
             read("unique", UNIQUE),
             read("duplicates", DUPLICATES),
-            read("max_seq", MAX_SEQ),
+            read("max_seq", MAX_SEQ).merged(Merge::Max),
             Handler::read_only("missing", move || {
                 (s[MAX_SEQ].load(Relaxed).saturating_sub(s[UNIQUE].load(Relaxed))).to_string()
             }),
             read("reordered", REORDERED),
-            read("max_reorder", MAX_REORDER),
+            read("max_reorder", MAX_REORDER).merged(Merge::Max),
             read("unnumbered", UNNUMBERED),
         ]
     }

@@ -409,9 +409,11 @@ impl Element for ShadowCompare {
             counter("dropped_by_old", |s| &s.dropped_by_old),
             counter("dropped_by_new", |s| &s.dropped_by_new),
             counter("pending", |s| &s.pending),
+            // The worst copy's: a gate on it trips as soon as one does.
             Handler::read_only("divergence_rate", move || {
                 format!("{:.6}", f64::from_bits(r.rate_bits.load(Relaxed)))
-            }),
+            })
+            .merged(switchyard_core::Merge::Max),
             Handler::read_only("differences", move || {
                 let mut out = String::new();
                 for diff in d.differences.lock().expect("differences").iter() {

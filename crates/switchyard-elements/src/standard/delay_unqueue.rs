@@ -119,7 +119,7 @@ impl Element for DelayUnqueue {
         let d = self.delay_ns;
         vec![
             Handler::read_only("count", move || c.load(Relaxed).to_string()),
-            Handler::read_only("delay", move || format!("{}", d as f64 / 1e9)),
+            Handler::read_only("delay", move || format!("{}", d as f64 / 1e9)).merged(switchyard_core::Merge::Same),
         ]
     }
 }

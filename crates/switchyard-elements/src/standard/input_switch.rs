@@ -271,9 +271,11 @@ impl Element for InputSwitch {
         let b = self.boundary.clone();
         let mut handlers = vec![
             self.position.handler(self.ports),
+            // Each copy flips at its own boundary.
             Handler::read_only("boundary", move || {
                 b.load(std::sync::atomic::Ordering::Relaxed).to_string()
-            }),
+            })
+            .merged(switchyard_core::Merge::List),
         ];
         if let Some(flows) = &self.flows {
             let c = self.position.clone();

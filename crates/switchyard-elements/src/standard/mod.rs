@@ -3,6 +3,7 @@
 
 pub mod classification;
 pub mod classifier;
+pub mod copies;
 pub mod counter;
 pub mod delay_unqueue;
 pub mod discard;

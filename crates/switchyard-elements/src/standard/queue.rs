@@ -281,9 +281,10 @@ impl Element for Queue {
         let (a, b, c, d, e) = (s(), s(), s(), s(), s());
         vec![
             Handler::read_only("length", move || a.length.load(Relaxed).to_string()),
-            Handler::read_only("highwater_length", move || b.highwater.load(Relaxed).to_string()),
+            Handler::read_only("highwater_length", move || b.highwater.load(Relaxed).to_string())
+                .merged(switchyard_core::Merge::Max),
             Handler::read_only("drops", move || c.drops.load(Relaxed).to_string()),
-            Handler::read_only("capacity", move || d.capacity.to_string()),
+            Handler::read_only("capacity", move || d.capacity.to_string()).merged(switchyard_core::Merge::Same),
             Handler::write_only("reset_counts", move |_| {
                 e.drops.store(0, Relaxed);
                 e.highwater.store(e.length.load(Relaxed), Relaxed);

@@ -595,10 +595,10 @@ impl Element for FromIPSummaryDump {
                 Ok(())
             }),
             Handler::read_only("encap", || "IP".to_string()),
-            Handler::read_only("sampling_prob", move || prob.clone()),
+            Handler::read_only("sampling_prob", move || prob.clone()).merged(switchyard_core::Merge::Same),
             Handler::read_only("filename", move || name.clone()),
-            Handler::read_only("filesize", move || size.clone()),
-            Handler::read_only("filepos", move || pos.load(Relaxed).to_string()),
+            Handler::read_only("filesize", move || size.clone()).merged(switchyard_core::Merge::Same),
+            Handler::read_only("filepos", move || pos.load(Relaxed).to_string()).merged(switchyard_core::Merge::List),
             Handler::read_only("count", move || c.load(Relaxed).to_string()),
             Handler::read_only("bad_lines", move || bad.load(Relaxed).to_string()),
         ]

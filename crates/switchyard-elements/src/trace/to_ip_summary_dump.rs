@@ -301,6 +301,16 @@ fn ctime_utc(secs: u64) -> String {
 }
 
 impl Element for ToIPSummaryDump {
+    fn exclusive(&self) -> Option<(String, String)> {
+        // Standard output is shared by lines, as Click's copies would.
+        (self.filename != "-").then(|| {
+            (
+                format!("write '{}'", self.filename),
+                "put $COPY in its file name".into(),
+            )
+        })
+    }
+
     fn take_state(&mut self, old: Box<dyn Element>) {
         if let Some(mut old) = downcast::<ToIPSummaryDump>(old) {
             if old.filename == self.filename && old.summary.fields() == self.summary.fields() {
