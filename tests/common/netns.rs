@@ -134,6 +134,20 @@ impl Namespaces {
         );
     }
 
+    /// Like [`veth`](Self::veth), each end with `queues` receive and
+    /// transmit queues (the queue a frame arrives on is the one its
+    /// sender's stack picked by flow hash).
+    pub fn veth_queues(&self, a: (usize, &str), b: (usize, &str), queues: u32) {
+        let (na, nb) = (&self.names[a.0], &self.names[b.0]);
+        let q = queues.to_string();
+        let each = ["numtxqueues", &q, "numrxqueues", &q];
+        let mut args = vec!["link", "add", a.1, "netns", na];
+        args.extend(each);
+        args.extend(["type", "veth", "peer", "name", b.1, "netns", nb]);
+        args.extend(each);
+        assert!(ip(&args), "veth {}@{na} - {}@{nb} with {queues} queues", a.1, b.1);
+    }
+
     /// Runs a shell command in namespace `i`, bounded by a timeout.
     pub fn sh(&self, i: usize, cmd: &str) -> Output {
         Command::new("timeout")
