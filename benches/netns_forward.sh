@@ -6,7 +6,11 @@
 #   2. Switchyard FromDevice -> ToDevice, ring backend,
 #   3. the same, pnet backend,
 #   4. the same, xdp backend (AF_XDP, copy mode on veth),
-#   5. Switchyard's hub/switch rollback graph, ring backend, and xdp.
+#   5. Switchyard's hub/switch rollback graph, ring backend, and xdp;
+#   6. on veths rebuilt with 2 queues, the hub/switch graph as 1 and as 2
+#      copies (Copies(2): ring with FANOUT, xdp with one XSK per queue),
+#      fed by two generators of 64 flows each, pinned one per core (a
+#      ring sender's frames take the queue of its core, as RSS would).
 # The generator is Switchyard itself (InfiniteSource -> ToDevice, ring) in
 # the gen namespace; loss is exact: frames sent minus frames received,
 # counted after the generator stops and the path drains. With the router's
@@ -95,4 +99,52 @@ for pair in "xdp ring" "xdphub hubswitch"; do
   set -- $pair
   printf '%-10s %5.2f x %s per router CPU-second\n' "$1" \
     "$(python3 -c "print($(cat "$T/cpu.$1") / max($(cat "$T/cpu.$2"), 1))")" "$2"
+done
+
+# Several cores behind one switch: the links again, with 2 queues each
+# (same addresses), and 64 flows per generator.
+requeue() {
+  local a b ma mb
+  for x in "$G $TOPO_G $R $TOPO_RL" "$R $TOPO_RR $S $TOPO_S"; do
+    set -- $x
+    ma=$(mac "$1" "$2"); mb=$(mac "$3" "$4")
+    ip -n "$1" link del "$2"
+    ip link add "$2" netns "$1" address "$ma" numtxqueues 2 numrxqueues 2 type veth \
+      peer name "$4" netns "$3" address "$mb" numtxqueues 2 numrxqueues 2
+    ip -n "$1" link set "$2" up; ip -n "$3" link set "$4" up
+  done
+  ip -n $G addr add 10.77.1.2/24 dev gen0; ip -n $R addr add 10.77.1.1/24 dev rtr0
+  ip -n $R addr add 10.77.2.1/24 dev rtr1; ip -n $S addr add 10.77.2.2/24 dev sink0
+  ip -n $R neigh replace 10.77.2.2 lladdr "$(mac $S sink0)" dev rtr1
+}
+requeue
+GENS=2
+GEN="src :: InfiniteSource(DATA \\<$FRAME>, FLOWS 64, ACTIVE false) -> out :: ToDevice(gen0);"
+# Each generator on a core of its own, so each fills one queue.
+start() {
+  local ns=$1 name=$2 config=$3; shift 3
+  case $name in
+    gen1) PIN="taskset -c 0" ;;
+    gen2) PIN="taskset -c 1" ;;
+    *) PIN="" ;;
+  esac
+  ip netns exec "$ns" $PIN "$B" run -e "$config" "$@" --control "$T/$name.sock" 2>"$T/$name.log" &
+  echo $! > "$T/$name.pid"
+  await_listening "$T/$name.log" $!
+}
+echo "-- 2 queues per link, 2 generators of 64 flows, pinned one per core"
+start $R rtr "FromDevice(rtr0) -> $HUB sel -> ToDevice(rtr1);"
+measure "ring hub/switch, 1 copy" copies1
+start $R rtr "Copies(2); FromDevice(rtr0, FANOUT 3) -> $HUB sel -> ToDevice(rtr1);"
+measure "ring hub/switch, 2 copies (FANOUT)" copies2
+start $R rtr "Copies(2); FromDevice(rtr0, METHOD xdp, QUEUE \$COPY) -> $HUB sel -> ToDevice(rtr1, METHOD xdp, QUEUE \$COPY);"
+measure "xdp hub/switch, 2 copies (2 queues)" xdpcopies2
+for pair in "copies2 copies1" "xdpcopies2 copies1"; do
+  set -- $pair
+  printf '%-10s %5.2f x %s per router CPU-second\n' "$1" \
+    "$(python3 -c "print($(cat "$T/cpu.$1") / max($(cat "$T/cpu.$2"), 1))")" "$2"
+done
+for x in copies2 xdpcopies2; do
+  printf '%-10s %5.2f x copies1 frames/s\n' "$x" \
+    "$(python3 -c "print($(cat "$T/rate.$x") / max($(cat "$T/rate.copies1"), 1))")"
 done

@@ -122,12 +122,14 @@ fn peak_rss_kb() -> u64 {
 }
 
 /// One benchmark: a configuration, the counter that must have counted,
-/// and the size of its generated firewall.
+/// the size of its generated firewall, and how many copies of it run
+/// (`Copies(N)`, the packets shared between them).
 struct Case {
     name: &'static str,
     template: &'static str,
     check: &'static str,
     rules: usize,
+    copies: u64,
 }
 
 const fn case(name: &'static str, template: &'static str, check: &'static str) -> Case {
@@ -136,10 +138,11 @@ const fn case(name: &'static str, template: &'static str, check: &'static str) -
         template,
         check,
         rules: 0,
+        copies: 1,
     }
 }
 
-const CASES: [Case; 12] = [
+const CASES: [Case; 14] = [
     case("hub/switch", HUB_SWITCH, "out.count"),
     case("hub/switch + shadow", SHADOW, "out.count"),
     case("10k flows -> discard", FLOWS_DISCARD, "out.count"),
@@ -147,6 +150,16 @@ const CASES: [Case; 12] = [
     case("hub/switch, 100k flows", HUB_SWITCH_100K, "out.count"),
     case("pinned, 100k flows", PINNED_100K, "out.count"),
     case("source -> discard", SOURCE_DISCARD, "d.count"),
+    // Several cores behind one switch: the same graphs as 2 copies on 2
+    // threads, the same packets in all (aggregate packets/s).
+    Case {
+        copies: 2,
+        ..case("hub/switch, 2 copies", HUB_SWITCH, "out.count")
+    },
+    Case {
+        copies: 2,
+        ..case("source -> discard, 2 copies", SOURCE_DISCARD, "d.count")
+    },
     case("classifier", CLASSIFY, "out.count"),
     case("queue (2 threads)", QUEUE, "out.count"),
     case("IP route, 1002 routes", ROUTE, "out.count"),
@@ -163,7 +176,10 @@ const CASES: [Case; 12] = [
 /// The configuration of `case` for `n` packets; tables are generated only
 /// for the cases that have them.
 fn config(case: &Case, n: u64) -> String {
-    let mut text = case.template.replace("$N", &n.to_string());
+    let mut text = case.template.replace("$N", &(n / case.copies).to_string());
+    if case.copies > 1 {
+        text = format!("Copies({});\n{text}", case.copies);
+    }
     if text.contains("$ROUTES") {
         text = text.replace("$ROUTES", &routes());
     }
@@ -205,6 +221,7 @@ fn click_config(case: &Case, n: u64) -> String {
 
 fn run(case: &Case, n: u64) -> f64 {
     let (name, check) = (case.name, case.check);
+    let n = n / case.copies * case.copies;
     let registry = switchyard_elements::standard();
     let text = config(case, n);
     let start = Instant::now();
@@ -212,7 +229,7 @@ fn run(case: &Case, n: u64) -> f64 {
     let secs = start.elapsed().as_secs_f64();
     let got: u64 = handlers.read(check).expect("handler").trim().parse().expect("number");
     let mpps = n as f64 / secs / 1e6;
-    println!("{name:<22} {n:>11} packets  {secs:>7.3} s  {mpps:>7.2} Mpps  ({check} = {got})");
+    println!("{name:<27} {n:>11} packets  {secs:>7.3} s  {mpps:>7.2} Mpps  ({check} = {got})");
     assert!(got > 0, "{check} counted nothing");
     mpps
 }
@@ -247,7 +264,7 @@ fn main() {
     }
     println!("--");
     for (name, b) in &best {
-        println!("{name:<22} best {b:>7.2} Mpps");
+        println!("{name:<27} best {b:>7.2} Mpps");
     }
     if let (Some(h), Some(s)) = (
         best.iter().find(|b| b.0 == "hub/switch"),
@@ -260,6 +277,15 @@ fn main() {
         );
     }
     let find = |name: &str| best.iter().find(|b| b.0 == name).map(|b| b.1);
+    for base in ["hub/switch", "source -> discard"] {
+        if let (Some(one), Some(two)) = (find(base), find(&format!("{base}, 2 copies"))) {
+            println!(
+                "{base}: 2 copies reach {:.2}x one copy's packets/s ({} cores here)",
+                two / one,
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
+        }
+    }
     if let (Some(u), Some(p)) = (find("hub/switch, 100k flows"), find("pinned, 100k flows")) {
         println!(
             "pinned mode keeps {:.0}% of the hub/switch throughput at 100k flows (target 50%)",
