@@ -8,7 +8,7 @@ mod common;
 
 use common::{audit_lines, await_until, scratch_dir, RouterProc};
 use std::sync::Arc;
-use switchyard_core::{load_text, HandlerTable, Router};
+use switchyard_core::{load_text, HandlerError, HandlerTable, Router};
 
 fn count(t: &HandlerTable, h: &str) -> u64 {
     let v = t.read(h).unwrap_or_else(|e| panic!("{h}: {e}"));
@@ -111,13 +111,21 @@ fn copies_read_and_write_as_one_element() {
     for k in 0..3 {
         assert_eq!(h.read(&format!("sel#{k}.switch")).unwrap(), "1");
     }
-    // A write to one copy is possible, and then the copies differ: the
-    // element's value says so in the log and shows copy 0's.
-    h.write("sel#2.switch", "0").unwrap();
-    assert_eq!(h.read("sel#2.switch").unwrap(), "0");
-    assert_eq!(h.read("sel.switch").unwrap(), "1");
+    // One copy is read only: writes go to every copy through the element,
+    // so the copies, the audit log and the state file agree.
+    let one = h.write("sel#2.switch", "0").unwrap_err();
+    assert_eq!(one, HandlerError::NotWritable("sel#2.switch".into()));
     h.write("old.reset", "").unwrap();
     assert_eq!(count(&h, "old.count"), 0, "reset reached every copy");
+    // The flattened configuration is copy 0 under plain names, and loads.
+    let flat = h.read("flatconfig").unwrap();
+    assert!(
+        flat.contains("Copies(3)") && flat.contains("Paint(0)") && !flat.contains('#'),
+        "{flat}"
+    );
+    let registry = switchyard_elements::standard();
+    let again = load_text("flat.click", &flat, &registry, &[]).unwrap_or_else(|e| panic!("{e}\n{flat}"));
+    assert_eq!(again.0.copies, 3);
 }
 
 /// The standard elements with the devices and dumps.

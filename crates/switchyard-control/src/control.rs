@@ -521,12 +521,12 @@ impl Control {
                     ));
                 }
             }
-            table.write(handler, value).map_err(handler_error)?;
+            table.write_unsettled(handler, value).map_err(handler_error)?;
             let undo = |why: String| {
                 // Put the old value back: what was not made durable must
                 // not stay in production.
                 if let Some(old) = &old {
-                    if let Err(e) = table.write(&kept, old) {
+                    if let Err(e) = table.write_unsettled(&kept, old) {
                         tracing::error!(handler, error = %e, "could not undo a write");
                     }
                 }
@@ -615,14 +615,21 @@ impl Control {
             }
         }
         drop(guard);
+        // With copies: answered once every copy's thread took the write,
+        // waited for outside the lock (a copy's thread may need it).
+        let settled = match &outcome {
+            Ok(_) => table.settle(handler),
+            Err(_) => Ok(()),
+        };
         let key = (
             actor.map_or("client", |a| a.0).to_string(),
             if outcome.is_ok() { "ok" } else { "error" }.to_string(),
         );
         *self.writes.lock().expect("writes").entry(key).or_default() += 1;
-        match outcome {
-            Ok(_) => Reply::new(code::OK, format!("Write handler '{name}' OK")),
-            Err(r) => r,
+        match (outcome, settled) {
+            (Ok(_), Ok(())) => Reply::new(code::OK, format!("Write handler '{name}' OK")),
+            (Ok(_), Err(why)) => Reply::multi(code::OK_WARN, vec![format!("Write handler '{name}' OK"), why]),
+            (Err(r), _) => r,
         }
     }
 

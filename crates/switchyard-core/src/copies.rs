@@ -14,7 +14,6 @@
 
 use crate::graph::{build_limited, Graph, Registry};
 use crate::handler::{Handler, Merge, ParamReadFn, ReadFn, WriteFn};
-use crate::table::RouterLink;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -68,6 +67,15 @@ pub fn logical_name(name: &str) -> &str {
     name.rsplit_once('#').map_or(name, |(plain, _)| plain)
 }
 
+/// The plain name of an element named `name`, `copied` if it is a copy.
+pub fn logical_name_of(name: &str, copied: bool) -> &str {
+    if copied {
+        logical_name(name)
+    } else {
+        name
+    }
+}
+
 /// Builds each copy's flat configuration and joins them into one graph.
 ///
 /// The copies are built on threads of their own, all alive at once, so
@@ -84,11 +92,15 @@ pub(crate) fn build(flats: &[FlatConfig], registry: &Registry, limits: &Limits) 
                 let barrier = &barrier;
                 s.spawn(move || {
                     barrier.wait();
-                    let graph = build_limited(flat, registry, limits);
+                    let graph = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        build_limited(flat, registry, limits)
+                    }));
                     // Alive until every copy is built: an arena a finished
-                    // thread leaves is the next thread's.
+                    // thread leaves is the next thread's. Reached even if
+                    // the build panicked, so the others are not left
+                    // waiting.
                     barrier.wait();
-                    graph
+                    graph.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 })
             })
             .collect();
@@ -203,10 +215,10 @@ fn check_exclusive(graph: &Graph) -> Vec<Diagnostic> {
 /// The handlers of one element run as copies (`copies[k]` the handlers
 /// of copy k), made one: a read combines the copies' values
 /// ([`merge_values`]); a write is checked against every copy, then made
-/// in each (the copies already written put back if one refuses), then
-/// waits until every thread of the router has taken it (see
-/// [`RouterLink::await_threads`]).
-pub(crate) fn merge_handlers(copies: &[&[Handler]], link: &Arc<RouterLink>) -> Vec<Handler> {
+/// in each (the copies already written put back if one refuses). The
+/// writer then waits until the copies' threads have taken it
+/// ([`crate::HandlerTable::settle`]), outside any lock of its own.
+pub(crate) fn merge_handlers(copies: &[&[Handler]]) -> Vec<Handler> {
     let mut merged = Vec::with_capacity(copies[0].len());
     for (i, first) in copies[0].iter().enumerate() {
         let same: Option<Vec<&Handler>> = copies
@@ -218,12 +230,12 @@ pub(crate) fn merge_handlers(copies: &[&[Handler]], link: &Arc<RouterLink>) -> V
             })
             .collect();
         let Some(same) = same else { continue };
-        merged.push(merge_one(&same, link));
+        merged.push(merge_one(&same));
     }
     merged
 }
 
-fn merge_one(copies: &[&Handler], link: &Arc<RouterLink>) -> Handler {
+fn merge_one(copies: &[&Handler]) -> Handler {
     let first = copies[0];
     let setting = first.persistent || first.write.is_some();
     let merge = first.merge;
@@ -260,7 +272,7 @@ fn merge_one(copies: &[&Handler], link: &Arc<RouterLink>) -> Handler {
         .map(|h| h.read.clone().filter(|_| setting && h.persists_as.is_none()))
         .collect();
     let write = writes.map(|writes| {
-        let (checks, link) = (checks.clone(), link.clone());
+        let checks = checks.clone();
         Arc::new(move |value: &str| {
             for check in checks.iter().flatten() {
                 check(value)?;
@@ -280,7 +292,6 @@ fn merge_one(copies: &[&Handler], link: &Arc<RouterLink>) -> Handler {
                     return Err(format!("copy {k} refused ({why}); the copies before it were put back"));
                 }
             }
-            link.await_threads();
             Ok(())
         }) as WriteFn
     });
@@ -389,9 +400,13 @@ fn combine(column: &[&str], how: Sum) -> Option<String> {
         };
         return Some(v.to_string());
     }
+    // Decimal numbers only (`0.25`, `-1.5`): not hex that parses as an
+    // exponent (`1e05`).
     let is_number = |w: &&str| {
-        w.bytes()
-            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'e')
+        let digits = w.strip_prefix('-').unwrap_or(w);
+        digits.split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+        })
     };
     if column.iter().all(is_number) {
         if let Ok(floats) = column.iter().map(|w| w.parse::<f64>()).collect::<Result<Vec<_>, _>>() {
@@ -442,6 +457,8 @@ mod tests {
         assert_eq!(merge(Merge::Auto, false, &["a b", "c"]), Ok("#0 a b\n#1 c".into()));
         assert_eq!(merge(Merge::Auto, false, &["up", "up"]), Ok("up".into()));
         assert!(merge(Merge::Sum, false, &["a", "b"]).is_err());
+        // Hex words are words, not numbers.
+        assert_eq!(merge(Merge::Auto, false, &["1e05 1", "1e05 2"]), Ok("1e05 3".into()));
     }
 
     #[test]

@@ -101,28 +101,42 @@ impl Graph {
     /// handler, `click -o`, `switchyard flatten`): `name :: Class(config);`
     /// per element (no parentheses for an empty configuration), a blank
     /// line, then the connections as chains (`a -> b\n    -> c;`), ports
-    /// written only when not 0 (`a [1] -> [2] b`).
+    /// written only when not 0 (`a [1] -> [2] b`). With copies, copy 0
+    /// under its plain names (a configuration that loads again).
     pub fn flat_config(&self) -> String {
         let mut s = String::new();
-        for n in &self.nodes {
+        if self.copies > 1 {
+            s.push_str(&format!(
+                "// Copies({}): copy 0; the others differ only where $COPY was used.\n",
+                self.copies
+            ));
+        }
+        let shown = |i: usize| self.nodes[i].copy.is_none_or(|k| k == 0);
+        let name = |e: usize| crate::copies::logical_name_of(&self.nodes[e].name, self.nodes[e].copy.is_some());
+        for (i, n) in self.nodes.iter().enumerate().filter(|&(i, _)| shown(i)) {
             if n.config.is_empty() {
-                s.push_str(&format!("{} :: {};\n", n.name, n.class));
+                s.push_str(&format!("{} :: {};\n", name(i), n.class));
             } else {
-                s.push_str(&format!("{} :: {}({});\n", n.name, n.class, n.config));
+                s.push_str(&format!("{} :: {}({});\n", name(i), n.class, n.config));
             }
         }
         if !self.nodes.is_empty() {
             s.push('\n');
         }
-        let name = |e: usize| self.nodes[e].name.as_str();
-        for chain in chains(&self.connections) {
-            let (f, t) = self.connections[chain[0]];
+        let conns: Vec<(PortRef, PortRef)> = self
+            .connections
+            .iter()
+            .filter(|(f, t)| shown(f.element) && shown(t.element))
+            .copied()
+            .collect();
+        for chain in chains(&conns) {
+            let (f, t) = conns[chain[0]];
             s.push_str(name(f.element));
             if f.port != 0 {
                 s.push_str(&format!(" [{}]", f.port));
             }
             for (k, &c) in chain.iter().enumerate() {
-                let t = if k == 0 { t } else { self.connections[c].1 };
+                let t = if k == 0 { t } else { conns[c].1 };
                 s.push_str(if k == 0 { " -> " } else { "\n    -> " });
                 if t.port != 0 {
                     s.push_str(&format!("[{}] ", t.port));

@@ -183,6 +183,10 @@ pub(crate) struct Shared {
     rounds: Mutex<Vec<Arc<Round>>>,
     /// How many copies of the pipeline the router runs.
     pub(crate) copies: usize,
+    /// With copies: the stop requests of each copied element so far (by
+    /// the graph index of its copy 0). A source's STOP stops the router
+    /// once every copy of it has asked, as the one source would alone.
+    copy_stops: Mutex<std::collections::HashMap<u32, usize>>,
     control: Arc<dyn ControlPlane>,
     /// Packets lost to push cycles, all threads together, which the
     /// global `cycle_drops` handler reads, and the way back here for the
@@ -278,6 +282,18 @@ impl Shared {
         self.force_stop();
     }
 
+    /// A stop request from one copy of element `key`: the router's once
+    /// every copy of it has asked.
+    fn copy_requests_stop(&self, key: u32) {
+        let mut asked = self.copy_stops.lock().expect("copy stops lock");
+        let n = asked.entry(key).or_default();
+        *n += 1;
+        if *n == self.copies {
+            drop(asked);
+            self.request_stop(1);
+        }
+    }
+
     /// Stops the router whatever the run count (an interrupt, the
     /// embedding program).
     pub(crate) fn force_stop(&self) {
@@ -359,8 +375,12 @@ struct Runner {
     shared: Arc<Shared>,
     /// Set when a reload wants this thread paused and its elements back.
     yield_req: Arc<AtomicBool>,
-    /// With copies: where this thread counts its rounds.
+    /// With copies, for a thread that runs copied elements: where it
+    /// counts its rounds.
     round: Option<Arc<Round>>,
+    /// With copies: per graph index, the key a copied element's stop
+    /// request counts under (see [`Shared::copy_stops`]); empty without.
+    stop_keys: Arc<Vec<Option<u32>>>,
     /// Batches pushed to an element that is on the call stack (a push
     /// cycle), delivered when it returns; see [`Runner::push`].
     cycle: CycleState,
@@ -533,7 +553,10 @@ impl Context<'_> {
     /// Asks the router to stop once in-flight packets are delivered
     /// (a source's `STOP true`).
     pub fn request_stop(&self) {
-        self.runner.shared.request_stop(1);
+        match self.runner.stop_keys.get(self.elem).copied().flatten() {
+            Some(key) => self.runner.shared.copy_requests_stop(key),
+            None => self.runner.shared.request_stop(1),
+        }
     }
 
     /// True once a stop was requested and every task of this thread has
@@ -670,15 +693,12 @@ impl Router {
     pub fn start_with(graph: Graph, handlers: Arc<HandlerTable>, control: Arc<dyn ControlPlane>) -> Router {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            // Click's run count is 1: the first STOP source stops the
-            // router. With copies, each copy's stop counts once, so the
-            // router stops when every copy has (and a plain write to
-            // the global `stop` lowers it by the copies).
-            runcount: Mutex::new(graph.copies as i64),
+            runcount: Mutex::new(1),
             driver: Mutex::default(),
             threads: Mutex::new(Vec::new()),
             rounds: Mutex::default(),
             copies: graph.copies,
+            copy_stops: Mutex::default(),
             control,
             link: handlers.link().clone(),
         });
@@ -766,6 +786,23 @@ impl Router {
                     })
                     .collect()
             };
+        // With copies: each copied element's stop requests count under
+        // the index of its first copy.
+        let stop_keys: Arc<Vec<Option<u32>>> = if self.shared.copies > 1 {
+            let mut first: std::collections::HashMap<&str, u32> = Default::default();
+            Arc::new(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| {
+                        n.contains('#')
+                            .then(|| *first.entry(crate::copies::logical_name(n)).or_insert(i as u32))
+                    })
+                    .collect(),
+            )
+        } else {
+            Arc::default()
+        };
         // Phase 1: the threads (and nothing that grows with the rest).
         let mut groups = layout.groups;
         let to_start: Vec<usize> = (0..groups.len())
@@ -796,7 +833,9 @@ impl Router {
                 stopping: false,
                 shared: self.shared.clone(),
                 yield_req: yield_req.clone(),
-                round: (self.shared.copies > 1).then(Arc::default),
+                round: (self.shared.copies > 1 && g.members.iter().any(|&(i, _)| names[i].contains('#')))
+                    .then(Arc::default),
+                stop_keys: stop_keys.clone(),
                 cycle: CycleState::default(),
             };
             let round = runner.round.clone();
@@ -951,15 +990,20 @@ fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
     let mut done = vec![false; tasks.len()];
     let mut stopped_at: Option<Instant> = None;
     let mut rounds = 0u64;
-    let retire = |round: &Option<Arc<Round>>| {
-        if let Some(r) = round {
-            r.0.store(RETIRED, Ordering::SeqCst);
+    // However the thread leaves (a reload, the end, a panic), writes to
+    // the copies stop waiting for it.
+    struct Retire(Option<Arc<Round>>);
+    impl Drop for Retire {
+        fn drop(&mut self) {
+            if let Some(r) = &self.0 {
+                r.0.store(RETIRED, Ordering::SeqCst);
+            }
         }
-    };
+    }
+    let _retire = Retire(runner.round.clone());
     loop {
         // Between batches: the one place a reload pauses this thread.
         if runner.yield_req.load(Ordering::SeqCst) {
-            retire(&runner.round);
             return (std::mem::take(&mut runner.slots), true);
         }
         // With copies: a new round, after which every write to the copies
@@ -1033,7 +1077,6 @@ fn run_thread(mut runner: Runner, tasks: Vec<(usize, usize)>) -> (Slots, bool) {
         }
         waker.0.sleeping.store(false, Ordering::SeqCst);
     }
-    retire(&runner.round);
     // Queue sides that push into other threads are dropped here, which
     // tells consumers that nothing more will come.
     let mut slots = std::mem::take(&mut runner.slots);
@@ -1081,6 +1124,7 @@ impl Harness {
             threads: Mutex::new(Vec::new()),
             rounds: Mutex::default(),
             copies: 1,
+            copy_stops: Mutex::default(),
             control: Arc::new(NoControl),
             link: Arc::default(),
         });
@@ -1117,6 +1161,7 @@ impl Harness {
             shared,
             yield_req: Arc::default(),
             round: None,
+            stop_keys: Arc::default(),
             cycle: CycleState::default(),
         };
         Harness { runner, sinks }

@@ -38,8 +38,15 @@ pub struct HandlerTable {
     /// The elements as the operator sees them: one entry per element,
     /// one for all the copies of a copied one.
     elements: Vec<ElementEntry>,
-    /// Each copy of a copied element (`sel#1`), found by name only.
+    /// Each copy of a copied element (`sel#1`), whole: what the group's
+    /// entry is made from.
     copies: Vec<ElementEntry>,
+    /// The same, as found by name: read only (a write goes to every copy
+    /// through the group, so that the copies, the audit log and the
+    /// state file agree).
+    copy_views: Vec<ElementEntry>,
+    /// The group of each copy.
+    copy_group: Vec<usize>,
     globals: Vec<Handler>,
     /// Element index by name: lookups stay constant-time however large
     /// the configuration (status pages and metrics look up every element).
@@ -73,12 +80,10 @@ impl RouterLink {
     /// writes the caller just made to copies (a round begun after them);
     /// at once without a running router (a state file restored before
     /// the start).
-    pub(crate) fn await_threads(&self) {
-        let Some(shared) = self.router.get().and_then(std::sync::Weak::upgrade) else {
-            return;
-        };
-        if !shared.await_rounds(crate::runtime::AWAIT_LIMIT) {
-            tracing::warn!(limit = ?crate::runtime::AWAIT_LIMIT, "a write to the copies was not taken by every thread in time (a thread blocked?); it applies as each thread goes on");
+    fn await_threads(&self) -> bool {
+        match self.router.get().and_then(std::sync::Weak::upgrade) {
+            Some(shared) => shared.await_rounds(crate::runtime::AWAIT_LIMIT),
+            None => true,
         }
     }
 
@@ -87,8 +92,7 @@ impl RouterLink {
     fn request_stop(&self, value: &str) -> Result<(), String> {
         let shared = self.router.get().and_then(std::sync::Weak::upgrade);
         let shared = shared.ok_or("no router is running this configuration")?;
-        // With copies, a plain stop is one per copy (see the run count).
-        shared.request_stop(value.trim().parse().unwrap_or(shared.copies as i64));
+        shared.request_stop(value.trim().parse().unwrap_or(1));
         Ok(())
     }
 }
@@ -207,6 +211,7 @@ impl HandlerTable {
         let mut nodes = Vec::with_capacity(graph.nodes.len());
         let mut group_of: std::collections::HashMap<&str, usize> = Default::default();
         let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut copy_group: Vec<usize> = Vec::new();
         for (i, node) in graph.nodes.iter().enumerate() {
             let mut ports = String::new();
             for (side, list, output) in [
@@ -243,6 +248,7 @@ impl HandlerTable {
                 groups.len() - 1
             });
             groups[g].1.push(copies.len() - 1);
+            copy_group.push(g);
         }
         let mut list = format!("{}\n", elements.len());
         for e in &elements {
@@ -272,7 +278,7 @@ impl HandlerTable {
         // once, between the entries that stand for the copies.
         let at = |i: usize| match nodes[i] {
             Slot::Element(e) => e,
-            Slot::Copy(j) => groups.iter().find(|g| g.1.contains(&j)).map_or(0, |g| g.0),
+            Slot::Copy(j) => groups[copy_group[j]].0,
         };
         let mut seen = std::collections::HashSet::new();
         let wires = graph
@@ -286,9 +292,12 @@ impl HandlerTable {
             })
             .filter(|w| seen.insert(*w))
             .collect();
+        let copy_views = copies.iter().map(read_only_view).collect();
         let mut table = HandlerTable {
             elements,
             copies,
+            copy_views,
+            copy_group,
             globals,
             index,
             nodes,
@@ -307,7 +316,7 @@ impl HandlerTable {
     fn merge_group(&mut self, g: usize) {
         let (e, members) = &self.groups[g];
         let copies: Vec<&[Handler]> = members.iter().map(|&j| own_handlers(&self.copies[j])).collect();
-        let merged = crate::copies::merge_handlers(&copies, &self.link);
+        let merged = crate::copies::merge_handlers(&copies);
         let entry = &mut self.elements[*e];
         entry.copies = members.len();
         let generic: Vec<Handler> = entry.handlers.drain(..).take(4).collect();
@@ -349,9 +358,8 @@ impl HandlerTable {
             Some(&Slot::Element(e)) => self.elements.get_mut(e),
             Some(&Slot::Copy(j)) => {
                 replace_own(&mut self.copies[j], own);
-                if let Some(g) = self.groups.iter().position(|g| g.1.contains(&j)) {
-                    self.merge_group(g);
-                }
+                self.copy_views[j] = read_only_view(&self.copies[j]);
+                self.merge_group(self.copy_group[j]);
                 return;
             }
             None => None,
@@ -380,10 +388,38 @@ impl HandlerTable {
     pub fn element(&self, name: &str) -> Option<&ElementEntry> {
         match self.index.get(name) {
             Some(&Slot::Element(i)) => self.elements.get(i),
-            Some(&Slot::Copy(j)) => self.copies.get(j),
+            Some(&Slot::Copy(j)) => self.copy_views.get(j),
             None => name.parse::<usize>().ok().and_then(|i| self.elements.get(i)),
         }
     }
+}
+
+/// A copy's entry as found by name: its handlers without their writes.
+fn read_only_view(e: &ElementEntry) -> ElementEntry {
+    let handlers: Vec<Handler> = e
+        .handlers
+        .iter()
+        .filter(|h| h.readable())
+        .map(|h| Handler {
+            write: None,
+            check: None,
+            persistent: false,
+            ..h.clone()
+        })
+        .collect();
+    let mut view = ElementEntry {
+        name: e.name.clone(),
+        class: e.class,
+        handlers,
+        inputs: e.inputs,
+        outputs: e.outputs,
+        copies: 1,
+    };
+    // The listing says what the view has.
+    view.handlers.retain(|h| h.name != "handlers");
+    let listing = listing(&view.handlers);
+    view.handlers.push(listing);
+    view
 }
 
 /// Puts `own` in place of an entry's own handlers; the generic ones stay.
@@ -467,7 +503,41 @@ impl HandlerTable {
         Ok((kept, k))
     }
 
+    /// Writes `value` to `full`, and with copies waits until every copy's
+    /// thread has taken it ([`settle`](Self::settle)); a wait that times
+    /// out is logged.
     pub fn write(&self, full: &str, value: &str) -> Result<(), HandlerError> {
+        self.write_unsettled(full, value)?;
+        if let Err(why) = self.settle(full) {
+            tracing::warn!(handler = full, "{why}");
+        }
+        Ok(())
+    }
+
+    /// After a write to `full`: when it names an element that runs as
+    /// copies, waits until every thread running copies has begun a round
+    /// after the write (the caller's, if it is one, excepted): from then
+    /// on no copy handles a packet with the old value. At once otherwise,
+    /// and before the router starts. An error if some thread did not
+    /// within 2 s (blocked); the write stays, and applies as it goes on.
+    pub fn settle(&self, full: &str) -> Result<(), String> {
+        let copied = full
+            .split_once('.')
+            .and_then(|(e, _)| self.element(e))
+            .is_some_and(|e| e.copies > 1);
+        if !copied || self.link.await_threads() {
+            return Ok(());
+        }
+        Err(format!(
+            "written, but not every copy's thread took it within {:?} (a thread blocked?): it applies as each goes on",
+            crate::runtime::AWAIT_LIMIT
+        ))
+    }
+
+    /// Writes `value` to `full` without waiting for copies' threads (see
+    /// [`settle`](Self::settle)): for a writer that holds a lock and waits
+    /// after releasing it.
+    pub fn write_unsettled(&self, full: &str, value: &str) -> Result<(), HandlerError> {
         let h = self.find(full)?;
         let write = h
             .write

@@ -111,6 +111,18 @@ impl ToDevice {
 }
 
 impl Element for ToDevice {
+    fn exclusive(&self) -> Option<(String, String)> {
+        match &self.method {
+            #[cfg(feature = "xdp")]
+            Method::Xdp(x) => Some((
+                format!("send on queue {} of '{}'", x.queue, self.name),
+                "give each copy its own queue (QUEUE $COPY)".into(),
+            )),
+            // Several sockets may send on one interface.
+            _ => None,
+        }
+    }
+
     fn take_state(&mut self, old: Box<dyn Element>) {
         if let Some(mut old) = downcast::<ToDevice>(old) {
             if old.name == self.name && old.method == self.method {

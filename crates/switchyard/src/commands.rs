@@ -563,7 +563,8 @@ fn reload(
         }
     };
     if req.check {
-        let _ = req.reply.send(Ok(plan_text(&router.plan(&graph))));
+        let plan = router.check_copies(&graph).map(|()| plan_text(&router.plan(&graph)));
+        let _ = req.reply.send(plan);
         return;
     }
     // Control sockets are opened at start, outside the graph's threads.

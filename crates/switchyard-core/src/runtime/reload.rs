@@ -47,22 +47,28 @@ fn predecessors(old: &[NodeName], new: &[NodeName]) -> Vec<Option<usize>> {
     for o in pred.iter().flatten() {
         has_successor[*o] = true;
     }
-    // Unnamed leftovers by kind (class and arguments): the olds of that
-    // kind, and how many news.
-    let mut kinds: HashMap<(&'static str, &str), (Vec<usize>, usize)> = HashMap::new();
+    // Unnamed leftovers by kind (class and arguments, and which copy of
+    // the pipeline they are in): the olds of that kind, and how many news.
+    let copy = |name: &str| name.rsplit_once('#').map(|(_, k)| k.to_string());
+    type Kind<'a> = (&'static str, &'a str, Option<String>);
+    let mut kinds: HashMap<Kind, (Vec<usize>, usize)> = HashMap::new();
     for (o, n) in old.iter().enumerate() {
         if n.name.contains('@') && !has_successor[o] {
-            kinds.entry((n.class, n.config.as_str())).or_default().0.push(o);
+            kinds
+                .entry((n.class, n.config.as_str(), copy(&n.name)))
+                .or_default()
+                .0
+                .push(o);
         }
     }
     for (i, n) in new.iter().enumerate() {
         if pred[i].is_none() && n.name.contains('@') {
-            kinds.entry((n.class, n.config.as_str())).or_default().1 += 1;
+            kinds.entry((n.class, n.config.as_str(), copy(&n.name))).or_default().1 += 1;
         }
     }
     for (i, n) in new.iter().enumerate() {
         if pred[i].is_none() && n.name.contains('@') {
-            if let Some((olds, 1)) = kinds.get(&(n.class, n.config.as_str())) {
+            if let Some((olds, 1)) = kinds.get(&(n.class, n.config.as_str(), copy(&n.name))) {
                 if let [o] = olds.as_slice() {
                     pred[i] = Some(*o);
                 }
@@ -128,14 +134,7 @@ impl Router {
         if self.shared.stop.load(Ordering::SeqCst) {
             return Err("the router is stopping".into());
         }
-        if graph.copies != self.shared.copies {
-            return Err(format!(
-                "the configuration runs {} cop{} of its pipeline and the router {}: a reload cannot change the number of copies (restart the router)",
-                graph.copies,
-                if graph.copies == 1 { "y" } else { "ies" },
-                self.shared.copies
-            ));
-        }
+        self.check_copies(&graph)?;
         if graph.chain > self.chain_capacity {
             return Err(format!(
                 "a call chain of {} elements is longer than this router's threads have stack for ({}; restart with a higher --limit chain=N)",
@@ -286,6 +285,21 @@ impl Router {
             std::thread::spawn(move || drop(removed));
         }
         Ok(report)
+    }
+}
+
+impl Router {
+    /// A reload must keep the number of copies of the pipeline.
+    pub fn check_copies(&self, graph: &Graph) -> Result<(), String> {
+        if graph.copies == self.shared.copies {
+            return Ok(());
+        }
+        Err(format!(
+            "the configuration runs {} cop{} of its pipeline and the router {}: a reload cannot change the number of copies (restart the router)",
+            graph.copies,
+            if graph.copies == 1 { "y" } else { "ies" },
+            self.shared.copies
+        ))
     }
 }
 

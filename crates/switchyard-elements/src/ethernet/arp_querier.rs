@@ -896,8 +896,10 @@ impl Element for ARPQuerier {
                     );
                 }
                 text
-            }),
-            count("count", |t| t.entries.len() as u64),
+            })
+            .merged(switchyard_core::Merge::List),
+            // Entries inserted reach every copy: the largest table.
+            count("count", |t| t.entries.len() as u64).merged(switchyard_core::Merge::Max),
             count("length", |t| t.packets as u64),
             count("queries", |t| t.queries),
             count("responses", |t| t.responses),

@@ -301,7 +301,8 @@ impl Element for ARPResponder {
                         format!("{p} {}\n", e.eth.unparse())
                     })
                     .collect()
-            }),
+            })
+            .merged(switchyard_core::Merge::Same),
             Handler::read_with_param("lookup", move |arg| {
                 let ip = crate::wire::parse_ip(arg.trim())
                     .ok_or_else(|| format!("'{}': expected IP address", arg.trim()))?;

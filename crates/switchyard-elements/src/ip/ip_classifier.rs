@@ -240,7 +240,8 @@ impl Element for IPClassifier {
         let mut v = vec![Handler::read_only("program", move || {
             let program = slot(&shared).clone();
             program.unparse()
-        })];
+        })
+        .merged(switchyard_core::Merge::Same)];
         for i in 0..self.outputs {
             let (r, w) = (self.shared.clone(), self.shared.clone());
             v.push(Handler::read_write(

@@ -138,7 +138,7 @@ impl Element for IPFilter {
 
     fn handlers(&self) -> Vec<Handler> {
         let program = self.program.clone();
-        vec![Handler::read_only("program", move || program.unparse())]
+        vec![Handler::read_only("program", move || program.unparse()).merged(switchyard_core::Merge::Same)]
     }
 }
 

@@ -624,10 +624,14 @@ impl RewriterCore {
         let mut hs = Vec::new();
         for &(name, filter) in tables {
             let (s, now) = (self.shared.clone(), now.clone());
-            hs.push(Handler::read_only(name, move || {
-                let now = now();
-                unparse_table(table_rows(&lock(&s.table), now, filter), now)
-            }));
+            // Each copy's flows: one block per copy.
+            hs.push(
+                Handler::read_only(name, move || {
+                    let now = now();
+                    unparse_table(table_rows(&lock(&s.table), now, filter), now)
+                })
+                .merged(switchyard_core::Merge::List),
+            );
         }
         for &(name, map) in lookups {
             let (s, now) = (self.shared.clone(), now.clone());
@@ -684,10 +688,13 @@ impl RewriterCore {
         for only in std::iter::once(None).chain((0..self.specs.len()).map(Some)) {
             let (s, specs, now) = (self.shared.clone(), self.specs.clone(), now.clone());
             let name = only.map_or("patterns".to_string(), |i| format!("pattern{i}"));
-            hs.push(Handler::read_only(&name, move || {
-                let now = now();
-                unparse_specs(&mappings_by_input(&lock(&s.table), now, specs.len()), &specs, only)
-            }));
+            hs.push(
+                Handler::read_only(&name, move || {
+                    let now = now();
+                    unparse_specs(&mappings_by_input(&lock(&s.table), now, specs.len()), &specs, only)
+                })
+                .merged(switchyard_core::Merge::List),
+            );
         }
         let s = self.shared.clone();
         hs.push(Handler::read_only("drops", move || {

@@ -420,7 +420,8 @@ impl Element for ShadowCompare {
                     diff_line(diff, &mut out);
                 }
                 out
-            }),
+            })
+            .merged(switchyard_core::Merge::List),
             Handler::write_only("reset", move |_| {
                 for c in [
                     &z.identical,
