@@ -1,7 +1,7 @@
 //! Whole-pipeline benchmark: runs real configurations on the real runtime
 //! and prints packets per second, plus peak memory.
 //!
-//!     cargo run --release -p switchyard --bin bench -- [PACKETS] [--repeat N] [--only NAME]
+//!     cargo run --release -p switchyard --bin bench -- [PACKETS] [--repeat N] [--only PREFIX | --case NAME]
 //!     cargo run --release -p switchyard --bin bench -- [PACKETS] --print-config NAME
 //!
 //! `--print-config` prints a case's configuration as Click runs it (the
@@ -244,6 +244,9 @@ fn main() {
         .unwrap_or(3);
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
     let only = value("--only");
+    // `--case NAME`: that case alone (`--only` takes every case whose
+    // name starts with it).
+    let exact = value("--case");
     if let Some(name) = value("--print-config") {
         let Some(case) = CASES.iter().find(|c| c.name == name.as_str()) else {
             let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
@@ -256,7 +259,7 @@ fn main() {
     println!("whole-pipeline benchmark, single router thread per pipeline, best of {repeat}");
     let mut best = Vec::new();
     for case in &CASES {
-        if only.is_some_and(|o| !case.name.starts_with(o.as_str())) {
+        if only.is_some_and(|o| !case.name.starts_with(o.as_str())) || exact.is_some_and(|e| case.name != e.as_str()) {
             continue;
         }
         let b = (0..repeat).map(|_| run(case, n)).fold(0.0, f64::max);
