@@ -377,7 +377,7 @@ fn the_dashboard_page_graph_and_event_stream() {
         .unwrap();
     assert_eq!(
         *sel,
-        json!({"name": "sel", "class": "InputSwitch", "inputs": 2, "outputs": 1})
+        json!({"name": "sel", "class": "InputSwitch", "inputs": 2, "outputs": 1, "copies": 1})
     );
     assert!(g["wires"]
         .as_array()

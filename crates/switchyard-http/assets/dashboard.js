@@ -152,10 +152,13 @@ function drawGraph(g) {
     const title = svg("text", { x: 8, y: 18, class: "title" });
     title.textContent = e.name.length > 20 ? e.name.slice(0, 19) + "…" : e.name;
     const cls = svg("text", { x: 8, y: 34, class: "class" });
-    cls.textContent = e.class;
+    // An element run as copies (Copies(N)) is one node: its counts are
+    // the copies' sums.
+    const copies = e.copies > 1 ? ` \u00d7${e.copies}` : "";
+    cls.textContent = e.class + copies;
     const count = svg("text", { x: n.width - 8, y: 34, class: "count", "text-anchor": "end" });
     const full = svg("title");
-    full.textContent = `${e.name} :: ${e.class}`;
+    full.textContent = `${e.name} :: ${e.class}${copies}`;
     grp.append(full, title, cls, count);
     root.append(grp);
   }

@@ -63,7 +63,9 @@ pub fn graph(control: &Control) -> Value {
     let elements: Vec<Value> = table
         .elements()
         .iter()
-        .map(|e| json!({"name": e.name, "class": e.class, "inputs": e.inputs, "outputs": e.outputs}))
+        .map(
+            |e| json!({"name": e.name, "class": e.class, "inputs": e.inputs, "outputs": e.outputs, "copies": e.copies}),
+        )
         .collect();
     let name = |i: usize| table.elements()[i].name.as_str();
     let wires: Vec<Value> = table
