@@ -246,3 +246,27 @@ fn the_control_plane_sees_one_switch() {
     assert_eq!(r.read("sel#1.switch"), "1", "restored into copy 1");
     r.stop();
 }
+
+/// A gate is one too: a Watchdog (kept once) reads the copies' sum and
+/// its write moves every copy back. Each copy alone sends 15000 packets,
+/// so only the sum crosses 20000.
+#[test]
+fn a_gate_reads_the_sum_and_rolls_every_copy_back() {
+    let text = "Copies(2);
+         src :: InfiniteSource(LENGTH 64, LIMIT 15000) -> hub :: Tee(2);
+         hub[0] -> old :: Counter -> [0]sel :: InputSwitch(1);
+         hub[1] -> new :: Counter -> [1]sel;
+         sel -> out :: Counter -> Discard;
+         gate :: Watchdog(CONDITION \"new.count > 20000\", INTERVAL 10ms, WRITE \"sel.switch 0\");";
+    let router = start(text);
+    let h = router.handlers().clone();
+    await_until("the gate to trip", || h.read("gate.tripped").unwrap() == "true");
+    let reason = h.read("gate.reason").unwrap();
+    assert!(reason.contains("new.count"), "{reason}");
+    for k in 0..2 {
+        assert_eq!(h.read(&format!("sel#{k}.switch")).unwrap(), "0", "copy {k} rolled back");
+        assert!(count(&h, &format!("new#{k}.count")) <= 15000);
+    }
+    assert!(count(&h, "new.count") > 20000);
+    router.stop_and_wait();
+}
