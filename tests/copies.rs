@@ -41,7 +41,7 @@ fn copies_flip_as_one_and_every_flow_leaves_exactly_once() {
         });
         let to = if i % 2 == 0 { "1" } else { "0" };
         h.write("sel.switch", to).unwrap();
-        // Answered once both copies took it.
+        // Every copy follows.
         assert_eq!(h.read("sel.switch").unwrap(), to);
         assert_eq!(h.read("sel#0.switch").unwrap(), to);
         assert_eq!(h.read("sel#1.switch").unwrap(), to);
@@ -82,7 +82,10 @@ fn copies_read_and_write_as_one_element() {
     let mut router = start(&text);
     let h = router.handlers().clone();
     // Every copy's STOP counts: the router stops once all three sent N.
-    while !router.wait_timeout(std::time::Duration::from_secs(1)) {}
+    assert!(
+        router.wait_timeout(std::time::Duration::from_secs(60)),
+        "the router stopped"
+    );
     assert_eq!(count(&h, "src.count"), 3 * N);
     assert_eq!(count(&h, "old.count"), 3 * N);
     for k in 0..3 {
@@ -117,15 +120,22 @@ fn copies_read_and_write_as_one_element() {
     assert_eq!(one, HandlerError::NotWritable("sel#2.switch".into()));
     h.write("old.reset", "").unwrap();
     assert_eq!(count(&h, "old.count"), 0, "reset reached every copy");
-    // The flattened configuration is copy 0 under plain names, and loads.
+    // The flattened configuration is the pipeline once, under plain
+    // names, `$COPY` as written: it loads again to the same copies.
     let flat = h.read("flatconfig").unwrap();
     assert!(
-        flat.contains("Copies(3)") && flat.contains("Paint(0)") && !flat.contains('#'),
+        flat.contains("Copies(3)") && flat.contains("Paint($COPY)") && !flat.contains('#'),
         "{flat}"
     );
     let registry = switchyard_elements::standard();
-    let again = load_text("flat.click", &flat, &registry, &[]).unwrap_or_else(|e| panic!("{e}\n{flat}"));
-    assert_eq!(again.0.copies, 3);
+    let (again, _) = load_text("flat.click", &flat, &registry, &[]).unwrap_or_else(|e| panic!("{e}\n{flat}"));
+    let paints: Vec<&str> = again
+        .nodes
+        .iter()
+        .filter(|n| n.class == "Paint")
+        .map(|n| n.config.as_str())
+        .collect();
+    assert_eq!(paints, ["0", "1", "2"]);
 }
 
 /// The standard elements with the devices and dumps.
@@ -201,7 +211,13 @@ fn reloads_keep_the_copies_and_refuse_another_count() {
         .unwrap();
     assert_eq!(report.threads_replaced, 2, "{report:?}");
     let h = router.handlers().clone();
-    assert_eq!(h.read("sel.switch").unwrap(), "1", "the position carried in every copy");
+    for k in 0..2 {
+        assert_eq!(
+            h.read(&format!("sel#{k}.switch")).unwrap(),
+            "1",
+            "copy {k}'s position carried"
+        );
+    }
     await_until("traffic after the reload", || {
         count(&h, "extra#0.count") > 0 && count(&h, "extra#1.count") > 0
     });
@@ -268,5 +284,80 @@ fn a_gate_reads_the_sum_and_rolls_every_copy_back() {
         assert!(count(&h, &format!("new#{k}.count")) <= 15000);
     }
     assert!(count(&h, "new.count") > 20000);
+    router.stop_and_wait();
+}
+
+/// A test element that holds its thread while `hold` is true (as a
+/// thread blocked in a device or a lock would be), and says how many
+/// copies are held.
+struct Stall {
+    hold: Arc<std::sync::atomic::AtomicBool>,
+    held: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Stall {
+    const CLASS: switchyard_core::ElementClass = switchyard_core::ElementClass {
+        name: "Stall",
+        ports: "1/1",
+        processing: "a/a",
+        doc: "Test element: holds its thread while `hold` is true; `held` says whether it does.",
+        factory: |_| {
+            Some(Box::new(Stall {
+                hold: Arc::default(),
+                held: Arc::default(),
+            }))
+        },
+    };
+}
+
+impl switchyard_core::Element for Stall {
+    fn simple_action(&mut self, _batch: &mut switchyard_core::Batch) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.hold.load(SeqCst) {
+            self.held.store(1, SeqCst);
+            while self.hold.load(SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            self.held.store(0, SeqCst);
+        }
+    }
+
+    fn handlers(&self) -> Vec<switchyard_core::Handler> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (a, b) = (self.hold.clone(), self.held.clone());
+        vec![
+            switchyard_core::Handler::write_only("hold", move |v| {
+                a.store(v.trim() == "true", SeqCst);
+                Ok(())
+            }),
+            switchyard_core::Handler::read_only("held", move || b.load(SeqCst).to_string()),
+        ]
+    }
+}
+
+/// A write to copies waits for their threads: a thread held past the
+/// limit makes the wait fail (the control socket answers 220 then), and
+/// once it goes on, the wait succeeds.
+#[test]
+fn a_write_to_copies_waits_for_their_threads() {
+    let registry = switchyard_elements::standard().with(Stall::CLASS);
+    let text = "Copies(2);
+         src :: InfiniteSource(LENGTH 64) -> st :: Stall -> hub :: Tee(2);
+         hub[0] -> old :: Counter -> [0]sel :: InputSwitch(0);
+         hub[1] -> new :: Counter -> [1]sel;
+         sel -> out :: Counter -> Discard;";
+    let (graph, table) = load_text("stall.click", text, &registry, &[]).unwrap();
+    let router = Router::start(graph, Arc::new(table));
+    let h = router.handlers().clone();
+    // Both copies' threads take this write, then hold.
+    h.write("st.hold", "true").unwrap();
+    await_until("both copies held", || count(&h, "st.held") == 2);
+    h.write_unsettled("sel.switch", "1").unwrap();
+    let late = h.settle("sel.switch").unwrap_err();
+    assert!(late.contains("not every copy's thread took it"), "{late}");
+    h.write_unsettled("st.hold", "false").unwrap();
+    await_until("both copies going on", || count(&h, "st.held") == 0);
+    h.settle("sel.switch").unwrap();
+    assert_eq!(h.read("sel#0.switch").unwrap(), "1");
     router.stop_and_wait();
 }

@@ -125,27 +125,25 @@ impl Namespaces {
     /// A veth pair: interface `a.1` in namespace `a.0`, its peer `b.1` in
     /// namespace `b.0`.
     pub fn veth(&self, a: (usize, &str), b: (usize, &str)) {
-        let (na, nb) = (&self.names[a.0], &self.names[b.0]);
-        assert!(
-            ip(&["link", "add", a.1, "netns", na, "type", "veth", "peer", "name", b.1, "netns", nb]),
-            "veth {}@{na} - {}@{nb}",
-            a.1,
-            b.1
-        );
+        self.veth_with(a, b, &[]);
     }
 
     /// Like [`veth`](Self::veth), each end with `queues` receive and
     /// transmit queues (the queue a frame arrives on is the one its
     /// sender's stack picked by flow hash).
     pub fn veth_queues(&self, a: (usize, &str), b: (usize, &str), queues: u32) {
-        let (na, nb) = (&self.names[a.0], &self.names[b.0]);
         let q = queues.to_string();
-        let each = ["numtxqueues", &q, "numrxqueues", &q];
+        self.veth_with(a, b, &["numtxqueues", &q, "numrxqueues", &q]);
+    }
+
+    /// A veth pair whose two ends both get `each` (link options).
+    fn veth_with(&self, a: (usize, &str), b: (usize, &str), each: &[&str]) {
+        let (na, nb) = (&self.names[a.0], &self.names[b.0]);
         let mut args = vec!["link", "add", a.1, "netns", na];
         args.extend(each);
         args.extend(["type", "veth", "peer", "name", b.1, "netns", nb]);
         args.extend(each);
-        assert!(ip(&args), "veth {}@{na} - {}@{nb} with {queues} queues", a.1, b.1);
+        assert!(ip(&args), "veth {}@{na} - {}@{nb} {each:?}", a.1, b.1);
     }
 
     /// Runs a shell command in namespace `i`, bounded by a timeout.

@@ -15,7 +15,6 @@
 use crate::graph::{build_limited, Graph, Registry};
 use crate::handler::{Handler, Merge, ParamReadFn, ReadFn, WriteFn};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use switchyard_lang::{Diagnostic, FlatConfig, Limits, PortRef};
 
@@ -45,26 +44,39 @@ pub(crate) fn requested(flat: &FlatConfig) -> Result<usize, Diagnostic> {
         .args
         .first()
         .map(|a| a.text.trim())
-        .map(|t| t.strip_prefix("N ").map_or(t, str::trim))
+        // `N 3` as a keyword, as the element's own reading takes it.
+        .map(|t| {
+            t.strip_prefix('N')
+                .filter(|rest| rest.starts_with(char::is_whitespace))
+                .map_or(t, str::trim)
+        })
         .and_then(|t| t.parse::<usize>().ok())
         .filter(|n| (1..=MAX).contains(n));
     Ok(n.unwrap_or(1))
 }
 
-/// `defines` with `COPY` set to `k` (the router sets it; a definition of
-/// its own is replaced).
-pub(crate) fn defines_for(defines: &[(String, String)], k: usize) -> Vec<(String, String)> {
+/// `defines` with `COPY` set to `value`: a copy's number (the router
+/// sets it; a definition of its own is replaced), or `$COPY` itself for
+/// the text as written ([`crate::Graph::flat_config`]).
+pub(crate) fn defines_for(defines: &[(String, String)], value: &str) -> Vec<(String, String)> {
     defines
         .iter()
         .filter(|(name, _)| name != VARIABLE)
         .cloned()
-        .chain([(VARIABLE.to_string(), k.to_string())])
+        .chain([(VARIABLE.to_string(), value.to_string())])
         .collect()
 }
 
 /// The plain name of element `name`: without its copy suffix `#k`.
 pub fn logical_name(name: &str) -> &str {
     name.rsplit_once('#').map_or(name, |(plain, _)| plain)
+}
+
+/// A copy's plain name and number (`sel#1`: `sel`, 1); None for a name
+/// without a copy suffix.
+pub(crate) fn split(name: &str) -> Option<(String, u32)> {
+    let (plain, k) = name.rsplit_once('#')?;
+    Some((plain.to_string(), k.parse().ok()?))
 }
 
 /// The plain name of an element named `name`, `copied` if it is a copy.
@@ -181,6 +193,7 @@ fn join(graphs: Vec<Graph>) -> Graph {
         chain,
         limits,
         copies,
+        written: Vec::new(),
     }
 }
 
@@ -241,18 +254,9 @@ fn merge_one(copies: &[&Handler]) -> Handler {
     let merge = first.merge;
     let reads: Option<Vec<ReadFn>> = copies.iter().map(|h| h.read.clone()).collect();
     let read = reads.map(|reads| {
-        // Copies of a setting differ only if putting a refused write back
-        // failed too; copy 0's value is shown, and the difference logged.
-        let warned = AtomicBool::new(false);
-        let name = first.name.clone();
         Arc::new(move || {
             let values: Vec<String> = reads.iter().map(|r| r()).collect();
-            merge_values(merge, setting, &values).unwrap_or_else(|why| {
-                if !warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(handler = %name, %why, "copies of a setting differ; showing copy 0's");
-                }
-                values[0].clone()
-            })
+            merge_values(merge, setting, &values)
         }) as ReadFn
     });
     let params: Option<Vec<ParamReadFn>> = copies.iter().map(|h| h.read_param.clone()).collect();
@@ -262,7 +266,7 @@ fn merge_one(copies: &[&Handler]) -> Handler {
                 .iter()
                 .map(|r| r(param))
                 .collect::<Result<Vec<String>, String>>()?;
-            merge_values(merge, setting, &values)
+            Ok(merge_values(merge, setting, &values))
         }) as ParamReadFn
     });
     let writes: Option<Vec<WriteFn>> = copies.iter().map(|h| h.write.clone()).collect();
@@ -273,7 +277,12 @@ fn merge_one(copies: &[&Handler]) -> Handler {
         .collect();
     let write = writes.map(|writes| {
         let checks = checks.clone();
+        // One write at a time goes through the copies: two writers
+        // interleaving copy by copy would leave them different.
+        let one_at_a_time = std::sync::Mutex::new(());
+        let name = first.name.clone();
         Arc::new(move |value: &str| {
+            let _turn = one_at_a_time.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for check in checks.iter().flatten() {
                 check(value)?;
             }
@@ -286,8 +295,10 @@ fn merge_one(copies: &[&Handler]) -> Handler {
                     let Some(before) = &before else {
                         return Err(format!("copy {k} refused ({why}); copies 0 to {} took it", k - 1));
                     };
-                    for (w, old) in writes[..k].iter().zip(before) {
-                        let _ = w(old);
+                    for (j, (w, old)) in writes[..k].iter().zip(before).enumerate() {
+                        if let Err(e) = w(old) {
+                            tracing::error!(handler = %name, copy = j, error = %e, "could not put a copy back");
+                        }
                     }
                     return Err(format!("copy {k} refused ({why}); the copies before it were put back"));
                 }
@@ -319,41 +330,38 @@ fn merge_one(copies: &[&Handler]) -> Handler {
 /// The one value a read of `values` (copy 0's first) gives, combined by
 /// `merge`; `setting` is true for a writable or persistent handler (what
 /// [`Merge::Auto`] keeps as one common value).
-pub fn merge_values(merge: Merge, setting: bool, values: &[String]) -> Result<String, String> {
+pub fn merge_values(merge: Merge, setting: bool, values: &[String]) -> String {
     let Some(first) = values.first() else {
-        return Ok(String::new());
+        return String::new();
     };
     let same = || values.iter().all(|v| v == first);
-    let differ = || {
-        let each: Vec<String> = values.iter().enumerate().map(|(k, v)| format!("#{k} {v:?}")).collect();
-        Err(format!("the copies differ: {}", each.join(", ")))
+    // What does not combine is shown as it is, one line per copy: a
+    // setting configured per copy (`$COPY`), words that do not line up.
+    let each = || {
+        let lines: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(k, v)| format!("#{k} {}", v.trim()))
+            .collect();
+        lines.join("\n")
     };
+    let one = || if same() { first.clone() } else { each() };
     match merge {
-        Merge::Same => {
-            if same() {
-                Ok(first.clone())
-            } else {
-                differ()
-            }
-        }
-        Merge::Auto if setting => merge_values(Merge::Same, setting, values),
-        Merge::Auto => Ok(tokenwise(values, Sum::Add)
+        Merge::Same => one(),
+        Merge::Auto if setting => one(),
+        Merge::Auto | Merge::Sum => tokenwise(values, Sum::Add)
             .or_else(|| same().then(|| first.clone()))
-            .unwrap_or_else(|| {
-                let each: Vec<String> = values.iter().enumerate().map(|(k, v)| format!("#{k} {v}")).collect();
-                each.join("\n")
-            })),
-        Merge::Sum => tokenwise(values, Sum::Add).map_or_else(differ, Ok),
-        Merge::Max => tokenwise(values, Sum::Max).map_or_else(differ, Ok),
-        Merge::All => Ok((values.iter().all(|v| v.trim() == "true")).to_string()),
-        Merge::First => Ok(values.iter().find(|v| !v.trim().is_empty()).unwrap_or(first).clone()),
+            .unwrap_or_else(each),
+        Merge::Max => tokenwise(values, Sum::Max).unwrap_or_else(each),
+        Merge::All => (values.iter().all(|v| v.trim() == "true")).to_string(),
+        Merge::First => values.iter().find(|v| !v.trim().is_empty()).unwrap_or(first).clone(),
         Merge::List => {
             let sep = if values.iter().any(|v| v.trim().contains(char::is_whitespace)) {
                 "\n"
             } else {
                 " "
             };
-            Ok(values.iter().map(|v| v.trim()).collect::<Vec<_>>().join(sep))
+            values.iter().map(|v| v.trim()).collect::<Vec<_>>().join(sep)
         }
     }
 }
@@ -429,45 +437,45 @@ fn combine(column: &[&str], how: Sum) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn merge(m: Merge, setting: bool, values: &[&str]) -> Result<String, String> {
+    fn merge(m: Merge, setting: bool, values: &[&str]) -> String {
         let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
         merge_values(m, setting, &values)
     }
 
     #[test]
     fn counts_sum_and_settings_stay_one_value() {
-        assert_eq!(merge(Merge::Auto, false, &["10", "32"]), Ok("42".into()));
+        assert_eq!(merge(Merge::Auto, false, &["10", "32"]), "42");
         // Equal counts are still two copies' counts.
-        assert_eq!(merge(Merge::Auto, false, &["5", "5"]), Ok("10".into()));
-        assert_eq!(merge(Merge::Auto, true, &["1", "1"]), Ok("1".into()));
-        let differ = merge(Merge::Auto, true, &["1", "0"]).unwrap_err();
-        assert_eq!(differ, r#"the copies differ: #0 "1", #1 "0""#);
+        assert_eq!(merge(Merge::Auto, false, &["5", "5"]), "10");
+        assert_eq!(merge(Merge::Auto, true, &["1", "1"]), "1");
+        // A setting configured per copy ($COPY): each copy's, shown.
+        assert_eq!(merge(Merge::Auto, true, &["1", "0"]), "#0 1\n#1 0");
     }
 
     #[test]
     fn words_keep_their_place_and_blanks() {
-        assert_eq!(merge(Merge::Sum, false, &["50 20\n", "5 2\n"]), Ok("55 22\n".into()));
+        assert_eq!(merge(Merge::Sum, false, &["50 20\n", "5 2\n"]), "55 22\n");
         assert_eq!(
             merge(Merge::Auto, false, &["tcp 5\nudp 1.50", "tcp 1\nudp 0.25"]),
-            Ok("tcp 6\nudp 1.75".into())
+            "tcp 6\nudp 1.75"
         );
-        assert_eq!(merge(Merge::Max, false, &["7", "19", "3"]), Ok("19".into()));
-        assert_eq!(merge(Merge::Max, false, &["0.10", "0.5"]), Ok("0.50".into()));
+        assert_eq!(merge(Merge::Max, false, &["7", "19", "3"]), "19");
+        assert_eq!(merge(Merge::Max, false, &["0.10", "0.5"]), "0.50");
         // Text that does not line up: one line per copy.
-        assert_eq!(merge(Merge::Auto, false, &["a b", "c"]), Ok("#0 a b\n#1 c".into()));
-        assert_eq!(merge(Merge::Auto, false, &["up", "up"]), Ok("up".into()));
-        assert!(merge(Merge::Sum, false, &["a", "b"]).is_err());
+        assert_eq!(merge(Merge::Auto, false, &["a b", "c"]), "#0 a b\n#1 c");
+        assert_eq!(merge(Merge::Auto, false, &["up", "up"]), "up");
+        assert_eq!(merge(Merge::Max, false, &["a", "b"]), "#0 a\n#1 b");
         // Hex words are words, not numbers.
-        assert_eq!(merge(Merge::Auto, false, &["1e05 1", "1e05 2"]), Ok("1e05 3".into()));
+        assert_eq!(merge(Merge::Auto, false, &["1e05 1", "1e05 2"]), "1e05 3");
     }
 
     #[test]
     fn flags_and_lists() {
-        assert_eq!(merge(Merge::All, false, &["true", "true"]), Ok("true".into()));
-        assert_eq!(merge(Merge::All, false, &["true", "false"]), Ok("false".into()));
-        assert_eq!(merge(Merge::List, false, &["17", "4"]), Ok("17 4".into()));
-        assert_eq!(merge(Merge::First, false, &["", "1.2.3.4 5"]), Ok("1.2.3.4 5".into()));
-        assert_eq!(merge(Merge::List, false, &["a b", "c"]), Ok("a b\nc".into()));
+        assert_eq!(merge(Merge::All, false, &["true", "true"]), "true");
+        assert_eq!(merge(Merge::All, false, &["true", "false"]), "false");
+        assert_eq!(merge(Merge::List, false, &["17", "4"]), "17 4");
+        assert_eq!(merge(Merge::First, false, &["", "1.2.3.4 5"]), "1.2.3.4 5");
+        assert_eq!(merge(Merge::List, false, &["a b", "c"]), "a b\nc");
     }
 
     #[test]
@@ -479,7 +487,7 @@ mod tests {
 
     #[test]
     fn the_router_sets_copy() {
-        let d = defines_for(&[("COPY".into(), "9".into()), ("X".into(), "1".into())], 2);
+        let d = defines_for(&[("COPY".into(), "9".into()), ("X".into(), "1".into())], "2");
         assert_eq!(d, vec![("X".into(), "1".into()), ("COPY".into(), "2".into())]);
     }
 }

@@ -90,6 +90,9 @@ pub struct Graph {
     pub limits: Limits,
     /// How many copies of the pipeline run (`Copies(N)`), 1 without.
     pub copies: usize,
+    /// With copies: copy 0's arguments as written (`$COPY` where the
+    /// copies differ), by element index, for [`flat_config`](Self::flat_config).
+    pub written: Vec<String>,
 }
 
 impl Graph {
@@ -101,23 +104,20 @@ impl Graph {
     /// handler, `click -o`, `switchyard flatten`): `name :: Class(config);`
     /// per element (no parentheses for an empty configuration), a blank
     /// line, then the connections as chains (`a -> b\n    -> c;`), ports
-    /// written only when not 0 (`a [1] -> [2] b`). With copies, copy 0
-    /// under its plain names (a configuration that loads again).
+    /// written only when not 0 (`a [1] -> [2] b`). With copies, the
+    /// pipeline once, under plain names, with `$COPY` where it was
+    /// written: a configuration that loads again to the same copies.
     pub fn flat_config(&self) -> String {
         let mut s = String::new();
-        if self.copies > 1 {
-            s.push_str(&format!(
-                "// Copies({}): copy 0; the others differ only where $COPY was used.\n",
-                self.copies
-            ));
-        }
-        let shown = |i: usize| self.nodes[i].copy.is_none_or(|k| k == 0);
+        let in_copy_0 = |i: usize| self.nodes[i].copy.is_none_or(|k| k == 0);
         let name = |e: usize| crate::copies::logical_name_of(&self.nodes[e].name, self.nodes[e].copy.is_some());
-        for (i, n) in self.nodes.iter().enumerate().filter(|&(i, _)| shown(i)) {
-            if n.config.is_empty() {
+        for (i, n) in self.nodes.iter().enumerate().filter(|&(i, _)| in_copy_0(i)) {
+            // Copy 0's nodes come first, in configuration order.
+            let config = self.written.get(i).unwrap_or(&n.config);
+            if config.is_empty() {
                 s.push_str(&format!("{} :: {};\n", name(i), n.class));
             } else {
-                s.push_str(&format!("{} :: {}({});\n", name(i), n.class, n.config));
+                s.push_str(&format!("{} :: {}({config});\n", name(i), n.class));
             }
         }
         if !self.nodes.is_empty() {
@@ -126,7 +126,7 @@ impl Graph {
         let conns: Vec<(PortRef, PortRef)> = self
             .connections
             .iter()
-            .filter(|(f, t)| shown(f.element) && shown(t.element))
+            .filter(|(f, t)| in_copy_0(f.element) && in_copy_0(t.element))
             .copied()
             .collect();
         for chain in chains(&conns) {
@@ -549,6 +549,7 @@ pub fn build_limited(flat: &FlatConfig, registry: &Registry, limits: &Limits) ->
         chain,
         limits: *limits,
         copies: 1,
+        written: Vec::new(),
     })
 }
 

@@ -47,14 +47,16 @@ pub struct Handler {
 pub enum Merge {
     /// [`Same`](Merge::Same) for a setting (a writable or persistent
     /// handler: every write reaches every copy), else
-    /// [`Sum`](Merge::Sum) where every value is numbers, the common value
-    /// where they are equal text, and one line per copy otherwise.
+    /// [`Sum`](Merge::Sum).
     Auto,
-    /// The value every copy has; a read error if they differ.
+    /// The value every copy has; where they differ (a setting configured
+    /// per copy with `$COPY`), one line per copy: `#k value`.
     Same,
-    /// Numbers summed (counts, rates).
+    /// Numbers summed (counts, rates); text equal in every copy kept;
+    /// else one line per copy.
     Sum,
-    /// The highest number (high-water marks, the worst copy's ratio).
+    /// The highest number (high-water marks, the worst copy's ratio);
+    /// else one line per copy.
     Max,
     /// `true` only if every copy says `true` (`drained`).
     All,

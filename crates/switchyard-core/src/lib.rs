@@ -84,8 +84,8 @@ pub fn load_staged(
     let mut read = |path: &str, from: &str| read_library(path, from, limits.library_bytes);
     let (stmts, mut diags) = switchyard_lang::parse_with_libraries(map, file, &mut read, limits);
     let names = registry.names();
-    let flatten = |k: usize| {
-        let defines = copies::defines_for(defines, k);
+    let flatten = |copy: &str| {
+        let defines = copies::defines_for(defines, copy);
         let env = Environment {
             classes: &names,
             provides: PROVIDES,
@@ -95,7 +95,7 @@ pub fn load_staged(
         };
         switchyard_lang::flatten(&stmts, &env)
     };
-    let (flat, more) = flatten(0);
+    let (flat, more) = flatten("0");
     diags.extend(more);
     if flat.truncated {
         return Err((diags, Stage::Read));
@@ -114,8 +114,13 @@ pub fn load_staged(
         // Each copy flattened with its own `$COPY`; the text read without
         // errors once, so it does again.
         let mut flats = vec![flat];
-        flats.extend((1..copies).map(|k| flatten(k).0));
-        copies::build(&flats, registry, limits)
+        flats.extend((1..copies).map(|k| flatten(&k.to_string()).0));
+        // The arguments as written, `$COPY` kept, for `flatconfig`.
+        let written: Vec<String> = flatten("$COPY").0.elements.iter().map(|e| e.config()).collect();
+        copies::build(&flats, registry, limits).map(|mut g| {
+            g.written = written;
+            g
+        })
     } else {
         build_limited(&flat, registry, limits)
     };

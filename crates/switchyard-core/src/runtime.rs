@@ -183,10 +183,11 @@ pub(crate) struct Shared {
     rounds: Mutex<Vec<Arc<Round>>>,
     /// How many copies of the pipeline the router runs.
     pub(crate) copies: usize,
-    /// With copies: the stop requests of each copied element so far (by
-    /// the graph index of its copy 0). A source's STOP stops the router
-    /// once every copy of it has asked, as the one source would alone.
-    copy_stops: Mutex<std::collections::HashMap<u32, usize>>,
+    /// With copies: which copies of each copied element (by plain name)
+    /// have asked to stop. A source's STOP stops the router once every
+    /// copy of it has asked, as the one source would alone; kept across
+    /// reloads, as names are.
+    copy_stops: Mutex<std::collections::HashMap<String, std::collections::HashSet<u32>>>,
     control: Arc<dyn ControlPlane>,
     /// Packets lost to push cycles, all threads together, which the
     /// global `cycle_drops` handler reads, and the way back here for the
@@ -282,13 +283,12 @@ impl Shared {
         self.force_stop();
     }
 
-    /// A stop request from one copy of element `key`: the router's once
-    /// every copy of it has asked.
-    fn copy_requests_stop(&self, key: u32) {
+    /// A stop request from copy `k` of element `name`: the router's once
+    /// every copy of it has asked (once).
+    fn copy_requests_stop(&self, name: &str, k: u32) {
         let mut asked = self.copy_stops.lock().expect("copy stops lock");
-        let n = asked.entry(key).or_default();
-        *n += 1;
-        if *n == self.copies {
+        let copies = asked.entry(name.to_string()).or_default();
+        if copies.insert(k) && copies.len() == self.copies {
             drop(asked);
             self.request_stop(1);
         }
@@ -305,11 +305,12 @@ impl Shared {
         }
     }
 
-    /// Waits until every running thread has started a round after the
-    /// caller's writes (which the caller made before calling), waking the
-    /// sleeping ones: then every copy has taken them. True once all have,
-    /// false after `limit`. A router thread (a Script's, a Watchdog's)
-    /// does not wait: it would wait for itself.
+    /// Waits until every thread running copies has started a round after
+    /// the caller's writes (made before calling), waking the sleeping
+    /// ones: then every copy has taken them. True once all have, false
+    /// after `limit`. A router thread (a Script's, a Watchdog's) does not
+    /// wait at all: it would wait for itself, or for a thread waiting on
+    /// it.
     pub(crate) fn await_rounds(&self, limit: Duration) -> bool {
         let threads = self.threads.lock().expect("threads lock").clone();
         let me = std::thread::current().id();
@@ -378,9 +379,9 @@ struct Runner {
     /// With copies, for a thread that runs copied elements: where it
     /// counts its rounds.
     round: Option<Arc<Round>>,
-    /// With copies: per graph index, the key a copied element's stop
-    /// request counts under (see [`Shared::copy_stops`]); empty without.
-    stop_keys: Arc<Vec<Option<u32>>>,
+    /// With copies: per graph index, a copied element's plain name and
+    /// copy number (see [`Shared::copy_stops`]); empty without.
+    copy_of: Arc<Vec<Option<(String, u32)>>>,
     /// Batches pushed to an element that is on the call stack (a push
     /// cycle), delivered when it returns; see [`Runner::push`].
     cycle: CycleState,
@@ -553,8 +554,8 @@ impl Context<'_> {
     /// Asks the router to stop once in-flight packets are delivered
     /// (a source's `STOP true`).
     pub fn request_stop(&self) {
-        match self.runner.stop_keys.get(self.elem).copied().flatten() {
-            Some(key) => self.runner.shared.copy_requests_stop(key),
+        match self.runner.copy_of.get(self.elem).and_then(Option::as_ref) {
+            Some((name, k)) => self.runner.shared.copy_requests_stop(name, *k),
             None => self.runner.shared.request_stop(1),
         }
     }
@@ -786,20 +787,9 @@ impl Router {
                     })
                     .collect()
             };
-        // With copies: each copied element's stop requests count under
-        // the index of its first copy.
-        let stop_keys: Arc<Vec<Option<u32>>> = if self.shared.copies > 1 {
-            let mut first: std::collections::HashMap<&str, u32> = Default::default();
-            Arc::new(
-                names
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| {
-                        n.contains('#')
-                            .then(|| *first.entry(crate::copies::logical_name(n)).or_insert(i as u32))
-                    })
-                    .collect(),
-            )
+        // With copies: each copied element's plain name and copy number.
+        let copy_of: Arc<Vec<Option<(String, u32)>>> = if self.shared.copies > 1 {
+            Arc::new(names.iter().map(|n| crate::copies::split(n)).collect())
         } else {
             Arc::default()
         };
@@ -833,9 +823,9 @@ impl Router {
                 stopping: false,
                 shared: self.shared.clone(),
                 yield_req: yield_req.clone(),
-                round: (self.shared.copies > 1 && g.members.iter().any(|&(i, _)| names[i].contains('#')))
+                round: (self.shared.copies > 1 && g.members.iter().any(|&(i, _)| copy_of[i].is_some()))
                     .then(Arc::default),
-                stop_keys: stop_keys.clone(),
+                copy_of: copy_of.clone(),
                 cycle: CycleState::default(),
             };
             let round = runner.round.clone();
@@ -1161,7 +1151,7 @@ impl Harness {
             shared,
             yield_req: Arc::default(),
             round: None,
-            stop_keys: Arc::default(),
+            copy_of: Arc::default(),
             cycle: CycleState::default(),
         };
         Harness { runner, sinks }

@@ -47,6 +47,8 @@ pub struct HandlerTable {
     copy_views: Vec<ElementEntry>,
     /// The group of each copy.
     copy_group: Vec<usize>,
+    /// Groups with a copy refreshed since they were last merged.
+    refreshed: Vec<bool>,
     globals: Vec<Handler>,
     /// Element index by name: lookups stay constant-time however large
     /// the configuration (status pages and metrics look up every element).
@@ -76,10 +78,11 @@ pub struct RouterLink {
 }
 
 impl RouterLink {
-    /// Waits until every thread of the running router has taken the
-    /// writes the caller just made to copies (a round begun after them);
-    /// at once without a running router (a state file restored before
-    /// the start).
+    /// Waits until every thread running copies has taken the writes the
+    /// caller just made to them (a round begun after them), see
+    /// [`Shared::await_rounds`](crate::runtime); true at once without a
+    /// running router (a state file restored before the start). False if
+    /// some thread did not in time.
     fn await_threads(&self) -> bool {
         match self.router.get().and_then(std::sync::Weak::upgrade) {
             Some(shared) => shared.await_rounds(crate::runtime::AWAIT_LIMIT),
@@ -103,11 +106,10 @@ fn fixed(name: &str, value: String) -> Handler {
 
 /// An element's entry: the generic handlers (`name`, `class`, `config`,
 /// `ports`), its own, and `handlers` listing them all.
-fn entry(name: &str, node: &crate::graph::Node, ports: String, own: Vec<Handler>, copies: usize) -> ElementEntry {
+fn entry(name: &str, node: &crate::graph::Node, ports: String, own: Vec<Handler>) -> ElementEntry {
     let mut e = entry_shell(name, node, ports);
     e.handlers.extend(own);
     e.handlers.push(listing(&e.handlers));
-    e.copies = copies;
     e
 }
 
@@ -185,12 +187,9 @@ impl HandlerTable {
     pub fn named(graph: &Graph, registry: &Registry, config_text: &str, source: &str) -> HandlerTable {
         // The name the operator knows each element by: copies by the
         // element they are copies of.
-        let shown = |i: usize| -> &str {
+        let shown = |i: usize| {
             let node = &graph.nodes[i];
-            match node.copy {
-                Some(_) => crate::copies::logical_name(&node.name),
-                None => &node.name,
-            }
+            crate::copies::logical_name_of(&node.name, node.copy.is_some())
         };
         // Each port's peers, from one pass over the connections (in
         // connection order, as they were listed before).
@@ -231,7 +230,7 @@ impl HandlerTable {
                     ports.push_str(&format!("{word}\t-\t{peers}\n"));
                 }
             }
-            let entry = entry(&node.name, node, ports.clone(), node.handlers.clone(), 1);
+            let entry = entry(&node.name, node, ports.clone(), node.handlers.clone());
             if node.copy.is_none() {
                 nodes.push(Slot::Element(elements.len()));
                 elements.push(entry);
@@ -298,6 +297,7 @@ impl HandlerTable {
             copies,
             copy_views,
             copy_group,
+            refreshed: vec![false; groups.len()],
             globals,
             index,
             nodes,
@@ -312,7 +312,7 @@ impl HandlerTable {
     }
 
     /// Makes the handlers of group `g`'s entry from its copies' (again,
-    /// after a copy's handlers changed or the router link did).
+    /// after a copy's handlers changed: see [`merge_refreshed`](Self::merge_refreshed)).
     fn merge_group(&mut self, g: usize) {
         let (e, members) = &self.groups[g];
         let copies: Vec<&[Handler]> = members.iter().map(|&j| own_handlers(&self.copies[j])).collect();
@@ -344,10 +344,6 @@ impl HandlerTable {
             }
         }
         self.link = link;
-        // Copies' writes wait on the running router's threads.
-        for g in 0..self.groups.len() {
-            self.merge_group(g);
-        }
     }
 
     /// Puts element `i`'s own handlers (after it took its predecessor's
@@ -359,7 +355,7 @@ impl HandlerTable {
             Some(&Slot::Copy(j)) => {
                 replace_own(&mut self.copies[j], own);
                 self.copy_views[j] = read_only_view(&self.copies[j]);
-                self.merge_group(self.copy_group[j]);
+                self.refreshed[self.copy_group[j]] = true;
                 return;
             }
             None => None,
@@ -373,9 +369,14 @@ impl HandlerTable {
         &self.elements
     }
 
-    /// How many copies of the pipeline run (`Copies(N)`), 1 without.
-    pub fn copies(&self) -> usize {
-        self.groups.first().map_or(1, |g| g.1.len())
+    /// After [`refresh`](Self::refresh)es of copies: makes each changed
+    /// group's handlers from its copies' again, once per group.
+    pub fn merge_refreshed(&mut self) {
+        for g in 0..self.groups.len() {
+            if std::mem::take(&mut self.refreshed[g]) {
+                self.merge_group(g);
+            }
+        }
     }
 
     pub fn globals(&self) -> &[Handler] {
@@ -516,10 +517,11 @@ impl HandlerTable {
 
     /// After a write to `full`: when it names an element that runs as
     /// copies, waits until every thread running copies has begun a round
-    /// after the write (the caller's, if it is one, excepted): from then
-    /// on no copy handles a packet with the old value. At once otherwise,
-    /// and before the router starts. An error if some thread did not
-    /// within 2 s (blocked); the write stays, and applies as it goes on.
+    /// after the write: from then on no copy handles a packet with the
+    /// old value. At once otherwise, before the router starts, and when
+    /// called from a router thread (a Watchdog's, a Script's: it would
+    /// wait for itself). An error if some thread did not within 2 s
+    /// (blocked); the write stays, and applies as it goes on.
     pub fn settle(&self, full: &str) -> Result<(), String> {
         let copied = full
             .split_once('.')

@@ -92,8 +92,11 @@ documented! {
     ///   packet pool decides headroom).
     /// - `FANOUT`: ring only: a PACKET_FANOUT group number (0 to 65535).
     ///   Several FromDevice elements on the same interface with the same
-    ///   group share its frames, so copies of a pipeline (each on its own
-    ///   thread when they do not connect) can use several cores.
+    ///   group share its frames, so copies of a pipeline can use several
+    ///   cores: `Copies(N)` runs N of them (without FANOUT, two copies
+    ///   receiving from one interface with ring or pnet are refused: each
+    ///   would get every frame; with xdp, give each copy its queue,
+    ///   `QUEUE $COPY`).
     /// - `FANOUT_MODE`: `hash` (default: a flow stays on one copy), `lb`
     ///   (round robin) or `cpu`.
     ///

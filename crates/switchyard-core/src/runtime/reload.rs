@@ -264,6 +264,7 @@ impl Router {
                 report.carried += 1;
             }
         }
+        new_table.merge_refreshed();
         let new_table = Arc::new(new_table);
         install(&new_table);
         let old_table = std::mem::replace(&mut self.handlers, new_table);

@@ -9,25 +9,32 @@ documented! {
     /// Watchdog) runs once. Where the copies must differ, `$COPY` is the
     /// copy's number: `FromDevice(eth0, METHOD xdp, QUEUE $COPY)`.
     /// Sources in memory simply run N times. A resource only one copy can
-    /// hold is refused: a FromDevice without FANOUT (every copy would get
-    /// every frame), two copies on one xdp queue, a ToDump whose file name
-    /// lacks `$COPY`.
+    /// hold is refused: a ring or pnet FromDevice without FANOUT (every
+    /// copy would get every frame), two copies on one xdp queue
+    /// (FromDevice or ToDevice), a ToDump or ToIPSummaryDump whose file
+    /// name lacks `$COPY`.
     ///
     /// To the operator the copies are one element under its plain name:
     /// - a write (`WRITE sel.switch 1`) is checked against every copy,
-    ///   then made in each, and answered once every copy's thread has
-    ///   taken it: each copy flips at its own sequence boundary (its hub
-    ///   numbers its own packets), so with flows spread by flow hash every
-    ///   flow still leaves production exactly once;
+    ///   then made in each, and answered once every thread running copies
+    ///   has begun a round after it (a thread blocked for 2 s makes the
+    ///   reply 220 with a warning; a write from a router thread itself
+    ///   does not wait): each copy flips at its own sequence boundary (its
+    ///   hub numbers its own packets), so with flows spread by flow hash
+    ///   every flow still leaves production exactly once;
     /// - a read gives the copies' sum for counts (`count`, `drops`), the
     ///   common value for settings (`switch`, weights), the highest for
-    ///   high-water marks; `name#k.handler` reads one copy;
+    ///   high-water marks; where copies differ and cannot combine (a
+    ///   setting configured with `$COPY`), one line per copy, `#k value`;
+    /// - `name#k.handler` reads one copy; a copy's handlers are read only;
     /// - the state file, hot reload, the audit log, metrics and the
     ///   dashboard see the plain names.
     ///
-    /// A hot reload keeps the copies' threads where their part is
-    /// unchanged; a reload to another number of copies is refused (restart
-    /// the router instead).
+    /// A source's `STOP true` stops the router once every copy of it has
+    /// finished; other stop requests act as without copies. A hot reload
+    /// keeps the copies' threads where their part is unchanged; a reload
+    /// to another number of copies is refused (restart the router
+    /// instead).
     ///
     /// # Ports
     /// None.
