@@ -603,7 +603,9 @@ impl Control {
             if let Err(e) = audit.append(&entry) {
                 tracing::error!(path = %audit.path().display(), error = %e, "audit log not written");
                 if outcome.is_ok() {
-                    // A counter reset cannot be taken back: say it happened.
+                    // A counter reset cannot be taken back: say it happened
+                    // (once the copies, if any, have it).
+                    let _ = table.settle(handler);
                     return Reply::multi(
                         code::HANDLER_ERROR,
                         vec![

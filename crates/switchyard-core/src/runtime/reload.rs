@@ -49,8 +49,8 @@ fn predecessors(old: &[NodeName], new: &[NodeName]) -> Vec<Option<usize>> {
     }
     // Unnamed leftovers by kind (class and arguments, and which copy of
     // the pipeline they are in): the olds of that kind, and how many news.
-    let copy = |name: &str| name.rsplit_once('#').map(|(_, k)| k.to_string());
-    type Kind<'a> = (&'static str, &'a str, Option<String>);
+    let copy = |name: &str| crate::copies::split(name).map(|(_, k)| k);
+    type Kind<'a> = (&'static str, &'a str, Option<u32>);
     let mut kinds: HashMap<Kind, (Vec<usize>, usize)> = HashMap::new();
     for (o, n) in old.iter().enumerate() {
         if n.name.contains('@') && !has_successor[o] {
