@@ -170,6 +170,14 @@ fn copies_that_would_share_a_resource_are_refused() {
     );
     assert!(!e.contains("/tmp/c"), "$COPY tells the files apart: {e}");
     assert_eq!(e.matches("error:").count(), 2, "each reported once: {e}");
+    // NAT keeps its mappings per copy, and a reply may reach the other.
+    let e = load_error(
+        "Copies(2);\nsrc :: InfiniteSource -> Strip(14) -> CheckIPHeader -> nat :: IPRewriter(pattern 10.0.0.1 1024-65535 - - 0 1, drop);\nnat[0] -> Discard; nat[1] -> Discard; Idle -> [1]nat;",
+    );
+    assert!(
+        e.contains("'nat :: IPRewriter': copies 0 and 1 would both keep NAT mappings: NAT does not run in copies yet"),
+        "{e}"
+    );
     // FANOUT shares the interface: accepted.
     let registry = registry();
     let ok = "Copies(2); FromDevice(lo, FANOUT 5) -> Discard;";

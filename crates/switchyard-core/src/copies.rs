@@ -198,7 +198,8 @@ fn join(graphs: Vec<Graph>) -> Graph {
 }
 
 /// Refuses two copies that would hold the same resource
-/// ([`crate::Element::exclusive`]), once per element.
+/// ([`crate::Element::exclusive`]), once per element. Two elements of one
+/// copy asking for it are not this check's business (as without copies).
 fn check_exclusive(graph: &Graph) -> Vec<Diagnostic> {
     let mut holders: HashMap<String, u32> = HashMap::new();
     let mut errors: Vec<Diagnostic> = Vec::new();
@@ -206,19 +207,22 @@ fn check_exclusive(graph: &Graph) -> Vec<Diagnostic> {
         let Some((what, advice)) = node.element.exclusive() else {
             continue;
         };
+        let copy = node.copy.unwrap_or(0);
         match holders.get(&what) {
-            Some(first) if !errors.iter().any(|d| d.span == node.span) => errors.push(Diagnostic::error(
-                node.span,
-                format!(
-                    "'{} :: {}': copies {first} and {} would both {what}: {advice}",
-                    logical_name(&node.name),
-                    node.class,
-                    node.copy.unwrap_or(0)
-                ),
-            )),
+            Some(&first) if first != copy && !errors.iter().any(|d| d.span == node.span) => {
+                errors.push(Diagnostic::error(
+                    node.span,
+                    format!(
+                        "'{} :: {}': copies {first} and {} would both {what}: {advice}",
+                        logical_name(&node.name),
+                        node.class,
+                        copy
+                    ),
+                ))
+            }
             Some(_) => {}
             None => {
-                holders.insert(what, node.copy.unwrap_or(0));
+                holders.insert(what, copy);
             }
         }
     }

@@ -852,6 +852,15 @@ macro_rules! rewriter_element {
                 Some(self.core.port_count())
             }
 
+            fn exclusive(&self) -> Option<(String, String)> {
+                // A reply carries the rewritten tuple, which a fanout hash
+                // may hand to another copy, whose table lacks the mapping.
+                Some((
+                    "keep NAT mappings".into(),
+                    "NAT does not run in copies yet (a reply may reach the copy without its mapping)".into(),
+                ))
+            }
+
             fn resolve(&mut self, scope: &switchyard_core::Scope) -> Result<(), String> {
                 self.core.resolve(scope)
             }

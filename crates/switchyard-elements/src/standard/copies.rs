@@ -12,7 +12,9 @@ documented! {
     /// hold is refused: a ring or pnet FromDevice without FANOUT (every
     /// copy would get every frame), two copies on one xdp queue
     /// (FromDevice or ToDevice), a ToDump or ToIPSummaryDump whose file
-    /// name lacks `$COPY`.
+    /// name lacks `$COPY`. NAT (IPRewriter, TCPRewriter, UDPRewriter) is
+    /// refused in copies for now: a reply may reach the copy without its
+    /// mapping.
     ///
     /// To the operator the copies are one element under its plain name:
     /// - a write (`WRITE sel.switch 1`) is checked against every copy,
