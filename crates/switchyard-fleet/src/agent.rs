@@ -336,25 +336,21 @@ async fn publish(
     }
     let mut with_time = doc.clone();
     with_time["time"] = json!(crate::now());
-    client
-        .put(
-            format!("{}{}", options.url.routers(), options.name),
-            with_time.to_string(),
-            Some(PutOptions::new().with_lease(lease)),
-        )
-        .await
-        .map_err(etcd)?;
+    let key = format!("{}{}", options.url.routers(), options.name);
+    put_leased(client, key, with_time.to_string(), lease).await?;
     memory.published = Some(doc);
     Ok(())
 }
 
 async fn ack(client: &mut Client, options: &Options, lease: i64, ack: &Ack) -> Result<()> {
+    let key = format!("{}{}", options.url.acks(), options.name);
+    put_leased(client, key, ack.to_json(), lease).await
+}
+
+/// Writes `key` under this router's lease: it goes when the router does.
+async fn put_leased(client: &mut Client, key: String, value: String, lease: i64) -> Result<()> {
     client
-        .put(
-            format!("{}{}", options.url.acks(), options.name),
-            ack.to_json(),
-            Some(PutOptions::new().with_lease(lease)),
-        )
+        .put(key, value, Some(PutOptions::new().with_lease(lease)))
         .await
         .map_err(etcd)?;
     Ok(())

@@ -244,32 +244,20 @@ function renderControls(list) {
   applyScope();
 }
 
-function switchBlock(c) {
-  const names = positionsOf(c);
+// The frame every control shares: the element, its value and
+// generation, and its buttons. `show(c, value)` writes the value shown;
+// `block.current` is the latest state, which the buttons write against.
+function controlBlock(c, label, buttons, show) {
   const value = el("span", { class: "value" });
   const gen = el("span", { class: "generation" });
-  const buttons = el("div", { class: "buttons" });
-  let current = c;
-  for (let p = 1; p < names.length; p++) {
-    const b = el("button", { class: "golive write", type: "button", "data-element": c.element, "data-position": String(p) },
-      names.length > 2 ? `Go live: ${names[p]}` : "Go live");
-    b.addEventListener("click", () => confirmWrite(current, String(p),
-      `Send production traffic through ${names[p]} (${c.element}.switch ${p})?`));
-    buttons.append(b);
-  }
-  const back = el("button", { class: "back write", type: "button", "data-element": c.element }, "Back");
-  back.addEventListener("click", () => confirmWrite(current, "0", current.pinned
-    ? `Roll back: new flows through ${names[0]} (${c.element}.switch 0)? Established flows stay on their branch until they end (${c.element}.force moves them too).`
-    : `Roll back: production traffic through ${names[0]} (${c.element}.switch 0)?`));
-  buttons.append(back);
   const block = el("div", { class: "control", "data-element": c.element, "data-handler": c.handler },
     el("div", {}, el("span", { class: "name" }, `${c.element}`), ` :: ${c.class} `),
-    el("div", {}, "production: ", value, " · generation ", gen),
+    el("div", {}, label, value, " · generation ", gen),
     buttons);
+  block.current = c;
   block.update = (c2) => {
-    current = c2;
-    const pos = Number(c2.value);
-    value.textContent = pos < 0 ? "nothing (-1: dropping)" : `${names[pos] || "port " + pos} (${pos})`;
+    block.current = c2;
+    show(c2, value);
     value.setAttribute("data-value", c2.value);
     gen.textContent = String(c2.generation);
     block.setAttribute("data-generation", String(c2.generation));
@@ -277,11 +265,30 @@ function switchBlock(c) {
   return block;
 }
 
+function switchBlock(c) {
+  const names = positionsOf(c);
+  const buttons = el("div", { class: "buttons" });
+  for (let p = 1; p < names.length; p++) {
+    const b = el("button", { class: "golive write", type: "button", "data-element": c.element, "data-position": String(p) },
+      names.length > 2 ? `Go live: ${names[p]}` : "Go live");
+    b.addEventListener("click", () => confirmWrite(block.current, String(p),
+      `Send production traffic through ${names[p]} (${c.element}.switch ${p})?`));
+    buttons.append(b);
+  }
+  const back = el("button", { class: "back write", type: "button", "data-element": c.element }, "Back");
+  back.addEventListener("click", () => confirmWrite(block.current, "0", block.current.pinned
+    ? `Roll back: new flows through ${names[0]} (${c.element}.switch 0)? Established flows stay on their branch until they end (${c.element}.force moves them too).`
+    : `Roll back: production traffic through ${names[0]} (${c.element}.switch 0)?`));
+  buttons.append(back);
+  const block = controlBlock(c, "production: ", buttons, (c2, value) => {
+    const pos = Number(c2.value);
+    value.textContent = pos < 0 ? "nothing (-1: dropping)" : `${names[pos] || "port " + pos} (${pos})`;
+  });
+  return block;
+}
+
 function canaryBlock(c) {
   const names = positionsOf(c);
-  const value = el("span", { class: "value" });
-  const gen = el("span", { class: "generation" });
-  let current = c;
   const buttons = el("div", { class: "buttons" });
   // Two positions: one slider, the new branch's share in percent. More:
   // the weights as text.
@@ -291,40 +298,32 @@ function canaryBlock(c) {
     const shown = el("span", { class: "share" });
     slider = el("input", { type: "range", min: 0, max: 100, step: 1, class: "write", "data-element": c.element });
     slider.addEventListener("input", () => { shown.textContent = `${slider.value}% to ${names[1]}`; slider.dataset.dirty = "1"; });
-    slider.addEventListener("change", () => confirmWrite(current, `${100 - Number(slider.value)} ${slider.value}`,
+    slider.addEventListener("change", () => confirmWrite(block.current, `${100 - Number(slider.value)} ${slider.value}`,
       `Send ${slider.value}% of flows through ${names[1]} (${c.element}.weights ${100 - Number(slider.value)} ${slider.value})?`,
-      () => { delete slider.dataset.dirty; slider.blur(); block.update(current); }));
+      () => { delete slider.dataset.dirty; slider.blur(); block.update(block.current); }));
     buttons.append(slider, shown);
   } else {
     text = el("input", { type: "text", size: 12, class: "write" });
     const apply = el("button", { class: "write", type: "button" }, "Apply");
-    apply.addEventListener("click", () => confirmWrite(current, text.value.trim(), `Set ${c.element}.weights ${text.value.trim()}?`));
+    apply.addEventListener("click", () => confirmWrite(block.current, text.value.trim(), `Set ${c.element}.weights ${text.value.trim()}?`));
     buttons.append(text, apply);
   }
   const back = el("button", { class: "back write", type: "button", "data-element": c.element }, "Back");
   back.addEventListener("click", () => {
     const w = names.map((_, i) => (i === 0 ? 100 : 0)).join(" ");
-    confirmWrite(current, w, `Roll back: every flow through ${names[0]} (${c.element}.weights ${w})?`);
+    confirmWrite(block.current, w, `Roll back: every flow through ${names[0]} (${c.element}.weights ${w})?`);
   });
   buttons.append(back);
-  const block = el("div", { class: "control", "data-element": c.element, "data-handler": c.handler },
-    el("div", {}, el("span", { class: "name" }, `${c.element}`), ` :: ${c.class} `),
-    el("div", {}, "weights: ", value, " · generation ", gen),
-    buttons);
-  block.update = (c2) => {
-    current = c2;
+  const block = controlBlock(c, "weights: ", buttons, (c2, value) => {
     const w = c2.value.split(/\s+/).map(Number);
     const sum = w.reduce((a, b) => a + b, 0) || 1;
     value.textContent = w.map((x, i) => `${names[i]} ${Math.round((100 * x) / sum)}%`).join(", ");
-    value.setAttribute("data-value", c2.value);
-    gen.textContent = String(c2.generation);
-    block.setAttribute("data-generation", String(c2.generation));
     if (slider && !slider.dataset.dirty && document.activeElement !== slider) {
       slider.value = String(Math.round((100 * (w[1] || 0)) / sum));
       slider.nextSibling.textContent = `${slider.value}% to ${names[1]}`;
     }
     if (text && document.activeElement !== text) text.value = c2.value;
-  };
+  });
   return block;
 }
 
